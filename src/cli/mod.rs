@@ -1,0 +1,169 @@
+//! The command line: parses arguments, loads configuration, and runs one
+//! command. Exit codes are part of the interface (see [`Exit`]).
+
+mod auth;
+mod check_config;
+mod doctor;
+mod migrate;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+use crate::config::{self, ConfigError, LoadOptions, Loaded};
+
+/// Exit codes, documented in the README and in `--help`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Exit {
+    /// The command did what was asked.
+    Ok = 0,
+    /// A runtime failure: a database, network or remote side failed.
+    Runtime = 1,
+    /// Invalid usage or configuration: fix the command line or the config.
+    Invalid = 2,
+}
+
+impl From<Exit> for ExitCode {
+    fn from(exit: Exit) -> Self {
+        ExitCode::from(exit as u8)
+    }
+}
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "ghlsync",
+    version,
+    about = "Two-way contact sync between a GoHighLevel location and another system",
+    after_help = "Exit codes: 0 success, 1 runtime failure, 2 invalid usage or configuration.\n\
+                  Configuration: --config PATH, else ./ghlsync.toml, else /etc/ghlsync/ghlsync.toml;\n\
+                  GHLSYNC__SECTION__KEY environment variables override the file."
+)]
+pub struct Cli {
+    /// Configuration file (TOML). Without it, ./ghlsync.toml then
+    /// /etc/ghlsync/ghlsync.toml are tried, then defaults and environment.
+    #[arg(
+        long,
+        short = 'c',
+        global = true,
+        value_name = "PATH",
+        env = "GHLSYNC_CONFIG"
+    )]
+    pub config: Option<PathBuf>,
+
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Validate the configuration and summarise what would run.
+    CheckConfig,
+    /// Create or upgrade the mirror store's schema, then exit.
+    Migrate,
+    /// OAuth 2.0 for GHL sides: authorize an app, show stored tokens.
+    #[command(subcommand)]
+    Auth(auth::AuthCommand),
+    /// Read-only test requests against each GHL side: token, scopes,
+    /// contacts, tasks and notes, with latency and rate-limit headroom.
+    Doctor {
+        /// Check only this side.
+        #[arg(long)]
+        side: Option<String>,
+    },
+    /// Run a simulator of a system ghlsync talks to, on loopback, for
+    /// trying things out without real accounts. Reads no configuration.
+    #[command(subcommand)]
+    Sim(SimCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum SimCommand {
+    /// A GoHighLevel API v2 stand-in: seeded contacts, tasks and notes,
+    /// OAuth, GHL's rate limits, fault injection and signed webhooks.
+    Ghl(crate::sim::ghl::GhlSimArgs),
+}
+
+/// Entry point of the `ghlsync` binary.
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    run(cli).into()
+}
+
+fn run(cli: Cli) -> Exit {
+    if let Command::Sim(SimCommand::Ghl(args)) = cli.command {
+        // Simulators need no configuration: log at info for a person.
+        let log = config::LogSettings {
+            level: "info".into(),
+            format: config::LogFormat::Auto,
+        };
+        return in_runtime(&log, crate::sim::ghl::serve_cli(args));
+    }
+    let options = LoadOptions {
+        file: cli.config.clone(),
+        ..LoadOptions::default()
+    };
+    let loaded = match config::load(&options) {
+        Ok(loaded) => loaded,
+        Err(error) => return config_failed(&error),
+    };
+    match cli.command {
+        Command::CheckConfig => check_config::run(&loaded),
+        Command::Migrate => with_runtime(&loaded, migrate::run),
+        Command::Auth(command) => with_runtime(&loaded, |loaded| auth::run(loaded, command)),
+        Command::Doctor { side } => with_runtime(&loaded, |loaded| doctor::run(loaded, side)),
+        Command::Sim(_) => unreachable!("handled above"),
+    }
+}
+
+fn config_failed(error: &ConfigError) -> Exit {
+    eprintln!("error: {error}");
+    Exit::Invalid
+}
+
+/// Initialises logging and a Tokio runtime, then runs an async command.
+fn with_runtime<F, Fut>(loaded: &Loaded, command: F) -> Exit
+where
+    F: FnOnce(Loaded) -> Fut,
+    Fut: std::future::Future<Output = anyhow::Result<()>>,
+{
+    crate::telemetry::init(&loaded.settings.log);
+    for warning in &loaded.warnings {
+        tracing::warn!("{warning}");
+    }
+    block_on(command(loaded.clone()))
+}
+
+/// Initialises logging, then runs `future` on a Tokio runtime.
+fn in_runtime<Fut>(log: &config::LogSettings, future: Fut) -> Exit
+where
+    Fut: std::future::Future<Output = anyhow::Result<()>>,
+{
+    crate::telemetry::init(log);
+    block_on(future)
+}
+
+/// Runs `future` to the end on a new Tokio runtime; errors exit 1.
+fn block_on<Fut>(future: Fut) -> Exit
+where
+    Fut: std::future::Future<Output = anyhow::Result<()>>,
+{
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(error) => {
+            eprintln!("error: cannot start the async runtime: {error}");
+            return Exit::Runtime;
+        }
+    };
+    match runtime.block_on(future) {
+        Ok(()) => Exit::Ok,
+        Err(error) => {
+            tracing::error!(error = %format!("{error:#}"), "command failed");
+            eprintln!("error: {error:#}");
+            Exit::Runtime
+        }
+    }
+}

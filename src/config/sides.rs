@@ -1,0 +1,540 @@
+//! `[sides.<name>]` and `[pairs.<name>]`: the systems being synced and which
+//! two of them form a pair.
+
+use std::collections::BTreeMap;
+
+use std::time::Duration;
+
+use url::Url;
+
+use super::reader::{Got, Secret, Table};
+use crate::connector::ghl::oauth::DEFAULT_AUTHORIZE_URL;
+use crate::connector::ghl::{RateLimits, RetryPolicy};
+
+/// The GoHighLevel API v2 host.
+pub const DEFAULT_GHL_BASE_URL: &str = "https://services.leadconnectorhq.com";
+
+/// Scopes a GHL side asks for when none are configured: read and write
+/// contacts, nothing more (least privilege).
+pub const DEFAULT_GHL_SCOPES: [&str; 2] = ["contacts.readonly", "contacts.write"];
+
+/// One system taking part in a sync.
+#[derive(Debug, Clone)]
+pub struct SideSettings {
+    pub name: String,
+    pub kind: SideKind,
+}
+
+#[derive(Debug, Clone)]
+pub enum SideKind {
+    Ghl(GhlSide),
+    Rest(RestSide),
+}
+
+impl SideKind {
+    pub fn name(&self) -> &'static str {
+        match self {
+            SideKind::Ghl(_) => "ghl",
+            SideKind::Rest(_) => "rest",
+        }
+    }
+}
+
+/// A GoHighLevel location (sub-account).
+#[derive(Debug, Clone)]
+pub struct GhlSide {
+    pub location_id: String,
+    pub base_url: Url,
+    pub auth: GhlAuth,
+    /// The scopes granted to this side's credentials. With only
+    /// `contacts.readonly` the pair runs one-way and never writes to GHL.
+    pub scopes: Vec<String>,
+    /// Per-request timeout.
+    pub timeout: Duration,
+    pub rate_limit: RateLimits,
+    pub retry: RetryPolicy,
+}
+
+impl GhlSide {
+    pub fn can_write_contacts(&self) -> bool {
+        self.scopes.iter().any(|scope| scope == "contacts.write")
+    }
+}
+
+// Settings are built once per process; a boxed variant would only make
+// every match on them noisier.
+#[allow(clippy::large_enum_variant)]
+#[derive(Debug, Clone)]
+pub enum GhlAuth {
+    /// A Private Integration Token or location API key: a static bearer.
+    PrivateToken { token: Secret },
+    /// A Marketplace app: tokens come from the OAuth 2.0 code flow and are
+    /// kept (and refreshed) in the mirror store.
+    OAuth {
+        client_id: String,
+        client_secret: Secret,
+        redirect_uri: Url,
+        /// The page where the operator approves the app
+        /// (`chooselocation`; white-labelled agencies have their own host).
+        authorize_url: Url,
+        /// `Location` installs refresh their own tokens; `Company` (agency)
+        /// installs mint location tokens from the company's.
+        install: OAuthInstall,
+    },
+}
+
+/// The operator's own app or CRM, reached over its REST API.
+#[derive(Debug, Clone)]
+pub struct RestSide {
+    pub base_url: Url,
+    pub auth: RestAuth,
+    /// Shared secret of the app's HMAC-signed webhooks, when it sends any.
+    pub webhook_secret: Option<Secret>,
+}
+
+#[derive(Debug, Clone)]
+pub enum RestAuth {
+    None,
+    Bearer {
+        token: Secret,
+    },
+    /// A key sent in a header (for example `X-Api-Key`) or a query parameter.
+    ApiKey {
+        placement: ApiKeyPlacement,
+        name: String,
+        key: Secret,
+    },
+    Basic {
+        username: String,
+        password: Secret,
+    },
+    OAuth2ClientCredentials {
+        token_url: Url,
+        client_id: String,
+        client_secret: Secret,
+        scopes: Vec<String>,
+    },
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum OAuthInstall {
+    Location,
+    Company { company_id: String },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ApiKeyPlacement {
+    Header,
+    Query,
+}
+
+/// Two sides kept in sync. The `ghl` role is always a GoHighLevel location;
+/// the `app` role is the operator's app or a second location. Policy names
+/// such as `ghl_wins` refer to these roles.
+#[derive(Debug, Clone)]
+pub struct PairSettings {
+    pub name: String,
+    pub ghl: String,
+    pub app: String,
+}
+
+/// The `[sides.<name>]` tables. A side with problems maps to `None`, so
+/// pairs naming it are not reported a second time as naming no side.
+pub(crate) fn read_sides(root: &mut Table<'_>) -> BTreeMap<String, Option<SideSettings>> {
+    let mut sides = BTreeMap::new();
+    for (name, mut table) in root.named_tables("sides") {
+        let kind = table.one_of("kind", &["ghl", "rest"]);
+        let kind = match table.required("kind", kind, "\"ghl\" or \"rest\"") {
+            Some("ghl") => read_ghl(&mut table).map(SideKind::Ghl),
+            Some(_) => read_rest(&mut table).map(SideKind::Rest),
+            // Which keys belong depends on the kind: judge none of them.
+            None => None,
+        };
+        if table.was_valid("kind") {
+            table.finish();
+        }
+        let side = kind.map(|kind| SideSettings {
+            name: name.clone(),
+            kind,
+        });
+        sides.insert(name, side);
+    }
+    sides
+}
+
+fn read_ghl(table: &mut Table<'_>) -> Option<GhlSide> {
+    let location_id = table.non_empty("location_id");
+    let location_id = table.required(
+        "location_id",
+        location_id,
+        "the GHL location (sub-account) id",
+    );
+    let base_url = table
+        .http_url("base_url")
+        .with_default(|| Url::parse(DEFAULT_GHL_BASE_URL).expect("constant URL parses"));
+    let scopes = read_scopes(table);
+    let timeout = table
+        .duration("timeout")
+        .with_default(|| Duration::from_secs(30));
+    let rate_limit = read_rate_limit(table);
+    let retry = read_retry(table);
+    let auth = match table.table("auth") {
+        Got::Value(mut auth) => {
+            let method = auth.one_of("method", &["private_token", "oauth"]);
+            let read = match auth.required("method", method, "\"private_token\" or \"oauth\"") {
+                Some("private_token") => {
+                    let token = auth.secret("token", "token_file");
+                    auth.required(
+                        "token",
+                        token,
+                        "the Private Integration Token (or `token_file`)",
+                    )
+                    .map(|token| GhlAuth::PrivateToken { token })
+                }
+                Some(_) => read_ghl_oauth(&mut auth),
+                None => None,
+            };
+            if auth.was_valid("method") {
+                auth.finish();
+            }
+            read
+        }
+        Got::Absent => {
+            table.report_table(
+                "missing required table `auth` (method = \"private_token\" or \"oauth\")",
+            );
+            None
+        }
+        Got::Invalid => None,
+    };
+    Some(GhlSide {
+        location_id: location_id?,
+        base_url: base_url?,
+        auth: auth?,
+        scopes: scopes?,
+        timeout: timeout?,
+        rate_limit: rate_limit?,
+        retry: retry?,
+    })
+}
+
+/// `[sides.<name>.rate_limit]`: GHL's published limits and our margins.
+fn read_rate_limit(side: &mut Table<'_>) -> Option<RateLimits> {
+    let defaults = RateLimits::default();
+    let mut table = match side.table("rate_limit") {
+        Got::Value(table) => table,
+        Got::Absent => return Some(defaults),
+        Got::Invalid => return None,
+    };
+    let max = table
+        .integer_in("max_per_interval", 1, 100_000)
+        .with_default(|| defaults.max_per_interval.into());
+    let interval = table
+        .duration("interval")
+        .with_default(|| defaults.interval);
+    let headroom = table
+        .integer_in("headroom", 0, 100_000)
+        .with_default(|| defaults.headroom.into());
+    let daily = table
+        .integer_in("daily", 1, 100_000_000)
+        .with_default(|| defaults.daily.into());
+    let reserve = table
+        .integer_in("write_reserve", 0, 100_000_000)
+        .with_default(|| defaults.write_reserve.into());
+    let limits = RateLimits {
+        max_per_interval: max? as u32,
+        interval: interval?,
+        headroom: headroom? as u32,
+        daily: daily? as u32,
+        write_reserve: reserve? as u32,
+    };
+    if limits.headroom >= limits.max_per_interval {
+        table.report(
+            "headroom",
+            Some(limits.headroom.to_string()),
+            "must be less than max_per_interval",
+        );
+    }
+    if limits.write_reserve >= limits.daily {
+        table.report(
+            "write_reserve",
+            Some(limits.write_reserve.to_string()),
+            "must be less than daily",
+        );
+    }
+    let valid = limits.headroom < limits.max_per_interval && limits.write_reserve < limits.daily;
+    table.finish();
+    valid.then_some(limits)
+}
+
+/// `[sides.<name>.retry]`: how transient failures are retried.
+fn read_retry(side: &mut Table<'_>) -> Option<RetryPolicy> {
+    let defaults = RetryPolicy::default();
+    let mut table = match side.table("retry") {
+        Got::Value(table) => table,
+        Got::Absent => return Some(defaults),
+        Got::Invalid => return None,
+    };
+    let attempts = table
+        .integer_in("max_attempts", 1, 100)
+        .with_default(|| defaults.max_attempts as u64);
+    let min_delay = table
+        .duration("min_delay")
+        .with_default(|| defaults.min_delay);
+    let max_delay = table
+        .duration("max_delay")
+        .with_default(|| defaults.max_delay);
+    table.finish();
+    let policy = RetryPolicy {
+        max_attempts: attempts? as usize,
+        min_delay: min_delay?,
+        max_delay: max_delay?,
+    };
+    if policy.min_delay > policy.max_delay {
+        side.report_table("retry.min_delay must not exceed retry.max_delay");
+        return None;
+    }
+    Some(policy)
+}
+
+fn read_ghl_oauth(auth: &mut Table<'_>) -> Option<GhlAuth> {
+    let client_id = auth.non_empty("client_id");
+    let client_id = auth.required("client_id", client_id, "the Marketplace app's client id");
+    let secret = auth.secret("client_secret", "client_secret_file");
+    let client_secret = auth.required(
+        "client_secret",
+        secret,
+        "the app's client secret (or `client_secret_file`)",
+    );
+    let redirect = auth.http_url("redirect_uri");
+    let redirect_uri = auth.required(
+        "redirect_uri",
+        redirect,
+        "the redirect URI registered for the app",
+    );
+    let authorize_url = auth
+        .http_url("authorize_url")
+        .with_default(|| Url::parse(DEFAULT_AUTHORIZE_URL).expect("constant URL parses"));
+    let user_type = auth
+        .one_of("user_type", &["Location", "Company"])
+        .with_default(|| "Location");
+    let company_id = auth.non_empty("company_id").optional();
+    let install = match (user_type, company_id) {
+        (Some("Company"), Some(company_id)) => Some(OAuthInstall::Company { company_id }),
+        (Some("Company"), None) => {
+            auth.report_table("user_type = \"Company\" needs `company_id` (the agency's id)");
+            None
+        }
+        (Some(_), _) => Some(OAuthInstall::Location),
+        (None, _) => None,
+    };
+    Some(GhlAuth::OAuth {
+        client_id: client_id?,
+        client_secret: client_secret?,
+        redirect_uri: redirect_uri?,
+        authorize_url: authorize_url?,
+        install: install?,
+    })
+}
+
+fn read_scopes(table: &mut Table<'_>) -> Option<Vec<String>> {
+    let scopes = match table.string_list("scopes") {
+        Got::Value(scopes) => scopes,
+        Got::Absent => DEFAULT_GHL_SCOPES.iter().map(|s| s.to_string()).collect(),
+        Got::Invalid => return None,
+    };
+    if let Some(bad) = scopes.iter().find(|scope| !is_scope(scope)) {
+        table.report(
+            "scopes",
+            Some(bad.clone()),
+            "expected GHL scope names such as \"contacts.readonly\" or \"contacts.write\"",
+        );
+        return None;
+    }
+    if !scopes
+        .iter()
+        .any(|s| s == "contacts.readonly" || s == "contacts.write")
+    {
+        table.report(
+            "scopes",
+            Some(scopes.join(" ")),
+            "must include \"contacts.readonly\" (reading contacts is the least a sync needs)",
+        );
+        return None;
+    }
+    Some(scopes)
+}
+
+/// GHL scope names look like `contacts.readonly` or `conversations/message.write`.
+fn is_scope(scope: &str) -> bool {
+    let mut parts = scope.rsplitn(2, '.');
+    let access = parts.next().unwrap_or_default();
+    let resource = parts.next().unwrap_or_default();
+    !resource.is_empty()
+        && matches!(access, "readonly" | "write")
+        && resource
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '/' || c == '-' || c == '_')
+}
+
+fn read_rest(table: &mut Table<'_>) -> Option<RestSide> {
+    let base_url = table.http_url("base_url");
+    let base_url = table.required(
+        "base_url",
+        base_url,
+        "the app's API root, for example \"https://api.example.com/v1\"",
+    );
+    let webhook_secret = table.secret("webhook_secret", "webhook_secret_file");
+    let webhook_secret = match webhook_secret {
+        Got::Value(secret) => Some(Some(secret)),
+        Got::Absent => Some(None),
+        Got::Invalid => None,
+    };
+    let auth = match table.table("auth") {
+        Got::Value(mut auth) => {
+            let read = read_rest_auth(&mut auth);
+            if auth.was_valid("method") {
+                auth.finish();
+            }
+            read
+        }
+        Got::Absent => Some(RestAuth::None),
+        Got::Invalid => None,
+    };
+    Some(RestSide {
+        base_url: base_url?,
+        auth: auth?,
+        webhook_secret: webhook_secret?,
+    })
+}
+
+fn read_rest_auth(auth: &mut Table<'_>) -> Option<RestAuth> {
+    const METHODS: [&str; 5] = [
+        "none",
+        "bearer",
+        "api_key",
+        "basic",
+        "oauth2_client_credentials",
+    ];
+    let method = auth.one_of("method", &METHODS);
+    match auth.required("method", method, "how the app authenticates requests")? {
+        "none" => Some(RestAuth::None),
+        "bearer" => {
+            let token = auth.secret("token", "token_file");
+            let token = auth.required("token", token, "the bearer token (or `token_file`)")?;
+            Some(RestAuth::Bearer { token })
+        }
+        "api_key" => {
+            let key = auth.secret("key", "key_file");
+            let key = auth.required("key", key, "the API key (or `key_file`)");
+            let header = auth.non_empty("header").optional();
+            let query = auth.non_empty("query").optional();
+            let (placement, name) = match (header, query) {
+                (Some(header), None) => (ApiKeyPlacement::Header, header),
+                (None, Some(query)) => (ApiKeyPlacement::Query, query),
+                (Some(_), Some(_)) => {
+                    auth.report("header", None, "set either `header` or `query`, not both");
+                    return None;
+                }
+                (None, None) => {
+                    auth.report_table("api_key needs `header` (a header name such as \"X-Api-Key\") or `query` (a query parameter name)");
+                    return None;
+                }
+            };
+            Some(RestAuth::ApiKey {
+                placement,
+                name,
+                key: key?,
+            })
+        }
+        "basic" => {
+            let username = auth.string("username");
+            let username = auth.required("username", username, "the user name");
+            let password = auth.secret("password", "password_file");
+            let password = auth.required("password", password, "the password (or `password_file`)");
+            Some(RestAuth::Basic {
+                username: username?,
+                password: password?,
+            })
+        }
+        _ => {
+            let token_url = auth.http_url("token_url");
+            let token_url = auth.required("token_url", token_url, "the OAuth 2.0 token endpoint");
+            let client_id = auth.non_empty("client_id");
+            let client_id = auth.required("client_id", client_id, "the OAuth 2.0 client id");
+            let secret = auth.secret("client_secret", "client_secret_file");
+            let client_secret = auth.required(
+                "client_secret",
+                secret,
+                "the client secret (or `client_secret_file`)",
+            );
+            let scopes = auth.string_list("scopes").or(Vec::new());
+            Some(RestAuth::OAuth2ClientCredentials {
+                token_url: token_url?,
+                client_id: client_id?,
+                client_secret: client_secret?,
+                scopes,
+            })
+        }
+    }
+}
+
+pub(crate) fn read_pairs(
+    root: &mut Table<'_>,
+    sides: &BTreeMap<String, Option<SideSettings>>,
+) -> BTreeMap<String, PairSettings> {
+    let mut pairs = BTreeMap::new();
+    for (name, mut table) in root.named_tables("pairs") {
+        let ghl = table.non_empty("ghl");
+        let ghl = table.required(
+            "ghl",
+            ghl,
+            "the name of a `[sides.<name>]` with kind = \"ghl\"",
+        );
+        let app = table.non_empty("app");
+        let app = table.required("app", app, "the name of the other `[sides.<name>]`");
+        if let Some(ghl) = &ghl {
+            match sides.get(ghl) {
+                Some(Some(SideSettings {
+                    kind: SideKind::Ghl(_),
+                    ..
+                }))
+                | Some(None) => {}
+                Some(Some(side)) => table.report(
+                    "ghl",
+                    Some(ghl.clone()),
+                    format!(
+                        "side `{ghl}` has kind \"{}\"; the ghl role needs kind = \"ghl\"",
+                        side.kind.name()
+                    ),
+                ),
+                None => table.report("ghl", Some(ghl.clone()), unknown_side(sides)),
+            }
+        }
+        if let Some(app) = &app {
+            if !sides.contains_key(app) {
+                table.report("app", Some(app.clone()), unknown_side(sides));
+            } else if ghl.as_deref() == Some(app.as_str()) {
+                table.report(
+                    "app",
+                    Some(app.clone()),
+                    "a side cannot be synced with itself",
+                );
+            }
+        }
+        table.finish();
+        if let (Some(ghl), Some(app)) = (ghl, app) {
+            pairs.insert(name.clone(), PairSettings { name, ghl, app });
+        }
+    }
+    pairs
+}
+
+fn unknown_side(sides: &BTreeMap<String, Option<SideSettings>>) -> String {
+    if sides.is_empty() {
+        "no such side: no `[sides.<name>]` is configured".to_owned()
+    } else {
+        let names: Vec<&str> = sides.keys().map(String::as_str).collect();
+        format!("no such side; configured sides: {}", names.join(", "))
+    }
+}

@@ -1,0 +1,11 @@
+//! ghl-sync: keeps the contacts of a GoHighLevel location in two-way sync
+//! with another system. The binary in `main.rs` is a thin CLI over this
+//! library; tests drive the library and the binary against loopback
+//! simulators.
+
+pub mod cli;
+pub mod config;
+pub mod connector;
+pub mod sim;
+pub mod store;
+pub mod telemetry;

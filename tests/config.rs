@@ -1,0 +1,348 @@
+//! Configuration: layering, validation and error messages, through the
+//! library (for exact origins) and through the binary (for exit codes).
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+
+use ghl_sync::config::{self, Backend, LoadOptions, Origin, SecretSource};
+use secrecy::ExposeSecret;
+
+/// A minimal valid file with one pair; tests append or replace lines.
+const VALID: &str = r#"state_dir = "./state"
+
+[sides.ghl]
+kind = "ghl"
+location_id = "loc-1"
+
+[sides.ghl.auth]
+method = "private_token"
+token = "pit-token"
+
+[sides.app]
+kind = "rest"
+base_url = "https://api.example.com/v1"
+
+[pairs.main]
+ghl = "ghl"
+app = "app"
+"#;
+
+fn write(dir: &Path, name: &str, text: &str) -> PathBuf {
+    let path = dir.join(name);
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+fn load_text(
+    text: &str,
+) -> (
+    tempfile::TempDir,
+    Result<config::Loaded, config::ConfigError>,
+) {
+    load_with_env(text, &[])
+}
+
+fn load_with_env(
+    text: &str,
+    env: &[(&str, &str)],
+) -> (
+    tempfile::TempDir,
+    Result<config::Loaded, config::ConfigError>,
+) {
+    let dir = tempfile::tempdir().unwrap();
+    let path = write(dir.path(), "ghlsync.toml", text);
+    let env: HashMap<String, String> = env
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+    let result = config::load(&LoadOptions {
+        file: Some(path),
+        env: Some(env),
+        no_search: true,
+    });
+    (dir, result)
+}
+
+fn problems(text: &str) -> Vec<config::Problem> {
+    let (_dir, result) = load_text(text);
+    result
+        .expect_err("configuration should be invalid")
+        .problems()
+        .to_vec()
+}
+
+fn line(problem: &config::Problem) -> Option<usize> {
+    match &problem.origin {
+        Origin::File { line, .. } => *line,
+        _ => None,
+    }
+}
+
+#[test]
+fn example_and_defaults_are_valid() {
+    let example = Path::new(env!("CARGO_MANIFEST_DIR")).join("config/example.toml");
+    let loaded = config::load(&LoadOptions {
+        file: Some(example),
+        env: Some(HashMap::new()),
+        no_search: true,
+    })
+    .expect("config/example.toml is valid");
+    assert_eq!(loaded.settings.pairs.len(), 1);
+    assert!(loaded.warnings.is_empty(), "{:?}", loaded.warnings);
+
+    let defaults = config::load(&LoadOptions {
+        file: None,
+        env: Some(HashMap::new()),
+        no_search: true,
+    })
+    .expect("built-in defaults are valid");
+    let settings = defaults.settings;
+    assert_eq!(settings.state_dir, PathBuf::from("/var/lib/ghlsync"));
+    assert_eq!(settings.database.backend, Backend::Sqlite);
+    assert_eq!(
+        settings.database.url.expose_secret(),
+        "sqlite:///var/lib/ghlsync/ghlsync.db"
+    );
+    assert_eq!(settings.database.max_connections, 10);
+    assert!(defaults
+        .warnings
+        .iter()
+        .any(|w| w.contains("nothing would be synced")));
+}
+
+#[test]
+fn environment_overrides_file_and_file_overrides_defaults() {
+    let (_dir, loaded) = load_with_env(
+        &format!("{VALID}\n[log]\nlevel = \"debug\"\n"),
+        &[
+            ("GHLSYNC__DATABASE__MAX_CONNECTIONS", "3"),
+            ("GHLSYNC__SIDES__GHL__AUTH__TOKEN", "from-env"),
+        ],
+    );
+    let settings = loaded.unwrap().settings;
+    assert_eq!(settings.log.level, "debug", "file overrides defaults");
+    assert_eq!(
+        settings.database.max_connections, 3,
+        "env overrides defaults"
+    );
+    let config::SideKind::Ghl(ghl) = &settings.sides["ghl"].kind else {
+        panic!("ghl side")
+    };
+    let config::GhlAuth::PrivateToken { token } = &ghl.auth else {
+        panic!("private token")
+    };
+    assert_eq!(token.value.expose_secret(), "from-env");
+    assert_eq!(
+        token.source,
+        SecretSource::Environment("GHLSYNC__SIDES__GHL__AUTH__TOKEN".into())
+    );
+}
+
+#[test]
+fn secrets_are_read_from_files_and_merged_into_postgres_urls() {
+    let dir = tempfile::tempdir().unwrap();
+    let token = write(dir.path(), "token", "pit-from-file\n");
+    let password = write(dir.path(), "db-password", "p@ss word\n");
+    let text = VALID.replace(
+        "token = \"pit-token\"",
+        &format!("token_file = {:?}", token.display().to_string()),
+    ) + &format!(
+        "\n[database]\nurl = \"postgres://ghlsync@db.internal:5432/ghlsync\"\npassword_file = {:?}\n",
+        password.display().to_string()
+    );
+    let (_d, loaded) = load_text(&text);
+    let settings = loaded.unwrap().settings;
+    assert_eq!(settings.database.backend, Backend::Postgres);
+    assert_eq!(
+        settings.database.url.expose_secret(),
+        "postgres://ghlsync:p%40ss%20word@db.internal:5432/ghlsync"
+    );
+    assert_eq!(
+        settings.database.redacted_url(),
+        "postgres://ghlsync:***@db.internal:5432/ghlsync"
+    );
+    let config::SideKind::Ghl(ghl) = &settings.sides["ghl"].kind else {
+        panic!()
+    };
+    let config::GhlAuth::PrivateToken { token: secret } = &ghl.auth else {
+        panic!()
+    };
+    assert_eq!(secret.value.expose_secret(), "pit-from-file");
+    assert_eq!(secret.source, SecretSource::File(token));
+}
+
+#[test]
+fn unknown_key_names_file_line_and_suggests_the_right_one() {
+    let found = problems(&format!("{VALID}\n[database]\nmax_conections = 5\n"));
+    assert_eq!(found.len(), 1, "{found:?}");
+    assert_eq!(found[0].key, "database.max_conections");
+    assert_eq!(line(&found[0]), Some(20));
+    assert!(
+        found[0].message.contains("did you mean `max_connections`"),
+        "{}",
+        found[0]
+    );
+}
+
+#[test]
+fn wrong_type_names_the_value_and_what_is_expected() {
+    let found = problems(&format!("{VALID}\n[database]\nmax_connections = \"ten\"\n"));
+    assert_eq!(found.len(), 1, "{found:?}");
+    let text = found[0].to_string();
+    assert!(
+        text.contains("ghlsync.toml:20: database.max_connections = \"ten\""),
+        "{text}"
+    );
+    assert!(
+        text.contains("expected a whole number from 1 to 1000"),
+        "{text}"
+    );
+}
+
+#[test]
+fn missing_required_key_names_the_table() {
+    let found = problems(&VALID.replace("location_id = \"loc-1\"\n", ""));
+    assert_eq!(found.len(), 1, "{found:?}");
+    assert_eq!(found[0].key, "sides.ghl.location_id");
+    assert_eq!(line(&found[0]), Some(3), "points at [sides.ghl]");
+    assert!(found[0].message.contains("missing required key"));
+}
+
+#[test]
+fn bad_urls_are_rejected_with_the_reason() {
+    let found = problems(
+        &(VALID.replace("https://api.example.com/v1", "ftp://api.example.com")
+            + "\n[database]\nurl = \"mysql://root@localhost/db\"\n"),
+    );
+    let keys: Vec<&str> = found.iter().map(|p| p.key.as_str()).collect();
+    assert_eq!(keys, ["database.url", "sides.app.base_url"], "{found:?}");
+    assert!(found[0].message.contains("unsupported scheme `mysql`"));
+    assert!(found[1]
+        .message
+        .contains("scheme `ftp` is not http or https"));
+    assert_eq!(line(&found[1]), Some(13));
+
+    let memory = problems(&format!("{VALID}\n[database]\nurl = \"sqlite::memory:\"\n"));
+    assert!(
+        memory[0].message.contains("would lose the mirror"),
+        "{memory:?}"
+    );
+}
+
+#[test]
+fn unreadable_secret_file_is_named_without_leaking_anything() {
+    let found = problems(&VALID.replace(
+        "token = \"pit-token\"",
+        "token_file = \"/nonexistent/ghl-token\"",
+    ));
+    assert_eq!(found.len(), 1, "{found:?}");
+    assert_eq!(found[0].key, "sides.ghl.auth.token_file");
+    assert_eq!(found[0].value.as_deref(), Some("/nonexistent/ghl-token"));
+    assert!(
+        found[0].message.contains("cannot read secret file"),
+        "{}",
+        found[0]
+    );
+}
+
+#[test]
+fn invalid_enum_value_lists_the_choices() {
+    let found = problems(&format!("{VALID}\n[log]\nformat = \"xml\"\n"));
+    assert_eq!(found.len(), 1, "{found:?}");
+    assert_eq!(found[0].key, "log.format");
+    assert!(found[0]
+        .message
+        .contains(r#"one of "auto", "json", "pretty""#));
+}
+
+#[test]
+fn bad_duration_says_how_to_write_one() {
+    let found = problems(&format!(
+        "{VALID}\n[database]\nacquire_timeout = \"soon\"\n"
+    ));
+    assert_eq!(found.len(), 1, "{found:?}");
+    assert_eq!(found[0].key, "database.acquire_timeout");
+    assert!(
+        found[0].message.contains("a duration such as"),
+        "{}",
+        found[0]
+    );
+}
+
+#[test]
+fn several_problems_are_reported_together() {
+    let found = problems(
+        &(VALID.replace("method = \"private_token\"", "method = \"password\"")
+            + "\n[log]\nlevel = \"inf\"\nformat = 3\n"),
+    );
+    let keys: Vec<&str> = found.iter().map(|p| p.key.as_str()).collect();
+    assert_eq!(
+        keys,
+        ["log.level", "log.format", "sides.ghl.auth.method"],
+        "no cascade from the bad method: {found:?}"
+    );
+}
+
+#[test]
+fn environment_problems_name_the_variable() {
+    let (_dir, result) = load_with_env(VALID, &[("GHLSYNC__DATABASE__SQLITE_BUSY_TIMEOUT", "-1")]);
+    let found = result.unwrap_err().problems().to_vec();
+    assert_eq!(found.len(), 1, "{found:?}");
+    assert_eq!(
+        found[0].origin,
+        Origin::Env {
+            var: "GHLSYNC__DATABASE__SQLITE_BUSY_TIMEOUT".into()
+        }
+    );
+}
+
+#[test]
+fn pairs_must_name_configured_sides_of_the_right_kind() {
+    let found = problems(
+        &VALID
+            .replace("ghl = \"ghl\"", "ghl = \"app\"")
+            .replace("app = \"app\"", "app = \"crm\""),
+    );
+    let messages: Vec<String> = found.iter().map(ToString::to_string).collect();
+    assert_eq!(found.len(), 2, "{messages:?}");
+    assert!(
+        messages[0].contains("the ghl role needs kind = \"ghl\""),
+        "{messages:?}"
+    );
+    assert!(
+        messages[1].contains("no such side; configured sides: app, ghl"),
+        "{messages:?}"
+    );
+}
+
+#[test]
+fn readonly_scope_is_valid_but_warned_as_one_way() {
+    let (_dir, loaded) = load_text(&VALID.replace(
+        "location_id = \"loc-1\"",
+        "location_id = \"loc-1\"\nscopes = [\"contacts.readonly\"]",
+    ));
+    let loaded = loaded.unwrap();
+    assert!(
+        loaded.warnings.iter().any(|w| w.contains("runs one-way")),
+        "{:?}",
+        loaded.warnings
+    );
+}
+
+#[test]
+fn syntax_errors_give_line_and_column_but_not_the_line_itself() {
+    let (_dir, result) =
+        load_text("state_dir = \"x\"\n[sides.ghl.auth]\ntoken = \"sentinel-secret\n");
+    let error = result.unwrap_err();
+    let text = error.to_string();
+    assert!(text.contains("ghlsync.toml:3:"), "{text}");
+    assert!(!text.contains("sentinel-secret"), "{text}");
+}
+
+#[test]
+fn a_secret_of_the_wrong_type_is_not_echoed() {
+    let found = problems(&VALID.replace("token = \"pit-token\"", "token = 987654321"));
+    assert_eq!(found.len(), 1, "{found:?}");
+    assert!(found[0].value.is_none());
+    assert!(!found[0].to_string().contains("987654321"), "{}", found[0]);
+}
