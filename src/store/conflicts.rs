@@ -1,0 +1,145 @@
+//! Field conflicts parked by the `manual` policy until an operator decides.
+
+use chrono::{DateTime, Utc};
+use sqlx::types::Json;
+
+use super::error::{op_err, Result, StoreError};
+use super::journal::{insert_journal, JournalRow};
+use super::model::{Conflict, JournalAction, NewConflict, NewJournalEntry};
+use super::sql::{dialect, now, rows_per_statement, values_with_suffix};
+use super::{Store, Tx};
+
+const CONFLICT_COLUMNS: &str = "id, pair, entity, link_id, field, base_value, a_value, b_value, \
+     status, resolution, created_at, updated_at, resolved_at";
+
+const UPSERT_COLS: usize = 7;
+
+/// Opens conflicts, or refreshes the values of the open conflict on the
+/// same (link, field). `rows` must not repeat a (link, field).
+pub(super) async fn upsert_conflicts(
+    tx: &mut Tx,
+    rows: &[(&NewConflict, i64)],
+    now: DateTime<Utc>,
+) -> Result<u64, sqlx::Error> {
+    let mut written = 0;
+    for chunk in rows.chunks(rows_per_statement(tx.backend(), UPSERT_COLS)) {
+        let sql = dialect(
+            tx.backend(),
+            format!(
+            "INSERT INTO conflicts (pair, entity, link_id, field, base_value, a_value, b_value, \
+             status, created_at, updated_at) VALUES {} \
+             ON CONFLICT (link_id, field) WHERE status = 'open' DO UPDATE SET \
+               base_value = excluded.base_value, a_value = excluded.a_value, \
+               b_value = excluded.b_value, updated_at = excluded.updated_at",
+            values_with_suffix(chunk.len(), UPSERT_COLS, 2, "'open', $1, $1")
+            ),
+        );
+        written += on_tx!(tx, |c| {
+            let mut q = sqlx::query(&sql).bind(now);
+            for (conflict, link_id) in chunk {
+                q = q
+                    .bind(conflict.pair.as_str())
+                    .bind(conflict.entity)
+                    .bind(*link_id)
+                    .bind(conflict.field.as_str())
+                    .bind(conflict.base_value.as_ref().map(Json))
+                    .bind(conflict.a_value.as_ref().map(Json))
+                    .bind(conflict.b_value.as_ref().map(Json));
+            }
+            q.execute(&mut *c).await.map(|r| r.rows_affected())
+        })?;
+    }
+    Ok(written)
+}
+
+impl Store {
+    /// Open conflicts (of one pair, or all), oldest first: the operator's
+    /// to-do list, and what the engine consults to keep parked fields
+    /// unwritten.
+    pub async fn open_conflicts(&self, pair: Option<&str>) -> Result<Vec<Conflict>> {
+        let sql = format!(
+            "SELECT {CONFLICT_COLUMNS} FROM conflicts \
+             WHERE status = 'open' AND ($1 IS NULL OR pair = $1) ORDER BY id"
+        );
+        on_pool!(self, |p| {
+            sqlx::query_as(&sql).bind(pair).fetch_all(p).await
+        })
+        .map_err(op_err(|| {
+            format!("open_conflicts(pair={})", pair.unwrap_or("*"))
+        }))
+    }
+
+    /// One conflict by id, open or resolved (for `conflicts show`).
+    pub async fn conflict(&self, id: i64) -> Result<Option<Conflict>> {
+        let sql = format!("SELECT {CONFLICT_COLUMNS} FROM conflicts WHERE id = $1");
+        on_pool!(self, |p| {
+            sqlx::query_as(&sql).bind(id).fetch_optional(p).await
+        })
+        .map_err(op_err(|| format!("conflict(id={id})")))
+    }
+
+    /// Marks an open conflict resolved with the operator's decision (e.g.
+    /// `a`, `b`, or a value description) and journals `conflict_resolved`,
+    /// atomically. Errors if the conflict does not exist or is not open, so
+    /// a decision is never applied twice.
+    pub async fn resolve_conflict(&self, id: i64, resolution: &str) -> Result<Conflict> {
+        const OP: &str = "resolve_conflict";
+        let now = now();
+        let mut tx = self.begin(OP).await?;
+        let sql = format!(
+            "UPDATE conflicts SET status = 'resolved', resolution = $2, resolved_at = $1, \
+             updated_at = $1 WHERE id = $3 AND status = 'open' RETURNING {CONFLICT_COLUMNS}"
+        );
+        let resolved: Option<Conflict> = on_tx!(&mut tx, |c| {
+            sqlx::query_as(&sql)
+                .bind(now)
+                .bind(resolution)
+                .bind(id)
+                .fetch_optional(&mut *c)
+                .await
+        })
+        .map_err(op_err(|| format!("{OP}(id={id})")))?;
+        let Some(conflict) = resolved else {
+            let exists: Option<i64> = on_tx!(&mut tx, |c| {
+                sqlx::query_scalar("SELECT id FROM conflicts WHERE id = $1")
+                    .bind(id)
+                    .fetch_optional(&mut *c)
+                    .await
+            })
+            .map_err(op_err(|| format!("{OP}(id={id})")))?;
+            return Err(match exists {
+                Some(_) => StoreError::ConflictNotOpen { id },
+                None => StoreError::ConflictNotFound { id },
+            });
+        };
+        let ids: Option<(Option<String>, Option<String>)> = on_tx!(&mut tx, |c| {
+            sqlx::query_as("SELECT a_id, b_id FROM links WHERE id = $1")
+                .bind(conflict.link_id)
+                .fetch_optional(&mut *c)
+                .await
+        })
+        .map_err(op_err(|| {
+            format!("{OP}(id={id}): reading link {}", conflict.link_id)
+        }))?;
+        let (a_id, b_id) = ids.unwrap_or_default();
+        let mut entry = NewJournalEntry::new(
+            &conflict.pair,
+            conflict.entity,
+            JournalAction::ConflictResolved,
+        );
+        entry.a_id = a_id;
+        entry.b_id = b_id;
+        entry.fields = vec![conflict.field.clone()];
+        entry.detail = Some(format!("conflict {id} resolved: {resolution}"));
+        let row = JournalRow {
+            entry: &entry,
+            link_id: Some(conflict.link_id),
+            outbox_id: None,
+        };
+        insert_journal(&mut tx, std::slice::from_ref(&row), now)
+            .await
+            .map_err(op_err(|| format!("{OP}(id={id}): journaling")))?;
+        tx.commit(OP).await?;
+        Ok(conflict)
+    }
+}

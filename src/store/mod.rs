@@ -1,0 +1,335 @@
+//! The mirror: what ghlsync last agreed with both sides of every pair, kept
+//! in SQLite (embedded default) or Postgres (scale, several replicas).
+//!
+//! It holds the links between record ids on both sides with their base
+//! snapshots, the change-detection cursors, the outbox of planned writes, the
+//! journal (audit history), parked field conflicts, dead letters and OAuth
+//! tokens.
+//!
+//! # Invariants this module provides
+//!
+//! * **One transaction per decision.** [`Store::commit`] writes everything a
+//!   detection batch decided (links, outbox rows, journal rows, conflicts,
+//!   dead letters, cursor advances) atomically, so a cursor never moves past
+//!   changes that are not durably queued (nothing lost on `kill -9`).
+//! * **Idempotent enqueue.** Outbox rows are keyed by an idempotency key;
+//!   re-detecting the same change enqueues nothing new.
+//! * **Leases, not locks.** [`Store::claim_outbox`] leases rows for a while;
+//!   a crashed writer's rows become claimable again when the lease expires.
+//! * **Atomic completion.** [`Store::complete_outbox`] marks the write done,
+//!   records the new ids and snapshot, and journals it in one transaction.
+//! * **Same values on both backends.** Timestamps are truncated to
+//!   microseconds at the store edge; JSON is TEXT on SQLite and JSONB on
+//!   Postgres; enumerations are lowercase TEXT with CHECK constraints.
+//!
+//! # How queries are written
+//!
+//! Each statement is written once with `$N` placeholders and run through
+//! `on_pool!` / `on_tx!`, which expand the same body for both concrete
+//! backends. SQLite accepts `$N` too, but multi-row statements are passed
+//! through `sql::dialect` (`$N` -> `?N`, which SQLite resolves by number
+//! rather than by name) and chunked smaller on SQLite (see `sql.rs`). Where
+//! SQL genuinely differs (e.g. `FOR UPDATE SKIP LOCKED`, reserving ids), the
+//! code branches on the backend with two string constants.
+
+use std::collections::HashSet;
+use std::fmt;
+use std::path::Path;
+use std::str::FromStr;
+
+use secrecy::ExposeSecret;
+use sqlx::migrate::{Migrate, Migrator};
+use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
+use sqlx::sqlite::{
+    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
+};
+
+use crate::config::database::{Backend, DatabaseSettings};
+
+/// Runs `$body` with `$p` bound to the store's concrete pool (`&SqlitePool`
+/// or `&PgPool`). The body must evaluate to the same type for both.
+macro_rules! on_pool {
+    ($store:expr, |$p:ident| $body:expr) => {
+        match &$store.pool {
+            $crate::store::Pool::Sqlite($p) => $body,
+            $crate::store::Pool::Postgres($p) => $body,
+        }
+    };
+}
+
+/// Runs `$body` with `$c` bound to the transaction's concrete connection
+/// (`&mut SqliteConnection` or `&mut PgConnection`); use `&mut *$c` as the
+/// executor of each statement.
+macro_rules! on_tx {
+    ($tx:expr, |$c:ident| $body:expr) => {
+        match $tx {
+            $crate::store::Tx::Sqlite(t) => {
+                let $c: &mut ::sqlx::SqliteConnection = &mut **t;
+                $body
+            }
+            $crate::store::Tx::Postgres(t) => {
+                let $c: &mut ::sqlx::PgConnection = &mut **t;
+                $body
+            }
+        }
+    };
+}
+
+mod changeset;
+mod conflicts;
+mod cursors;
+mod dead_letters;
+mod error;
+mod journal;
+mod links;
+mod model;
+mod outbox;
+mod pairs;
+mod sql;
+mod tokens;
+
+pub use changeset::{Changeset, CommitReceipt, Completion};
+pub use error::{Result, StoreError};
+pub use model::{
+    Change, Conflict, ConflictStatus, Cursor, CursorAdvance, DeadLetter, DeadLetterStage,
+    DeadLetterStatus, Direction, EntityKind, FailOutcome, JournalAction, JournalEntry, Link,
+    LinkRef, LinkSide, LinkUpdate, LinkWrite, NewConflict, NewDeadLetter, NewJournalEntry, NewLink,
+    NewOutboxItem, OutboxDepth, OutboxItem, OutboxOp, OutboxRef, OutboxStatus, Pair,
+    PairRegistration, PairSide, ParseEnumError, SidePatch, SideRole, Snapshot, StoredToken,
+};
+
+static SQLITE_MIGRATOR: Migrator = sqlx::migrate!("migrations/sqlite");
+static POSTGRES_MIGRATOR: Migrator = sqlx::migrate!("migrations/postgres");
+
+/// The mirror store. Cheap to clone: clones share one connection pool.
+#[derive(Clone)]
+pub struct Store {
+    pool: Pool,
+}
+
+#[derive(Clone)]
+enum Pool {
+    Sqlite(SqlitePool),
+    Postgres(PgPool),
+}
+
+/// A transaction on either backend; dropped without `commit` it rolls back.
+enum Tx {
+    Sqlite(sqlx::Transaction<'static, sqlx::Sqlite>),
+    Postgres(sqlx::Transaction<'static, sqlx::Postgres>),
+}
+
+impl Tx {
+    fn backend(&self) -> Backend {
+        match self {
+            Tx::Sqlite(_) => Backend::Sqlite,
+            Tx::Postgres(_) => Backend::Postgres,
+        }
+    }
+
+    async fn commit(self, op: &str) -> Result<()> {
+        match self {
+            Tx::Sqlite(t) => t.commit().await,
+            Tx::Postgres(t) => t.commit().await,
+        }
+        .map_err(|e| StoreError::query(format!("{op} (commit)"), e))
+    }
+}
+
+/// A schema migration applied by [`Store::migrate`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AppliedMigration {
+    pub version: i64,
+    pub description: String,
+}
+
+impl fmt::Debug for Store {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Store")
+            .field("backend", &self.backend().as_str())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Store {
+    /// Opens the mirror database described by the settings (creating the
+    /// SQLite file and its directory if missing) without touching the schema,
+    /// so commands like `migrate --check` can inspect it first.
+    pub async fn connect(settings: &DatabaseSettings) -> Result<Store> {
+        let raw_url = settings.url.expose_secret();
+        let connect_err = |reason: String| StoreError::Connect {
+            backend: settings.backend.as_str(),
+            url: settings.redacted_url(),
+            reason: scrub(&reason, raw_url, &settings.redacted_url()),
+        };
+        let pool = match settings.backend {
+            Backend::Sqlite => {
+                let options = SqliteConnectOptions::from_str(raw_url)
+                    .map_err(|e| connect_err(e.to_string()))?
+                    .create_if_missing(true)
+                    .journal_mode(SqliteJournalMode::Wal)
+                    .synchronous(SqliteSynchronous::Normal)
+                    .busy_timeout(settings.sqlite_busy_timeout)
+                    .foreign_keys(true);
+                ensure_parent_dir(options.get_filename())?;
+                let pool = SqlitePoolOptions::new()
+                    .max_connections(settings.max_connections.max(1))
+                    .acquire_timeout(settings.acquire_timeout)
+                    .connect_with(options)
+                    .await
+                    .map_err(|e| connect_err(e.to_string()))?;
+                Pool::Sqlite(pool)
+            }
+            Backend::Postgres => {
+                let options = PgConnectOptions::from_str(raw_url)
+                    .map_err(|e| connect_err(e.to_string()))?
+                    .application_name("ghlsync");
+                let pool = PgPoolOptions::new()
+                    .max_connections(settings.max_connections.max(1))
+                    .acquire_timeout(settings.acquire_timeout)
+                    .connect_with(options)
+                    .await
+                    .map_err(|e| connect_err(e.to_string()))?;
+                Pool::Postgres(pool)
+            }
+        };
+        Ok(Store { pool })
+    }
+
+    /// Opens the database and brings its schema up to date: what the daemon
+    /// and most commands do at start-up.
+    pub async fn connect_and_migrate(settings: &DatabaseSettings) -> Result<Store> {
+        let store = Store::connect(settings).await?;
+        store.migrate().await?;
+        Ok(store)
+    }
+
+    /// Applies the embedded migrations that are not applied yet and returns
+    /// them (empty when the schema was up to date), so the CLI can say
+    /// "applied N migration(s)" or "up to date". Safe to run repeatedly and
+    /// concurrently (sqlx takes a lock on Postgres).
+    pub async fn migrate(&self) -> Result<Vec<AppliedMigration>> {
+        let backend = self.backend().as_str();
+        let migrate_err = |source| StoreError::Migrate { backend, source };
+        let before = on_pool!(self, |p| {
+            let mut conn = p
+                .acquire()
+                .await
+                .map_err(|e| migrate_err(sqlx::migrate::MigrateError::from(e)))?;
+            conn.ensure_migrations_table().await.map_err(migrate_err)?;
+            conn.list_applied_migrations()
+                .await
+                .map_err(migrate_err)?
+                .into_iter()
+                .map(|m| m.version)
+                .collect::<HashSet<i64>>()
+        });
+        let migrator = match self.pool {
+            Pool::Sqlite(_) => &SQLITE_MIGRATOR,
+            Pool::Postgres(_) => &POSTGRES_MIGRATOR,
+        };
+        on_pool!(self, |p| migrator.run(p).await).map_err(migrate_err)?;
+        Ok(migrator
+            .iter()
+            .filter(|m| m.migration_type.is_up_migration() && !before.contains(&m.version))
+            .map(|m| AppliedMigration {
+                version: m.version,
+                description: m.description.to_string(),
+            })
+            .collect())
+    }
+
+    /// Which engine holds this mirror (SQL differs in a few places, and
+    /// `status` output reports it).
+    pub fn backend(&self) -> Backend {
+        match self.pool {
+            Pool::Sqlite(_) => Backend::Sqlite,
+            Pool::Postgres(_) => Backend::Postgres,
+        }
+    }
+
+    /// Waits for in-flight statements and closes every connection, so a
+    /// graceful shutdown leaves the SQLite WAL checkpointed and Postgres
+    /// sessions ended.
+    pub async fn close(&self) {
+        on_pool!(self, |p| p.close().await)
+    }
+
+    /// Starts a write transaction. On SQLite it is `BEGIN IMMEDIATE`: the
+    /// write lock is taken up front (waiting up to the busy timeout) instead
+    /// of failing with SQLITE_BUSY when a read transaction tries to upgrade.
+    async fn begin(&self, op: &str) -> Result<Tx> {
+        match &self.pool {
+            Pool::Sqlite(p) => p.begin_with("BEGIN IMMEDIATE").await.map(Tx::Sqlite),
+            Pool::Postgres(p) => p.begin().await.map(Tx::Postgres),
+        }
+        .map_err(|e| StoreError::query(format!("{op} (begin)"), e))
+    }
+}
+
+/// Creates the directory of the SQLite file if it is missing.
+fn ensure_parent_dir(file: &Path) -> Result<()> {
+    let text = file.to_string_lossy();
+    if text.is_empty() || text == ":memory:" || text.starts_with("file:") {
+        return Ok(());
+    }
+    match file.parent() {
+        Some(dir) if !dir.as_os_str().is_empty() && !dir.exists() => std::fs::create_dir_all(dir)
+            .map_err(|source| StoreError::CreateDir {
+                path: dir.to_path_buf(),
+                source,
+            }),
+        _ => Ok(()),
+    }
+}
+
+/// Removes the URL and its password (raw and percent-decoded) from a driver
+/// message before it goes into an error.
+fn scrub(message: &str, raw_url: &str, redacted_url: &str) -> String {
+    let mut out = message.replace(raw_url, redacted_url);
+    if let Ok(url) = url::Url::parse(raw_url) {
+        if let Some(password) = url.password().filter(|p| !p.is_empty()) {
+            out = out.replace(password, "***");
+            let decoded = percent_decode(password);
+            if !decoded.is_empty() {
+                out = out.replace(&decoded, "***");
+            }
+        }
+    }
+    out
+}
+
+fn percent_decode(text: &str) -> String {
+    fn hex(b: u8) -> Option<u8> {
+        (b as char).to_digit(16).map(|d| d as u8)
+    }
+    let bytes = text.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'%' && i + 2 < bytes.len() {
+            if let (Some(hi), Some(lo)) = (hex(bytes[i + 1]), hex(bytes[i + 2])) {
+                out.push(hi * 16 + lo);
+                i += 3;
+                continue;
+            }
+        }
+        out.push(bytes[i]);
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn scrub_removes_password_and_url() {
+        let raw = "postgres://u:s%40cret@db:5432/x";
+        let msg = format!("failed for {raw}: password s@cret rejected (s%40cret)");
+        let out = scrub(&msg, raw, "postgres://u:***@db:5432/x");
+        assert!(!out.contains("s@cret"), "{out}");
+        assert!(!out.contains("s%40cret"), "{out}");
+    }
+}

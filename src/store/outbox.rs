@@ -1,0 +1,322 @@
+//! The outbox: planned writes, durable before the watermark moves, taken by
+//! writers under a lease.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use sqlx::types::Json;
+
+use super::error::{op_err, Result, StoreError};
+use super::journal::{insert_journal, JournalRow};
+use super::model::{
+    DeadLetterStage, Direction, FailOutcome, JournalAction, NewDeadLetter, NewJournalEntry,
+    NewOutboxItem, OutboxDepth, OutboxItem, OutboxStatus, SideRole,
+};
+use super::sql::{dialect, now, placeholder_list, rows_per_statement, us, values_with_suffix};
+use super::{dead_letters, Store, Tx};
+use crate::config::database::Backend;
+
+pub(super) const OUTBOX_COLUMNS: &str = "id, idempotency_key, pair, target_side, entity, op, \
+     link_id, target_id, parent_id, payload, status, attempts, next_attempt_at, locked_until, \
+     last_error, created_at, updated_at, completed_at";
+
+/// SQLite: one UPDATE over a LIMITed sub-select is atomic (writers are
+/// serialised by the database lock).
+const CLAIM_SQLITE: &str = "UPDATE outbox SET locked_until = $1, updated_at = $2 \
+     WHERE id IN (SELECT id FROM outbox \
+                  WHERE status = 'pending' AND next_attempt_at <= $2 \
+                    AND (locked_until IS NULL OR locked_until <= $2) \
+                  ORDER BY id LIMIT $3) \
+     RETURNING *";
+
+/// Postgres: lock the chosen rows, skipping rows another replica is
+/// claiming right now, so concurrent writers never take the same item.
+const CLAIM_POSTGRES: &str = "WITH picked AS ( \
+       SELECT id FROM outbox \
+       WHERE status = 'pending' AND next_attempt_at <= $2 \
+         AND (locked_until IS NULL OR locked_until <= $2) \
+       ORDER BY id LIMIT $3 \
+       FOR UPDATE SKIP LOCKED) \
+     UPDATE outbox SET locked_until = $1, updated_at = $2 \
+     FROM picked WHERE outbox.id = picked.id \
+     RETURNING outbox.*";
+
+const INSERT_COLS: usize = 10;
+
+/// Enqueues outbox rows, skipping keys already present; returns the new
+/// rows' ids by idempotency key.
+pub(super) async fn insert_outbox(
+    tx: &mut Tx,
+    rows: &[(&NewOutboxItem, Option<i64>)],
+    now: DateTime<Utc>,
+) -> Result<HashMap<String, i64>, sqlx::Error> {
+    let mut out = HashMap::with_capacity(rows.len());
+    for chunk in rows.chunks(rows_per_statement(tx.backend(), INSERT_COLS)) {
+        let sql = dialect(
+            tx.backend(),
+            format!(
+                "INSERT INTO outbox (idempotency_key, pair, target_side, entity, op, link_id, \
+             target_id, parent_id, payload, next_attempt_at, status, attempts, created_at, \
+             updated_at) VALUES {} \
+             ON CONFLICT (idempotency_key) DO NOTHING \
+             RETURNING id, idempotency_key",
+                values_with_suffix(chunk.len(), INSERT_COLS, 2, "'pending', 0, $1, $1")
+            ),
+        );
+        let inserted: Vec<(i64, String)> = on_tx!(tx, |c| {
+            let mut q = sqlx::query_as(&sql).bind(now);
+            for (item, link_id) in chunk {
+                q = q
+                    .bind(item.idempotency_key.as_str())
+                    .bind(item.pair.as_str())
+                    .bind(item.target_side)
+                    .bind(item.entity)
+                    .bind(item.op)
+                    .bind(*link_id)
+                    .bind(item.target_id.as_deref())
+                    .bind(item.parent_id.as_deref())
+                    .bind(Json(&item.payload))
+                    .bind(item.not_before.map(us).unwrap_or(now));
+            }
+            q.fetch_all(&mut *c).await
+        })?;
+        out.extend(inserted.into_iter().map(|(id, key)| (key, id)));
+    }
+    Ok(out)
+}
+
+/// Ids of existing outbox rows by idempotency key.
+pub(super) async fn outbox_ids_by_key(
+    tx: &mut Tx,
+    keys: &[&str],
+) -> Result<HashMap<String, i64>, sqlx::Error> {
+    let mut out = HashMap::with_capacity(keys.len());
+    for chunk in keys.chunks(super::sql::MAX_IDS_PER_LOOKUP) {
+        let sql = dialect(
+            tx.backend(),
+            format!(
+                "SELECT id, idempotency_key FROM outbox WHERE idempotency_key IN ({})",
+                placeholder_list(chunk.len(), 1)
+            ),
+        );
+        let found: Vec<(i64, String)> = on_tx!(tx, |c| {
+            let mut q = sqlx::query_as(&sql);
+            for key in chunk {
+                q = q.bind(*key);
+            }
+            q.fetch_all(&mut *c).await
+        })?;
+        out.extend(found.into_iter().map(|(id, key)| (key, id)));
+    }
+    Ok(out)
+}
+
+/// Explains why an UPDATE guarded by `status = 'pending'` matched nothing.
+pub(super) async fn not_pending(tx: &mut Tx, op: &'static str, id: i64) -> StoreError {
+    let status: Result<Option<OutboxStatus>, _> = on_tx!(tx, |c| {
+        sqlx::query_scalar("SELECT status FROM outbox WHERE id = $1")
+            .bind(id)
+            .fetch_optional(&mut *c)
+            .await
+    });
+    match status {
+        Ok(Some(status)) => StoreError::OutboxNotPending { op, id, status },
+        Ok(None) => StoreError::OutboxNotFound { op, id },
+        Err(e) => StoreError::query(format!("{op}(id={id}): reading its status"), e),
+    }
+}
+
+impl Store {
+    /// Leases up to `limit` due outbox items (pending, `next_attempt_at`
+    /// reached, no live lease) for `lease`, oldest first. A writer that dies
+    /// holding items loses nothing: once the lease expires they are claimable
+    /// again. Concurrent callers never receive the same item while its lease
+    /// is live.
+    pub async fn claim_outbox(&self, limit: u32, lease: Duration) -> Result<Vec<OutboxItem>> {
+        if limit == 0 {
+            return Ok(Vec::new());
+        }
+        let now = now();
+        let lease = chrono::Duration::from_std(lease).unwrap_or(chrono::Duration::MAX);
+        let until = us(now
+            .checked_add_signed(lease)
+            .unwrap_or(DateTime::<Utc>::MAX_UTC));
+        let sql = match self.backend() {
+            Backend::Sqlite => CLAIM_SQLITE,
+            Backend::Postgres => CLAIM_POSTGRES,
+        };
+        let mut items: Vec<OutboxItem> = on_pool!(self, |p| {
+            sqlx::query_as(sql)
+                .bind(until)
+                .bind(now)
+                .bind(i64::from(limit))
+                .fetch_all(p)
+                .await
+        })
+        .map_err(op_err(|| format!("claim_outbox(limit={limit})")))?;
+        items.sort_by_key(|i| i.id);
+        Ok(items)
+    }
+
+    /// Records a failed write attempt: increments `attempts`, keeps the
+    /// error, releases the lease and journals it, in one transaction. With
+    /// `retry_at` the item stays pending until then; with `None` it is dead:
+    /// a dead letter (stage `write`, the error as reason, the payload) and a
+    /// `dead_lettered` journal row are written with it, so the failure is
+    /// never silent.
+    pub async fn fail_outbox(
+        &self,
+        id: i64,
+        error: &str,
+        retry_at: Option<DateTime<Utc>>,
+    ) -> Result<FailOutcome> {
+        const OP: &str = "fail_outbox";
+        let now = now();
+        let mut tx = self.begin(OP).await?;
+        let sql = format!(
+            "UPDATE outbox SET attempts = attempts + 1, last_error = $2, locked_until = NULL, \
+             updated_at = $1, next_attempt_at = COALESCE($3, next_attempt_at), \
+             status = CASE WHEN $3 IS NULL THEN 'dead' ELSE status END \
+             WHERE id = $4 AND status = 'pending' RETURNING {OUTBOX_COLUMNS}"
+        );
+        let retry_at = retry_at.map(us);
+        let item: Option<OutboxItem> = on_tx!(&mut tx, |c| {
+            sqlx::query_as(&sql)
+                .bind(now)
+                .bind(error)
+                .bind(retry_at)
+                .bind(id)
+                .fetch_optional(&mut *c)
+                .await
+        })
+        .map_err(op_err(|| format!("{OP}(id={id})")))?;
+        let Some(item) = item else {
+            return Err(not_pending(&mut tx, OP, id).await);
+        };
+
+        let (a_id, b_id) = record_ids(&mut tx, &item).await?;
+        let mut entry = NewJournalEntry::new(&item.pair, item.entity, JournalAction::FailedAttempt);
+        entry.direction = Some(Direction::towards(item.target_side));
+        entry.a_id = a_id;
+        entry.b_id = b_id;
+        entry.detail = Some(error.to_owned());
+
+        let outcome = match retry_at {
+            Some(next_attempt_at) => FailOutcome::Retrying {
+                attempts: item.attempts,
+                next_attempt_at,
+            },
+            None => {
+                let letter = NewDeadLetter {
+                    pair: item.pair.clone(),
+                    side: item.target_side,
+                    entity: item.entity,
+                    record_id: item.target_id.clone(),
+                    outbox_id: Some(item.id),
+                    stage: DeadLetterStage::Write,
+                    reason: error.to_owned(),
+                    payload: Some(item.payload.clone()),
+                };
+                let ids =
+                    dead_letters::insert_dead_letters(&mut tx, std::slice::from_ref(&letter), now)
+                        .await
+                        .map_err(op_err(|| format!("{OP}(id={id}): writing its dead letter")))?;
+                entry.action = JournalAction::DeadLettered;
+                FailOutcome::Dead {
+                    attempts: item.attempts,
+                    dead_letter_id: ids[0],
+                }
+            }
+        };
+        let row = JournalRow {
+            entry: &entry,
+            link_id: item.link_id,
+            outbox_id: Some(item.id),
+        };
+        insert_journal(&mut tx, std::slice::from_ref(&row), now)
+            .await
+            .map_err(op_err(|| format!("{OP}(id={id}): journaling")))?;
+        tx.commit(OP).await?;
+        Ok(outcome)
+    }
+
+    /// One outbox item by id: for `status`/inspection commands and tests.
+    pub async fn outbox_item(&self, id: i64) -> Result<Option<OutboxItem>> {
+        let sql = format!("SELECT {OUTBOX_COLUMNS} FROM outbox WHERE id = $1");
+        on_pool!(self, |p| {
+            sqlx::query_as(&sql).bind(id).fetch_optional(p).await
+        })
+        .map_err(op_err(|| format!("outbox_item(id={id})")))
+    }
+
+    /// Outbox rows by status (and how many pending rows are leased right
+    /// now): backlog for health output and metrics.
+    pub async fn outbox_depth(&self) -> Result<OutboxDepth> {
+        let now = now();
+        let rows: Vec<(OutboxStatus, i64, i64)> = on_pool!(self, |p| {
+            sqlx::query_as(
+                "SELECT status, COUNT(*), \
+                        COALESCE(SUM(CASE WHEN locked_until > $1 THEN 1 ELSE 0 END), 0) \
+                 FROM outbox GROUP BY status",
+            )
+            .bind(now)
+            .fetch_all(p)
+            .await
+        })
+        .map_err(op_err(|| "outbox_depth"))?;
+        let mut depth = OutboxDepth::default();
+        for (status, count, leased) in rows {
+            match status {
+                OutboxStatus::Pending => {
+                    depth.pending = count;
+                    depth.in_flight = leased;
+                }
+                OutboxStatus::Done => depth.done = count,
+                OutboxStatus::Dead => depth.dead = count,
+                OutboxStatus::Cancelled => depth.cancelled = count,
+            }
+        }
+        Ok(depth)
+    }
+
+    /// Deletes done and cancelled items completed before `older_than`, so
+    /// the outbox stays small; the journal keeps their history. Returns how
+    /// many rows were deleted.
+    pub async fn prune_outbox(&self, older_than: DateTime<Utc>) -> Result<u64> {
+        let older_than = us(older_than);
+        on_pool!(self, |p| {
+            sqlx::query(
+                "DELETE FROM outbox WHERE status IN ('done', 'cancelled') AND completed_at < $1",
+            )
+            .bind(older_than)
+            .execute(p)
+            .await
+            .map(|r| r.rows_affected())
+        })
+        .map_err(op_err(|| format!("prune_outbox(older_than={older_than})")))
+    }
+}
+
+/// The record's ids on both sides for a journal row about an outbox item:
+/// from its link if it has one, else the target id on the target side.
+async fn record_ids(tx: &mut Tx, item: &OutboxItem) -> Result<(Option<String>, Option<String>)> {
+    if let Some(link_id) = item.link_id {
+        let ids: Option<(Option<String>, Option<String>)> = on_tx!(tx, |c| {
+            sqlx::query_as("SELECT a_id, b_id FROM links WHERE id = $1")
+                .bind(link_id)
+                .fetch_optional(&mut *c)
+                .await
+        })
+        .map_err(op_err(|| {
+            format!("reading link {link_id} of outbox item {}", item.id)
+        }))?;
+        if let Some(ids) = ids {
+            return Ok(ids);
+        }
+    }
+    Ok(match item.target_side {
+        SideRole::A => (item.target_id.clone(), None),
+        SideRole::B => (None, item.target_id.clone()),
+    })
+}
