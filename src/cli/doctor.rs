@@ -1,0 +1,237 @@
+//! `ghlsync doctor`: read-only test requests that confirm each GHL side is
+//! reachable and authorised, as the integration pages promise ("run test
+//! requests to confirm authentication"). Nothing is written anywhere.
+
+use std::time::{Duration, Instant};
+
+use anyhow::Context as _;
+use chrono::Utc;
+use futures::StreamExt;
+
+use crate::config::{Loaded, SideKind};
+use crate::connector::ghl::build::connect;
+use crate::connector::ghl::client::{http_client, WRITE_SCOPE};
+use crate::connector::ghl::{Credentials, GhlClient, LimiterRegistry};
+use crate::store::Store;
+
+/// A token expiring sooner than this is reported as a warning.
+const EXPIRY_WARNING: Duration = Duration::from_secs(3600);
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Outcome {
+    Ok,
+    Warn,
+    Fail,
+}
+
+struct Check {
+    side: String,
+    name: &'static str,
+    outcome: Outcome,
+    latency: Option<Duration>,
+    detail: String,
+}
+
+pub async fn run(loaded: Loaded, only_side: Option<String>) -> anyhow::Result<()> {
+    let store = Store::connect_and_migrate(&loaded.settings.database)
+        .await
+        .context("cannot open the mirror store")?;
+    let limiters = LimiterRegistry::new();
+    let mut checks = Vec::new();
+    let mut examined = 0;
+    for side in loaded.settings.sides.values() {
+        let SideKind::Ghl(ghl) = &side.kind else {
+            continue;
+        };
+        if only_side.as_deref().is_some_and(|only| only != side.name) {
+            continue;
+        }
+        examined += 1;
+        let http = http_client(ghl.timeout)?;
+        match connect(&side.name, ghl, &store, &limiters, http).await {
+            Ok(client) => {
+                checks.extend(check_side(&side.name, ghl.location_id.as_str(), &client).await)
+            }
+            Err(error) => checks.push(Check {
+                side: side.name.clone(),
+                name: "credentials",
+                outcome: Outcome::Fail,
+                latency: None,
+                detail: error.to_string(),
+            }),
+        }
+    }
+    store.close().await;
+    if examined == 0 {
+        anyhow::bail!(match only_side {
+            Some(name) => format!("no GHL side named `{name}` in the configuration"),
+            None => "no GHL side in the configuration".to_owned(),
+        });
+    }
+    print_table(&checks);
+    let failed = checks.iter().filter(|c| c.outcome == Outcome::Fail).count();
+    if failed > 0 {
+        anyhow::bail!("{failed} check(s) failed");
+    }
+    Ok(())
+}
+
+async fn check_side(side: &str, location: &str, client: &GhlClient) -> Vec<Check> {
+    let check = |name, outcome, latency, detail: String| Check {
+        side: side.to_owned(),
+        name,
+        outcome,
+        latency,
+        detail,
+    };
+    let mut checks = Vec::new();
+
+    // 1. The token: present, and not about to expire.
+    checks.push(match client.credentials() {
+        Credentials::OAuth(session) => match session.token().await {
+            Ok(token) => {
+                let left = (token.expires_at - Utc::now()).to_std().unwrap_or_default();
+                let outcome = if left < EXPIRY_WARNING { Outcome::Warn } else { Outcome::Ok };
+                check(
+                    "token",
+                    outcome,
+                    None,
+                    format!(
+                        "OAuth token for location {location}, expires in {} (refreshed automatically)",
+                        humantime::format_duration(Duration::from_secs(left.as_secs()))
+                    ),
+                )
+            }
+            Err(error) => check("token", Outcome::Fail, None, error.to_string()),
+        },
+        Credentials::Static(_) => check(
+            "token",
+            Outcome::Ok,
+            None,
+            format!("private integration token for location {location}"),
+        ),
+    });
+
+    // 2. Scopes.
+    checks.push(if client.can_write() {
+        check(
+            "scopes",
+            Outcome::Ok,
+            None,
+            "contacts.readonly and contacts.write".into(),
+        )
+    } else {
+        check(
+            "scopes",
+            Outcome::Warn,
+            None,
+            format!("no {WRITE_SCOPE}: pairs with this side run one-way and never write to GHL"),
+        )
+    });
+
+    // 3. A one-contact listing.
+    let started = Instant::now();
+    let first = std::pin::pin!(client.list_contacts(1)).next().await;
+    let latency = Some(started.elapsed());
+    let contact = match first {
+        Some(Ok(contacts)) => {
+            checks.push(check(
+                "GET /contacts/?limit=1",
+                Outcome::Ok,
+                latency,
+                format!("{} contact(s) returned", contacts.len()),
+            ));
+            contacts.into_iter().next()
+        }
+        Some(Err(error)) => {
+            checks.push(check(
+                "GET /contacts/?limit=1",
+                Outcome::Fail,
+                latency,
+                error.to_string(),
+            ));
+            None
+        }
+        None => None,
+    };
+
+    // 4. That contact's tasks and notes.
+    if let Some(contact) = contact {
+        let started = Instant::now();
+        let tasks = client.list_tasks(&contact.id).await;
+        checks.push(match tasks {
+            Ok(tasks) => check(
+                "GET /contacts/:id/tasks",
+                Outcome::Ok,
+                Some(started.elapsed()),
+                format!("{} task(s) on contact {}", tasks.len(), contact.id),
+            ),
+            Err(error) => check(
+                "GET /contacts/:id/tasks",
+                Outcome::Fail,
+                Some(started.elapsed()),
+                error.to_string(),
+            ),
+        });
+        let started = Instant::now();
+        let notes = client.list_notes(&contact.id).await;
+        checks.push(match notes {
+            Ok(notes) => check(
+                "GET /contacts/:id/notes",
+                Outcome::Ok,
+                Some(started.elapsed()),
+                format!("{} note(s) on contact {}", notes.len(), contact.id),
+            ),
+            Err(error) => check(
+                "GET /contacts/:id/notes",
+                Outcome::Fail,
+                Some(started.elapsed()),
+                error.to_string(),
+            ),
+        });
+    }
+
+    // 5. Rate-limit headroom as GHL reported it.
+    let headroom = client.limiter().headroom();
+    checks.push(check(
+        "rate limit",
+        if headroom.throttled > 0 {
+            Outcome::Warn
+        } else {
+            Outcome::Ok
+        },
+        None,
+        format!(
+            "{} of {} left in this 10 s window, {} left today, {} 429s",
+            headroom
+                .interval_remaining
+                .map_or_else(|| "?".to_owned(), |n| n.to_string()),
+            client.limiter().limits().max_per_interval,
+            headroom.daily_remaining,
+            headroom.throttled
+        ),
+    ));
+    checks
+}
+
+fn print_table(checks: &[Check]) {
+    println!(
+        "{:<8} {:<26} {:<6} {:>8}  detail",
+        "side", "check", "status", "latency"
+    );
+    for check in checks {
+        let status = match check.outcome {
+            Outcome::Ok => "ok",
+            Outcome::Warn => "warn",
+            Outcome::Fail => "FAIL",
+        };
+        let latency = check
+            .latency
+            .map(|l| format!("{}ms", l.as_millis()))
+            .unwrap_or_default();
+        println!(
+            "{:<8} {:<26} {:<6} {:>8}  {}",
+            check.side, check.name, status, latency, check.detail
+        );
+    }
+}

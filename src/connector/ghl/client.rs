@@ -1,0 +1,539 @@
+//! The HTTP core of the GHL client: one place that paces, authenticates,
+//! sends, retries and classifies every call.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use backon::{ExponentialBuilder, Retryable};
+use bytes::Bytes;
+use reqwest::header::HeaderMap;
+use reqwest::{Method, StatusCode};
+use secrecy::{ExposeSecret, SecretString};
+use serde::de::DeserializeOwned;
+use serde_json::Value;
+use url::Url;
+
+use super::auth::Credentials;
+use super::error::{Call, GhlError};
+use super::limiter::{Access, RateLimiter};
+use super::models::API_VERSION;
+
+/// The scope every write to contacts, tasks, notes and tags needs.
+pub const WRITE_SCOPE: &str = "contacts.write";
+
+/// Responses larger than this are refused rather than buffered.
+pub const MAX_RESPONSE_BYTES: usize = 32 * 1024 * 1024;
+
+/// How transient failures are retried.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RetryPolicy {
+    /// Attempts in all, the first included.
+    pub max_attempts: usize,
+    pub min_delay: Duration,
+    pub max_delay: Duration,
+}
+
+impl Default for RetryPolicy {
+    fn default() -> Self {
+        Self {
+            max_attempts: 6,
+            min_delay: Duration::from_millis(250),
+            max_delay: Duration::from_secs(30),
+        }
+    }
+}
+
+impl RetryPolicy {
+    fn backoff(&self) -> ExponentialBuilder {
+        ExponentialBuilder::default()
+            .with_min_delay(self.min_delay)
+            .with_max_delay(self.max_delay)
+            .with_max_times(self.max_attempts.saturating_sub(1))
+            .with_jitter()
+    }
+}
+
+/// What a [`GhlClient`] is built from.
+#[derive(Debug, Clone)]
+pub struct ClientOptions {
+    pub base_url: Url,
+    pub location_id: String,
+    pub credentials: Credentials,
+    /// Scopes the credentials carry; writes without `contacts.write` are
+    /// refused locally.
+    pub scopes: Vec<String>,
+    /// The pacing of this (app, location) budget, shared with every other
+    /// client spending it.
+    pub limiter: Arc<RateLimiter>,
+    pub retry: RetryPolicy,
+    /// Per-request timeout.
+    pub timeout: Duration,
+}
+
+/// A client of the GHL Contacts API v2 for one location.
+#[derive(Debug, Clone)]
+pub struct GhlClient {
+    pub(super) http: reqwest::Client,
+    pub(super) options: Arc<ClientOptions>,
+}
+
+/// One request, described before it is sent (and re-sent).
+#[derive(Debug)]
+pub(super) struct Request<'a> {
+    pub method: Method,
+    pub path: String,
+    pub query: Vec<(&'static str, String)>,
+    pub body: Option<&'a Value>,
+    pub access: Access,
+    /// Safe to send again when the outcome of an attempt is unknown.
+    pub idempotent: bool,
+}
+
+impl<'a> Request<'a> {
+    pub fn get(path: String) -> Self {
+        Self {
+            method: Method::GET,
+            path,
+            query: Vec::new(),
+            body: None,
+            access: Access::Read,
+            idempotent: true,
+        }
+    }
+
+    pub fn write(method: Method, path: String, body: Option<&'a Value>) -> Self {
+        let idempotent = method != Method::POST;
+        Self {
+            method,
+            path,
+            query: Vec::new(),
+            body,
+            access: Access::Write,
+            idempotent,
+        }
+    }
+
+    pub fn query(mut self, name: &'static str, value: impl Into<String>) -> Self {
+        self.query.push((name, value.into()));
+        self
+    }
+
+    /// A POST that only reads (search).
+    pub fn reading(mut self) -> Self {
+        self.access = Access::Read;
+        self.idempotent = true;
+        self
+    }
+}
+
+impl GhlClient {
+    pub fn new(options: ClientOptions) -> Result<Self, reqwest::Error> {
+        let http = http_client(options.timeout)?;
+        Ok(Self::with_http(http, options))
+    }
+
+    /// Shares one connection pool (and TLS set-up) among clients.
+    pub fn with_http(http: reqwest::Client, options: ClientOptions) -> Self {
+        Self {
+            http,
+            options: Arc::new(options),
+        }
+    }
+
+    pub fn location_id(&self) -> &str {
+        &self.options.location_id
+    }
+
+    pub fn credentials(&self) -> &Credentials {
+        &self.options.credentials
+    }
+
+    pub fn limiter(&self) -> &Arc<RateLimiter> {
+        &self.options.limiter
+    }
+
+    /// Whether this side may write to GHL at all.
+    pub fn can_write(&self) -> bool {
+        self.options.scopes.iter().any(|scope| scope == WRITE_SCOPE)
+    }
+
+    pub(super) fn call(&self, method: &Method, path: &str) -> Call {
+        Call {
+            method: method_name(method),
+            path: path.to_owned(),
+            location: self.options.location_id.clone(),
+        }
+    }
+
+    /// Sends a request with pacing, authentication and retries, and decodes
+    /// the JSON answer.
+    pub(super) async fn execute<T: DeserializeOwned>(
+        &self,
+        request: &Request<'_>,
+    ) -> Result<T, GhlError> {
+        let call = self.call(&request.method, &request.path);
+        if request.access == Access::Write && !self.can_write() {
+            return Err(GhlError::ScopeMissing {
+                call,
+                scope: WRITE_SCOPE,
+            });
+        }
+        let attempt = || async {
+            let (status, body) = self.attempt(request, &call).await?;
+            decode(&call, status, &body)
+        };
+        attempt
+            .retry(self.options.retry.backoff())
+            .sleep(tokio::time::sleep)
+            .when(|error: &GhlError| {
+                error.is_transient() && (request.idempotent || !error.maybe_applied())
+            })
+            .adjust(|error, delay| match error {
+                // Wait as long as GHL asked; stop when attempts ran out.
+                GhlError::RateLimited {
+                    retry_after: Some(wait),
+                    ..
+                } => delay.map(|_| *wait),
+                _ => delay,
+            })
+            .notify(|error, delay| {
+                tracing::warn!(
+                    error = %error,
+                    retry_in_ms = delay.as_millis() as u64,
+                    "GHL call failed; retrying"
+                );
+            })
+            .await
+    }
+
+    /// One attempt: a paced send, and once more with a refreshed token if
+    /// GHL answers 401 to an OAuth token.
+    async fn attempt(
+        &self,
+        request: &Request<'_>,
+        call: &Call,
+    ) -> Result<(StatusCode, Bytes), GhlError> {
+        let token = self
+            .options
+            .credentials
+            .access_token()
+            .await
+            .map_err(|source| GhlError::Auth {
+                call: call.clone(),
+                source,
+            })?;
+        let (status, headers, body) = self.send(request, call, &token).await?;
+        if status == StatusCode::UNAUTHORIZED {
+            if let Some(renewed) = self.options.credentials.after_unauthorized(&token).await {
+                let token = renewed.map_err(|source| GhlError::Auth {
+                    call: call.clone(),
+                    source,
+                })?;
+                let (status, headers, body) = self.send(request, call, &token).await?;
+                return classify(call, status, &headers, body, &self.options.limiter);
+            }
+        }
+        classify(call, status, &headers, body, &self.options.limiter)
+    }
+
+    async fn send(
+        &self,
+        request: &Request<'_>,
+        call: &Call,
+        token: &SecretString,
+    ) -> Result<(StatusCode, HeaderMap, Bytes), GhlError> {
+        self.options
+            .limiter
+            .acquire(request.access)
+            .await
+            .map_err(|source| GhlError::Budget {
+                call: call.clone(),
+                source,
+            })?;
+        let url = join(&self.options.base_url, &request.path);
+        let mut builder = self
+            .http
+            .request(request.method.clone(), url)
+            .bearer_auth(token.expose_secret())
+            .header("Version", API_VERSION)
+            .header("Accept", "application/json")
+            .timeout(self.options.timeout);
+        if !request.query.is_empty() {
+            builder = builder.query(&request.query);
+        }
+        if let Some(body) = request.body {
+            builder = builder.json(body);
+        }
+        let started = Instant::now();
+        let result = read_response(builder.send().await).await;
+        let latency_ms = started.elapsed().as_millis() as u64;
+        match &result {
+            Ok((status, headers, body)) => {
+                self.options.limiter.observe(headers);
+                tracing::debug!(
+                    method = call.method,
+                    path = %call.path,
+                    location = %call.location,
+                    status = status.as_u16(),
+                    latency_ms,
+                    trace_id = failed_trace_id(*status, body).as_deref().unwrap_or(""),
+                    "GHL call"
+                );
+            }
+            Err(detail) => tracing::debug!(
+                method = call.method,
+                path = %call.path,
+                location = %call.location,
+                latency_ms,
+                error = %detail.0,
+                "GHL call failed in transport"
+            ),
+        }
+        result.map_err(
+            |TransportFailure(detail, maybe_applied)| GhlError::Transport {
+                call: call.clone(),
+                detail,
+                maybe_applied,
+            },
+        )
+    }
+}
+
+/// A reqwest client set up for GHL: rustls, timeouts, no redirects (an
+/// API answer is never a redirect; following one could leak the token).
+pub fn http_client(timeout: Duration) -> Result<reqwest::Client, reqwest::Error> {
+    reqwest::Client::builder()
+        .user_agent(concat!("ghlsync/", env!("CARGO_PKG_VERSION")))
+        .timeout(timeout)
+        .connect_timeout(Duration::from_secs(10))
+        .redirect(reqwest::redirect::Policy::none())
+        .pool_idle_timeout(Duration::from_secs(60))
+        .build()
+}
+
+struct TransportFailure(String, bool);
+
+async fn read_response(
+    sent: Result<reqwest::Response, reqwest::Error>,
+) -> Result<(StatusCode, HeaderMap, Bytes), TransportFailure> {
+    let mut response = sent.map_err(|error| {
+        // Before a connection exists nothing can have reached GHL.
+        let maybe_applied = !error.is_connect();
+        TransportFailure(describe(&error), maybe_applied)
+    })?;
+    let status = response.status();
+    let headers = response.headers().clone();
+    if let Some(length) = response.content_length() {
+        if length as usize > MAX_RESPONSE_BYTES {
+            return Err(TransportFailure(
+                format!("response of {length} bytes exceeds the {MAX_RESPONSE_BYTES}-byte limit"),
+                true,
+            ));
+        }
+    }
+    let mut body = Vec::new();
+    loop {
+        match response.chunk().await {
+            Ok(Some(chunk)) => {
+                if body.len() + chunk.len() > MAX_RESPONSE_BYTES {
+                    return Err(TransportFailure(
+                        format!("response exceeds the {MAX_RESPONSE_BYTES}-byte limit"),
+                        true,
+                    ));
+                }
+                body.extend_from_slice(&chunk);
+            }
+            Ok(None) => break,
+            Err(error) => {
+                return Err(TransportFailure(
+                    format!("response {status} broke off: {}", describe(&error)),
+                    true,
+                ))
+            }
+        }
+    }
+    Ok((status, headers, Bytes::from(body)))
+}
+
+/// A transport error without the URL (it is in the call already) and with
+/// the underlying cause, which reqwest hides behind "error sending request".
+fn describe(error: &reqwest::Error) -> String {
+    let mut text = if error.is_timeout() {
+        "timed out".to_owned()
+    } else if error.is_connect() {
+        "cannot connect".to_owned()
+    } else {
+        "connection failed".to_owned()
+    };
+    let mut source = std::error::Error::source(error);
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
+}
+
+/// Turns an HTTP answer into success or the matching [`GhlError`].
+fn classify(
+    call: &Call,
+    status: StatusCode,
+    headers: &HeaderMap,
+    body: Bytes,
+    limiter: &RateLimiter,
+) -> Result<(StatusCode, Bytes), GhlError> {
+    if status.is_success() {
+        return Ok((status, body));
+    }
+    let call = call.clone();
+    let trace_id = trace_id(&body);
+    let message = error_message(&body);
+    Err(match status.as_u16() {
+        400 => GhlError::BadRequest {
+            call,
+            message,
+            trace_id,
+            meta: serde_json::from_slice::<Value>(&body)
+                .ok()
+                .and_then(|v| v.get("meta").cloned()),
+        },
+        401 if message.to_ascii_lowercase().contains("expired") => {
+            GhlError::TokenExpired { call, trace_id }
+        }
+        401 => GhlError::Unauthorized {
+            call,
+            message,
+            trace_id,
+        },
+        403 => GhlError::Forbidden {
+            call,
+            message,
+            trace_id,
+        },
+        404 => GhlError::NotFound { call, trace_id },
+        422 => GhlError::Unprocessable {
+            call,
+            messages: error_messages(&body),
+            trace_id,
+        },
+        429 => {
+            let retry_after = headers
+                .get("retry-after")
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| v.trim().parse::<u64>().ok())
+                .map(Duration::from_secs)
+                .or_else(|| {
+                    headers
+                        .get("x-ratelimit-interval-milliseconds")
+                        .and_then(|v| v.to_str().ok())
+                        .and_then(|v| v.trim().parse::<u64>().ok())
+                        .map(Duration::from_millis)
+                });
+            limiter.throttled(retry_after.unwrap_or(limiter.limits().interval));
+            tracing::warn!(%call, "GHL answered 429: pacing let too many requests through");
+            GhlError::RateLimited { call, retry_after }
+        }
+        500..=599 => GhlError::Server {
+            call,
+            status: status.as_u16(),
+            message,
+            trace_id,
+        },
+        other => GhlError::Status {
+            call,
+            status: other,
+            message,
+        },
+    })
+}
+
+fn decode<T: DeserializeOwned>(
+    call: &Call,
+    status: StatusCode,
+    body: &[u8],
+) -> Result<T, GhlError> {
+    serde_json::from_slice(body).map_err(|error| GhlError::Decode {
+        call: call.clone(),
+        status: status.as_u16(),
+        detail: if looks_like_json(body) {
+            error.to_string()
+        } else {
+            format!("not JSON: {}", snippet(body))
+        },
+    })
+}
+
+fn looks_like_json(body: &[u8]) -> bool {
+    matches!(
+        body.iter().find(|b| !b.is_ascii_whitespace()),
+        Some(b'{' | b'[')
+    )
+}
+
+fn snippet(body: &[u8]) -> String {
+    let text = String::from_utf8_lossy(body);
+    let text: String = text.chars().take(120).collect();
+    format!("{:?}", text.trim())
+}
+
+/// GHL's `traceId` of an error answer (success bodies are not parsed twice).
+fn failed_trace_id(status: StatusCode, body: &[u8]) -> Option<String> {
+    if status.is_success() {
+        None
+    } else {
+        trace_id(body)
+    }
+}
+
+fn trace_id(body: &[u8]) -> Option<String> {
+    serde_json::from_slice::<Value>(body)
+        .ok()?
+        .get("traceId")?
+        .as_str()
+        .map(str::to_owned)
+}
+
+/// GHL's error messages: `message` is a string or (422) a list of strings.
+fn error_messages(body: &[u8]) -> Vec<String> {
+    match serde_json::from_slice::<Value>(body) {
+        Ok(value) => match value.get("message") {
+            Some(Value::String(message)) => vec![message.clone()],
+            Some(Value::Array(items)) => items
+                .iter()
+                .map(|item| {
+                    item.as_str()
+                        .map_or_else(|| item.to_string(), str::to_owned)
+                })
+                .collect(),
+            _ => match value.get("error") {
+                Some(Value::String(error)) => vec![error.clone()],
+                _ => vec![snippet(body)],
+            },
+        },
+        Err(_) if body.is_empty() => vec!["empty body".to_owned()],
+        Err(_) => vec![format!("non-JSON body {}", snippet(body))],
+    }
+}
+
+/// One line summarising an error body.
+pub fn error_message(body: &[u8]) -> String {
+    error_messages(body).join("; ")
+}
+
+fn join(base: &Url, path: &str) -> Url {
+    let mut url = base.clone();
+    let prefix = url.path().trim_end_matches('/').to_owned();
+    url.set_path(&format!("{prefix}{path}"));
+    url
+}
+
+fn method_name(method: &Method) -> &'static str {
+    match *method {
+        Method::GET => "GET",
+        Method::POST => "POST",
+        Method::PUT => "PUT",
+        Method::DELETE => "DELETE",
+        Method::PATCH => "PATCH",
+        _ => "OTHER",
+    }
+}

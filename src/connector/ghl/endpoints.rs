@@ -1,0 +1,478 @@
+//! The typed Contacts API: one method per endpoint the product uses.
+//! Creates are never blindly re-sent: when the outcome of a create is
+//! unknown (timeout, reset, 5xx) the record is looked up by what identifies
+//! it and only created again when it is not there.
+
+use reqwest::Method;
+use serde::Deserialize;
+use serde_json::{json, Value};
+
+use super::client::{GhlClient, Request};
+use super::error::GhlError;
+use super::models::{
+    Appointment, Contact, ContactFields, Note, NoteFields, Task, TaskFields, Upserted,
+};
+
+#[derive(Deserialize)]
+struct ContactEnvelope {
+    contact: Contact,
+}
+
+#[derive(Deserialize)]
+struct MaybeContact {
+    #[serde(default)]
+    contact: Option<Contact>,
+}
+
+#[derive(Deserialize)]
+struct UpsertEnvelope {
+    #[serde(default)]
+    new: bool,
+    contact: Contact,
+}
+
+#[derive(Deserialize)]
+struct TaskEnvelope {
+    task: Task,
+}
+
+#[derive(Deserialize)]
+struct TaskList {
+    #[serde(default)]
+    tasks: Vec<Task>,
+}
+
+#[derive(Deserialize)]
+struct NoteEnvelope {
+    note: Note,
+}
+
+#[derive(Deserialize)]
+struct NoteList {
+    #[serde(default)]
+    notes: Vec<Note>,
+}
+
+#[derive(Deserialize)]
+struct EventList {
+    #[serde(default)]
+    events: Vec<Appointment>,
+}
+
+#[derive(Deserialize)]
+struct TagList {
+    #[serde(default)]
+    tags: Vec<String>,
+}
+
+#[derive(Deserialize)]
+struct Ignored {}
+
+/// What a delete found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Deleted {
+    Deleted,
+    /// The record was already gone (deleted elsewhere, or by an earlier
+    /// attempt whose answer was lost).
+    AlreadyGone,
+}
+
+fn seg(id: &str) -> String {
+    // Ids are alphanumeric in GHL; escape anything else so an odd id from
+    // the other side cannot change the path.
+    url::form_urlencoded::byte_serialize(id.as_bytes()).collect()
+}
+
+impl GhlClient {
+    /// `GET /contacts/:contactId`
+    pub async fn get_contact(&self, id: &str) -> Result<Contact, GhlError> {
+        let envelope: ContactEnvelope = self
+            .execute(&Request::get(format!("/contacts/{}", seg(id))))
+            .await?;
+        Ok(envelope.contact)
+    }
+
+    /// `POST /contacts/`. If the outcome is unknown, or GHL reports the
+    /// contact as a duplicate, the create is finished through
+    /// `POST /contacts/upsert`, which matches on email and phone, so a
+    /// retried create never makes a second contact. Without an email or a
+    /// phone there is nothing to match on and the error is returned.
+    pub async fn create_contact(&self, fields: &ContactFields) -> Result<Contact, GhlError> {
+        let body = self.with_location(fields);
+        let sent: Result<ContactEnvelope, GhlError> = self
+            .execute(&Request::write(
+                Method::POST,
+                "/contacts/".into(),
+                Some(&body),
+            ))
+            .await;
+        match sent {
+            Ok(envelope) => Ok(envelope.contact),
+            Err(error)
+                if (error.maybe_applied() || is_duplicate(&error)) && has_match_key(fields) =>
+            {
+                tracing::warn!(
+                    location = %self.location_id(),
+                    error = %error,
+                    "create outcome unknown or duplicate; completing through upsert"
+                );
+                Ok(self.upsert_contact(fields).await?.contact)
+            }
+            Err(error) => Err(error),
+        }
+    }
+
+    /// `POST /contacts/upsert`: update the contact matching the email or
+    /// phone, or create one. Idempotent by construction.
+    pub async fn upsert_contact(&self, fields: &ContactFields) -> Result<Upserted, GhlError> {
+        let body = self.with_location(fields);
+        let mut request = Request::write(Method::POST, "/contacts/upsert".into(), Some(&body));
+        request.idempotent = true;
+        let envelope: UpsertEnvelope = self.execute(&request).await?;
+        Ok(Upserted {
+            created: envelope.new,
+            contact: envelope.contact,
+        })
+    }
+
+    /// `PUT /contacts/:contactId` with only the fields to change.
+    pub async fn update_contact(
+        &self,
+        id: &str,
+        fields: &ContactFields,
+    ) -> Result<Contact, GhlError> {
+        let body = Value::Object(fields.fields.clone());
+        let envelope: ContactEnvelope = self
+            .execute(&Request::write(
+                Method::PUT,
+                format!("/contacts/{}", seg(id)),
+                Some(&body),
+            ))
+            .await?;
+        Ok(envelope.contact)
+    }
+
+    /// `DELETE /contacts/:contactId` (its tasks and notes go with it).
+    pub async fn delete_contact(&self, id: &str) -> Result<Deleted, GhlError> {
+        let sent: Result<Ignored, GhlError> = self
+            .execute(&Request::write(
+                Method::DELETE,
+                format!("/contacts/{}", seg(id)),
+                None,
+            ))
+            .await;
+        deleted(sent)
+    }
+
+    /// `GET /contacts/search/duplicate`: the contact GHL would treat as the
+    /// same person, by email or phone.
+    pub async fn find_duplicate(
+        &self,
+        email: Option<&str>,
+        phone: Option<&str>,
+    ) -> Result<Option<Contact>, GhlError> {
+        let mut request = Request::get("/contacts/search/duplicate".into())
+            .query("locationId", self.location_id());
+        if let Some(email) = email {
+            request = request.query("email", email);
+        }
+        if let Some(phone) = phone {
+            request = request.query("number", phone);
+        }
+        let found: MaybeContact = self.execute(&request).await?;
+        Ok(found.contact)
+    }
+
+    /// `GET /contacts/:contactId/tasks`
+    pub async fn list_tasks(&self, contact_id: &str) -> Result<Vec<Task>, GhlError> {
+        let list: TaskList = self
+            .execute(&Request::get(format!(
+                "/contacts/{}/tasks",
+                seg(contact_id)
+            )))
+            .await?;
+        Ok(list.tasks)
+    }
+
+    /// `GET /contacts/:contactId/tasks/:taskId`
+    pub async fn get_task(&self, contact_id: &str, task_id: &str) -> Result<Task, GhlError> {
+        let envelope: TaskEnvelope = self
+            .execute(&Request::get(format!(
+                "/contacts/{}/tasks/{}",
+                seg(contact_id),
+                seg(task_id)
+            )))
+            .await?;
+        Ok(envelope.task)
+    }
+
+    /// `POST /contacts/:contactId/tasks`. When the outcome is unknown the
+    /// contact's tasks are searched for one with the same title, body and
+    /// due date before the create is sent again.
+    pub async fn create_task(
+        &self,
+        contact_id: &str,
+        fields: &TaskFields,
+    ) -> Result<Task, GhlError> {
+        let mut body = serde_json::to_value(fields).expect("task fields serialise");
+        // The spec requires `completed` on create.
+        body.as_object_mut()
+            .expect("object")
+            .entry("completed")
+            .or_insert(Value::Bool(false));
+        let path = format!("/contacts/{}/tasks", seg(contact_id));
+        self.create_once(
+            || async {
+                let envelope: TaskEnvelope = self
+                    .execute(&Request::write(Method::POST, path.clone(), Some(&body)))
+                    .await?;
+                Ok(envelope.task)
+            },
+            || async {
+                let tasks = self.list_tasks(contact_id).await?;
+                // GHL answers an absent body as "", so compare them as equal.
+                let text = |value: &Option<String>| value.clone().unwrap_or_default();
+                Ok(tasks.into_iter().find(|task| {
+                    text(&task.title) == text(&fields.title)
+                        && text(&task.body) == text(&fields.body)
+                        && task.due_date == fields.due_date
+                }))
+            },
+        )
+        .await
+    }
+
+    /// `PUT /contacts/:contactId/tasks/:taskId`
+    pub async fn update_task(
+        &self,
+        contact_id: &str,
+        task_id: &str,
+        fields: &TaskFields,
+    ) -> Result<Task, GhlError> {
+        let body = serde_json::to_value(fields).expect("task fields serialise");
+        let envelope: TaskEnvelope = self
+            .execute(&Request::write(
+                Method::PUT,
+                format!("/contacts/{}/tasks/{}", seg(contact_id), seg(task_id)),
+                Some(&body),
+            ))
+            .await?;
+        Ok(envelope.task)
+    }
+
+    /// `PUT /contacts/:contactId/tasks/:taskId/completed`
+    pub async fn complete_task(
+        &self,
+        contact_id: &str,
+        task_id: &str,
+        completed: bool,
+    ) -> Result<Task, GhlError> {
+        let body = json!({ "completed": completed });
+        let envelope: TaskEnvelope = self
+            .execute(&Request::write(
+                Method::PUT,
+                format!(
+                    "/contacts/{}/tasks/{}/completed",
+                    seg(contact_id),
+                    seg(task_id)
+                ),
+                Some(&body),
+            ))
+            .await?;
+        Ok(envelope.task)
+    }
+
+    /// `DELETE /contacts/:contactId/tasks/:taskId`
+    pub async fn delete_task(&self, contact_id: &str, task_id: &str) -> Result<Deleted, GhlError> {
+        let sent: Result<Ignored, GhlError> = self
+            .execute(&Request::write(
+                Method::DELETE,
+                format!("/contacts/{}/tasks/{}", seg(contact_id), seg(task_id)),
+                None,
+            ))
+            .await;
+        deleted(sent)
+    }
+
+    /// `GET /contacts/:contactId/notes`
+    pub async fn list_notes(&self, contact_id: &str) -> Result<Vec<Note>, GhlError> {
+        let list: NoteList = self
+            .execute(&Request::get(format!(
+                "/contacts/{}/notes",
+                seg(contact_id)
+            )))
+            .await?;
+        Ok(list.notes)
+    }
+
+    /// `GET /contacts/:contactId/notes/:id`
+    pub async fn get_note(&self, contact_id: &str, note_id: &str) -> Result<Note, GhlError> {
+        let envelope: NoteEnvelope = self
+            .execute(&Request::get(format!(
+                "/contacts/{}/notes/{}",
+                seg(contact_id),
+                seg(note_id)
+            )))
+            .await?;
+        Ok(envelope.note)
+    }
+
+    /// `POST /contacts/:contactId/notes`, looked up by body before a
+    /// re-send when the outcome is unknown.
+    pub async fn create_note(
+        &self,
+        contact_id: &str,
+        fields: &NoteFields,
+    ) -> Result<Note, GhlError> {
+        let body = serde_json::to_value(fields).expect("note fields serialise");
+        let path = format!("/contacts/{}/notes", seg(contact_id));
+        self.create_once(
+            || async {
+                let envelope: NoteEnvelope = self
+                    .execute(&Request::write(Method::POST, path.clone(), Some(&body)))
+                    .await?;
+                Ok(envelope.note)
+            },
+            || async {
+                let notes = self.list_notes(contact_id).await?;
+                Ok(notes
+                    .into_iter()
+                    .find(|note| note.body.as_deref() == Some(fields.body.as_str())))
+            },
+        )
+        .await
+    }
+
+    /// `PUT /contacts/:contactId/notes/:id`
+    pub async fn update_note(
+        &self,
+        contact_id: &str,
+        note_id: &str,
+        fields: &NoteFields,
+    ) -> Result<Note, GhlError> {
+        let body = serde_json::to_value(fields).expect("note fields serialise");
+        let envelope: NoteEnvelope = self
+            .execute(&Request::write(
+                Method::PUT,
+                format!("/contacts/{}/notes/{}", seg(contact_id), seg(note_id)),
+                Some(&body),
+            ))
+            .await?;
+        Ok(envelope.note)
+    }
+
+    /// `DELETE /contacts/:contactId/notes/:id`
+    pub async fn delete_note(&self, contact_id: &str, note_id: &str) -> Result<Deleted, GhlError> {
+        let sent: Result<Ignored, GhlError> = self
+            .execute(&Request::write(
+                Method::DELETE,
+                format!("/contacts/{}/notes/{}", seg(contact_id), seg(note_id)),
+                None,
+            ))
+            .await;
+        deleted(sent)
+    }
+
+    /// `GET /contacts/:contactId/appointments`
+    pub async fn list_appointments(&self, contact_id: &str) -> Result<Vec<Appointment>, GhlError> {
+        let list: EventList = self
+            .execute(&Request::get(format!(
+                "/contacts/{}/appointments",
+                seg(contact_id)
+            )))
+            .await?;
+        Ok(list.events)
+    }
+
+    /// `POST /contacts/:contactId/tags`: adds tags (idempotent: adding a
+    /// tag twice leaves one), returns the contact's tags.
+    pub async fn add_tags(
+        &self,
+        contact_id: &str,
+        tags: &[String],
+    ) -> Result<Vec<String>, GhlError> {
+        let body = json!({ "tags": tags });
+        let mut request = Request::write(
+            Method::POST,
+            format!("/contacts/{}/tags", seg(contact_id)),
+            Some(&body),
+        );
+        request.idempotent = true;
+        let list: TagList = self.execute(&request).await?;
+        Ok(list.tags)
+    }
+
+    /// `DELETE /contacts/:contactId/tags`: removes tags, returns the rest.
+    pub async fn remove_tags(
+        &self,
+        contact_id: &str,
+        tags: &[String],
+    ) -> Result<Vec<String>, GhlError> {
+        let body = json!({ "tags": tags });
+        let list: TagList = self
+            .execute(&Request::write(
+                Method::DELETE,
+                format!("/contacts/{}/tags", seg(contact_id)),
+                Some(&body),
+            ))
+            .await?;
+        Ok(list.tags)
+    }
+
+    fn with_location(&self, fields: &ContactFields) -> Value {
+        let mut body = fields.fields.clone();
+        body.insert(
+            "locationId".into(),
+            Value::String(self.location_id().to_owned()),
+        );
+        Value::Object(body)
+    }
+
+    /// Creates a record at most once: after an attempt whose outcome is
+    /// unknown, `lookup` decides whether it exists before sending again.
+    async fn create_once<T, C, CF, L, LF>(&self, create: C, lookup: L) -> Result<T, GhlError>
+    where
+        C: Fn() -> CF,
+        CF: std::future::Future<Output = Result<T, GhlError>>,
+        L: Fn() -> LF,
+        LF: std::future::Future<Output = Result<Option<T>, GhlError>>,
+    {
+        let attempts = self.options.retry.max_attempts.max(1);
+        let mut last = None;
+        for _ in 0..attempts {
+            match create().await {
+                Ok(created) => return Ok(created),
+                Err(error) if error.maybe_applied() => {
+                    tracing::warn!(error = %error, "create outcome unknown; looking it up before any re-send");
+                    if let Some(found) = lookup().await? {
+                        return Ok(found);
+                    }
+                    last = Some(error);
+                }
+                Err(error) => return Err(error),
+            }
+        }
+        Err(last.expect("at least one attempt"))
+    }
+}
+
+fn has_match_key(fields: &ContactFields) -> bool {
+    fields.email().is_some_and(|e| !e.is_empty()) || fields.phone().is_some_and(|p| !p.is_empty())
+}
+
+fn is_duplicate(error: &GhlError) -> bool {
+    matches!(error, GhlError::BadRequest { message, .. } if message.to_ascii_lowercase().contains("duplicate"))
+}
+
+fn deleted(sent: Result<Ignored, GhlError>) -> Result<Deleted, GhlError> {
+    match sent {
+        Ok(_) => Ok(Deleted::Deleted),
+        Err(GhlError::NotFound { .. }) => Ok(Deleted::AlreadyGone),
+        Err(GhlError::BadRequest { message, .. })
+            if message.to_ascii_lowercase().contains("not found") =>
+        {
+            Ok(Deleted::AlreadyGone)
+        }
+        Err(error) => Err(error),
+    }
+}

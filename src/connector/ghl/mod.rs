@@ -1,0 +1,29 @@
+//! The GoHighLevel side: a typed client of the Contacts API v2 with OAuth
+//! and Private Integration Token authentication, a pacing rate limiter,
+//! retries, and pagination as streams.
+
+// `GhlError` names the call it belongs to, which makes it larger than
+// clippy likes in a `Result`. Errors are the slow path here (a network call
+// just failed), so the clarity of plain variants wins over boxing them.
+#![allow(clippy::result_large_err)]
+
+pub mod auth;
+pub mod build;
+pub mod client;
+pub mod endpoints;
+pub mod error;
+pub mod limiter;
+pub mod models;
+pub mod oauth;
+pub mod pages;
+
+pub use auth::{AuthError, Credentials, OAuthSession, TokenSource};
+pub use client::{ClientOptions, GhlClient, RetryPolicy};
+pub use endpoints::Deleted;
+pub use error::{Call, GhlError};
+pub use limiter::{Access, BudgetExhausted, Headroom, LimiterRegistry, RateLimiter, RateLimits};
+pub use models::{
+    Appointment, Contact, ContactFields, Note, NoteFields, SearchFilter, SearchQuery, SearchSort,
+    Task, TaskFields, Upserted,
+};
+pub use oauth::{OAuthApp, OAuthError, TokenGrant};

@@ -1,0 +1,518 @@
+//! The GHL client against the GHL simulator: pagination under faults,
+//! creates that never duplicate, scopes, OAuth refresh and rotation, 429s,
+//! and error messages that name the call.
+
+use std::collections::HashSet;
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::{TimeZone, Utc};
+use futures::TryStreamExt;
+use ghl_sync::config::DatabaseSettings;
+use ghl_sync::connector::ghl::auth::stored_token;
+use ghl_sync::connector::ghl::client::http_client;
+use ghl_sync::connector::ghl::{
+    ClientOptions, ContactFields, Credentials, GhlClient, GhlError, OAuthApp, OAuthSession,
+    RateLimiter, RateLimits, RetryPolicy, SearchQuery, TaskFields, TokenSource,
+};
+use ghl_sync::sim::ghl::{FaultConfig, FaultKind, GhlSim, RunningGhlSim, SimOptions};
+use ghl_sync::store::Store;
+use secrecy::{ExposeSecret, SecretString};
+
+const WRITE: [&str; 2] = ["contacts.readonly", "contacts.write"];
+
+fn fast_retry() -> RetryPolicy {
+    RetryPolicy {
+        max_attempts: 10,
+        min_delay: Duration::from_millis(5),
+        max_delay: Duration::from_millis(50),
+    }
+}
+
+async fn start(contacts: usize) -> RunningGhlSim {
+    GhlSim::start(SimOptions {
+        contacts_per_location: contacts,
+        ..SimOptions::default()
+    })
+    .await
+    .expect("simulator starts")
+}
+
+fn location(sim: &RunningGhlSim) -> String {
+    sim.handle().location_ids()[0].clone()
+}
+
+fn client_with(
+    sim: &RunningGhlSim,
+    credentials: Credentials,
+    scopes: &[&str],
+    retry: RetryPolicy,
+) -> GhlClient {
+    GhlClient::new(ClientOptions {
+        base_url: sim.base_url().parse().unwrap(),
+        location_id: location(sim),
+        credentials,
+        scopes: scopes.iter().map(|s| s.to_string()).collect(),
+        limiter: RateLimiter::new(RateLimits::default()),
+        retry,
+        timeout: Duration::from_secs(5),
+    })
+    .unwrap()
+}
+
+fn static_client(sim: &RunningGhlSim, scopes: &[&str]) -> GhlClient {
+    let token = sim.handle().issue_token(&location(sim), scopes, None);
+    client_with(
+        sim,
+        Credentials::Static(SecretString::from(token)),
+        scopes,
+        fast_retry(),
+    )
+}
+
+fn ids(contacts: &[ghl_sync::connector::ghl::Contact]) -> Vec<String> {
+    contacts.iter().map(|c| c.id.clone()).collect()
+}
+
+fn assert_each_once(seen: Vec<String>, expected: &HashSet<String>, what: &str) {
+    let unique: HashSet<String> = seen.iter().cloned().collect();
+    assert_eq!(
+        unique.len(),
+        seen.len(),
+        "{what}: a contact was returned twice"
+    );
+    assert_eq!(&unique, expected, "{what}: contacts lost or invented");
+}
+
+#[tokio::test]
+async fn pagination_survives_5xx_resets_and_bad_bodies_without_losing_or_repeating_a_page() {
+    let sim = start(230).await;
+    let handle = sim.handle();
+    let expected: HashSet<String> = handle
+        .contacts(&location(&sim))
+        .iter()
+        .map(|c| c["id"].as_str().unwrap().to_owned())
+        .collect();
+    let client = static_client(&sim, &WRITE);
+    handle.set_faults(FaultConfig {
+        error_rates: vec![(500, 0.1), (503, 0.1)],
+        reset_rate: 0.1,
+        truncate_rate: 0.05,
+        html_rate: 0.05,
+        ..FaultConfig::default()
+    });
+
+    let pages: Vec<Vec<_>> = client
+        .list_contacts(20)
+        .try_collect()
+        .await
+        .expect("listing completes");
+    assert!(pages.len() >= 12, "{} pages", pages.len());
+    assert_each_once(
+        pages.iter().flat_map(|p| ids(p)).collect(),
+        &expected,
+        "GET /contacts/",
+    );
+
+    let query = SearchQuery::updated_between(Utc.timestamp_opt(0, 0).unwrap(), Utc::now(), 50);
+    let pages: Vec<Vec<_>> = client
+        .search_contacts(query)
+        .try_collect()
+        .await
+        .expect("search completes");
+    assert_each_once(
+        pages.iter().flat_map(|p| ids(p)).collect(),
+        &expected,
+        "POST /contacts/search",
+    );
+
+    let by_business: HashSet<String> = handle
+        .contacts(&location(&sim))
+        .iter()
+        .filter_map(|c| c["businessId"].as_str().map(str::to_owned))
+        .collect();
+    assert!(!by_business.is_empty(), "seed has businesses");
+    for business in by_business {
+        let expected: HashSet<String> = handle
+            .contacts(&location(&sim))
+            .iter()
+            .filter(|c| c["businessId"] == business.as_str())
+            .map(|c| c["id"].as_str().unwrap().to_owned())
+            .collect();
+        let pages: Vec<Vec<_>> = client
+            .list_business_contacts(&business, 3)
+            .try_collect()
+            .await
+            .expect("business listing completes");
+        assert_each_once(
+            pages.iter().flat_map(|p| ids(p)).collect(),
+            &expected,
+            "GET /contacts/business",
+        );
+    }
+    let faults = handle.counters().faults;
+    assert!(
+        faults.values().sum::<u64>() > 5,
+        "faults were injected: {faults:?}"
+    );
+    sim.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_create_whose_response_is_lost_makes_exactly_one_record() {
+    let sim = start(3).await;
+    let handle = sim.handle();
+    let client = static_client(&sim, &WRITE);
+
+    handle.fail_next(FaultKind::LoseResponse, 1);
+    let fields = ContactFields::new()
+        .set("firstName", "Ada")
+        .set("email", "ada.lost@example.com");
+    let contact = client
+        .create_contact(&fields)
+        .await
+        .expect("create completes");
+    let matching: Vec<_> = handle
+        .contacts(&location(&sim))
+        .into_iter()
+        .filter(|c| c["email"] == "ada.lost@example.com")
+        .collect();
+    assert_eq!(matching.len(), 1, "exactly one contact: {matching:?}");
+    assert_eq!(matching[0]["id"], contact.id.as_str());
+
+    handle.fail_next(FaultKind::LoseResponse, 1);
+    let task = TaskFields {
+        title: Some("Call back".into()),
+        due_date: Some(Utc.with_ymd_and_hms(2027, 1, 5, 9, 0, 0).unwrap()),
+        ..TaskFields::default()
+    };
+    let created = client
+        .create_task(&contact.id, &task)
+        .await
+        .expect("task create completes");
+    let tasks = handle.tasks(&contact.id);
+    assert_eq!(tasks.len(), 1, "exactly one task: {tasks:?}");
+    assert_eq!(tasks[0]["id"], created.id.as_str());
+    sim.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_duplicate_create_completes_through_upsert_instead_of_a_second_contact() {
+    let sim = start(3).await;
+    let handle = sim.handle();
+    let existing = handle.contacts(&location(&sim))[0].clone();
+    let email = existing["email"].as_str().unwrap().to_owned();
+    let client = static_client(&sim, &WRITE);
+    let contact = client
+        .create_contact(
+            &ContactFields::new()
+                .set("email", email.as_str())
+                .set("lastName", "Renamed"),
+        )
+        .await
+        .expect("create resolves to the existing contact");
+    assert_eq!(contact.id, existing["id"].as_str().unwrap());
+    assert_eq!(handle.contacts(&location(&sim)).len(), 3);
+    assert_eq!(handle.contact(&contact.id).unwrap()["lastName"], "Renamed");
+    sim.shutdown().await;
+}
+
+#[tokio::test]
+async fn readonly_scope_refuses_writes_before_sending_anything() {
+    let sim = start(2).await;
+    let handle = sim.handle();
+    let client = static_client(&sim, &["contacts.readonly"]);
+    handle.reset_counters();
+    let error = client
+        .create_contact(&ContactFields::new().set("email", "x@example.com"))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(
+            error,
+            GhlError::ScopeMissing {
+                scope: "contacts.write",
+                ..
+            }
+        ),
+        "{error}"
+    );
+    assert!(error.to_string().contains("nothing was sent"), "{error}");
+    assert!(!client.can_write());
+    assert_eq!(
+        handle.counters().total_requests,
+        0,
+        "no request reached GHL"
+    );
+
+    // A token GHL knows to be read-only, configured as writable: GHL's 401.
+    let token = handle.issue_token(&location(&sim), &["contacts.readonly"], None);
+    let lying = client_with(
+        &sim,
+        Credentials::Static(SecretString::from(token)),
+        &WRITE,
+        fast_retry(),
+    );
+    let id = handle.contacts(&location(&sim))[0]["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let error = lying
+        .update_contact(&id, &ContactFields::new().set("firstName", "X"))
+        .await
+        .unwrap_err();
+    assert!(matches!(error, GhlError::Unauthorized { .. }), "{error}");
+    assert!(
+        error.to_string().contains(&format!("PUT /contacts/{id}")),
+        "{error}"
+    );
+    sim.shutdown().await;
+}
+
+#[tokio::test]
+async fn validation_failures_carry_ghl_messages_and_the_call() {
+    let sim = start(2).await;
+    let client = static_client(&sim, &WRITE);
+    let id = sim.handle().contacts(&location(&sim))[0]["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    // CreateTaskParams requires title and dueDate.
+    let error = client
+        .create_task(&id, &TaskFields::default())
+        .await
+        .unwrap_err();
+    let GhlError::Unprocessable { messages, .. } = &error else {
+        panic!("expected 422, got {error}");
+    };
+    assert!(!messages.is_empty());
+    let text = error.to_string();
+    assert!(
+        text.contains(&format!("POST /contacts/{id}/tasks")),
+        "{text}"
+    );
+    assert!(text.contains(&location(&sim)), "{text}");
+    assert!(text.contains("traceId"), "{text}");
+
+    let missing = client.get_contact("doesNotExist0000000").await.unwrap_err();
+    assert!(missing.is_record_error(), "{missing}");
+    assert!(
+        missing
+            .to_string()
+            .contains("GET /contacts/doesNotExist0000000"),
+        "{missing}"
+    );
+    sim.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_429_is_waited_out_retried_and_counted() {
+    let sim = start(2).await;
+    let client = static_client(&sim, &WRITE);
+    let id = sim.handle().contacts(&location(&sim))[0]["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    sim.handle().fail_next(FaultKind::TooManyRequests, 1);
+    let started = std::time::Instant::now();
+    client
+        .get_contact(&id)
+        .await
+        .expect("retried after Retry-After");
+    assert!(
+        started.elapsed() >= Duration::from_millis(900),
+        "waited per Retry-After"
+    );
+    assert_eq!(client.limiter().headroom().throttled, 1);
+    sim.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_body_that_is_not_json_is_a_clear_error_when_retries_run_out() {
+    let sim = start(2).await;
+    let token = sim.handle().issue_token(&location(&sim), &WRITE, None);
+    let once = RetryPolicy {
+        max_attempts: 1,
+        ..fast_retry()
+    };
+    let client = client_with(
+        &sim,
+        Credentials::Static(SecretString::from(token)),
+        &WRITE,
+        once,
+    );
+    let id = sim.handle().contacts(&location(&sim))[0]["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    sim.handle().fail_next(FaultKind::Html, 1);
+    let error = client.get_contact(&id).await.unwrap_err();
+    let text = error.to_string();
+    assert!(matches!(error, GhlError::Decode { .. }), "{text}");
+    assert!(text.contains("not JSON"), "{text}");
+    assert!(text.contains(&format!("GET /contacts/{id}")), "{text}");
+    sim.shutdown().await;
+}
+
+// ------------------------------------------------------------------ OAuth --
+
+const CLIENT_ID: &str = "sim-app-1";
+const CLIENT_SECRET: &str = "sim-app-secret";
+
+struct OAuthFixture {
+    sim: RunningGhlSim,
+    store: Store,
+    app: OAuthApp,
+    _dir: tempfile::TempDir,
+    db: std::path::PathBuf,
+}
+
+async fn oauth_fixture(ttl: Duration) -> OAuthFixture {
+    let sim = GhlSim::start(SimOptions {
+        contacts_per_location: 3,
+        access_token_ttl: ttl,
+        ..SimOptions::default()
+    })
+    .await
+    .unwrap();
+    sim.handle().register_oauth_client(CLIENT_ID, CLIENT_SECRET);
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("mirror.db");
+    let store = Store::connect_and_migrate(&DatabaseSettings::sqlite_file(&db))
+        .await
+        .unwrap();
+    let app = OAuthApp {
+        client_id: CLIENT_ID.into(),
+        client_secret: SecretString::from(CLIENT_SECRET.to_owned()),
+        redirect_uri: "http://127.0.0.1:8765/oauth/callback".parse().unwrap(),
+        base_url: sim.base_url().parse().unwrap(),
+    };
+    // The code flow: the operator approves, GHL redirects with a code.
+    let code = sim
+        .handle()
+        .authorization_code(CLIENT_ID, &location(&sim), &WRITE);
+    let http = http_client(Duration::from_secs(5)).unwrap();
+    let grant = app
+        .exchange_code(&http, &code, "Location")
+        .await
+        .expect("code exchange");
+    assert!(grant.refresh_token.is_some());
+    let subject = OAuthSession::location_subject(&location(&sim));
+    store
+        .save_token(&stored_token(&app, subject, grant, None))
+        .await
+        .unwrap();
+    OAuthFixture {
+        sim,
+        store,
+        app,
+        _dir: dir,
+        db,
+    }
+}
+
+fn oauth_client(fixture: &OAuthFixture, store: &Store) -> (GhlClient, Arc<OAuthSession>) {
+    let session = OAuthSession::new(
+        fixture.app.clone(),
+        http_client(Duration::from_secs(5)).unwrap(),
+        store.clone(),
+        "ghl",
+        &location(&fixture.sim),
+        TokenSource::Location,
+    );
+    let client = client_with(
+        &fixture.sim,
+        Credentials::OAuth(session.clone()),
+        &WRITE,
+        fast_retry(),
+    );
+    (client, session)
+}
+
+#[tokio::test]
+async fn a_token_expired_mid_run_is_refreshed_once_and_the_call_succeeds() {
+    let fixture = oauth_fixture(Duration::from_secs(3600)).await;
+    let subject = OAuthSession::location_subject(&location(&fixture.sim));
+    let (client, _) = oauth_client(&fixture, &fixture.store);
+    let id = fixture.sim.handle().contacts(&location(&fixture.sim))[0]["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    client.get_contact(&id).await.expect("first call");
+    let before = fixture.store.load_token(&subject).await.unwrap().unwrap();
+
+    // GHL revokes/expires the token while our copy still looks valid.
+    assert!(fixture
+        .sim
+        .handle()
+        .revoke_token(before.access_token.expose_secret()));
+    client
+        .get_contact(&id)
+        .await
+        .expect("refreshed after the 401");
+
+    let after = fixture.store.load_token(&subject).await.unwrap().unwrap();
+    assert_ne!(
+        after.access_token.expose_secret(),
+        before.access_token.expose_secret()
+    );
+    assert_ne!(
+        after.refresh_token.expose_secret(),
+        before.refresh_token.expose_secret(),
+        "rotated"
+    );
+    assert_eq!(
+        fixture
+            .sim
+            .handle()
+            .counters()
+            .count("POST", "/oauth/token", 200),
+        2,
+        "one code exchange, one refresh"
+    );
+    fixture.sim.shutdown().await;
+}
+
+#[tokio::test]
+async fn tokens_are_refreshed_before_expiry_and_rotation_survives_a_restart() {
+    // Tokens that live less than the refresh margin are renewed before use.
+    let fixture = oauth_fixture(Duration::from_secs(60)).await;
+    let subject = OAuthSession::location_subject(&location(&fixture.sim));
+    let id = fixture.sim.handle().contacts(&location(&fixture.sim))[0]["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let first = fixture.store.load_token(&subject).await.unwrap().unwrap();
+    {
+        let (client, _) = oauth_client(&fixture, &fixture.store);
+        client
+            .get_contact(&id)
+            .await
+            .expect("call with a refreshed token");
+    }
+    let rotated = fixture.store.load_token(&subject).await.unwrap().unwrap();
+    assert_ne!(
+        rotated.refresh_token.expose_secret(),
+        first.refresh_token.expose_secret()
+    );
+
+    // "Restart": a new store connection and session read what was persisted.
+    fixture.store.close().await;
+    let reopened = Store::connect_and_migrate(&DatabaseSettings::sqlite_file(&fixture.db))
+        .await
+        .unwrap();
+    let (client, _) = oauth_client(&fixture, &reopened);
+    client
+        .get_contact(&id)
+        .await
+        .expect("the persisted refresh token still works");
+
+    // The spent refresh token is refused by GHL: rotation really happened.
+    let http = http_client(Duration::from_secs(5)).unwrap();
+    let replay = fixture
+        .app
+        .refresh(&http, &first.refresh_token, "Location")
+        .await;
+    assert!(replay.is_err(), "a spent refresh token must be refused");
+    fixture.sim.shutdown().await;
+}
