@@ -307,3 +307,58 @@ fn blocking_get(base: &str, location: &str) -> String {
             .unwrap()
     })
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_agency_login_lists_the_installed_locations() {
+    let sim = GhlSim::start(SimOptions {
+        contacts_per_location: 2,
+        locations: 2,
+        ..SimOptions::default()
+    })
+    .await
+    .unwrap();
+    let handle = sim.handle();
+    handle.register_oauth_client("app-1", "app-1-secret");
+    let dir = tempfile::tempdir().unwrap();
+    let config = oauth_config(dir.path(), &sim, "http://127.0.0.1:9/cb")
+        + &format!(
+            "user_type = \"Company\"\ncompany_id = \"{}\"\n",
+            handle.company_id()
+        );
+    std::fs::write(dir.path().join("ghlsync.toml"), config).unwrap();
+    let code = handle.company_authorization_code(
+        "app-1",
+        &["contacts.readonly", "oauth.readonly", "oauth.write"],
+    );
+    let run = |args: Vec<&str>| {
+        let dir = dir.path().to_owned();
+        let args: Vec<String> = args.into_iter().map(str::to_owned).collect();
+        tokio::task::spawn_blocking(move || ghlsync(&dir).args(args).output().unwrap())
+    };
+    let output = run(vec!["auth", "login", "--side", "ghl", "--code", &code])
+        .await
+        .unwrap();
+    assert_eq!(output.status.code(), Some(0), "{}", text(&output));
+    assert!(
+        text(&output).contains(&format!("company:{}", handle.company_id())),
+        "{}",
+        text(&output)
+    );
+
+    let output = run(vec![
+        "auth",
+        "locations",
+        "--side",
+        "ghl",
+        "--app-id",
+        "app-1",
+    ])
+    .await
+    .unwrap();
+    let out = text(&output);
+    assert_eq!(output.status.code(), Some(0), "{out}");
+    for location in handle.location_ids() {
+        assert!(out.contains(&location), "{location} missing:\n{out}");
+    }
+    sim.shutdown().await;
+}

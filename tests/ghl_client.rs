@@ -516,3 +516,105 @@ async fn tokens_are_refreshed_before_expiry_and_rotation_survives_a_restart() {
     assert!(replay.is_err(), "a spent refresh token must be refused");
     fixture.sim.shutdown().await;
 }
+
+#[tokio::test]
+async fn an_agency_install_mints_location_tokens_and_lists_installed_locations() {
+    let sim = GhlSim::start(SimOptions {
+        contacts_per_location: 3,
+        locations: 2,
+        ..SimOptions::default()
+    })
+    .await
+    .unwrap();
+    let handle = sim.handle();
+    handle.register_oauth_client(CLIENT_ID, CLIENT_SECRET);
+    let dir = tempfile::tempdir().unwrap();
+    let store =
+        Store::connect_and_migrate(&DatabaseSettings::sqlite_file(&dir.path().join("m.db")))
+            .await
+            .unwrap();
+    let app = OAuthApp {
+        client_id: CLIENT_ID.into(),
+        client_secret: SecretString::from(CLIENT_SECRET.to_owned()),
+        redirect_uri: "http://127.0.0.1:8765/oauth/callback".parse().unwrap(),
+        base_url: sim.base_url().parse().unwrap(),
+    };
+    let http = http_client(Duration::from_secs(5)).unwrap();
+    let code = handle.company_authorization_code(
+        CLIENT_ID,
+        &[
+            "contacts.readonly",
+            "contacts.write",
+            "oauth.readonly",
+            "oauth.write",
+        ],
+    );
+    let grant = app
+        .exchange_code(&http, &code, "Company")
+        .await
+        .expect("company code exchange");
+    let company_id = grant.company_id.clone().expect("company id in the grant");
+    assert_eq!(company_id, handle.company_id());
+    store
+        .save_token(&stored_token(
+            &app,
+            OAuthSession::company_subject(&company_id),
+            grant,
+            None,
+        ))
+        .await
+        .unwrap();
+
+    let second = handle.location_ids()[1].clone();
+    let session = OAuthSession::new(
+        app.clone(),
+        http.clone(),
+        store.clone(),
+        "ghl",
+        &second,
+        TokenSource::Company {
+            company_id: company_id.clone(),
+        },
+    );
+    let client = GhlClient::new(ClientOptions {
+        base_url: sim.base_url().parse().unwrap(),
+        location_id: second.clone(),
+        credentials: Credentials::OAuth(session.clone()),
+        scopes: WRITE.iter().map(|s| s.to_string()).collect(),
+        limiter: RateLimiter::new(RateLimits::default()),
+        retry: fast_retry(),
+        timeout: Duration::from_secs(5),
+    })
+    .unwrap();
+    let id = handle.contacts(&second)[0]["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    client
+        .get_contact(&id)
+        .await
+        .expect("a minted location token works");
+    let minted = store
+        .load_token(&OAuthSession::location_subject(&second))
+        .await
+        .unwrap()
+        .expect("the location token is stored");
+    assert_eq!(minted.location_id.as_deref(), Some(second.as_str()));
+
+    let company = session.company_token().await.unwrap();
+    let installed = ghl_sync::connector::ghl::oauth::installed_locations(
+        &http,
+        &app.base_url,
+        &company.access_token,
+        &company_id,
+        CLIENT_ID,
+    )
+    .await
+    .expect("installed locations");
+    let mut listed: Vec<String> = installed.into_iter().map(|l| l.id).collect();
+    listed.sort();
+    let mut expected = handle.location_ids();
+    expected.sort();
+    assert_eq!(listed, expected);
+    sim.shutdown().await;
+}

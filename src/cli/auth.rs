@@ -12,7 +12,8 @@ use crate::config::{GhlAuth, GhlSide, Loaded, OAuthInstall, SideKind};
 use crate::connector::ghl::auth::stored_token;
 use crate::connector::ghl::build::oauth_app;
 use crate::connector::ghl::client::http_client;
-use crate::connector::ghl::OAuthSession;
+use crate::connector::ghl::oauth::installed_locations;
+use crate::connector::ghl::{OAuthSession, TokenSource};
 use crate::store::Store;
 
 #[derive(Debug, Subcommand)]
@@ -31,6 +32,15 @@ pub enum AuthCommand {
         #[arg(long, default_value = "5m", value_parser = humantime::parse_duration)]
         wait: Duration,
     },
+    /// Agency installs: list the locations the app is installed in.
+    Locations {
+        /// The `[sides.<name>]` with auth.user_type = "Company".
+        #[arg(long)]
+        side: String,
+        /// The Marketplace app id (the client id without its suffix).
+        #[arg(long)]
+        app_id: String,
+    },
     /// Show each GHL side's credentials: kind, scopes and token expiry.
     Status {
         /// Print JSON instead of a table.
@@ -45,6 +55,7 @@ pub async fn run(loaded: Loaded, command: AuthCommand) -> anyhow::Result<()> {
         .context("cannot open the mirror store")?;
     let result = match command {
         AuthCommand::Login { side, code, wait } => login(&loaded, &store, &side, code, wait).await,
+        AuthCommand::Locations { side, app_id } => locations(&loaded, &store, &side, &app_id).await,
         AuthCommand::Status { json } => status(&loaded, &store, json).await,
     };
     store.close().await;
@@ -195,6 +206,50 @@ fn code_from_input(input: &str) -> anyhow::Result<String> {
         bail!("no code entered");
     }
     Ok(input.to_owned())
+}
+
+async fn locations(loaded: &Loaded, store: &Store, name: &str, app_id: &str) -> anyhow::Result<()> {
+    let side = ghl_side(loaded, name)?;
+    let GhlAuth::OAuth {
+        install: OAuthInstall::Company { company_id },
+        ..
+    } = &side.auth
+    else {
+        bail!("side `{name}` is not an agency install: set auth.method = \"oauth\" and auth.user_type = \"Company\"");
+    };
+    let http = http_client(side.timeout)?;
+    let app = oauth_app(side).expect("oauth side");
+    let session = OAuthSession::new(
+        app,
+        http.clone(),
+        store.clone(),
+        name,
+        &side.location_id,
+        TokenSource::Company {
+            company_id: company_id.clone(),
+        },
+    );
+    let company = session.company_token().await?;
+    let installed = installed_locations(
+        &http,
+        &side.base_url,
+        &company.access_token,
+        company_id,
+        app_id,
+    )
+    .await
+    .context("listing installed locations failed")?;
+    if installed.is_empty() {
+        println!("the app is installed in no location of company {company_id}");
+    }
+    for location in installed {
+        println!(
+            "{:<24} {}",
+            location.id,
+            location.name.as_deref().unwrap_or("(no name)")
+        );
+    }
+    Ok(())
 }
 
 async fn status(loaded: &Loaded, store: &Store, json: bool) -> anyhow::Result<()> {

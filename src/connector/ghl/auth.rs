@@ -33,6 +33,8 @@ pub enum AuthError {
         "the refresh token of {subject} was rejected: run `ghlsync auth login --side {side}` again"
     )]
     RefreshRejected { subject: String, side: String },
+    #[error("side `{side}` is not an agency install (auth.user_type = \"Company\")")]
+    NotCompany { side: String },
     #[error("cannot persist the refreshed tokens of {subject}: {detail}")]
     Persist { subject: String, detail: String },
 }
@@ -222,33 +224,45 @@ impl OAuthSession {
         }
     }
 
-    /// Agency installs: refresh the company token if needed, then mint a
-    /// location token with it.
-    async fn mint_location_token(&self) -> Result<StoredToken, AuthError> {
+    /// Agency installs: the company's token set, refreshed (and persisted)
+    /// first when it is about to expire.
+    pub async fn company_token(&self) -> Result<StoredToken, AuthError> {
         let TokenSource::Company { company_id } = &self.source else {
-            unreachable!("only company sources mint location tokens")
+            return Err(AuthError::NotCompany {
+                side: self.side.clone(),
+            });
         };
         let company_subject = Self::company_subject(company_id);
-        let mut company =
-            self.load(&company_subject)
-                .await?
-                .ok_or_else(|| AuthError::NotLoggedIn {
-                    subject: company_subject.clone(),
-                    side: self.side.clone(),
-                })?;
+        let company = self
+            .load(&company_subject)
+            .await?
+            .ok_or_else(|| AuthError::NotLoggedIn {
+                subject: company_subject.clone(),
+                side: self.side.clone(),
+            })?;
         let margin = chrono::Duration::from_std(REFRESH_MARGIN).unwrap_or_default();
-        if company.expires_at - margin <= Utc::now() {
-            let grant = self
-                .app
-                .refresh(&self.http, &company.refresh_token, "Company")
-                .await
-                .map_err(|source| AuthError::Refresh {
-                    subject: company_subject.clone(),
-                    source,
-                })?;
-            company = stored_token(&self.app, company_subject, grant, Some(&company));
-            self.persist(&company).await?;
+        if company.expires_at - margin > Utc::now() {
+            return Ok(company);
         }
+        let grant = self
+            .app
+            .refresh(&self.http, &company.refresh_token, "Company")
+            .await
+            .map_err(|source| AuthError::Refresh {
+                subject: company_subject.clone(),
+                source,
+            })?;
+        let company = stored_token(&self.app, company_subject, grant, Some(&company));
+        self.persist(&company).await?;
+        Ok(company)
+    }
+
+    /// Agency installs: mint a location token with the company's token.
+    async fn mint_location_token(&self) -> Result<StoredToken, AuthError> {
+        let company = self.company_token().await?;
+        let TokenSource::Company { company_id } = &self.source else {
+            unreachable!("company_token succeeded, so this is a company source")
+        };
         let subject = self.subject();
         let grant = oauth::location_token(
             &self.http,
