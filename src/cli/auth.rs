@@ -10,10 +10,10 @@ use tokio::sync::mpsc;
 
 use crate::config::{GhlAuth, GhlSide, Loaded, OAuthInstall, SideKind};
 use crate::connector::ghl::auth::stored_token;
-use crate::connector::ghl::build::oauth_app;
+use crate::connector::ghl::build::{oauth_app, oauth_session};
 use crate::connector::ghl::client::http_client;
 use crate::connector::ghl::oauth::installed_locations;
-use crate::connector::ghl::{OAuthSession, TokenSource};
+use crate::connector::ghl::OAuthSession;
 use crate::store::Store;
 
 #[derive(Debug, Subcommand)]
@@ -218,17 +218,7 @@ async fn locations(loaded: &Loaded, store: &Store, name: &str, app_id: &str) -> 
         bail!("side `{name}` is not an agency install: set auth.method = \"oauth\" and auth.user_type = \"Company\"");
     };
     let http = http_client(side.timeout)?;
-    let app = oauth_app(side).expect("oauth side");
-    let session = OAuthSession::new(
-        app,
-        http.clone(),
-        store.clone(),
-        name,
-        &side.location_id,
-        TokenSource::Company {
-            company_id: company_id.clone(),
-        },
-    );
+    let session = oauth_session(name, side, store, &http).expect("oauth side");
     let company = session.company_token().await?;
     let installed = installed_locations(
         &http,

@@ -11,7 +11,7 @@ use futures::StreamExt;
 use crate::config::{Loaded, SideKind};
 use crate::connector::ghl::build::connect;
 use crate::connector::ghl::client::{http_client, WRITE_SCOPE};
-use crate::connector::ghl::{Credentials, GhlClient, LimiterRegistry};
+use crate::connector::ghl::{Credentials, GhlClient, GhlError, LimiterRegistry};
 use crate::store::Store;
 
 /// A token expiring sooner than this is reported as a warning.
@@ -158,37 +158,31 @@ async fn check_side(side: &str, location: &str, client: &GhlClient) -> Vec<Check
     // 4. That contact's tasks and notes.
     if let Some(contact) = contact {
         let started = Instant::now();
-        let tasks = client.list_tasks(&contact.id).await;
-        checks.push(match tasks {
-            Ok(tasks) => check(
-                "GET /contacts/:id/tasks",
-                Outcome::Ok,
-                Some(started.elapsed()),
-                format!("{} task(s) on contact {}", tasks.len(), contact.id),
-            ),
-            Err(error) => check(
-                "GET /contacts/:id/tasks",
-                Outcome::Fail,
-                Some(started.elapsed()),
-                error.to_string(),
-            ),
-        });
+        let tasks = client
+            .list_tasks(&contact.id)
+            .await
+            .map(|tasks| tasks.len());
+        checks.push(listing_check(
+            side,
+            "GET /contacts/:id/tasks",
+            started,
+            tasks,
+            "task(s)",
+            &contact.id,
+        ));
         let started = Instant::now();
-        let notes = client.list_notes(&contact.id).await;
-        checks.push(match notes {
-            Ok(notes) => check(
-                "GET /contacts/:id/notes",
-                Outcome::Ok,
-                Some(started.elapsed()),
-                format!("{} note(s) on contact {}", notes.len(), contact.id),
-            ),
-            Err(error) => check(
-                "GET /contacts/:id/notes",
-                Outcome::Fail,
-                Some(started.elapsed()),
-                error.to_string(),
-            ),
-        });
+        let notes = client
+            .list_notes(&contact.id)
+            .await
+            .map(|notes| notes.len());
+        checks.push(listing_check(
+            side,
+            "GET /contacts/:id/notes",
+            started,
+            notes,
+            "note(s)",
+            &contact.id,
+        ));
     }
 
     // 5. Rate-limit headroom as GHL reported it.
@@ -212,6 +206,31 @@ async fn check_side(side: &str, location: &str, client: &GhlClient) -> Vec<Check
         ),
     ));
     checks
+}
+
+/// The check of one of a contact's sub-resource listings.
+fn listing_check(
+    side: &str,
+    name: &'static str,
+    started: Instant,
+    listed: Result<usize, GhlError>,
+    what: &str,
+    contact_id: &str,
+) -> Check {
+    let (outcome, detail) = match listed {
+        Ok(count) => (
+            Outcome::Ok,
+            format!("{count} {what} on contact {contact_id}"),
+        ),
+        Err(error) => (Outcome::Fail, error.to_string()),
+    };
+    Check {
+        side: side.to_owned(),
+        name,
+        outcome,
+        latency: Some(started.elapsed()),
+        detail,
+    }
 }
 
 fn print_table(checks: &[Check]) {

@@ -1,5 +1,7 @@
 //! From a configured `[sides.<name>]` of kind `ghl` to a working client.
 
+use std::sync::Arc;
+
 use secrecy::ExposeSecret;
 use sha2::{Digest, Sha256};
 
@@ -41,6 +43,33 @@ pub fn budget_owner(side: &GhlSide) -> String {
     }
 }
 
+/// The OAuth session of an OAuth side (`None` for a private token): how
+/// its location's tokens are found, refreshed and persisted.
+pub fn oauth_session(
+    name: &str,
+    side: &GhlSide,
+    store: &Store,
+    http: &reqwest::Client,
+) -> Option<Arc<OAuthSession>> {
+    let GhlAuth::OAuth { install, .. } = &side.auth else {
+        return None;
+    };
+    let source = match install {
+        OAuthInstall::Location => TokenSource::Location,
+        OAuthInstall::Company { company_id } => TokenSource::Company {
+            company_id: company_id.clone(),
+        },
+    };
+    Some(OAuthSession::new(
+        oauth_app(side)?,
+        http.clone(),
+        store.clone(),
+        name,
+        &side.location_id,
+        source,
+    ))
+}
+
 /// Builds the client of side `name`. OAuth sides need their tokens in the
 /// store (`ghlsync auth login`); their effective scopes are the configured
 /// ones that the token was also granted, so configuration can only narrow
@@ -57,22 +86,8 @@ pub async fn connect(
             Credentials::Static(token.value.clone()),
             side.scopes.clone(),
         ),
-        GhlAuth::OAuth { install, .. } => {
-            let app = oauth_app(side).expect("oauth side");
-            let source = match install {
-                OAuthInstall::Location => TokenSource::Location,
-                OAuthInstall::Company { company_id } => TokenSource::Company {
-                    company_id: company_id.clone(),
-                },
-            };
-            let session = OAuthSession::new(
-                app,
-                http.clone(),
-                store.clone(),
-                name,
-                &side.location_id,
-                source,
-            );
+        GhlAuth::OAuth { .. } => {
+            let session = oauth_session(name, side, store, &http).expect("oauth side");
             let granted = session.token().await?.scopes;
             let scopes = side
                 .scopes
