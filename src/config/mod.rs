@@ -7,6 +7,7 @@
 pub mod database;
 mod error;
 mod reader;
+mod rest;
 mod sides;
 
 use std::collections::{BTreeMap, HashMap};
@@ -18,9 +19,10 @@ use secrecy::{ExposeSecret, SecretString};
 pub use database::{Backend, DatabaseSettings};
 pub use error::{ConfigError, Origin, Problem};
 pub use reader::{env_var_for, Secret, SecretSource};
+pub use rest::{ApiKeyPlacement, RestAuth, RestSide};
 pub use sides::{
-    ApiKeyPlacement, GhlAuth, GhlSide, OAuthInstall, PairSettings, RestAuth, RestSide, SideKind,
-    SideSettings, DEFAULT_GHL_BASE_URL, DEFAULT_GHL_SCOPES,
+    GhlAuth, GhlSide, OAuthInstall, PairSettings, SideKind, SideSettings, DEFAULT_GHL_BASE_URL,
+    DEFAULT_GHL_SCOPES,
 };
 
 use reader::{Context, FileLines, Got, Table};

@@ -1,5 +1,97 @@
 //! The systems on either side of a pair. Each connector speaks its side's
-//! API; the engine sees them through one trait (added with the REST
-//! connector).
+//! API; the engine sees every side through the one [`Connector`] trait and
+//! never knows which system is behind it, except through the capabilities
+//! the connector declares.
 
 pub mod ghl;
+
+mod record;
+
+pub use record::{Capabilities, ConnectorError, Deletion, EntityCaps, MatchKey, Page, Record};
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use futures::stream::BoxStream;
+use serde_json::{Map, Value};
+
+pub use crate::store::EntityKind;
+
+/// One side of a sync pair, whatever system is behind it.
+///
+/// Records carry their native JSON (field names as the side spells them,
+/// unknown fields kept), their id, their owning contact for tasks, notes
+/// and appointments, and their `updated_at`. Mapping to canonical fields is
+/// the engine's job, not the connector's.
+#[async_trait]
+pub trait Connector: Send + Sync + std::fmt::Debug {
+    /// The configured name of this side (`[sides.<name>]`), for errors and
+    /// logs.
+    fn side(&self) -> &str;
+
+    /// What this side can do. The engine never asks for more.
+    fn capabilities(&self) -> &Capabilities;
+
+    /// Records of `entity` updated in `[since, until]`, oldest first, page
+    /// by page. Each page's watermark is the newest `updated_at` it holds,
+    /// so a caller can persist progress page by page. Only for entities
+    /// whose capabilities have `change_feed`; the others are found through
+    /// [`Connector::children`] of changed contacts and reconciliation.
+    fn changes(
+        &self,
+        entity: EntityKind,
+        since: DateTime<Utc>,
+        until: DateTime<Utc>,
+    ) -> BoxStream<'_, Result<Page, ConnectorError>>;
+
+    /// Every contact, page by page, for full reconciliation.
+    fn all_contacts(&self) -> BoxStream<'_, Result<Vec<Record>, ConnectorError>>;
+
+    /// The tasks, notes or appointments of one contact.
+    async fn children(
+        &self,
+        entity: EntityKind,
+        contact_id: &str,
+    ) -> Result<Vec<Record>, ConnectorError>;
+
+    /// One record, or `None` when it does not exist (any more).
+    async fn get(
+        &self,
+        entity: EntityKind,
+        id: &str,
+        parent_id: Option<&str>,
+    ) -> Result<Option<Record>, ConnectorError>;
+
+    /// Creates a record from native fields; `parent_id` is the owning
+    /// contact for sub-resources. Never creates a duplicate when retried.
+    async fn create(
+        &self,
+        entity: EntityKind,
+        parent_id: Option<&str>,
+        fields: &Map<String, Value>,
+    ) -> Result<Record, ConnectorError>;
+
+    /// Changes only the fields in `patch` (a JSON `null` clears one) and
+    /// returns the record as the side now holds it.
+    async fn update(
+        &self,
+        entity: EntityKind,
+        id: &str,
+        parent_id: Option<&str>,
+        patch: &Map<String, Value>,
+    ) -> Result<Record, ConnectorError>;
+
+    async fn delete(
+        &self,
+        entity: EntityKind,
+        id: &str,
+        parent_id: Option<&str>,
+    ) -> Result<Deletion, ConnectorError>;
+
+    /// The contact that `key` = `value` identifies, if any: how a new record
+    /// is linked to an existing one instead of being created twice.
+    async fn find_contact(
+        &self,
+        key: MatchKey,
+        value: &str,
+    ) -> Result<Option<Record>, ConnectorError>;
+}

@@ -10,6 +10,7 @@
 pub mod auth;
 pub mod build;
 pub mod client;
+pub mod connector;
 pub mod endpoints;
 pub mod error;
 pub mod limiter;
@@ -19,6 +20,7 @@ pub mod pages;
 
 pub use auth::{AuthError, Credentials, OAuthSession, TokenSource};
 pub use client::{ClientOptions, GhlClient, RetryPolicy};
+pub use connector::GhlConnector;
 pub use endpoints::Deleted;
 pub use error::{Call, GhlError};
 pub use limiter::{Access, BudgetExhausted, Headroom, LimiterRegistry, RateLimiter, RateLimits};

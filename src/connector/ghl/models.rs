@@ -173,12 +173,15 @@ pub struct SearchFilter {
 }
 
 impl SearchFilter {
-    /// Contacts updated strictly after `after` and at or before `until`.
-    pub fn updated_between(after: DateTime<Utc>, until: DateTime<Utc>) -> Self {
+    /// Contacts updated in `[since, until]`. Inclusive at both ends: the
+    /// poller re-reads an overlap anyway and de-duplicates by
+    /// `(id, updated_at)`, and an exclusive bound could skip a contact
+    /// updated in the same millisecond as the last one seen.
+    pub fn updated_between(since: DateTime<Utc>, until: DateTime<Utc>) -> Self {
         Self {
             field: "dateUpdated".into(),
             operator: "range".into(),
-            value: serde_json::json!({ "gt": iso(after), "lte": iso(until) }),
+            value: serde_json::json!({ "gte": iso(since), "lte": iso(until) }),
         }
     }
 }
@@ -208,11 +211,11 @@ pub struct SearchQuery {
 }
 
 impl SearchQuery {
-    /// Everything updated in `(after, until]`, oldest first: the incremental
-    /// change detection query.
-    pub fn updated_between(after: DateTime<Utc>, until: DateTime<Utc>, page_limit: u32) -> Self {
+    /// Everything updated in `[since, until]`, oldest first: the
+    /// incremental change detection query.
+    pub fn updated_between(since: DateTime<Utc>, until: DateTime<Utc>, page_limit: u32) -> Self {
         Self {
-            filters: vec![SearchFilter::updated_between(after, until)],
+            filters: vec![SearchFilter::updated_between(since, until)],
             sort: vec![SearchSort::ascending("dateUpdated")],
             page_limit,
         }

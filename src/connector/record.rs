@@ -1,0 +1,167 @@
+//! What crosses the [`super::Connector`] boundary: records, pages,
+//! capabilities and errors.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use serde_json::{Map, Value};
+
+use crate::store::EntityKind;
+
+/// A record as one side holds it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Record {
+    pub entity: EntityKind,
+    pub id: String,
+    /// The owning contact of a task, note or appointment.
+    pub parent_id: Option<String>,
+    pub updated_at: DateTime<Utc>,
+    /// The native JSON object, every field kept.
+    pub fields: Map<String, Value>,
+}
+
+/// One page of a change stream.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Page {
+    pub records: Vec<Record>,
+    /// The newest `updated_at` of the page: where the next poll may start
+    /// once this page is durably recorded. `None` for an empty page.
+    pub watermark: Option<DateTime<Utc>>,
+}
+
+impl Page {
+    pub fn new(records: Vec<Record>) -> Self {
+        let watermark = records.iter().map(|r| r.updated_at).max();
+        Self { records, watermark }
+    }
+}
+
+/// What a delete found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Deletion {
+    Deleted,
+    /// Already gone: deleted elsewhere, or by an attempt whose answer was
+    /// lost.
+    AlreadyGone,
+}
+
+/// A field by which the same person is recognised on both sides.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum MatchKey {
+    Email,
+    Phone,
+}
+
+impl fmt::Display for MatchKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            MatchKey::Email => "email",
+            MatchKey::Phone => "phone",
+        })
+    }
+}
+
+/// What a side can do with one kind of record.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct EntityCaps {
+    pub read: bool,
+    pub create: bool,
+    pub update: bool,
+    pub delete: bool,
+    /// Changes can be listed by `updated_at` without walking contacts.
+    pub change_feed: bool,
+}
+
+impl EntityCaps {
+    pub const READ_ONLY: EntityCaps = EntityCaps {
+        read: true,
+        create: false,
+        update: false,
+        delete: false,
+        change_feed: false,
+    };
+
+    pub fn writable(self) -> bool {
+        self.create || self.update || self.delete
+    }
+}
+
+/// What a side can do, declared by its connector and respected by the
+/// engine.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Capabilities {
+    pub entities: BTreeMap<EntityKind, EntityCaps>,
+    /// The side can push change notifications (webhooks).
+    pub webhooks: bool,
+    /// Fields `find_contact` can search by.
+    pub match_keys: Vec<MatchKey>,
+}
+
+impl Capabilities {
+    /// The capabilities of `entity` (nothing, when the side lacks it).
+    pub fn of(&self, entity: EntityKind) -> EntityCaps {
+        self.entities.get(&entity).copied().unwrap_or_default()
+    }
+
+    /// The same capabilities with every write removed: a side whose
+    /// credentials only read.
+    pub fn read_only(mut self) -> Self {
+        for caps in self.entities.values_mut() {
+            caps.create = false;
+            caps.update = false;
+            caps.delete = false;
+        }
+        self
+    }
+}
+
+/// Why a connector call failed, classified by what the engine should do.
+#[derive(Debug, thiserror::Error)]
+pub enum ConnectorError {
+    /// This record is the problem (rejected, malformed, gone): dead-letter
+    /// it and go on with the others.
+    #[error("side `{side}`, {entity} {}: {message}", id.as_deref().unwrap_or("(new record)"))]
+    Record {
+        side: String,
+        entity: EntityKind,
+        id: Option<String>,
+        message: String,
+    },
+    /// The side cannot do this at all (capability, scope): a configuration
+    /// matter, nothing was sent.
+    #[error("side `{side}` cannot {operation} {entity}: {reason}")]
+    Unsupported {
+        side: String,
+        entity: EntityKind,
+        operation: &'static str,
+        reason: String,
+    },
+    /// The side is unreachable or refusing for now (outage, budget):
+    /// retry later; no record is at fault.
+    #[error("side `{side}` is unavailable: {message}")]
+    Unavailable {
+        side: String,
+        message: String,
+        retry_after: Option<Duration>,
+    },
+    /// Credentials are missing, invalid or revoked: the operator must act.
+    #[error("side `{side}` refused our credentials: {message}")]
+    Auth { side: String, message: String },
+}
+
+impl ConnectorError {
+    pub fn side(&self) -> &str {
+        match self {
+            ConnectorError::Record { side, .. }
+            | ConnectorError::Unsupported { side, .. }
+            | ConnectorError::Unavailable { side, .. }
+            | ConnectorError::Auth { side, .. } => side,
+        }
+    }
+
+    pub fn is_record_error(&self) -> bool {
+        matches!(self, ConnectorError::Record { .. })
+    }
+}

@@ -1,0 +1,292 @@
+//! The behaviours every connector must have, written once and run against
+//! each connector through a [`Fixture`] that knows its system's field names
+//! and can act on the system directly (as a user of that system would).
+//!
+//! Use from a test crate with `#[path = "common/connector_suite.rs"] mod
+//! suite;` and one `#[tokio::test]` per suite function.
+
+#![allow(dead_code)]
+
+use std::collections::HashSet;
+
+use async_trait::async_trait;
+use chrono::{Duration, Utc};
+use futures::TryStreamExt;
+use ghl_sync::connector::{Connector, ConnectorError, Deletion, EntityKind, MatchKey, Record};
+use serde_json::{Map, Value};
+
+/// A connector under test and the system behind it.
+#[async_trait]
+pub trait Fixture: Send + Sync {
+    /// The connector with full (read and write) capabilities.
+    fn connector(&self) -> &dyn Connector;
+    /// A connector to the same system that may only read.
+    fn read_only(&self) -> Box<dyn Connector>;
+    /// Ids of every contact the system holds now (the ground truth).
+    fn contact_ids(&self) -> HashSet<String>;
+    /// Creates a contact as a user of the system would; returns its id.
+    async fn user_creates_contact(&self, email: &str, first_name: &str) -> String;
+    /// Changes a contact's first name as a user would.
+    async fn user_renames_contact(&self, id: &str, first_name: &str);
+
+    /// Native fields of a contact to create through the connector.
+    fn contact_fields(&self, email: &str, first_name: &str) -> Map<String, Value>;
+    /// Native patch changing a contact's first name.
+    fn rename_patch(&self, first_name: &str) -> Map<String, Value>;
+    fn first_name(&self, record: &Record) -> Option<String>;
+    fn task_fields(&self, title: &str) -> Map<String, Value>;
+    fn task_title(&self, record: &Record) -> Option<String>;
+    fn note_fields(&self, text: &str) -> Map<String, Value>;
+    fn note_text(&self, record: &Record) -> Option<String>;
+}
+
+fn ids(records: &[Record]) -> Vec<String> {
+    records.iter().map(|r| r.id.clone()).collect()
+}
+
+/// Changes since a watermark come page by page, oldest first, each page's
+/// watermark no older than the last, and a later lower bound leaves out
+/// what changed before it.
+pub async fn changes_since_a_watermark_across_pages(fixture: &dyn Fixture) {
+    let connector = fixture.connector();
+    let start = Utc::now() - Duration::seconds(1);
+    let mut created = HashSet::new();
+    for n in 0..120 {
+        created.insert(
+            fixture
+                .user_creates_contact(&format!("suite.page.{n}@example.com"), &format!("Page{n}"))
+                .await,
+        );
+    }
+    let pages: Vec<_> = connector
+        .changes(
+            EntityKind::Contact,
+            start,
+            Utc::now() + Duration::seconds(1),
+        )
+        .try_collect()
+        .await
+        .expect("change stream");
+    assert!(
+        pages.len() >= 2,
+        "120 changes should span pages, got {}",
+        pages.len()
+    );
+    let mut seen = HashSet::new();
+    let mut last = None;
+    for page in &pages {
+        if let Some(watermark) = page.watermark {
+            assert!(
+                last.is_none_or(|l| watermark >= l),
+                "watermarks go backwards"
+            );
+            last = Some(watermark);
+        }
+        for record in &page.records {
+            assert!(
+                record.updated_at >= start,
+                "record older than the lower bound"
+            );
+            seen.insert(record.id.clone());
+        }
+    }
+    assert!(
+        created.is_subset(&seen),
+        "changes missed {:?}",
+        created.difference(&seen).collect::<Vec<_>>()
+    );
+
+    // From a later watermark only the later change comes back.
+    let watermark = last.expect("a watermark");
+    let renamed = created.iter().next().unwrap().clone();
+    tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    fixture.user_renames_contact(&renamed, "Renamed").await;
+    let later: Vec<_> = connector
+        .changes(
+            EntityKind::Contact,
+            watermark + Duration::milliseconds(1),
+            Utc::now() + Duration::seconds(1),
+        )
+        .try_collect()
+        .await
+        .expect("change stream");
+    let later: Vec<String> = later.iter().flat_map(|p| ids(&p.records)).collect();
+    assert_eq!(later, vec![renamed], "only the change after the watermark");
+}
+
+/// The full listing returns every contact exactly once.
+pub async fn full_listing_returns_every_contact_once(fixture: &dyn Fixture) {
+    let pages: Vec<Vec<Record>> = fixture
+        .connector()
+        .all_contacts()
+        .try_collect()
+        .await
+        .expect("listing");
+    let listed: Vec<String> = pages.iter().flat_map(|p| ids(p)).collect();
+    let unique: HashSet<String> = listed.iter().cloned().collect();
+    assert_eq!(unique.len(), listed.len(), "a contact was listed twice");
+    assert_eq!(unique, fixture.contact_ids());
+}
+
+/// Create, get, update, delete, and what get and delete say afterwards.
+pub async fn contact_round_trip(fixture: &dyn Fixture) {
+    let connector = fixture.connector();
+    let created = connector
+        .create(
+            EntityKind::Contact,
+            None,
+            &fixture.contact_fields("suite.round@example.com", "Grace"),
+        )
+        .await
+        .expect("create");
+    assert_eq!(fixture.first_name(&created).as_deref(), Some("Grace"));
+    let got = connector
+        .get(EntityKind::Contact, &created.id, None)
+        .await
+        .expect("get")
+        .expect("exists");
+    assert_eq!(got.id, created.id);
+
+    let updated = connector
+        .update(
+            EntityKind::Contact,
+            &created.id,
+            None,
+            &fixture.rename_patch("Hopper"),
+        )
+        .await
+        .expect("update");
+    assert_eq!(fixture.first_name(&updated).as_deref(), Some("Hopper"));
+    assert!(updated.updated_at >= created.updated_at);
+    let found = connector
+        .find_contact(MatchKey::Email, "suite.round@example.com")
+        .await
+        .expect("lookup")
+        .expect("found by email");
+    assert_eq!(found.id, created.id);
+
+    assert_eq!(
+        connector
+            .delete(EntityKind::Contact, &created.id, None)
+            .await
+            .expect("delete"),
+        Deletion::Deleted
+    );
+    assert!(connector
+        .get(EntityKind::Contact, &created.id, None)
+        .await
+        .expect("get")
+        .is_none());
+    assert_eq!(
+        connector
+            .delete(EntityKind::Contact, &created.id, None)
+            .await
+            .expect("second delete"),
+        Deletion::AlreadyGone
+    );
+}
+
+/// Tasks and notes live under a contact: create, list, update, delete.
+pub async fn sub_resources_of_a_contact(fixture: &dyn Fixture) {
+    let connector = fixture.connector();
+    let contact = fixture
+        .user_creates_contact("suite.children@example.com", "Kids")
+        .await;
+    let task = connector
+        .create(
+            EntityKind::Task,
+            Some(&contact),
+            &fixture.task_fields("Send the quote"),
+        )
+        .await
+        .expect("create task");
+    assert_eq!(task.parent_id.as_deref(), Some(contact.as_str()));
+    let note = connector
+        .create(
+            EntityKind::Note,
+            Some(&contact),
+            &fixture.note_fields("Prefers email"),
+        )
+        .await
+        .expect("create note");
+
+    let tasks = connector
+        .children(EntityKind::Task, &contact)
+        .await
+        .expect("tasks");
+    assert_eq!(ids(&tasks), vec![task.id.clone()]);
+    assert_eq!(
+        fixture.task_title(&tasks[0]).as_deref(),
+        Some("Send the quote")
+    );
+    let notes = connector
+        .children(EntityKind::Note, &contact)
+        .await
+        .expect("notes");
+    assert_eq!(ids(&notes), vec![note.id.clone()]);
+
+    let retitled = connector
+        .update(
+            EntityKind::Task,
+            &task.id,
+            Some(&contact),
+            &fixture.task_fields("Send the final quote"),
+        )
+        .await
+        .expect("update task");
+    assert_eq!(
+        fixture.task_title(&retitled).as_deref(),
+        Some("Send the final quote")
+    );
+    let edited = connector
+        .update(
+            EntityKind::Note,
+            &note.id,
+            Some(&contact),
+            &fixture.note_fields("Prefers phone"),
+        )
+        .await
+        .expect("update note");
+    assert_eq!(fixture.note_text(&edited).as_deref(), Some("Prefers phone"));
+
+    assert_eq!(
+        connector
+            .delete(EntityKind::Task, &task.id, Some(&contact))
+            .await
+            .expect("delete task"),
+        Deletion::Deleted
+    );
+    assert_eq!(
+        connector
+            .delete(EntityKind::Note, &note.id, Some(&contact))
+            .await
+            .expect("delete note"),
+        Deletion::Deleted
+    );
+    assert!(connector
+        .children(EntityKind::Task, &contact)
+        .await
+        .expect("tasks")
+        .is_empty());
+}
+
+/// A side that may only read refuses every write before sending it.
+pub async fn a_read_only_side_refuses_writes(fixture: &dyn Fixture) {
+    let connector = fixture.read_only();
+    assert!(!connector.capabilities().of(EntityKind::Contact).writable());
+    let before = fixture.contact_ids();
+    let refused = connector
+        .create(
+            EntityKind::Contact,
+            None,
+            &fixture.contact_fields("suite.refused@example.com", "No"),
+        )
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(refused, ConnectorError::Unsupported { .. }),
+        "{refused}"
+    );
+    assert!(refused.to_string().contains(connector.side()), "{refused}");
+    assert_eq!(fixture.contact_ids(), before, "nothing was written");
+}

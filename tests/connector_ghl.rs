@@ -1,0 +1,277 @@
+//! The connector contract suite against the GHL simulator through the GHL
+//! connector.
+
+#[path = "common/connector_suite.rs"]
+mod suite;
+
+use std::collections::HashSet;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use ghl_sync::connector::ghl::{
+    ClientOptions, Credentials, GhlClient, GhlConnector, RateLimiter, RateLimits, RetryPolicy,
+};
+use ghl_sync::connector::{Connector, Record};
+use ghl_sync::sim::ghl::{GhlSim, RunningGhlSim, SimOptions};
+use secrecy::SecretString;
+use serde_json::{json, Map, Value};
+
+struct GhlFixture {
+    sim: RunningGhlSim,
+    location: String,
+    connector: GhlConnector,
+}
+
+fn connector(sim: &RunningGhlSim, location: &str, scopes: &[&str]) -> GhlConnector {
+    let token = sim.handle().issue_token(location, scopes, None);
+    let client = GhlClient::new(ClientOptions {
+        base_url: sim.base_url().parse().unwrap(),
+        location_id: location.to_owned(),
+        credentials: Credentials::Static(SecretString::from(token)),
+        scopes: scopes.iter().map(|s| s.to_string()).collect(),
+        limiter: RateLimiter::new(RateLimits::default()),
+        retry: RetryPolicy::default(),
+        timeout: Duration::from_secs(5),
+    })
+    .unwrap();
+    GhlConnector::new("ghl", client)
+}
+
+async fn fixture() -> GhlFixture {
+    let sim = GhlSim::start(SimOptions {
+        contacts_per_location: 10,
+        // The suite makes a few hundred calls; the real limit would make it
+        // wait a minute without testing anything more.
+        rate_limit: ghl_sync::sim::ghl::RateLimitConfig {
+            burst: 100_000,
+            ..Default::default()
+        },
+        ..SimOptions::default()
+    })
+    .await
+    .unwrap();
+    let location = sim.handle().location_ids()[0].clone();
+    let connector = connector(&sim, &location, &["contacts.readonly", "contacts.write"]);
+    GhlFixture {
+        sim,
+        location,
+        connector,
+    }
+}
+
+fn text(record: &Record, field: &str) -> Option<String> {
+    record.fields.get(field)?.as_str().map(str::to_owned)
+}
+
+fn object(value: Value) -> Map<String, Value> {
+    match value {
+        Value::Object(map) => map,
+        _ => unreachable!(),
+    }
+}
+
+#[async_trait]
+impl suite::Fixture for GhlFixture {
+    fn connector(&self) -> &dyn Connector {
+        &self.connector
+    }
+
+    fn read_only(&self) -> Box<dyn Connector> {
+        Box::new(connector(&self.sim, &self.location, &["contacts.readonly"]))
+    }
+
+    fn contact_ids(&self) -> HashSet<String> {
+        self.sim
+            .handle()
+            .contacts(&self.location)
+            .iter()
+            .map(|c| c["id"].as_str().unwrap().to_owned())
+            .collect()
+    }
+
+    async fn user_creates_contact(&self, email: &str, first_name: &str) -> String {
+        let contact = self
+            .sim
+            .handle()
+            .create_contact_as_user(
+                &self.location,
+                json!({"email": email, "firstName": first_name}),
+            )
+            .unwrap();
+        contact["id"].as_str().unwrap().to_owned()
+    }
+
+    async fn user_renames_contact(&self, id: &str, first_name: &str) {
+        self.sim
+            .handle()
+            .update_contact_as_user(id, json!({"firstName": first_name}))
+            .unwrap();
+    }
+
+    fn contact_fields(&self, email: &str, first_name: &str) -> Map<String, Value> {
+        object(json!({"email": email, "firstName": first_name}))
+    }
+
+    fn rename_patch(&self, first_name: &str) -> Map<String, Value> {
+        object(json!({"firstName": first_name}))
+    }
+
+    fn first_name(&self, record: &Record) -> Option<String> {
+        text(record, "firstName")
+    }
+
+    fn task_fields(&self, title: &str) -> Map<String, Value> {
+        object(json!({"title": title, "dueDate": "2027-01-05T09:00:00Z"}))
+    }
+
+    fn task_title(&self, record: &Record) -> Option<String> {
+        text(record, "title")
+    }
+
+    fn note_fields(&self, text: &str) -> Map<String, Value> {
+        object(json!({"body": text}))
+    }
+
+    fn note_text(&self, record: &Record) -> Option<String> {
+        text(record, "body")
+    }
+}
+
+#[tokio::test]
+async fn changes_since_a_watermark_across_pages() {
+    suite::changes_since_a_watermark_across_pages(&fixture().await).await;
+}
+
+#[tokio::test]
+async fn full_listing_returns_every_contact_once() {
+    suite::full_listing_returns_every_contact_once(&fixture().await).await;
+}
+
+#[tokio::test]
+async fn contact_round_trip() {
+    suite::contact_round_trip(&fixture().await).await;
+}
+
+#[tokio::test]
+async fn sub_resources_of_a_contact() {
+    suite::sub_resources_of_a_contact(&fixture().await).await;
+}
+
+#[tokio::test]
+async fn a_read_only_side_refuses_writes() {
+    suite::a_read_only_side_refuses_writes(&fixture().await).await;
+}
+
+#[tokio::test]
+async fn appointments_are_read_only() {
+    let fixture = fixture().await;
+    let caps = fixture
+        .connector
+        .capabilities()
+        .of(ghl_sync::connector::EntityKind::Appointment);
+    assert!(caps.read && !caps.writable());
+    let contact = fixture.sim.handle().contacts(&fixture.location)[0]["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let refused = fixture
+        .connector
+        .create(
+            ghl_sync::connector::EntityKind::Appointment,
+            Some(&contact),
+            &Map::new(),
+        )
+        .await
+        .unwrap_err();
+    assert!(
+        refused.to_string().contains("appointments are read-only"),
+        "{refused}"
+    );
+}
+
+/// `config/examples/ghl-to-ghl.toml`: two locations, each with its own
+/// token, connector and rate-limit budget.
+#[tokio::test]
+async fn two_locations_sync_through_their_own_tokens_and_limiters() {
+    use futures::TryStreamExt;
+    use ghl_sync::config::{self, LoadOptions, SideKind};
+    use ghl_sync::connector::ghl::build::connect;
+    use ghl_sync::connector::ghl::LimiterRegistry;
+
+    let sim = GhlSim::start(SimOptions {
+        contacts_per_location: 4,
+        locations: 2,
+        ..SimOptions::default()
+    })
+    .await
+    .unwrap();
+    let handle = sim.handle();
+    let locations = handle.location_ids();
+    let scopes = ["contacts.readonly", "contacts.write"];
+    let env: std::collections::HashMap<String, String> = [
+        ("GHLSYNC__SIDES__PRIMARY__BASE_URL", sim.base_url()),
+        ("GHLSYNC__SIDES__SECONDARY__BASE_URL", sim.base_url()),
+        ("GHLSYNC__SIDES__PRIMARY__LOCATION_ID", locations[0].clone()),
+        (
+            "GHLSYNC__SIDES__SECONDARY__LOCATION_ID",
+            locations[1].clone(),
+        ),
+        (
+            "GHLSYNC__SIDES__PRIMARY__AUTH__TOKEN",
+            handle.issue_token(&locations[0], &scopes, None),
+        ),
+        (
+            "GHLSYNC__SIDES__SECONDARY__AUTH__TOKEN",
+            handle.issue_token(&locations[1], &scopes, None),
+        ),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_owned(), v))
+    .collect();
+    let example =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("config/examples/ghl-to-ghl.toml");
+    let loaded = config::load(&LoadOptions {
+        file: Some(example),
+        env: Some(env),
+        no_search: true,
+    })
+    .expect("the example is valid");
+    let pair = &loaded.settings.pairs["locations"];
+    assert_eq!(
+        (pair.ghl.as_str(), pair.app.as_str()),
+        ("primary", "secondary")
+    );
+
+    let dir = tempfile::tempdir().unwrap();
+    let store = ghl_sync::store::Store::connect_and_migrate(
+        &ghl_sync::config::DatabaseSettings::sqlite_file(&dir.path().join("m.db")),
+    )
+    .await
+    .unwrap();
+    let limiters = LimiterRegistry::new();
+    let mut clients = Vec::new();
+    for name in ["primary", "secondary"] {
+        let SideKind::Ghl(side) = &loaded.settings.sides[name].kind else {
+            panic!("{name} is a GHL side")
+        };
+        let http = ghl_sync::connector::ghl::client::http_client(side.timeout).unwrap();
+        clients.push(connect(name, side, &store, &limiters, http).await.unwrap());
+    }
+    assert!(
+        !std::sync::Arc::ptr_eq(clients[0].limiter(), clients[1].limiter()),
+        "each location spends its own budget"
+    );
+    for (client, location) in clients.iter().zip(&locations) {
+        let connector = GhlConnector::new("side", client.clone());
+        let listed: Vec<Vec<Record>> = connector.all_contacts().try_collect().await.unwrap();
+        let listed: HashSet<String> = listed.into_iter().flatten().map(|r| r.id).collect();
+        let expected: HashSet<String> = handle
+            .contacts(location)
+            .iter()
+            .map(|c| c["id"].as_str().unwrap().to_owned())
+            .collect();
+        assert_eq!(listed, expected);
+        assert_eq!(client.limiter().headroom().requests, 1);
+    }
+    sim.shutdown().await;
+}
