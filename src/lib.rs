@@ -6,6 +6,7 @@
 pub mod cli;
 pub mod config;
 pub mod connector;
+pub mod mapping;
 pub mod sim;
 pub mod store;
 pub mod telemetry;
