@@ -82,6 +82,10 @@ pub enum SimCommand {
     /// A GoHighLevel API v2 stand-in: seeded contacts, tasks and notes,
     /// OAuth, GHL's rate limits, fault injection and signed webhooks.
     Ghl(crate::sim::ghl::GhlSimArgs),
+    /// A reference REST CRM standing for "your app" (its own field names,
+    /// cursor paging, epoch-millisecond timestamps, HMAC-signed webhooks),
+    /// described for the REST connector by config/connectors/app-sim.toml.
+    App(crate::sim::app::AppSimArgs),
 }
 
 /// Entry point of the `ghlsync` binary.
@@ -91,13 +95,16 @@ pub fn main() -> ExitCode {
 }
 
 fn run(cli: Cli) -> Exit {
-    if let Command::Sim(SimCommand::Ghl(args)) = cli.command {
+    if let Command::Sim(sim) = cli.command {
         // Simulators need no configuration: log at info for a person.
         let log = config::LogSettings {
             level: "info".into(),
             format: config::LogFormat::Auto,
         };
-        return in_runtime(&log, crate::sim::ghl::serve_cli(args));
+        return match sim {
+            SimCommand::Ghl(args) => in_runtime(&log, crate::sim::ghl::serve_cli(args)),
+            SimCommand::App(args) => in_runtime(&log, crate::sim::app::serve_cli(args)),
+        };
     }
     let options = LoadOptions {
         file: cli.config.clone(),

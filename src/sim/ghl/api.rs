@@ -247,7 +247,11 @@ pub(crate) async fn list_contacts(
         query: params.get("query").filter(|s| !s.is_empty()).cloned(),
     };
     let result = sim.read(|db| -> Result<_> {
-        Ok(query::list(db.location(&location)?, &list, &sim.base_url))
+        Ok(query::list(
+            db.location(&location)?,
+            &list,
+            &sim.core.base_url,
+        ))
     })?;
     Ok(ok(StatusCode::OK, result))
 }

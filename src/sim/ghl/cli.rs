@@ -3,7 +3,8 @@
 use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
 
-use super::{FaultConfig, GhlSim, RateLimitConfig, SimOptions};
+use super::{GhlSim, RateLimitConfig, SimOptions};
+use crate::sim::faults::FaultArgs;
 
 /// A `--token` value: `TOKEN=scope,scope` or `TOKEN@LOCATION=scope,scope`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -51,28 +52,6 @@ fn parse_pair(text: &str) -> Result<(String, String), String> {
         .ok_or_else(|| "expected CLIENT_ID=CLIENT_SECRET".to_string())
 }
 
-fn parse_probability(text: &str) -> Result<f64, String> {
-    let p: f64 = text.parse().map_err(|_| format!("not a number: {text}"))?;
-    if (0.0..=1.0).contains(&p) {
-        Ok(p)
-    } else {
-        Err("a probability is between 0 and 1".into())
-    }
-}
-
-fn parse_error_rate(text: &str) -> Result<(u16, f64), String> {
-    let (status, p) = text
-        .split_once('=')
-        .ok_or_else(|| "expected STATUS=PROBABILITY, e.g. 503=0.05".to_string())?;
-    let status: u16 = status
-        .parse()
-        .map_err(|_| format!("not a status: {status}"))?;
-    if !(400..=599).contains(&status) {
-        return Err("the status must be 4xx or 5xx".into());
-    }
-    Ok((status, parse_probability(p)?))
-}
-
 /// Options of `ghlsync sim ghl`.
 #[derive(Debug, Clone, clap::Args)]
 pub struct GhlSimArgs {
@@ -114,31 +93,8 @@ pub struct GhlSimArgs {
     /// Requests allowed per (app, location) per UTC day.
     #[arg(long, default_value_t = 200_000)]
     pub rate_limit_daily: u64,
-    /// Answer a share of requests with an error: STATUS=PROBABILITY
-    /// (e.g. 503=0.05). Repeatable.
-    #[arg(long = "fault-error", value_name = "STATUS=P", value_parser = parse_error_rate)]
-    pub fault_errors: Vec<(u16, f64)>,
-    /// Latency added to every request.
-    #[arg(long, default_value = "0s", value_parser = humantime::parse_duration)]
-    pub fault_latency: Duration,
-    /// Extra random latency, up to this much.
-    #[arg(long, default_value = "0s", value_parser = humantime::parse_duration)]
-    pub fault_jitter: Duration,
-    /// Probability of dropping the connection without an answer.
-    #[arg(long, default_value_t = 0.0, value_parser = parse_probability)]
-    pub fault_reset: f64,
-    /// Probability of sending half of the JSON body.
-    #[arg(long, default_value_t = 0.0, value_parser = parse_probability)]
-    pub fault_truncate: f64,
-    /// Probability of answering an HTML page instead of JSON.
-    #[arg(long, default_value_t = 0.0, value_parser = parse_probability)]
-    pub fault_html: f64,
-    /// Probability of committing a write and then dropping the connection.
-    #[arg(long, default_value_t = 0.0, value_parser = parse_probability)]
-    pub fault_lose_response: f64,
-    /// Answer every request 429.
-    #[arg(long)]
-    pub fault_429_storm: bool,
+    #[command(flatten)]
+    pub faults: FaultArgs,
     /// Where to POST webhooks.
     #[arg(long, value_name = "URL")]
     pub webhook_url: Option<String>,
@@ -161,16 +117,7 @@ impl GhlSimArgs {
                 daily: self.rate_limit_daily,
             },
             access_token_ttl: self.access_token_ttl,
-            faults: FaultConfig {
-                error_rates: self.fault_errors.clone(),
-                latency: self.fault_latency,
-                jitter: self.fault_jitter,
-                reset_rate: self.fault_reset,
-                truncate_rate: self.fault_truncate,
-                html_rate: self.fault_html,
-                lose_response_rate: self.fault_lose_response,
-                storm_429: self.fault_429_storm,
-            },
+            faults: self.faults.config(),
             webhook_url: self.webhook_url.clone(),
             allow_duplicate_contacts: self.allow_duplicate_contacts,
             ..SimOptions::default()
@@ -183,13 +130,7 @@ impl GhlSimArgs {
 /// webhook public keys (see [`start_from_args`]).
 pub async fn serve_cli(args: GhlSimArgs) -> anyhow::Result<()> {
     let (sim, banner) = start_from_args(&args).await?;
-    print!("{banner}");
-    use std::io::Write as _;
-    std::io::stdout().flush()?;
-    wait_for_signal().await;
-    tracing::info!("ghl sim: stopping");
-    sim.shutdown().await;
-    Ok(())
+    sim.serve_until_signal(&banner, "ghl sim").await
 }
 
 /// Starts the simulator the arguments describe, registers their tokens and
@@ -276,44 +217,15 @@ pub async fn start_from_args(args: &GhlSimArgs) -> anyhow::Result<(super::Runnin
     Ok((sim, out))
 }
 
-async fn wait_for_signal() {
-    #[cfg(unix)]
-    {
-        use tokio::signal::unix::{signal, SignalKind};
-        match signal(SignalKind::terminate()) {
-            Ok(mut term) => {
-                tokio::select! {
-                    _ = tokio::signal::ctrl_c() => {}
-                    _ = term.recv() => {}
-                }
-            }
-            Err(_) => {
-                let _ = tokio::signal::ctrl_c().await;
-            }
-        }
-    }
-    #[cfg(not(unix))]
-    {
-        let _ = tokio::signal::ctrl_c().await;
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use clap::{CommandFactory, Parser};
-
-    #[derive(Debug, Parser)]
-    struct Wrapper {
-        #[command(flatten)]
-        args: GhlSimArgs,
-    }
+    use crate::sim::faults::parse_error_rate;
+    use crate::sim::parse_args;
 
     #[test]
     fn arguments_parse_into_options() {
-        Wrapper::command().debug_assert();
-        let w = Wrapper::try_parse_from([
-            "sim",
+        let args: GhlSimArgs = parse_args(&[
             "--contacts",
             "5",
             "--locations",
@@ -337,7 +249,7 @@ mod tests {
             "http://127.0.0.1:1/h",
         ])
         .unwrap();
-        let o = w.args.options();
+        let o = args.options();
         assert_eq!((o.contacts_per_location, o.locations, o.seed), (5, 2, 9));
         assert_eq!(o.faults.error_rates, vec![(503, 0.1)]);
         assert_eq!(o.faults.latency, Duration::from_millis(20));
@@ -345,9 +257,9 @@ mod tests {
         assert_eq!(o.rate_limit.burst, 10);
         assert_eq!(o.rate_limit.interval, Duration::from_secs(1));
         assert_eq!(o.webhook_url.as_deref(), Some("http://127.0.0.1:1/h"));
-        assert_eq!(w.args.tokens.len(), 2);
-        assert!(Wrapper::try_parse_from(["sim", "--fault-reset", "1.5"]).is_err());
-        assert!(Wrapper::try_parse_from(["sim", "--token", "nothing"]).is_err());
+        assert_eq!(args.tokens.len(), 2);
+        assert!(parse_args::<GhlSimArgs>(&["--fault-reset", "1.5"]).is_err());
+        assert!(parse_args::<GhlSimArgs>(&["--token", "nothing"]).is_err());
     }
 
     #[test]

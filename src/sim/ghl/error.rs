@@ -6,9 +6,11 @@
 //! failures (422) where it is a list of strings, as in `UnprocessableDTO`
 //! of `common-schemas.json`. Every error body carries a fresh `traceId`.
 
-use axum::http::{header, HeaderName, HeaderValue, StatusCode};
-use axum::response::{IntoResponse, Response};
+use axum::http::{header, StatusCode};
+use axum::response::Response;
 use serde_json::{json, Map, Value};
+
+use crate::sim::server::JsonStyle;
 
 /// Why a simulator operation was refused. The HTTP API maps each variant
 /// to the status and message GHL answers with (see `ApiError::from`).
@@ -60,13 +62,21 @@ pub const MSG_DUPLICATE: &str = "This location does not allow duplicated contact
 /// Message of a 429.
 pub const MSG_TOO_MANY: &str = "Too Many Requests";
 
-/// An HTTP error answer.
+/// How the GHL simulator sends JSON: `application/json; charset=utf-8`,
+/// and a fresh `traceId` in every error body.
 #[derive(Debug)]
-pub(crate) struct ApiError {
-    pub status: StatusCode,
-    pub body: Map<String, Value>,
-    pub headers: Vec<(HeaderName, HeaderValue)>,
+pub(crate) struct GhlJson;
+
+impl JsonStyle for GhlJson {
+    const CONTENT_TYPE: &'static str = "application/json; charset=utf-8";
+
+    fn finish(body: &mut Map<String, Value>) {
+        body.insert("traceId".into(), json!(trace_id()));
+    }
 }
+
+/// An HTTP error answer of the GHL simulator.
+pub(crate) type ApiError = crate::sim::server::ApiError<GhlJson>;
 
 impl ApiError {
     pub fn new(status: StatusCode, message: impl Into<Value>) -> Self {
@@ -78,11 +88,7 @@ impl ApiError {
                 body.insert("error".into(), json!(reason));
             }
         }
-        ApiError {
-            status,
-            body,
-            headers: Vec::new(),
-        }
+        Self::with_body(status, body)
     }
     pub fn bad_request(message: impl Into<String>) -> Self {
         Self::new(StatusCode::BAD_REQUEST, message.into())
@@ -96,15 +102,19 @@ impl ApiError {
     pub fn unprocessable(messages: Vec<String>) -> Self {
         Self::new(StatusCode::UNPROCESSABLE_ENTITY, messages)
     }
-    pub fn with(mut self, key: &str, value: Value) -> Self {
-        self.body.insert(key.into(), value);
-        self
+    /// A 429 "Too Many Requests" with `Retry-After`.
+    pub fn too_many(retry_after: u64) -> Self {
+        Self::new(StatusCode::TOO_MANY_REQUESTS, MSG_TOO_MANY)
+            .header(header::RETRY_AFTER, &retry_after.to_string())
     }
-    pub fn header(mut self, name: HeaderName, value: &str) -> Self {
-        if let Ok(value) = HeaderValue::from_str(value) {
-            self.headers.push((name, value));
+    /// The body of an injected error status (502/503/504 get an HTML
+    /// page instead, see [`crate::sim::faults`]).
+    pub fn injected(status: StatusCode) -> Self {
+        if status == StatusCode::INTERNAL_SERVER_ERROR {
+            Self::new(status, "Internal server error")
+        } else {
+            Self::new(status, status.canonical_reason().unwrap_or("Error"))
         }
-        self
     }
 }
 
@@ -125,17 +135,6 @@ impl From<SimError> for ApiError {
     }
 }
 
-impl IntoResponse for ApiError {
-    fn into_response(mut self) -> Response {
-        self.body.insert("traceId".into(), json!(trace_id()));
-        let mut response = json_response(self.status, &Value::Object(self.body));
-        for (name, value) in self.headers {
-            response.headers_mut().insert(name, value);
-        }
-        response
-    }
-}
-
 /// A fresh trace id, formatted like a UUID.
 pub(crate) fn trace_id() -> String {
     let n: u128 = rand::random();
@@ -152,12 +151,5 @@ pub(crate) fn trace_id() -> String {
 
 /// A JSON response with GHL's content type.
 pub(crate) fn json_response(status: StatusCode, value: &Value) -> Response {
-    let body = serde_json::to_vec(value).unwrap_or_default();
-    let mut response = Response::new(axum::body::Body::from(body));
-    *response.status_mut() = status;
-    response.headers_mut().insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("application/json; charset=utf-8"),
-    );
-    response
+    crate::sim::server::json_response(status, value, GhlJson::CONTENT_TYPE)
 }

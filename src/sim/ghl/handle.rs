@@ -11,14 +11,14 @@ use serde_json::Value;
 
 use super::auth::{Grant, TokenInfo, UserType, DEFAULT_APP_ID};
 use super::error::SimError;
-use super::faults::{FaultConfig, FaultKind};
 use super::limits::{CounterSnapshot, RateLimitConfig};
 use super::model::{
     normalize_tags, validate_contact, validate_note, validate_task, Child, Mode, Record,
 };
 use super::query::all_contacts;
 use super::server::{lock, Shared};
-use super::webhooks::{signing_keys, WebhookPublicKeys, WebhookStats};
+use super::webhooks::{signing_keys, WebhookPublicKeys};
+use crate::sim::controls::sim_controls;
 
 /// The source recorded on contacts created by `*_as_user`.
 const USER_SOURCE: &str = "crm ui";
@@ -49,7 +49,7 @@ pub struct SimHandle {
 impl std::fmt::Debug for SimHandle {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("SimHandle")
-            .field("base_url", &self.shared.base_url)
+            .field("base_url", &self.shared.core.base_url)
             .finish()
     }
 }
@@ -78,12 +78,7 @@ fn user_fields(value: Value) -> Value {
 impl SimHandle {
     /// `http://127.0.0.1:PORT`.
     pub fn base_url(&self) -> String {
-        self.shared.base_url.clone()
-    }
-
-    /// The seed everything was derived from.
-    pub fn seed(&self) -> u64 {
-        self.shared.seed
+        self.shared.core.base_url.clone()
     }
 
     /// The simulated company.
@@ -470,34 +465,7 @@ impl SimHandle {
 
     // --- faults, limits, counters, webhooks ------------------------------------
 
-    /// Replaces the random faults.
-    pub fn set_faults(&self, faults: FaultConfig) {
-        lock(&self.shared.faults).config = faults;
-    }
-
-    /// The random faults in force.
-    pub fn faults(&self) -> FaultConfig {
-        lock(&self.shared.faults).config.clone()
-    }
-
-    /// Applies `kind` to the next `count` eligible requests (before any
-    /// random fault). [`FaultKind::LoseResponse`] is consumed by writes
-    /// only.
-    pub fn fail_next(&self, kind: FaultKind, count: u32) {
-        lock(&self.shared.faults).push(kind, count);
-    }
-
-    /// Turns every fault off (random and queued).
-    pub fn clear_faults(&self) {
-        let mut faults = lock(&self.shared.faults);
-        faults.config = FaultConfig::default();
-        faults.clear_queue();
-    }
-
-    /// The "429 storm" switch.
-    pub fn set_429_storm(&self, on: bool) {
-        lock(&self.shared.faults).config.storm_429 = on;
-    }
+    sim_controls!(CounterSnapshot);
 
     /// Changes the rate limits (windows already open keep their entries).
     pub fn set_rate_limits(&self, limits: RateLimitConfig) {
@@ -509,43 +477,9 @@ impl SimHandle {
         lock(&self.shared.limiter).reset();
     }
 
-    /// A copy of the counters.
-    pub fn counters(&self) -> CounterSnapshot {
-        lock(&self.shared.counters).snapshot()
-    }
-
-    /// Zeroes the counters (not the rate limiter).
-    pub fn reset_counters(&self) {
-        lock(&self.shared.counters).reset();
-    }
-
-    /// Where webhooks go (`None` stops deliveries; queued ones still go).
-    pub fn set_webhook_url(&self, url: Option<String>) {
-        self.shared.webhooks.set_url(url);
-    }
-
     /// The webhook signing public keys (generated on first use: RSA key
     /// generation may take a moment in debug builds).
     pub fn webhook_public_keys(&self) -> WebhookPublicKeys {
-        signing_keys(self.shared.seed).public.clone()
-    }
-
-    /// Webhook delivery counters.
-    pub fn webhook_stats(&self) -> WebhookStats {
-        self.shared.webhooks.stats()
-    }
-
-    /// Waits until no webhook is queued or in flight; `false` on timeout.
-    pub async fn flush_webhooks(&self, timeout: Duration) -> bool {
-        let deadline = Instant::now() + timeout;
-        loop {
-            if self.shared.webhooks.stats().pending == 0 {
-                return true;
-            }
-            if Instant::now() >= deadline {
-                return false;
-            }
-            tokio::time::sleep(Duration::from_millis(5)).await;
-        }
+        signing_keys(self.shared.core.seed).public.clone()
     }
 }

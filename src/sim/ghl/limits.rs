@@ -12,10 +12,12 @@
 //! (including refused ones) within any 10-second span, which is what the
 //! sync engine promises to keep at or under 100.
 
-use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::collections::{HashMap, VecDeque};
 use std::time::{Duration, Instant};
 
 use chrono::Utc;
+
+use crate::sim::counters::{counter_snapshot, prune, retry_after};
 
 /// Limits per `(app, location)`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -88,13 +90,7 @@ impl Limiter {
         let config = self.config;
         let now = Instant::now();
         let bucket = self.buckets.entry(key.clone()).or_default();
-        while bucket
-            .window
-            .front()
-            .is_some_and(|t| now.duration_since(*t) >= config.interval)
-        {
-            bucket.window.pop_front();
-        }
+        prune(&mut bucket.window, now, config.interval);
         let day = today();
         if bucket.day != day {
             bucket.day = day;
@@ -106,9 +102,7 @@ impl Limiter {
             let retry_after = if daily_full {
                 secs_to_midnight()
             } else {
-                let oldest = bucket.window.front().copied().unwrap_or(now);
-                let wait = config.interval.saturating_sub(now.duration_since(oldest));
-                wait.as_millis().div_ceil(1000).max(1) as u64
+                retry_after(&bucket.window, now, config.interval)
             };
             return Decision {
                 allowed: false,
@@ -133,117 +127,14 @@ impl Limiter {
 /// The span of [`CounterSnapshot::max_requests_per_10s`].
 pub const PEAK_WINDOW: Duration = Duration::from_secs(10);
 
-/// One request counter key.
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub struct RouteKey {
-    /// `GET`, `POST`, ...
-    pub method: String,
-    /// The spec's path template, e.g. `/contacts/{contactId}`.
-    pub route: String,
-    /// The status sent; `0` when the connection was dropped without a
-    /// response (reset and lost-response faults).
-    pub status: u16,
-}
-
-/// A copy of the counters (see [`super::SimHandle::counters`]).
-#[derive(Debug, Clone, Default)]
-pub struct CounterSnapshot {
-    /// Requests by method, route template and status.
-    pub requests: BTreeMap<RouteKey, u64>,
-    /// Every request received on an API route.
-    pub total_requests: u64,
-    /// 429 answers sent (limiter and 429 storm).
-    pub too_many_requests: u64,
-    /// Per `(app, location)`: the most requests that arrived within any
-    /// 10 s span (including refused ones).
-    pub max_requests_per_10s: BTreeMap<(String, String), u32>,
-    /// Faults injected, by kind (`status_500`, `reset`, `truncate`, ...).
-    pub faults: BTreeMap<String, u64>,
-}
-
-impl CounterSnapshot {
-    /// Requests with this method, route template and status.
-    pub fn count(&self, method: &str, route: &str, status: u16) -> u64 {
-        self.requests
-            .get(&RouteKey {
-                method: method.into(),
-                route: route.into(),
-                status,
-            })
-            .copied()
-            .unwrap_or(0)
+counter_snapshot! {
+    /// A copy of the counters (see [`super::SimHandle::counters`]).
+    pub struct CounterSnapshot {
+        /// Per `(app, location)`: the most requests that arrived within any
+        /// 10 s span (including refused ones).
+        pub max_requests_per_10s: BTreeMap<(String, String), u32>,
     }
-
-    /// Requests with this method and route template, any status.
-    pub fn count_route(&self, method: &str, route: &str) -> u64 {
-        self.requests
-            .iter()
-            .filter(|(k, _)| k.method == method && k.route == route)
-            .map(|(_, n)| n)
-            .sum()
-    }
-
+    span: PEAK_WINDOW;
     /// The largest 10 s peak over all keys.
-    pub fn peak_per_10s(&self) -> u32 {
-        self.max_requests_per_10s
-            .values()
-            .copied()
-            .max()
-            .unwrap_or(0)
-    }
-}
-
-#[derive(Debug, Default)]
-pub(crate) struct Counters {
-    snapshot: CounterSnapshot,
-    arrivals: HashMap<(String, String), VecDeque<Instant>>,
-}
-
-impl Counters {
-    pub fn record(&mut self, method: &str, route: &str, status: u16) {
-        self.snapshot.total_requests += 1;
-        *self
-            .snapshot
-            .requests
-            .entry(RouteKey {
-                method: method.into(),
-                route: route.into(),
-                status,
-            })
-            .or_default() += 1;
-        if status == 429 {
-            self.snapshot.too_many_requests += 1;
-        }
-    }
-
-    pub fn fault(&mut self, kind: &str) {
-        *self.snapshot.faults.entry(kind.into()).or_default() += 1;
-    }
-
-    pub fn arrival(&mut self, key: &(String, String)) {
-        let now = Instant::now();
-        let window = self.arrivals.entry(key.clone()).or_default();
-        while window
-            .front()
-            .is_some_and(|t| now.duration_since(*t) >= PEAK_WINDOW)
-        {
-            window.pop_front();
-        }
-        window.push_back(now);
-        let n = window.len() as u32;
-        let max = self
-            .snapshot
-            .max_requests_per_10s
-            .entry(key.clone())
-            .or_default();
-        *max = (*max).max(n);
-    }
-
-    pub fn snapshot(&self) -> CounterSnapshot {
-        self.snapshot.clone()
-    }
-
-    pub fn reset(&mut self) {
-        *self = Counters::default();
-    }
+    pub fn peak_per_10s;
 }

@@ -54,7 +54,6 @@ mod api;
 mod auth;
 mod cli;
 pub mod error;
-mod faults;
 mod handle;
 mod limits;
 mod model;
@@ -71,15 +70,18 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
-use tokio::sync::watch;
-use tokio::task::JoinHandle;
 
+use crate::sim::controls::SimCore;
+use crate::sim::running::{seed_anchor, Launch};
+use crate::sim::RunningSim;
+
+pub use crate::sim::counters::RouteKey;
+pub use crate::sim::faults::{FaultArgs, FaultConfig, FaultKind};
 pub use auth::{TokenInfo, UserType, DEFAULT_APP_ID};
 pub use cli::{serve_cli, start_from_args, GhlSimArgs, TokenArg};
 pub use error::SimError;
-pub use faults::{FaultConfig, FaultKind};
 pub use handle::{CustomFieldInfo, LocationInfo, SimHandle};
-pub use limits::{CounterSnapshot, RateLimitConfig, RouteKey, PEAK_WINDOW};
+pub use limits::{CounterSnapshot, RateLimitConfig, PEAK_WINDOW};
 pub use model::EventKind;
 pub use query::{
     LIST_DEFAULT_LIMIT, LIST_MAX_LIMIT, SEARCH_DEFAULT_PAGE_LIMIT, SEARCH_MAX_PAGE_LIMIT,
@@ -147,16 +149,8 @@ pub struct GhlSim;
 impl GhlSim {
     /// Seeds the data and starts serving on `options.bind`.
     pub async fn start(options: SimOptions) -> std::io::Result<RunningGhlSim> {
-        let listener = tokio::net::TcpListener::bind(options.bind).await?;
-        let addr = listener.local_addr()?;
-        let base_url = format!("http://{addr}");
-        let anchor = options.seed_anchor.unwrap_or_else(|| {
-            let now = Utc::now();
-            now.date_naive()
-                .and_hms_opt(0, 0, 0)
-                .map(|t| t.and_utc())
-                .unwrap_or(now)
-        });
+        let launch = Launch::bind(options.bind).await?;
+        let anchor = seed_anchor(options.seed_anchor);
         let seeded = seed::generate(&seed::SeedSpec {
             seed: options.seed,
             locations: options.locations,
@@ -170,92 +164,36 @@ impl GhlSim {
         );
         db.allow_duplicates = options.allow_duplicate_contacts;
         db.child_writes_touch_contact = options.child_writes_touch_contact;
-        let (shutdown_tx, shutdown_rx) = watch::channel(false);
         if options.webhook_url.is_some() {
             let seed = options.seed;
             // Warm the key cache off the runtime so the first delivery is quick.
             tokio::task::spawn_blocking(move || webhooks::signing_keys(seed));
         }
         let shared = Arc::new(server::Shared {
-            base_url: base_url.clone(),
-            seed: options.seed,
+            core: SimCore::new(
+                launch.base_url.clone(),
+                options.seed,
+                options.faults.clone(),
+                ChaCha8Rng::seed_from_u64(options.seed ^ 0x6661_756c_7473),
+                webhooks::start(
+                    options.seed,
+                    options.webhook_url.clone(),
+                    options.webhook_queue,
+                    launch.stopping.clone(),
+                ),
+            ),
             db: Mutex::new(db),
             auth: Mutex::new(auth::AuthState::new(
                 ChaCha8Rng::seed_from_u64(options.seed ^ 0x746f_6b65_6e73),
                 options.access_token_ttl,
             )),
             limiter: Mutex::new(limits::Limiter::new(options.rate_limit)),
-            counters: Mutex::new(limits::Counters::default()),
-            faults: Mutex::new(faults::FaultState::new(
-                options.faults.clone(),
-                ChaCha8Rng::seed_from_u64(options.seed ^ 0x6661_756c_7473),
-            )),
-            webhooks: webhooks::Dispatcher::start(
-                options.seed,
-                options.webhook_url.clone(),
-                options.webhook_queue,
-                shutdown_rx.clone(),
-            ),
         });
-        let mut signal = shutdown_rx;
-        let task = tokio::spawn(server::serve(listener, shared.clone(), async move {
-            let _ = signal.wait_for(|stop| *stop).await;
-        }));
-        tracing::info!(%base_url, seed = options.seed, "ghl sim listening");
-        Ok(RunningGhlSim {
-            addr,
-            handle: SimHandle { shared },
-            shutdown: shutdown_tx,
-            task: Some(task),
-        })
+        let router = server::router(shared.clone());
+        Ok(launch.serve(router, SimHandle { shared }, "ghl sim", options.seed))
     }
 }
 
-/// A running simulator. Dropping it stops the server (without waiting);
-/// [`RunningGhlSim::shutdown`] waits for it.
-pub struct RunningGhlSim {
-    addr: SocketAddr,
-    handle: SimHandle,
-    shutdown: watch::Sender<bool>,
-    task: Option<JoinHandle<std::io::Result<()>>>,
-}
-
-impl RunningGhlSim {
-    /// `http://127.0.0.1:PORT` (no trailing slash).
-    pub fn base_url(&self) -> String {
-        format!("http://{}", self.addr)
-    }
-
-    /// The bound address.
-    pub fn addr(&self) -> SocketAddr {
-        self.addr
-    }
-
-    /// A handle to drive and inspect the simulator.
-    pub fn handle(&self) -> SimHandle {
-        self.handle.clone()
-    }
-
-    /// Stops accepting, lets in-flight requests finish (up to 2 s), stops
-    /// the webhook workers.
-    pub async fn shutdown(mut self) {
-        let _ = self.shutdown.send(true);
-        if let Some(mut task) = self.task.take() {
-            if tokio::time::timeout(Duration::from_secs(2), &mut task)
-                .await
-                .is_err()
-            {
-                task.abort();
-            }
-        }
-    }
-}
-
-impl Drop for RunningGhlSim {
-    fn drop(&mut self) {
-        let _ = self.shutdown.send(true);
-        if let Some(task) = self.task.take() {
-            task.abort();
-        }
-    }
-}
+/// A running GHL simulator. Dropping it stops the server (without
+/// waiting); [`RunningSim::shutdown`] waits for it.
+pub type RunningGhlSim = RunningSim<SimHandle>;

@@ -10,27 +10,26 @@
 //! builds). Their public halves are published as PEM (SPKI, `BEGIN PUBLIC
 //! KEY`, like the key in `WebhookAuthentication.md`).
 //!
-//! Deliveries never delay an API response: events go to bounded queues
-//! (sharded by contact id, one worker per shard, so the events of one
-//! contact are delivered in order). A full queue drops the event and
-//! counts it; a delivery is tried three times (after 50 ms and 250 ms)
-//! on a connection error or a 5xx, then counted as failed and logged.
+//! Deliveries go through the shared [`crate::sim::webhook_queue`]: they
+//! never delay an API response; the queue is sharded by contact id (one
+//! worker per shard, so the events of one contact are delivered in
+//! order); a full queue drops the event and counts it; a delivery is
+//! tried three times (after 50 ms and 250 ms) on a connection error or a
+//! 5xx, then counted as failed and logged.
 
-use std::collections::hash_map::DefaultHasher;
 use std::collections::HashMap;
-use std::hash::{Hash, Hasher};
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, OnceLock, RwLock};
-use std::time::Duration;
+use std::sync::{Arc, Mutex, OnceLock};
 
 use base64::Engine as _;
 use rand::SeedableRng;
-use rand_chacha::ChaCha20Rng;
+use rand_chacha::{ChaCha20Rng, ChaCha8Rng};
 use serde_json::json;
 use sha2::{Digest, Sha256};
-use tokio::sync::{mpsc, watch};
+use tokio::sync::watch;
 
 use super::model::{gen_id, iso, now_ms, Event};
+pub use crate::sim::webhook_queue::WebhookStats;
+use crate::sim::webhook_queue::{Outgoing, Signer, WebhookQueue};
 
 /// The simulator's webhook public keys, PEM encoded.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -101,198 +100,64 @@ pub(crate) fn signing_keys(seed: u64) -> Arc<SigningKeys> {
         .clone()
 }
 
-/// Delivery counters.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct WebhookStats {
-    /// Events accepted into a queue.
-    pub queued: u64,
-    /// Delivered (2xx from the receiver).
-    pub delivered: u64,
-    /// Given up after the retries.
-    pub failed: u64,
-    /// Dropped because a queue was full.
-    pub dropped: u64,
-    /// Queued or in flight now.
-    pub pending: u64,
-}
-
-#[derive(Debug, Default)]
-struct Stats {
-    queued: AtomicU64,
-    delivered: AtomicU64,
-    failed: AtomicU64,
-    dropped: AtomicU64,
-    pending: AtomicU64,
-}
-
-struct Job {
-    url: String,
-    event: Event,
-    webhook_id: String,
-    timestamp: String,
-}
-
-pub(crate) struct Dispatcher {
-    shards: Vec<mpsc::Sender<Job>>,
-    url: RwLock<Option<String>>,
-    stats: Arc<Stats>,
-    ids: Mutex<rand_chacha::ChaCha8Rng>,
+/// Signs with the seed's key pairs: `x-wh-signature` (RSA) and
+/// `x-ghl-signature` (Ed25519).
+struct GhlSigner {
     seed: u64,
 }
 
+impl Signer for GhlSigner {
+    async fn sign(&self, body: &[u8]) -> Option<Vec<(&'static str, String)>> {
+        let seed = self.seed;
+        let keys = tokio::task::spawn_blocking(move || signing_keys(seed))
+            .await
+            .ok()?;
+        let (rsa_sig, ed_sig) = keys.sign(body);
+        Some(vec![
+            ("x-wh-signature", rsa_sig),
+            ("x-ghl-signature", ed_sig),
+        ])
+    }
+}
+
+/// Queues per contact: the events of one contact arrive in order.
 const SHARDS: usize = 4;
 
-impl Dispatcher {
-    /// Starts the workers (on the current tokio runtime).
-    pub fn start(
-        seed: u64,
-        url: Option<String>,
-        capacity: usize,
-        shutdown: watch::Receiver<bool>,
-    ) -> Dispatcher {
-        let stats = Arc::new(Stats::default());
-        let client = reqwest::Client::builder()
-            .timeout(Duration::from_secs(10))
-            .build()
-            .unwrap_or_default();
-        let per_shard = (capacity / SHARDS).max(1);
-        let mut shards = Vec::with_capacity(SHARDS);
-        for _ in 0..SHARDS {
-            let (tx, rx) = mpsc::channel(per_shard);
-            shards.push(tx);
-            tokio::spawn(worker(
-                rx,
-                stats.clone(),
-                client.clone(),
-                seed,
-                shutdown.clone(),
-            ));
-        }
-        Dispatcher {
-            shards,
-            url: RwLock::new(url),
-            stats,
-            ids: Mutex::new(rand_chacha::ChaCha8Rng::seed_from_u64(
-                seed ^ 0x7765_6268_6f6f_6b73,
-            )),
-            seed,
-        }
-    }
-
-    pub fn set_url(&self, url: Option<String>) {
-        *self.url.write().unwrap_or_else(|e| e.into_inner()) = url;
-    }
-
-    pub fn url(&self) -> Option<String> {
-        self.url.read().unwrap_or_else(|e| e.into_inner()).clone()
-    }
-
-    pub fn seed(&self) -> u64 {
-        self.seed
-    }
-
-    /// Queues an event; never blocks. Called under the database lock so
-    /// per-contact order is the order of the writes.
-    pub fn enqueue(&self, event: Event) {
-        let Some(url) = self.url() else { return };
-        let webhook_id = gen_id(&mut *self.ids.lock().unwrap_or_else(|e| e.into_inner()));
-        let mut hasher = DefaultHasher::new();
-        event.key.hash(&mut hasher);
-        let shard = (hasher.finish() as usize) % self.shards.len();
-        self.stats.pending.fetch_add(1, Ordering::SeqCst);
-        let job = Job {
-            url,
-            event,
-            webhook_id,
-            timestamp: iso(now_ms()),
-        };
-        match self.shards[shard].try_send(job) {
-            Ok(()) => {
-                self.stats.queued.fetch_add(1, Ordering::SeqCst);
-            }
-            Err(error) => {
-                self.stats.pending.fetch_sub(1, Ordering::SeqCst);
-                self.stats.dropped.fetch_add(1, Ordering::SeqCst);
-                tracing::warn!(%error, "ghl sim: webhook queue full or closed, event dropped");
-            }
-        }
-    }
-
-    pub fn stats(&self) -> WebhookStats {
-        WebhookStats {
-            queued: self.stats.queued.load(Ordering::SeqCst),
-            delivered: self.stats.delivered.load(Ordering::SeqCst),
-            failed: self.stats.failed.load(Ordering::SeqCst),
-            dropped: self.stats.dropped.load(Ordering::SeqCst),
-            pending: self.stats.pending.load(Ordering::SeqCst),
-        }
-    }
-}
-
-async fn worker(
-    mut rx: mpsc::Receiver<Job>,
-    stats: Arc<Stats>,
-    client: reqwest::Client,
+/// Starts the webhook queue of a simulator (on the current tokio runtime).
+pub(crate) fn start(
     seed: u64,
-    mut shutdown: watch::Receiver<bool>,
-) {
-    loop {
-        let job = tokio::select! {
-            job = rx.recv() => job,
-            _ = shutdown.changed() => None,
-        };
-        let Some(job) = job else { break };
-        let delivered = deliver(&client, seed, job).await;
-        if delivered {
-            stats.delivered.fetch_add(1, Ordering::SeqCst);
-        } else {
-            stats.failed.fetch_add(1, Ordering::SeqCst);
-        }
-        stats.pending.fetch_sub(1, Ordering::SeqCst);
-    }
+    url: Option<String>,
+    capacity: usize,
+    shutdown: watch::Receiver<bool>,
+) -> WebhookQueue {
+    WebhookQueue::start(
+        "ghl sim",
+        GhlSigner { seed },
+        SHARDS,
+        capacity,
+        url,
+        ChaCha8Rng::seed_from_u64(seed ^ 0x7765_6268_6f6f_6b73),
+        shutdown,
+    )
 }
 
-async fn deliver(client: &reqwest::Client, seed: u64, job: Job) -> bool {
-    let mut payload = job.event.payload;
-    payload.insert("webhookId".into(), json!(job.webhook_id));
-    payload.insert("timestamp".into(), json!(job.timestamp));
-    let kind = payload
-        .get("type")
-        .and_then(|v| v.as_str())
-        .unwrap_or("")
-        .to_string();
-    let body = serde_json::to_vec(&payload).unwrap_or_default();
-    let keys = match tokio::task::spawn_blocking(move || signing_keys(seed)).await {
-        Ok(keys) => keys,
-        Err(_) => return false,
-    };
-    let (rsa_sig, ed_sig) = keys.sign(&body);
-    let mut last_error = String::new();
-    for (attempt, backoff) in [0u64, 50, 250].into_iter().enumerate() {
-        if backoff > 0 {
-            tokio::time::sleep(Duration::from_millis(backoff)).await;
+/// Queues an event with a fresh `webhookId` and `timestamp`; never blocks.
+/// Called under the database lock so per-contact order is the order of
+/// the writes.
+pub(crate) fn enqueue(queue: &WebhookQueue, event: Event) {
+    let Event { key, mut payload } = event;
+    queue.enqueue(&key, move |ids| {
+        let webhook_id = gen_id(ids);
+        payload.insert("webhookId".into(), json!(webhook_id));
+        payload.insert("timestamp".into(), json!(iso(now_ms())));
+        Outgoing {
+            event: payload
+                .get("type")
+                .and_then(|v| v.as_str())
+                .unwrap_or("")
+                .to_string(),
+            id: webhook_id,
+            body: serde_json::to_vec(&payload).unwrap_or_default(),
         }
-        let sent = client
-            .post(&job.url)
-            .header("content-type", "application/json")
-            .header("x-wh-signature", &rsa_sig)
-            .header("x-ghl-signature", &ed_sig)
-            .body(body.clone())
-            .send()
-            .await;
-        match sent {
-            Ok(response) if response.status().is_success() => {
-                tracing::debug!(event = %kind, webhook_id = %job.webhook_id, attempt, "ghl sim: webhook delivered");
-                return true;
-            }
-            Ok(response) if response.status().is_client_error() => {
-                last_error = format!("receiver answered {}", response.status());
-                break;
-            }
-            Ok(response) => last_error = format!("receiver answered {}", response.status()),
-            Err(error) => last_error = error.to_string(),
-        }
-    }
-    tracing::warn!(event = %kind, webhook_id = %job.webhook_id, url = %job.url, error = %last_error, "ghl sim: webhook delivery failed");
-    false
+    });
 }
