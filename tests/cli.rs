@@ -67,6 +67,9 @@ method = "basic"
 username = "sync"
 password = "{SENTINEL}"
 
+[sides.app.contacts]
+get = "GET /contacts/{{id}}"
+
 [pairs.main]
 ghl = "ghl"
 app = "app"

@@ -22,6 +22,9 @@ token = "pit-token"
 kind = "rest"
 base_url = "https://api.example.com/v1"
 
+[sides.app.contacts]
+get = "GET /contacts/{id}"
+
 [pairs.main]
 ghl = "ghl"
 app = "app"
@@ -176,7 +179,7 @@ fn unknown_key_names_file_line_and_suggests_the_right_one() {
     let found = problems(&format!("{VALID}\n[database]\nmax_conections = 5\n"));
     assert_eq!(found.len(), 1, "{found:?}");
     assert_eq!(found[0].key, "database.max_conections");
-    assert_eq!(line(&found[0]), Some(20));
+    assert_eq!(line(&found[0]), Some(23));
     assert!(
         found[0].message.contains("did you mean `max_connections`"),
         "{}",
@@ -190,7 +193,7 @@ fn wrong_type_names_the_value_and_what_is_expected() {
     assert_eq!(found.len(), 1, "{found:?}");
     let text = found[0].to_string();
     assert!(
-        text.contains("ghlsync.toml:20: database.max_connections = \"ten\""),
+        text.contains("ghlsync.toml:23: database.max_connections = \"ten\""),
         "{text}"
     );
     assert!(

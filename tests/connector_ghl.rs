@@ -137,30 +137,7 @@ impl suite::Fixture for GhlFixture {
     }
 }
 
-#[tokio::test]
-async fn changes_since_a_watermark_across_pages() {
-    suite::changes_since_a_watermark_across_pages(&fixture().await).await;
-}
-
-#[tokio::test]
-async fn full_listing_returns_every_contact_once() {
-    suite::full_listing_returns_every_contact_once(&fixture().await).await;
-}
-
-#[tokio::test]
-async fn contact_round_trip() {
-    suite::contact_round_trip(&fixture().await).await;
-}
-
-#[tokio::test]
-async fn sub_resources_of_a_contact() {
-    suite::sub_resources_of_a_contact(&fixture().await).await;
-}
-
-#[tokio::test]
-async fn a_read_only_side_refuses_writes() {
-    suite::a_read_only_side_refuses_writes(&fixture().await).await;
-}
+connector_suite_tests!(fixture());
 
 #[tokio::test]
 async fn appointments_are_read_only() {

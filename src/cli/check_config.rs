@@ -11,6 +11,22 @@ pub fn run(loaded: &Loaded) -> Exit {
     Exit::Ok
 }
 
+/// "contacts, tasks (read-only)": what a REST side describes.
+fn rest_entities(rest: &crate::config::RestSide) -> String {
+    let mut entities = vec!["contacts"];
+    if rest.tasks.is_some() {
+        entities.push("tasks");
+    }
+    if rest.notes.is_some() {
+        entities.push("notes");
+    }
+    let mut text = entities.join(", ");
+    if rest.read_only {
+        text.push_str(" (read-only)");
+    }
+    text
+}
+
 /// The human summary of what would run. Names where secrets come from,
 /// never their values.
 pub fn summary(loaded: &Loaded) -> String {
@@ -63,9 +79,10 @@ pub fn summary(loaded: &Loaded) -> String {
             ),
             SideKind::Rest(rest) => writeln!(
                 out,
-                "  side {:<6} REST app at {}, {}{}",
+                "  side {:<6} REST app at {}, {}, {}{}",
                 side.name,
                 rest.base_url,
+                rest_entities(rest),
                 match &rest.auth {
                     RestAuth::None => "no authentication".to_owned(),
                     RestAuth::Bearer { token } => format!("bearer token {}", token.source),

@@ -8,6 +8,7 @@ pub mod database;
 mod error;
 mod reader;
 mod rest;
+mod retry;
 mod sides;
 
 use std::collections::{BTreeMap, HashMap};

@@ -139,7 +139,7 @@ fn read_ghl(table: &mut Table<'_>) -> Option<GhlSide> {
         .duration("timeout")
         .with_default(|| Duration::from_secs(30));
     let rate_limit = read_rate_limit(table);
-    let retry = read_retry(table);
+    let retry = super::retry::read_retry(table);
     let auth = match table.table("auth") {
         Got::Value(mut auth) => {
             let method = auth.one_of("method", &["private_token", "oauth"]);
@@ -227,36 +227,6 @@ fn read_rate_limit(side: &mut Table<'_>) -> Option<RateLimits> {
     let valid = limits.headroom < limits.max_per_interval && limits.write_reserve < limits.daily;
     table.finish();
     valid.then_some(limits)
-}
-
-/// `[sides.<name>.retry]`: how transient failures are retried.
-fn read_retry(side: &mut Table<'_>) -> Option<RetryPolicy> {
-    let defaults = RetryPolicy::default();
-    let mut table = match side.table("retry") {
-        Got::Value(table) => table,
-        Got::Absent => return Some(defaults),
-        Got::Invalid => return None,
-    };
-    let attempts = table
-        .integer_in("max_attempts", 1, 100)
-        .with_default(|| defaults.max_attempts as u64);
-    let min_delay = table
-        .duration("min_delay")
-        .with_default(|| defaults.min_delay);
-    let max_delay = table
-        .duration("max_delay")
-        .with_default(|| defaults.max_delay);
-    table.finish();
-    let policy = RetryPolicy {
-        max_attempts: attempts? as usize,
-        min_delay: min_delay?,
-        max_delay: max_delay?,
-    };
-    if policy.min_delay > policy.max_delay {
-        side.report_table("retry.min_delay must not exceed retry.max_delay");
-        return None;
-    }
-    Some(policy)
 }
 
 fn read_ghl_oauth(auth: &mut Table<'_>) -> Option<GhlAuth> {

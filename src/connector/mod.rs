@@ -4,6 +4,8 @@
 //! the connector declares.
 
 pub mod ghl;
+pub mod http;
+pub mod rest;
 
 mod record;
 

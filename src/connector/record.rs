@@ -29,12 +29,26 @@ pub struct Page {
     /// The newest `updated_at` of the page: where the next poll may start
     /// once this page is durably recorded. `None` for an empty page.
     pub watermark: Option<DateTime<Utc>>,
+    /// Records of this page the connector refused (no id, no or a
+    /// malformed `updated_at`, …), each a [`ConnectorError::Record`] naming
+    /// the side, call and record: the engine dead-letters them and goes on
+    /// with `records`. They do not move the watermark.
+    pub rejected: Vec<ConnectorError>,
 }
 
 impl Page {
     pub fn new(records: Vec<Record>) -> Self {
+        Self::with_rejected(records, Vec::new())
+    }
+
+    /// A page with the records refused on it.
+    pub fn with_rejected(records: Vec<Record>, rejected: Vec<ConnectorError>) -> Self {
         let watermark = records.iter().map(|r| r.updated_at).max();
-        Self { records, watermark }
+        Self {
+            records,
+            watermark,
+            rejected,
+        }
     }
 }
 
@@ -118,7 +132,7 @@ impl Capabilities {
 }
 
 /// Why a connector call failed, classified by what the engine should do.
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
 pub enum ConnectorError {
     /// This record is the problem (rejected, malformed, gone): dead-letter
     /// it and go on with the others.

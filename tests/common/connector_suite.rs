@@ -290,3 +290,35 @@ pub async fn a_read_only_side_refuses_writes(fixture: &dyn Fixture) {
     assert!(refused.to_string().contains(connector.side()), "{refused}");
     assert_eq!(fixture.contact_ids(), before, "nothing was written");
 }
+
+/// Declares one `#[tokio::test]` per suite behaviour, each running it on a
+/// fresh fixture from `$fixture` (an async expression).
+#[macro_export]
+macro_rules! connector_suite_tests {
+    ($fixture:expr) => {
+        #[tokio::test]
+        async fn changes_since_a_watermark_across_pages() {
+            suite::changes_since_a_watermark_across_pages(&$fixture.await).await;
+        }
+
+        #[tokio::test]
+        async fn full_listing_returns_every_contact_once() {
+            suite::full_listing_returns_every_contact_once(&$fixture.await).await;
+        }
+
+        #[tokio::test]
+        async fn contact_round_trip() {
+            suite::contact_round_trip(&$fixture.await).await;
+        }
+
+        #[tokio::test]
+        async fn sub_resources_of_a_contact() {
+            suite::sub_resources_of_a_contact(&$fixture.await).await;
+        }
+
+        #[tokio::test]
+        async fn a_read_only_side_refuses_writes() {
+            suite::a_read_only_side_refuses_writes(&$fixture.await).await;
+        }
+    };
+}

@@ -17,12 +17,13 @@ use super::auth::Credentials;
 use super::error::{Call, GhlError};
 use super::limiter::{Access, RateLimiter};
 use super::models::API_VERSION;
+use crate::connector::http::{self, looks_like_json, snippet};
 
 /// The scope every write to contacts, tasks, notes and tags needs.
 pub const WRITE_SCOPE: &str = "contacts.write";
 
 /// Responses larger than this are refused rather than buffered.
-pub const MAX_RESPONSE_BYTES: usize = 32 * 1024 * 1024;
+pub const MAX_RESPONSE_BYTES: u64 = 32 * 1024 * 1024;
 
 /// How transient failures are retried.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -265,7 +266,7 @@ impl GhlClient {
             builder = builder.json(body);
         }
         let started = Instant::now();
-        let result = read_response(builder.send().await).await;
+        let result = http::read_limited(builder.send().await, MAX_RESPONSE_BYTES).await;
         let latency_ms = started.elapsed().as_millis() as u64;
         match &result {
             Ok((status, headers, body)) => {
@@ -280,98 +281,31 @@ impl GhlClient {
                     "GHL call"
                 );
             }
-            Err(detail) => tracing::debug!(
+            Err(failure) => tracing::debug!(
                 method = call.method,
                 path = %call.path,
                 location = %call.location,
                 latency_ms,
-                error = %detail.0,
+                error = %failure,
                 "GHL call failed in transport"
             ),
         }
-        result.map_err(
-            |TransportFailure(detail, maybe_applied)| GhlError::Transport {
-                call: call.clone(),
-                detail,
-                maybe_applied,
+        result.map_err(|failure| GhlError::Transport {
+            call: call.clone(),
+            detail: failure.to_string(),
+            // An oversized answer means GHL did process the request.
+            maybe_applied: match failure {
+                http::ReadFailure::Transport { maybe_applied, .. } => maybe_applied,
+                http::ReadFailure::TooLarge { .. } => true,
             },
-        )
+        })
     }
 }
 
-/// A reqwest client set up for GHL: rustls, timeouts, no redirects (an
+/// The HTTP client GHL calls share (rustls, timeouts, no redirects: an
 /// API answer is never a redirect; following one could leak the token).
 pub fn http_client(timeout: Duration) -> Result<reqwest::Client, reqwest::Error> {
-    reqwest::Client::builder()
-        .user_agent(concat!("ghlsync/", env!("CARGO_PKG_VERSION")))
-        .timeout(timeout)
-        .connect_timeout(Duration::from_secs(10))
-        .redirect(reqwest::redirect::Policy::none())
-        .pool_idle_timeout(Duration::from_secs(60))
-        .build()
-}
-
-struct TransportFailure(String, bool);
-
-async fn read_response(
-    sent: Result<reqwest::Response, reqwest::Error>,
-) -> Result<(StatusCode, HeaderMap, Bytes), TransportFailure> {
-    let mut response = sent.map_err(|error| {
-        // Before a connection exists nothing can have reached GHL.
-        let maybe_applied = !error.is_connect();
-        TransportFailure(describe(&error), maybe_applied)
-    })?;
-    let status = response.status();
-    let headers = response.headers().clone();
-    if let Some(length) = response.content_length() {
-        if length as usize > MAX_RESPONSE_BYTES {
-            return Err(TransportFailure(
-                format!("response of {length} bytes exceeds the {MAX_RESPONSE_BYTES}-byte limit"),
-                true,
-            ));
-        }
-    }
-    let mut body = Vec::new();
-    loop {
-        match response.chunk().await {
-            Ok(Some(chunk)) => {
-                if body.len() + chunk.len() > MAX_RESPONSE_BYTES {
-                    return Err(TransportFailure(
-                        format!("response exceeds the {MAX_RESPONSE_BYTES}-byte limit"),
-                        true,
-                    ));
-                }
-                body.extend_from_slice(&chunk);
-            }
-            Ok(None) => break,
-            Err(error) => {
-                return Err(TransportFailure(
-                    format!("response {status} broke off: {}", describe(&error)),
-                    true,
-                ))
-            }
-        }
-    }
-    Ok((status, headers, Bytes::from(body)))
-}
-
-/// A transport error without the URL (it is in the call already) and with
-/// the underlying cause, which reqwest hides behind "error sending request".
-fn describe(error: &reqwest::Error) -> String {
-    let mut text = if error.is_timeout() {
-        "timed out".to_owned()
-    } else if error.is_connect() {
-        "cannot connect".to_owned()
-    } else {
-        "connection failed".to_owned()
-    };
-    let mut source = std::error::Error::source(error);
-    while let Some(cause) = source {
-        text.push_str(": ");
-        text.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    text
+    http::api_client(timeout)
 }
 
 /// Turns an HTTP answer into success or the matching [`GhlError`].
@@ -461,19 +395,6 @@ fn decode<T: DeserializeOwned>(
             format!("not JSON: {}", snippet(body))
         },
     })
-}
-
-fn looks_like_json(body: &[u8]) -> bool {
-    matches!(
-        body.iter().find(|b| !b.is_ascii_whitespace()),
-        Some(b'{' | b'[')
-    )
-}
-
-fn snippet(body: &[u8]) -> String {
-    let text = String::from_utf8_lossy(body);
-    let text: String = text.chars().take(120).collect();
-    format!("{:?}", text.trim())
 }
 
 /// GHL's `traceId` of an error answer (success bodies are not parsed twice).

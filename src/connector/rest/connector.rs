@@ -1,0 +1,721 @@
+//! The REST app behind the [`Connector`] trait.
+
+use std::time::Duration;
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use futures::stream::{self, BoxStream, StreamExt, TryStreamExt};
+use serde_json::{Map, Value};
+use tracing::Instrument;
+
+use super::client::{CallError, Reply};
+use super::pages::Listing;
+use super::records::{digits, holds, parse_json, Reader};
+use super::spec::{EntityApi, Template, CONTACT_ID, ID, VALUE};
+use super::{usable_id, RestConnector};
+use crate::connector::{
+    Capabilities, Connector, ConnectorError, Deletion, EntityKind, MatchKey, Page, Record,
+};
+
+/// How far before a create's first attempt the change feed is searched
+/// for the record it may have made (the app's clock may lag ours).
+const CREATE_LOOKBACK: Duration = Duration::from_secs(600);
+
+/// What a create attempt left behind.
+enum Attempt {
+    Created(Record),
+    /// The app may or may not have made the record.
+    Unknown(String),
+    /// The app made nothing.
+    Failed(ConnectorError),
+    /// A 409 that does not name the existing record: it is looked up, and
+    /// never sent again (the app would refuse it again).
+    Conflict(String),
+}
+
+impl RestConnector {
+    fn entity_api(
+        &self,
+        entity: EntityKind,
+        operation: &'static str,
+    ) -> Result<&EntityApi, ConnectorError> {
+        self.api(entity).ok_or_else(|| {
+            self.unsupported(
+                entity,
+                operation,
+                format!(
+                    "the side describes no [sides.{}.{}s] table",
+                    self.side, entity
+                ),
+            )
+        })
+    }
+
+    fn template<'a>(
+        &self,
+        entity: EntityKind,
+        template: Option<&'a Template>,
+        operation: &'static str,
+        key: &str,
+    ) -> Result<&'a Template, ConnectorError> {
+        template.ok_or_else(|| {
+            self.unsupported(
+                entity,
+                operation,
+                format!("`{key}` is not configured for {entity}s"),
+            )
+        })
+    }
+
+    fn writable(
+        &self,
+        entity: EntityKind,
+        operation: &'static str,
+        allowed: bool,
+    ) -> Result<(), ConnectorError> {
+        if allowed {
+            return Ok(());
+        }
+        Err(self.unsupported(
+            entity,
+            operation,
+            if self.capabilities.entities.contains_key(&entity) {
+                "the side is read_only or has no such endpoint"
+            } else {
+                "the side does not describe this entity"
+            },
+        ))
+    }
+
+    /// Path variables for a record: its id and, when given, its contact's.
+    fn vars<'a>(
+        &self,
+        entity: EntityKind,
+        template: &Template,
+        id: Option<&'a str>,
+        parent_id: Option<&'a str>,
+    ) -> Result<Vec<(&'static str, &'a str)>, ConnectorError> {
+        let mut vars = Vec::new();
+        if let Some(id) = id {
+            if !usable_id(id) {
+                return Err(self.bad_record(
+                    entity,
+                    Some(id),
+                    &template.text,
+                    "is not an id that can be put in a URL",
+                ));
+            }
+            vars.push((ID, id));
+        }
+        match parent_id {
+            Some(parent) if usable_id(parent) => vars.push((CONTACT_ID, parent)),
+            _ if template.uses(CONTACT_ID) => {
+                return Err(self.bad_record(
+                    entity,
+                    id,
+                    &template.text,
+                    "needs the id of the record's contact, and none was given",
+                ))
+            }
+            _ => {}
+        }
+        Ok(vars)
+    }
+
+    /// The JSON of a 2xx answer, or a record error naming the call.
+    fn answer_json(
+        &self,
+        entity: EntityKind,
+        id: Option<&str>,
+        label: &str,
+        reply: &Reply,
+    ) -> Result<Value, ConnectorError> {
+        parse_json(&reply.body).map_err(|why| self.bad_record(entity, id, label, why))
+    }
+
+    /// The record in a single-record answer; `None` when it holds `null`.
+    fn single(
+        &self,
+        entity: EntityKind,
+        api: &EntityApi,
+        id: Option<&str>,
+        parent_id: Option<&str>,
+        label: &str,
+        body: &Value,
+    ) -> Result<Option<Record>, ConnectorError> {
+        let reader = Reader { entity, api };
+        let Some(value) = reader
+            .single(body)
+            .map_err(|why| self.bad_record(entity, id, label, why))?
+        else {
+            return Ok(None);
+        };
+        reader
+            .record(value, parent_id)
+            .map(Some)
+            .map_err(|rejected| {
+                self.bad_record(
+                    entity,
+                    rejected.id.as_deref().or(id),
+                    label,
+                    format!("the record {}", rejected.message),
+                )
+            })
+    }
+
+    /// Every record of a listing (all pages); refused ones are kept for
+    /// [`RestConnector::take_rejected`].
+    async fn collect(&self, listing: Listing<'_>) -> Result<Vec<Record>, ConnectorError> {
+        let batches: Vec<_> = self.pages(listing).try_collect().await?;
+        let mut records = Vec::new();
+        let mut rejected = Vec::new();
+        for batch in batches {
+            records.extend(batch.records);
+            rejected.extend(batch.rejected);
+        }
+        self.keep_rejected(rejected);
+        Ok(records)
+    }
+
+    async fn lookup(&self, key: MatchKey, value: &str) -> Result<Option<Record>, ConnectorError> {
+        let entity = EntityKind::Contact;
+        let api = self.entity_api(entity, "look up")?;
+        let (template, field) = match key {
+            MatchKey::Email => (api.lookup_email.as_ref(), api.email_field.as_deref()),
+            MatchKey::Phone => (api.lookup_phone.as_ref(), api.phone_field.as_deref()),
+        };
+        let key_name = match key {
+            MatchKey::Email => "lookup_email",
+            MatchKey::Phone => "lookup_phone",
+        };
+        let template = self.template(entity, template, "look up", key_name)?;
+        let request = self.request(template, &[(VALUE, value)], None);
+        let reply = self
+            .client
+            .execute(&request)
+            .await
+            .map_err(|e| self.side_error(e))?;
+        let page_error = |why: String| ConnectorError::Unavailable {
+            side: self.side.clone(),
+            message: format!("{}: {why}", request.label),
+            retry_after: None,
+        };
+        let body = parse_json(&reply.body).map_err(page_error)?;
+        let reader = Reader { entity, api };
+        let items = reader.array(&body).map_err(page_error)?;
+        let wanted = normalise(key, value);
+        for item in items {
+            let record = match reader.record(item, None) {
+                Ok(record) => record,
+                Err(rejected) => {
+                    tracing::warn!(side = %self.side, call = %request.label, problem = %rejected.message, "lookup skipped a bad record");
+                    continue;
+                }
+            };
+            // An app that ignores the filter returns everyone: check.
+            let matches = match field {
+                Some(field) => record
+                    .fields
+                    .get(field)
+                    .and_then(Value::as_str)
+                    .is_some_and(|found| normalise(key, found) == wanted),
+                None => true,
+            };
+            if matches {
+                return Ok(Some(record));
+            }
+        }
+        Ok(None)
+    }
+
+    /// One POST (or PUT) of a create, classified by what it tells about
+    /// the record's existence.
+    async fn create_once(
+        &self,
+        entity: EntityKind,
+        api: &EntityApi,
+        template: &Template,
+        parent_id: Option<&str>,
+        body: &Value,
+    ) -> Attempt {
+        let vars = match self.vars(entity, template, None, parent_id) {
+            Ok(vars) => vars,
+            Err(error) => return Attempt::Failed(error),
+        };
+        let request = self.request(template, &vars, Some(body.clone()));
+        match self.client.execute(&request).await {
+            Ok(reply) => {
+                let parsed = self
+                    .answer_json(entity, None, &request.label, &reply)
+                    .and_then(|json| {
+                        self.single(entity, api, None, parent_id, &request.label, &json)
+                    });
+                match parsed {
+                    Ok(Some(record)) => Attempt::Created(record),
+                    Ok(None) => Attempt::Unknown(format!(
+                        "{}: answered {} without the record",
+                        request.label, reply.status
+                    )),
+                    Err(error) => Attempt::Unknown(error.to_string()),
+                }
+            }
+            Err(error) if error.failure.status() == Some(409) => {
+                self.conflict(entity, api, parent_id, error).await
+            }
+            Err(error) if error.failure.maybe_applied() => Attempt::Unknown(error.to_string()),
+            Err(error) => Attempt::Failed(self.record_error(entity, None, error)),
+        }
+    }
+
+    /// A 409 to a create: the record exists already. Its id is read from
+    /// `conflict_id_pointer` and the record fetched.
+    async fn conflict(
+        &self,
+        entity: EntityKind,
+        api: &EntityApi,
+        parent_id: Option<&str>,
+        error: CallError,
+    ) -> Attempt {
+        let existing = match (&error.failure, &api.conflict_id_pointer) {
+            (super::client::Failure::Status { body, .. }, Some(pointer)) => {
+                serde_json::from_slice::<Value>(body).ok().and_then(|json| {
+                    pointer
+                        .get(&json)
+                        .and_then(|v| super::records::id_text(v).ok())
+                })
+            }
+            _ => None,
+        };
+        match existing {
+            Some(id) => match self.get(entity, &id, parent_id).await {
+                Ok(Some(record)) => {
+                    tracing::info!(side = %self.side, %entity, id = %id, "create answered 409: linking the existing record");
+                    Attempt::Created(record)
+                }
+                Ok(None) => Attempt::Failed(self.bad_record(
+                    entity,
+                    Some(&id),
+                    &error.label,
+                    format!(
+                        "answered 409 naming {id}, which cannot be found: {}",
+                        error.failure
+                    ),
+                )),
+                Err(error) => Attempt::Failed(error),
+            },
+            // Found below through the lookups.
+            None => Attempt::Conflict(error.to_string()),
+        }
+    }
+
+    /// After an unknown outcome: the record the create made, if it made
+    /// one. `Err` when there is no way to tell (so no re-send is safe).
+    async fn find_created(
+        &self,
+        entity: EntityKind,
+        api: &EntityApi,
+        parent_id: Option<&str>,
+        fields: &Map<String, Value>,
+        started: DateTime<Utc>,
+    ) -> Result<Option<Record>, Option<ConnectorError>> {
+        if entity == EntityKind::Contact {
+            let keyed = [
+                (
+                    MatchKey::Email,
+                    api.lookup_email.is_some(),
+                    api.email_field.as_deref(),
+                ),
+                (
+                    MatchKey::Phone,
+                    api.lookup_phone.is_some(),
+                    api.phone_field.as_deref(),
+                ),
+            ];
+            for (key, configured, field) in keyed {
+                let value = field
+                    .and_then(|f| fields.get(f))
+                    .and_then(Value::as_str)
+                    .map(str::trim)
+                    .filter(|v| !v.is_empty());
+                if let (true, Some(value)) = (configured, value) {
+                    return self.lookup(key, value).await.map_err(Some);
+                }
+            }
+        }
+        // No key to look up by: find a record holding what was sent among
+        // the contact's records, or the ones changed since the attempt.
+        let candidates = if let (Some(children), Some(parent)) = (&api.children, parent_id) {
+            self.collect(Listing {
+                entity,
+                api,
+                template: children,
+                parent: Some(parent.to_owned()),
+                since: None,
+            })
+            .await
+        } else if let Some(list) = &api.list {
+            let since = started - chrono::Duration::from_std(CREATE_LOOKBACK).expect("constant");
+            self.collect(Listing {
+                entity,
+                api,
+                template: list,
+                parent: None,
+                since: Some(since),
+            })
+            .await
+        } else {
+            return Err(None);
+        };
+        let candidates = candidates.map_err(Some)?;
+        Ok(candidates
+            .into_iter()
+            .filter(|record| holds(&record.fields, fields))
+            .max_by_key(|record| record.updated_at))
+    }
+}
+
+/// A match key's value as compared: emails without case, phones as digits.
+fn normalise(key: MatchKey, value: &str) -> String {
+    match key {
+        MatchKey::Email => value.trim().to_lowercase(),
+        MatchKey::Phone => digits(value),
+    }
+}
+
+#[async_trait]
+impl Connector for RestConnector {
+    fn side(&self) -> &str {
+        &self.side
+    }
+
+    fn capabilities(&self) -> &Capabilities {
+        &self.capabilities
+    }
+
+    fn changes(
+        &self,
+        entity: EntityKind,
+        since: DateTime<Utc>,
+        until: DateTime<Utc>,
+    ) -> BoxStream<'_, Result<Page, ConnectorError>> {
+        let listing = self.entity_api(entity, "list changes of").and_then(|api| {
+            let list = self.template(entity, api.list.as_ref(), "list changes of", "list")?;
+            Ok(Listing {
+                entity,
+                api,
+                template: list,
+                parent: None,
+                since: Some(since),
+            })
+        });
+        let listing = match listing {
+            Ok(listing) => listing,
+            Err(error) => return stream::once(async move { Err(error) }).boxed(),
+        };
+        // Once a page holds only records past `until`, the rest of an
+        // ordered feed is later still.
+        self.pages(listing)
+            .scan(false, move |past_until, batch| {
+                let item = if *past_until {
+                    None
+                } else {
+                    Some(batch.map(|batch| {
+                        let beyond = !batch.records.is_empty() && batch.records.iter().all(|r| r.updated_at > until);
+                        *past_until = beyond;
+                        let mut records: Vec<Record> = batch
+                            .records
+                            .into_iter()
+                            .filter(|r| r.updated_at >= since && r.updated_at <= until)
+                            .collect();
+                        records.sort_by_key(|r| r.updated_at);
+                        let page = Page::with_rejected(records, batch.rejected);
+                        for rejected in &page.rejected {
+                            tracing::warn!(side = %self.side, error = %rejected, "record refused");
+                        }
+                        page
+                    }))
+                };
+                async move { item }
+            })
+            .filter(|page| {
+                let keep = !matches!(page, Ok(page) if page.records.is_empty() && page.rejected.is_empty());
+                async move { keep }
+            })
+            .boxed()
+    }
+
+    fn all_contacts(&self) -> BoxStream<'_, Result<Vec<Record>, ConnectorError>> {
+        let entity = EntityKind::Contact;
+        let listing = self.entity_api(entity, "list").and_then(|api| {
+            let list = self.template(entity, api.list.as_ref(), "list", "list")?;
+            Ok(Listing {
+                entity,
+                api,
+                template: list,
+                parent: None,
+                since: None,
+            })
+        });
+        let listing = match listing {
+            Ok(listing) => listing,
+            Err(error) => return stream::once(async move { Err(error) }).boxed(),
+        };
+        self.pages(listing)
+            .map(move |batch| {
+                batch.map(|batch| {
+                    self.keep_rejected(batch.rejected);
+                    batch.records
+                })
+            })
+            .boxed()
+    }
+
+    #[tracing::instrument(skip_all, fields(side = %self.side, %entity))]
+    async fn children(
+        &self,
+        entity: EntityKind,
+        contact_id: &str,
+    ) -> Result<Vec<Record>, ConnectorError> {
+        let api = self.entity_api(entity, "list children of")?;
+        let template = self.template(
+            entity,
+            api.children.as_ref(),
+            "list children of",
+            "children",
+        )?;
+        if !usable_id(contact_id) {
+            return Err(self.bad_record(
+                EntityKind::Contact,
+                Some(contact_id),
+                &template.text,
+                "is not an id that can be put in a URL",
+            ));
+        }
+        self.collect(Listing {
+            entity,
+            api,
+            template,
+            parent: Some(contact_id.to_owned()),
+            since: None,
+        })
+        .await
+    }
+
+    #[tracing::instrument(skip_all, fields(side = %self.side, %entity, %id))]
+    async fn get(
+        &self,
+        entity: EntityKind,
+        id: &str,
+        parent_id: Option<&str>,
+    ) -> Result<Option<Record>, ConnectorError> {
+        let api = self.entity_api(entity, "read")?;
+        let template = self.template(entity, api.get.as_ref(), "read", "get")?;
+        let vars = self.vars(entity, template, Some(id), parent_id)?;
+        let request = self.request(template, &vars, None);
+        match self.client.execute(&request).await {
+            Ok(reply) => {
+                let json = self.answer_json(entity, Some(id), &request.label, &reply)?;
+                self.single(entity, api, Some(id), parent_id, &request.label, &json)
+            }
+            Err(error) if matches!(error.failure.status(), Some(404 | 410)) => Ok(None),
+            Err(error) => Err(self.record_error(entity, Some(id), error)),
+        }
+    }
+
+    #[tracing::instrument(skip_all, fields(side = %self.side, %entity))]
+    async fn create(
+        &self,
+        entity: EntityKind,
+        parent_id: Option<&str>,
+        fields: &Map<String, Value>,
+    ) -> Result<Record, ConnectorError> {
+        self.writable(entity, "create", self.capabilities.of(entity).create)?;
+        let api = self.entity_api(entity, "create")?;
+        let template = self.template(entity, api.create.as_ref(), "create", "create")?;
+        let mut fields = fields.clone();
+        if let (Some(parent), Some(pointer)) = (parent_id, &api.parent_pointer) {
+            if !template.uses(CONTACT_ID) {
+                // A flat endpoint: the record names its contact itself.
+                let mut value = Value::Object(fields);
+                pointer
+                    .set(&mut value, Value::String(parent.to_owned()))
+                    .map_err(|why| self.bad_record(entity, None, &template.text, why))?;
+                fields = match value {
+                    Value::Object(map) => map,
+                    _ => Map::new(),
+                };
+            }
+        }
+        let body = Self::wrap(api, Value::Object(fields.clone()));
+        let started = Utc::now();
+        let attempts = self.client.retry.max_attempts.max(1);
+        let mut delays = backon::BackoffBuilder::build(self.client.backoff());
+        let mut last = String::new();
+        let mut conflict = false;
+        for attempt in 1..=attempts {
+            match self
+                .create_once(entity, api, template, parent_id, &body)
+                .await
+            {
+                Attempt::Created(record) => return Ok(record),
+                Attempt::Failed(error) => return Err(error),
+                Attempt::Unknown(why) => {
+                    tracing::warn!(side = %self.side, %entity, attempt, problem = %why, "create's outcome is unknown; looking the record up before any re-send");
+                    last = why;
+                }
+                Attempt::Conflict(why) => {
+                    conflict = true;
+                    last = why;
+                }
+            }
+            match self.find_created(entity, api, parent_id, &fields, started).await {
+                Ok(Some(record)) => {
+                    tracing::info!(side = %self.side, %entity, id = %record.id, "found the record an earlier attempt created");
+                    return Ok(record);
+                }
+                Ok(None) | Err(None) if conflict => {
+                    return Err(self.bad_record(
+                        entity,
+                        None,
+                        &template.text,
+                        format!("{last}; the existing record could not be found (set conflict_id_pointer to where the answer names it)"),
+                    ))
+                }
+                Ok(None) => {}
+                Err(None) => {
+                    return Err(ConnectorError::Record {
+                        side: self.side.clone(),
+                        entity,
+                        id: None,
+                        message: format!(
+                            "{last}; the outcome is unknown and nothing is configured to look the record up \
+                             (lookup_email/lookup_phone with email_field/phone_field, `children` or `list`), \
+                             so it was not sent again: check the app before retrying"
+                        ),
+                    })
+                }
+                Err(Some(error)) => {
+                    return Err(ConnectorError::Unavailable {
+                        side: self.side.clone(),
+                        message: format!("{last}; then the lookup before a re-send failed: {error}"),
+                        retry_after: None,
+                    })
+                }
+            }
+            if attempt < attempts {
+                if let Some(delay) = delays.next() {
+                    tokio::time::sleep(delay).await;
+                }
+            }
+        }
+        Err(ConnectorError::Unavailable {
+            side: self.side.clone(),
+            message: format!(
+                "{last} (after {attempts} attempts, each followed by a lookup that found nothing)"
+            ),
+            retry_after: None,
+        })
+    }
+
+    #[tracing::instrument(skip_all, fields(side = %self.side, %entity, %id))]
+    async fn update(
+        &self,
+        entity: EntityKind,
+        id: &str,
+        parent_id: Option<&str>,
+        patch: &Map<String, Value>,
+    ) -> Result<Record, ConnectorError> {
+        self.writable(entity, "update", self.capabilities.of(entity).update)?;
+        let api = self.entity_api(entity, "update")?;
+        let template = self.template(entity, api.update.as_ref(), "update", "update")?;
+        let vars = self.vars(entity, template, Some(id), parent_id)?;
+        let fields = if template.method == reqwest::Method::PUT && api.get.is_some() {
+            // PUT replaces the record: send it whole, with the patch applied.
+            let Some(current) = self.get(entity, id, parent_id).await? else {
+                return Err(self.bad_record(
+                    entity,
+                    Some(id),
+                    &template.text,
+                    "the record to update does not exist",
+                ));
+            };
+            let mut merged = current.fields;
+            for (key, value) in patch {
+                merged.insert(key.clone(), value.clone());
+            }
+            merged
+        } else {
+            patch.clone()
+        };
+        let request = self.request(
+            template,
+            &vars,
+            Some(Self::wrap(api, Value::Object(fields))),
+        );
+        let reply = match self.client.execute(&request).await {
+            Ok(reply) => reply,
+            Err(error) if matches!(error.failure.status(), Some(404 | 410)) => {
+                return Err(self.bad_record(
+                    entity,
+                    Some(id),
+                    &request.label,
+                    "the record to update does not exist (404)",
+                ))
+            }
+            Err(error) => return Err(self.record_error(entity, Some(id), error)),
+        };
+        if reply.body.iter().all(u8::is_ascii_whitespace) {
+            // 204 or an empty 200: read the record back.
+            return self.get(entity, id, parent_id).await?.ok_or_else(|| {
+                self.bad_record(
+                    entity,
+                    Some(id),
+                    &request.label,
+                    "the record vanished right after its update",
+                )
+            });
+        }
+        let json = self.answer_json(entity, Some(id), &request.label, &reply)?;
+        match self.single(entity, api, Some(id), parent_id, &request.label, &json)? {
+            Some(record) => Ok(record),
+            None => self.get(entity, id, parent_id).await?.ok_or_else(|| {
+                self.bad_record(
+                    entity,
+                    Some(id),
+                    &request.label,
+                    "the record vanished right after its update",
+                )
+            }),
+        }
+    }
+
+    #[tracing::instrument(skip_all, fields(side = %self.side, %entity, %id))]
+    async fn delete(
+        &self,
+        entity: EntityKind,
+        id: &str,
+        parent_id: Option<&str>,
+    ) -> Result<Deletion, ConnectorError> {
+        self.writable(entity, "delete", self.capabilities.of(entity).delete)?;
+        let api = self.entity_api(entity, "delete")?;
+        let template = self.template(entity, api.delete.as_ref(), "delete", "delete")?;
+        let vars = self.vars(entity, template, Some(id), parent_id)?;
+        let request = self.request(template, &vars, None);
+        match self.client.execute(&request).await {
+            Ok(_) => Ok(Deletion::Deleted),
+            Err(error) if matches!(error.failure.status(), Some(404 | 410)) => {
+                Ok(Deletion::AlreadyGone)
+            }
+            Err(error) => Err(self.record_error(entity, Some(id), error)),
+        }
+    }
+
+    async fn find_contact(
+        &self,
+        key: MatchKey,
+        value: &str,
+    ) -> Result<Option<Record>, ConnectorError> {
+        let span = tracing::debug_span!("find_contact", side = %self.side, %key);
+        self.lookup(key, value).instrument(span).await
+    }
+}

@@ -1,0 +1,331 @@
+//! A listing as a stream of pages, whatever the pagination style: the
+//! first request carries the lower bound and the page size, each page says
+//! (or implies) where the next one is, and the stream ends at an empty
+//! page or when there is no next one.
+
+use chrono::{DateTime, Utc};
+use futures::stream::{self, BoxStream, StreamExt};
+use reqwest::header::{HeaderMap, LINK};
+use reqwest::Method;
+use serde_json::Value;
+use tracing::Instrument;
+use url::Url;
+
+use super::client::Request;
+use super::records::{parse_json, Reader};
+use super::spec::{EntityApi, Pagination, Template};
+use super::{same_origin, RestConnector};
+use crate::connector::{ConnectorError, EntityKind, Record};
+
+/// What to list.
+pub(crate) struct Listing<'a> {
+    pub entity: EntityKind,
+    pub api: &'a EntityApi,
+    pub template: &'a Template,
+    /// `{contact_id}` of a `children` listing.
+    pub parent: Option<String>,
+    /// The lower bound, sent as `updated_since_param` when there is one.
+    pub since: Option<DateTime<Utc>>,
+}
+
+/// The records of one page, and the ones refused.
+#[derive(Debug, Default)]
+pub(crate) struct Batch {
+    pub records: Vec<Record>,
+    pub rejected: Vec<ConnectorError>,
+}
+
+/// Where the next page is.
+#[derive(Debug, Clone, PartialEq)]
+enum Next {
+    First,
+    Page(u64),
+    Offset(u64),
+    Cursor(String),
+    Url(Url),
+    Done,
+}
+
+struct State<'a> {
+    listing: Listing<'a>,
+    next: Next,
+    /// Pages fetched so far.
+    pages: u64,
+    /// The ids of the previous page: an app that ignores the paging
+    /// parameters returns the same page forever.
+    previous_ids: Vec<String>,
+}
+
+impl RestConnector {
+    pub(crate) fn pages<'a>(
+        &'a self,
+        listing: Listing<'a>,
+    ) -> BoxStream<'a, Result<Batch, ConnectorError>> {
+        let state = State {
+            listing,
+            next: Next::First,
+            pages: 0,
+            previous_ids: Vec::new(),
+        };
+        stream::unfold(Some(state), move |state| async move {
+            let mut state = state?;
+            let span = tracing::debug_span!(
+                "list",
+                side = %self.side,
+                entity = %state.listing.entity,
+                page = state.pages + 1
+            );
+            match self.next_page(&mut state).instrument(span).await {
+                Ok(Some(batch)) => Some((Ok(batch), Some(state))),
+                Ok(None) => None,
+                Err(error) => Some((Err(error), None)),
+            }
+        })
+        .boxed()
+    }
+
+    /// Fetches the page `state` points at and moves it on; `None` at the
+    /// end.
+    async fn next_page(&self, state: &mut State<'_>) -> Result<Option<Batch>, ConnectorError> {
+        let listing = &state.listing;
+        let api = listing.api;
+        let request = match &state.next {
+            Next::Done => return Ok(None),
+            Next::Url(url) => Request {
+                method: Method::GET,
+                url: url.clone(),
+                label: format!("GET {} (page {})", url.path(), state.pages + 1),
+                body: None,
+                idempotent: true,
+            },
+            position => {
+                let vars: Vec<(&str, &str)> = listing
+                    .parent
+                    .as_deref()
+                    .map(|p| (super::spec::CONTACT_ID, p))
+                    .into_iter()
+                    .collect();
+                let mut request = self.request(listing.template, &vars, None);
+                {
+                    let mut query = request.url.query_pairs_mut();
+                    if let (Some(since), Some(param)) = (listing.since, &api.updated_since_param) {
+                        query.append_pair(param, &api.timestamp_format.write(since));
+                    }
+                    if let Some(size) = api.pagination.size() {
+                        query.append_pair(&size.param, &size.value.to_string());
+                    }
+                    match (&api.pagination, position) {
+                        (
+                            Pagination::Page {
+                                page_param, first, ..
+                            },
+                            Next::First,
+                        ) => {
+                            query.append_pair(page_param, &first.to_string());
+                        }
+                        (Pagination::Page { page_param, .. }, Next::Page(page)) => {
+                            query.append_pair(page_param, &page.to_string());
+                        }
+                        (Pagination::Offset { offset_param, .. }, Next::First) => {
+                            query.append_pair(offset_param, "0");
+                        }
+                        (Pagination::Offset { offset_param, .. }, Next::Offset(offset)) => {
+                            query.append_pair(offset_param, &offset.to_string());
+                        }
+                        (Pagination::Cursor { cursor_param, .. }, Next::Cursor(cursor)) => {
+                            query.append_pair(cursor_param, cursor);
+                        }
+                        _ => {}
+                    }
+                }
+                if state.pages > 0 {
+                    request.label = format!("{} (page {})", request.label, state.pages + 1);
+                }
+                request
+            }
+        };
+        let label = request.label.clone();
+        let page_error = |message: String| ConnectorError::Unavailable {
+            side: self.side.clone(),
+            message: format!("{label}: {message}"),
+            retry_after: None,
+        };
+        let reply = self
+            .client
+            .execute(&request)
+            .await
+            .map_err(|e| match &listing.parent {
+                // A contact's records: a 404 or other 4xx is that
+                // contact's problem, not the side's.
+                Some(parent) => self.record_error(EntityKind::Contact, Some(parent), e),
+                None => self.side_error(e),
+            })?;
+        state.pages += 1;
+        let body = parse_json(&reply.body).map_err(page_error)?;
+        let reader = Reader {
+            entity: listing.entity,
+            api,
+        };
+        let items = reader.array(&body).map_err(page_error)?;
+        let mut batch = Batch::default();
+        let mut ids = Vec::with_capacity(items.len());
+        for (index, item) in items.iter().enumerate() {
+            match reader.record(item, listing.parent.as_deref()) {
+                Ok(record) => {
+                    ids.push(record.id.clone());
+                    batch.records.push(record);
+                }
+                Err(rejected) => {
+                    batch.rejected.push(ConnectorError::Record {
+                        side: self.side.clone(),
+                        entity: listing.entity,
+                        id: rejected.id,
+                        message: format!(
+                            "{label}: the record at index {index} of the page {}",
+                            rejected.message
+                        ),
+                    });
+                }
+            }
+        }
+        if items.is_empty() {
+            state.next = Next::Done;
+            return Ok(None);
+        }
+        if !ids.is_empty() && ids == state.previous_ids {
+            tracing::warn!(
+                side = %self.side,
+                call = %label,
+                "the app returned the same page twice: does it honour the pagination parameters? Stopping here"
+            );
+            state.next = Next::Done;
+            return Ok(None);
+        }
+        state.previous_ids = ids;
+        state.next = match &api.pagination {
+            Pagination::None => Next::Done,
+            Pagination::Page { first, .. } => match state.next {
+                Next::Page(page) => Next::Page(page + 1),
+                _ => Next::Page(first + 1),
+            },
+            Pagination::Offset { .. } => match state.next {
+                Next::Offset(offset) => Next::Offset(offset + items.len() as u64),
+                _ => Next::Offset(items.len() as u64),
+            },
+            Pagination::Cursor { cursor_pointer, .. } => match cursor_pointer.get(&body) {
+                Some(Value::String(cursor)) if !cursor.is_empty() => {
+                    if state.next == Next::Cursor(cursor.clone()) {
+                        return Err(page_error(format!(
+                            "the app returned the cursor it was given ({cursor_pointer}); stopping rather than looping"
+                        )));
+                    }
+                    Next::Cursor(cursor.clone())
+                }
+                Some(Value::Number(n)) => Next::Cursor(n.to_string()),
+                _ => Next::Done,
+            },
+            Pagination::LinkHeader { .. } => match next_link(&reply.headers) {
+                Some(link) => self.next_url(&request.url, &link).map_err(page_error)?,
+                None => Next::Done,
+            },
+            Pagination::NextUrl { next_pointer, .. } => match next_pointer.get(&body) {
+                Some(Value::String(link)) if !link.trim().is_empty() => self
+                    .next_url(&request.url, link.trim())
+                    .map_err(page_error)?,
+                _ => Next::Done,
+            },
+        };
+        Ok(Some(batch))
+    }
+
+    /// The next page's URL, resolved against the current one; refused when
+    /// it leaves the app's origin (the credentials would follow it).
+    fn next_url(&self, current: &Url, link: &str) -> Result<Next, String> {
+        let next = current
+            .join(link)
+            .map_err(|e| format!("the next page's URL {link:?} does not parse ({e})"))?;
+        if !same_origin(&next, &self.client.base_url) {
+            return Err(format!(
+                "the next page is on another origin ({}), refused: credentials are only sent to base_url's origin",
+                next.origin().ascii_serialization()
+            ));
+        }
+        if next == *current {
+            return Ok(Next::Done);
+        }
+        Ok(Next::Url(next))
+    }
+}
+
+/// The target of the `rel="next"` link of RFC 8288 `Link` headers.
+fn next_link(headers: &HeaderMap) -> Option<String> {
+    for value in headers.get_all(LINK) {
+        let Ok(text) = value.to_str() else {
+            continue;
+        };
+        let mut rest = text;
+        loop {
+            rest = rest.trim_start_matches([' ', '\t', ',']);
+            if !rest.starts_with('<') {
+                break;
+            }
+            let Some(end) = rest.find('>') else {
+                break;
+            };
+            let target = &rest[1..end];
+            rest = &rest[end + 1..];
+            let mut params_end = rest.len();
+            let mut quoted = false;
+            for (i, c) in rest.char_indices() {
+                match c {
+                    '"' => quoted = !quoted,
+                    ',' if !quoted => {
+                        params_end = i;
+                        break;
+                    }
+                    _ => {}
+                }
+            }
+            let params = &rest[..params_end];
+            rest = &rest[params_end..];
+            let is_next = params.split(';').any(|param| {
+                let Some((name, value)) = param.split_once('=') else {
+                    return false;
+                };
+                name.trim().eq_ignore_ascii_case("rel")
+                    && value
+                        .trim()
+                        .trim_matches('"')
+                        .split_whitespace()
+                        .any(|rel| rel.eq_ignore_ascii_case("next"))
+            });
+            if is_next {
+                return Some(target.trim().to_owned());
+            }
+        }
+    }
+    None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use reqwest::header::HeaderValue;
+
+    #[test]
+    fn finds_the_next_link() {
+        let mut headers = HeaderMap::new();
+        headers.insert(
+            LINK,
+            HeaderValue::from_static(
+                r#"<https://x.test/a?page=1>; rel="prev first", <https://x.test/a?page=3&q=a,b>; rel="next"; title="n,x""#,
+            ),
+        );
+        assert_eq!(
+            next_link(&headers).as_deref(),
+            Some("https://x.test/a?page=3&q=a,b")
+        );
+        headers.insert(LINK, HeaderValue::from_static(r#"</a?page=1>; rel=last"#));
+        assert_eq!(next_link(&headers), None);
+    }
+}

@@ -1,0 +1,210 @@
+//! Verification of the app's webhooks: an HMAC-SHA256 of the raw body in a
+//! header (compared in constant time), an optional timestamp header within
+//! a tolerance, and a body that names the entity and record. Webhooks are
+//! triggers, not truth: the caller fetches the record they name.
+
+use base64::Engine as _;
+use chrono::{DateTime, TimeZone, Utc};
+use hmac::{Hmac, Mac};
+use reqwest::header::HeaderMap;
+use secrecy::ExposeSecret;
+use serde_json::Value;
+use sha2::Sha256;
+
+use super::records::id_text;
+use super::spec::{type_name, SignatureEncoding};
+use super::RestConnector;
+use crate::connector::EntityKind;
+
+/// What a verified webhook is about.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WebhookEvent {
+    pub entity: EntityKind,
+    pub id: String,
+    /// The owning contact of a task or note, when the event names it.
+    pub parent_id: Option<String>,
+}
+
+/// Why a webhook was refused. Each is distinct so the endpoint can count
+/// them apart; none contains the secret or the expected signature.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum WebhookError {
+    #[error("side `{side}` has no webhook_secret: its webhooks cannot be verified")]
+    NotConfigured { side: String },
+    #[error("side `{side}`: webhook without the {header} header")]
+    MissingSignature { side: String, header: String },
+    #[error("side `{side}`: webhook signature in {header} does not match the body")]
+    BadSignature { side: String, header: String },
+    #[error("side `{side}`: webhook without the {header} header")]
+    MissingTimestamp { side: String, header: String },
+    #[error("side `{side}`: webhook timestamp {value:?} in {header} is not epoch seconds, milliseconds or RFC 3339")]
+    BadTimestamp {
+        side: String,
+        header: String,
+        value: String,
+    },
+    #[error("side `{side}`: webhook timestamp {sent} is {skew_seconds}s away from now, more than the {tolerance_seconds}s tolerance (replayed or delayed)")]
+    StaleTimestamp {
+        side: String,
+        sent: DateTime<Utc>,
+        skew_seconds: i64,
+        tolerance_seconds: u64,
+    },
+    #[error("side `{side}`: webhook body is malformed: {reason}")]
+    Malformed { side: String, reason: String },
+}
+
+impl RestConnector {
+    /// Checks a webhook delivery and says which record it is about.
+    ///
+    /// The signature is checked first (over the raw bytes, before any
+    /// parsing), then the timestamp, then the body.
+    pub fn verify_webhook(
+        &self,
+        headers: &HeaderMap,
+        body: &[u8],
+        now: DateTime<Utc>,
+    ) -> Result<WebhookEvent, WebhookError> {
+        let side = || self.side.clone();
+        let spec = &self.webhook;
+        let Some(secret) = &self.webhook_secret else {
+            return Err(WebhookError::NotConfigured { side: side() });
+        };
+        let header = spec.signature_header.clone();
+        let signature = headers
+            .get(spec.signature_header.as_str())
+            .and_then(|v| v.to_str().ok())
+            .map(str::trim)
+            .filter(|v| !v.is_empty())
+            .ok_or_else(|| WebhookError::MissingSignature {
+                side: side(),
+                header: header.clone(),
+            })?;
+        let bad = || WebhookError::BadSignature {
+            side: side(),
+            header: header.clone(),
+        };
+        let prefix = spec.signature_prefix.as_str();
+        let encoded = if prefix.is_empty() {
+            signature
+        } else if signature.len() >= prefix.len()
+            && signature[..prefix.len()].eq_ignore_ascii_case(prefix)
+        {
+            &signature[prefix.len()..]
+        } else {
+            return Err(bad());
+        };
+        let given = match spec.signature_encoding {
+            SignatureEncoding::Hex => hex::decode(encoded.trim()),
+            SignatureEncoding::Base64 => base64::engine::general_purpose::STANDARD
+                .decode(encoded.trim())
+                .map_err(|_| hex::FromHexError::InvalidStringLength),
+        }
+        .map_err(|_| bad())?;
+        let mut mac = Hmac::<Sha256>::new_from_slice(secret.value.expose_secret().as_bytes())
+            .expect("HMAC takes any key length");
+        mac.update(body);
+        mac.verify_slice(&given).map_err(|_| bad())?;
+
+        if let Some(name) = &spec.timestamp_header {
+            let value = headers
+                .get(name.as_str())
+                .and_then(|v| v.to_str().ok())
+                .map(str::trim)
+                .filter(|v| !v.is_empty())
+                .ok_or_else(|| WebhookError::MissingTimestamp {
+                    side: side(),
+                    header: name.clone(),
+                })?;
+            let sent = parse_timestamp(value).ok_or_else(|| WebhookError::BadTimestamp {
+                side: side(),
+                header: name.clone(),
+                value: value.chars().take(40).collect(),
+            })?;
+            let skew = (now - sent).num_seconds().abs();
+            if skew as u64 > spec.tolerance.as_secs() {
+                return Err(WebhookError::StaleTimestamp {
+                    side: side(),
+                    sent,
+                    skew_seconds: skew,
+                    tolerance_seconds: spec.tolerance.as_secs(),
+                });
+            }
+        }
+
+        let malformed = |reason: String| WebhookError::Malformed {
+            side: side(),
+            reason,
+        };
+        let event: Value =
+            serde_json::from_slice(body).map_err(|e| malformed(format!("not JSON ({e})")))?;
+        let entity = match spec.entity_pointer.get(&event) {
+            Some(Value::String(name)) => entity_named(name).ok_or_else(|| {
+                malformed(format!(
+                    "entity {name:?} at {} is not contact, task or note",
+                    spec.entity_pointer
+                ))
+            })?,
+            Some(other) => {
+                return Err(malformed(format!(
+                    "entity at {} is {}, expected a string",
+                    spec.entity_pointer,
+                    type_name(other)
+                )))
+            }
+            None => return Err(malformed(format!("no entity at {}", spec.entity_pointer))),
+        };
+        if !self.entities.contains_key(&entity) {
+            return Err(malformed(format!(
+                "the event is about a {entity}, which this side does not describe"
+            )));
+        }
+        let id = match spec.id_pointer.get(&event) {
+            None | Some(Value::Null) => {
+                return Err(malformed(format!("no id at {}", spec.id_pointer)))
+            }
+            Some(raw) => {
+                id_text(raw).map_err(|why| malformed(format!("id at {} {why}", spec.id_pointer)))?
+            }
+        };
+        let parent_id = match &spec.parent_pointer {
+            Some(pointer) if entity != EntityKind::Contact => match pointer.get(&event) {
+                None | Some(Value::Null) => None,
+                Some(raw) => Some(
+                    id_text(raw)
+                        .map_err(|why| malformed(format!("contact id at {pointer} {why}")))?,
+                ),
+            },
+            _ => None,
+        };
+        Ok(WebhookEvent {
+            entity,
+            id,
+            parent_id,
+        })
+    }
+}
+
+fn entity_named(name: &str) -> Option<EntityKind> {
+    match name.trim().to_ascii_lowercase().as_str() {
+        "contact" | "contacts" => Some(EntityKind::Contact),
+        "task" | "tasks" => Some(EntityKind::Task),
+        "note" | "notes" => Some(EntityKind::Note),
+        _ => None,
+    }
+}
+
+/// Epoch seconds (or milliseconds, when the number is that large), or RFC
+/// 3339.
+fn parse_timestamp(text: &str) -> Option<DateTime<Utc>> {
+    if let Ok(number) = text.parse::<i64>() {
+        return if number.abs() >= 100_000_000_000 {
+            Utc.timestamp_millis_opt(number).single()
+        } else {
+            Utc.timestamp_opt(number, 0).single()
+        };
+    }
+    DateTime::parse_from_rfc3339(text)
+        .ok()
+        .map(|t| t.with_timezone(&Utc))
+}
