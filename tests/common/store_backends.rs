@@ -62,7 +62,14 @@ where
     Fut: Future<Output = ()> + Send + 'static,
 {
     let Ok(admin_url) = std::env::var(DATABASE_URL_VAR) else {
-        eprintln!("NOTICE: {DATABASE_URL_VAR} is unset; skipping Postgres store test {name}");
+        // Written to stderr directly, not with `eprintln!`, which the test
+        // harness captures and shows only for failing tests: a skip must
+        // be visible in a passing run.
+        use std::io::Write as _;
+        let _ = writeln!(
+            std::io::stderr(),
+            "NOTICE: {DATABASE_URL_VAR} is unset; skipping Postgres store test {name}"
+        );
         return;
     };
     let db_name = unique_db_name();
