@@ -121,7 +121,12 @@ fn check_config_accepts_the_shipped_example() {
         .code(0);
     let text = String::from_utf8_lossy(&run.get_output().stdout).into_owned();
     assert!(text.contains("configuration is valid"), "{text}");
-    assert!(text.contains("pair main   ghl <-> app"), "{text}");
+    assert!(
+        text.contains(
+            "pair main   ghl <-> app, 5 mapped field(s), default policy newest, deletes propagate"
+        ),
+        "{text}"
+    );
     assert!(
         text.contains("private token set in the config file"),
         "{text}"

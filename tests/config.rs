@@ -349,3 +349,148 @@ fn a_secret_of_the_wrong_type_is_not_echoed() {
     assert!(found[0].value.is_none());
     assert!(!found[0].to_string().contains("987654321"), "{}", found[0]);
 }
+
+const FIELDS: &str = r#"
+[[pairs.main.fields]]
+name = "email"
+ghl = "/email"
+app = "/email_address"
+normalize = ["trim", "lowercase"]
+match_key = "email"
+
+[[pairs.main.fields]]
+name = "phone"
+ghl = "/phone"
+app = "/mobile"
+normalize = ["e164:GB"]
+policy = "ghl_wins"
+
+[[pairs.main.fields]]
+name = "name"
+ghl = { join = ["/firstName", "/lastName"] }
+app = "/full_name"
+
+[[pairs.main.fields]]
+name = "tags"
+ghl = "/tags"
+app = { pointer = "/labels", delimiter = ";" }
+normalize = ["set"]
+policy = "union"
+
+[[pairs.main.fields]]
+entity = "task"
+name = "due"
+ghl = { pointer = "/dueDate", format = "rfc3339" }
+app = { pointer = "/due_on", format = "epoch_millis" }
+
+[[pairs.main.fields]]
+entity = "task"
+name = "status"
+ghl = "/completed"
+app = { pointer = "/state", values = { "true" = true, "false" = false } }
+
+[[pairs.main.fields]]
+name = "origin"
+flow = "to_app"
+ghl = "/source"
+app = { constant = "ghl", pointer = "/origin" }
+"#;
+
+#[test]
+fn field_maps_and_policies_are_read_into_the_pair() {
+    use ghl_sync::connector::{EntityKind, MatchKey};
+    use ghl_sync::mapping::{DeletePolicy, Flow, Format, Normalize, Policy, Source, TimeFormat};
+
+    let text = format!("{VALID}default_policy = \"app_wins\"\ndeletes = \"tag\"\ndelete_tag = \"deleted-in-ghl\"\n{FIELDS}");
+    let (_dir, loaded) = load_text(&text);
+    let pair = loaded.expect("valid").settings.pairs["main"].clone();
+    assert_eq!(pair.default_policy, Policy::AppWins);
+    assert_eq!(pair.deletes, DeletePolicy::Tag("deleted-in-ghl".into()));
+    let map = pair.map;
+    assert_eq!(map.fields.len(), 7);
+    let email = map.field(EntityKind::Contact, "email").unwrap();
+    assert_eq!(email.match_key, Some(MatchKey::Email));
+    assert_eq!(email.normalize, vec![Normalize::Trim, Normalize::Lowercase]);
+    let phone = map.field(EntityKind::Contact, "phone").unwrap();
+    assert_eq!(phone.policy, Some(Policy::GhlWins));
+    assert_eq!(
+        phone.normalize,
+        vec![Normalize::E164 {
+            default_region: "GB".into()
+        }]
+    );
+    let name = map.field(EntityKind::Contact, "name").unwrap();
+    assert_eq!(
+        name.ghl.as_ref().unwrap().source,
+        Source::Join(vec!["/firstName".into(), "/lastName".into()])
+    );
+    let tags = map.field(EntityKind::Contact, "tags").unwrap();
+    assert_eq!(
+        tags.app.as_ref().unwrap().format,
+        Format::Delimited(";".into())
+    );
+    let due = map.field(EntityKind::Task, "due").unwrap();
+    assert_eq!(
+        due.app.as_ref().unwrap().format,
+        Format::Timestamp(TimeFormat::EpochMillis)
+    );
+    let origin = map.field(EntityKind::Contact, "origin").unwrap();
+    assert_eq!(origin.flow, Flow::ToApp);
+
+    // The map converts real records end to end.
+    let native = serde_json::json!({"email": " A@B.COM ", "phone": "020 7946 0958", "tags": ["x"], "source": "web"});
+    let canonical = map
+        .to_canonical(
+            EntityKind::Contact,
+            ghl_sync::mapping::Role::Ghl,
+            native.as_object().unwrap(),
+        )
+        .unwrap();
+    assert_eq!(canonical["email"], "a@b.com");
+    assert_eq!(canonical["phone"], "+442079460958");
+}
+
+#[test]
+fn broken_field_maps_are_named_by_index_and_line() {
+    let text = format!(
+        "{VALID}{}",
+        r#"
+[[pairs.main.fields]]
+name = "email"
+ghl = "email"
+app = "/email_address"
+
+[[pairs.main.fields]]
+name = "tags"
+ghl = "/tags"
+app = "/labels"
+policy = "union"
+
+[[pairs.main.fields]]
+name = "phone"
+ghl = "/phone"
+normalize = ["e164:ZZ"]
+
+[[pairs.main.fields]]
+entity = "appointment"
+name = "title"
+ghl = "/title"
+app = "/title"
+"#
+    );
+    let found = problems(&text);
+    let keys: Vec<&str> = found.iter().map(|p| p.key.as_str()).collect();
+    assert!(keys.contains(&"pairs.main.fields[0].ghl"), "{found:#?}");
+    assert!(keys.contains(&"pairs.main.fields[1].policy"), "{found:#?}");
+    assert!(
+        keys.contains(&"pairs.main.fields[2].normalize"),
+        "{found:#?}"
+    );
+    assert!(keys.contains(&"pairs.main.fields[3].flow"), "{found:#?}");
+    let pointer = found
+        .iter()
+        .find(|p| p.key == "pairs.main.fields[0].ghl")
+        .unwrap();
+    assert!(pointer.message.contains("starts with \"/\""), "{pointer}");
+    assert_eq!(line(pointer), Some(VALID.lines().count() + 4));
+}

@@ -120,7 +120,7 @@ pub fn summary(loaded: &Loaded) -> String {
         );
         let _ = writeln!(
             out,
-            "  pair {:<6} {} {} {}",
+            "  pair {:<6} {} {} {}, {} mapped field(s), default policy {}, deletes {}",
             pair.name,
             pair.ghl,
             if one_way {
@@ -128,7 +128,14 @@ pub fn summary(loaded: &Loaded) -> String {
             } else {
                 "<->"
             },
-            pair.app
+            pair.app,
+            pair.map.fields.len(),
+            pair.default_policy.as_str(),
+            match &pair.deletes {
+                crate::mapping::DeletePolicy::Propagate => "propagate".to_owned(),
+                crate::mapping::DeletePolicy::Ignore => "ignored".to_owned(),
+                crate::mapping::DeletePolicy::Tag(tag) => format!("tagged \"{tag}\""),
+            }
         );
     }
     for warning in &loaded.warnings {

@@ -6,6 +6,7 @@
 
 pub mod database;
 mod error;
+mod pairs;
 mod reader;
 mod rest;
 mod retry;
@@ -19,10 +20,11 @@ use secrecy::{ExposeSecret, SecretString};
 
 pub use database::{Backend, DatabaseSettings};
 pub use error::{ConfigError, Origin, Problem};
+pub use pairs::PairSettings;
 pub use reader::{env_var_for, Secret, SecretSource};
 pub use rest::{ApiKeyPlacement, RestAuth, RestSide};
 pub use sides::{
-    GhlAuth, GhlSide, OAuthInstall, PairSettings, SideKind, SideSettings, DEFAULT_GHL_BASE_URL,
+    GhlAuth, GhlSide, OAuthInstall, SideKind, SideSettings, DEFAULT_GHL_BASE_URL,
     DEFAULT_GHL_SCOPES,
 };
 
@@ -157,7 +159,7 @@ fn read_settings(root: &mut Table<'_>) -> Option<Settings> {
         _ => None,
     };
     let sides = sides::read_sides(root);
-    let pairs = sides::read_pairs(root, &sides);
+    let pairs = pairs::read_pairs(root, &sides);
     let sides = sides
         .into_iter()
         .filter_map(|(name, side)| Some((name, side?)))
@@ -355,6 +357,15 @@ fn collect_lines(
         }
         if let Some(inner) = item.as_table_like() {
             collect_lines(inner, &path, line_at, lines);
+        }
+        if let Some(tables) = item.as_array_of_tables() {
+            for (index, table) in tables.iter().enumerate() {
+                let path = format!("{path}[{index}]");
+                if let Some(span) = table.span() {
+                    lines.insert(path.clone(), line_at(span.start));
+                }
+                collect_lines(table, &path, line_at, lines);
+            }
         }
     }
 }

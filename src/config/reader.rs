@@ -495,8 +495,80 @@ impl<'c> Table<'c> {
         tables
     }
 
+    /// An array of tables (`[[pairs.main.fields]]`): each item is read as a
+    /// table whose path is `key[index]`.
+    pub fn table_list(&mut self, key: &'static str) -> Vec<Table<'c>> {
+        let Some(value) = self.take(key) else {
+            return Vec::new();
+        };
+        let ValueKind::Array(items) = &value.kind else {
+            self.report(
+                key,
+                None,
+                format!(
+                    "expected a list of tables ([[{}]]), found {}",
+                    self.key_path(key),
+                    kind_name(&value)
+                ),
+            );
+            return Vec::new();
+        };
+        let base = self.key_path(key);
+        items
+            .iter()
+            .enumerate()
+            .filter_map(|(index, item)| {
+                self.table_at(format!("{base}[{index}]"), item.clone())
+                    .optional()
+            })
+            .collect()
+    }
+
+    /// Whether `key` holds a table rather than a scalar.
+    pub fn is_table(&self, key: &str) -> bool {
+        matches!(
+            self.entries.get(key).map(|v| &v.kind),
+            Some(ValueKind::Table(_))
+        )
+    }
+
+    /// Any value, as JSON: constants, defaults.
+    pub fn json(&mut self, key: &'static str) -> Got<serde_json::Value> {
+        match self.take(key) {
+            Some(value) => Got::Value(to_json(&value)),
+            None => Got::Absent,
+        }
+    }
+
+    /// A free-form table (arbitrary keys, such as a value table) as JSON
+    /// pairs, in key order.
+    pub fn json_entries(&mut self, key: &'static str) -> Got<Vec<(String, serde_json::Value)>> {
+        let Some(value) = self.take(key) else {
+            return Got::Absent;
+        };
+        match &value.kind {
+            ValueKind::Table(map) => {
+                let mut entries: Vec<(String, serde_json::Value)> =
+                    map.iter().map(|(k, v)| (k.clone(), to_json(v))).collect();
+                entries.sort_by(|a, b| a.0.cmp(&b.0));
+                Got::Value(entries)
+            }
+            _ => {
+                self.report(
+                    key,
+                    None,
+                    format!("expected a table, found {}", kind_name(&value)),
+                );
+                Got::Invalid
+            }
+        }
+    }
+
     fn sub_table(&self, key: String, value: Value) -> Got<Table<'c>> {
-        let path = self.key_path(&key);
+        self.table_at(self.key_path(&key), value)
+    }
+
+    fn table_at(&self, path: String, value: Value) -> Got<Table<'c>> {
         match &value.kind {
             ValueKind::Table(map) => Got::Value(Table {
                 ctx: self.ctx,
@@ -538,6 +610,24 @@ impl<'c> Table<'c> {
             self.ctx
                 .report(&self.key_path(key), &self.entries[key], None, hint);
         }
+    }
+}
+
+/// A configuration value as JSON.
+fn to_json(value: &Value) -> serde_json::Value {
+    match &value.kind {
+        ValueKind::Nil => serde_json::Value::Null,
+        ValueKind::Boolean(b) => serde_json::Value::Bool(*b),
+        ValueKind::I64(n) => serde_json::Value::from(*n),
+        ValueKind::I128(n) => serde_json::Value::from(*n as f64),
+        ValueKind::U64(n) => serde_json::Value::from(*n),
+        ValueKind::U128(n) => serde_json::Value::from(*n as f64),
+        ValueKind::Float(n) => serde_json::Value::from(*n),
+        ValueKind::String(s) => serde_json::Value::String(s.clone()),
+        ValueKind::Table(map) => {
+            serde_json::Value::Object(map.iter().map(|(k, v)| (k.clone(), to_json(v))).collect())
+        }
+        ValueKind::Array(items) => serde_json::Value::Array(items.iter().map(to_json).collect()),
     }
 }
 

@@ -90,16 +90,6 @@ pub enum OAuthInstall {
     Company { company_id: String },
 }
 
-/// Two sides kept in sync. The `ghl` role is always a GoHighLevel location;
-/// the `app` role is the operator's app or a second location. Policy names
-/// such as `ghl_wins` refer to these roles.
-#[derive(Debug, Clone)]
-pub struct PairSettings {
-    pub name: String,
-    pub ghl: String,
-    pub app: String,
-}
-
 /// The `[sides.<name>]` tables. A side with problems maps to `None`, so
 /// pairs naming it are not reported a second time as naming no side.
 pub(crate) fn read_sides(root: &mut Table<'_>) -> BTreeMap<String, Option<SideSettings>> {
@@ -307,64 +297,4 @@ fn is_scope(scope: &str) -> bool {
         && resource
             .chars()
             .all(|c| c.is_ascii_alphanumeric() || c == '/' || c == '-' || c == '_')
-}
-
-pub(crate) fn read_pairs(
-    root: &mut Table<'_>,
-    sides: &BTreeMap<String, Option<SideSettings>>,
-) -> BTreeMap<String, PairSettings> {
-    let mut pairs = BTreeMap::new();
-    for (name, mut table) in root.named_tables("pairs") {
-        let ghl = table.non_empty("ghl");
-        let ghl = table.required(
-            "ghl",
-            ghl,
-            "the name of a `[sides.<name>]` with kind = \"ghl\"",
-        );
-        let app = table.non_empty("app");
-        let app = table.required("app", app, "the name of the other `[sides.<name>]`");
-        if let Some(ghl) = &ghl {
-            match sides.get(ghl) {
-                Some(Some(SideSettings {
-                    kind: SideKind::Ghl(_),
-                    ..
-                }))
-                | Some(None) => {}
-                Some(Some(side)) => table.report(
-                    "ghl",
-                    Some(ghl.clone()),
-                    format!(
-                        "side `{ghl}` has kind \"{}\"; the ghl role needs kind = \"ghl\"",
-                        side.kind.name()
-                    ),
-                ),
-                None => table.report("ghl", Some(ghl.clone()), unknown_side(sides)),
-            }
-        }
-        if let Some(app) = &app {
-            if !sides.contains_key(app) {
-                table.report("app", Some(app.clone()), unknown_side(sides));
-            } else if ghl.as_deref() == Some(app.as_str()) {
-                table.report(
-                    "app",
-                    Some(app.clone()),
-                    "a side cannot be synced with itself",
-                );
-            }
-        }
-        table.finish();
-        if let (Some(ghl), Some(app)) = (ghl, app) {
-            pairs.insert(name.clone(), PairSettings { name, ghl, app });
-        }
-    }
-    pairs
-}
-
-fn unknown_side(sides: &BTreeMap<String, Option<SideSettings>>) -> String {
-    if sides.is_empty() {
-        "no such side: no `[sides.<name>]` is configured".to_owned()
-    } else {
-        let names: Vec<&str> = sides.keys().map(String::as_str).collect();
-        format!("no such side; configured sides: {}", names.join(", "))
-    }
 }

@@ -103,6 +103,48 @@ impl Binding {
     }
 }
 
+/// How a field edited on both sides since the base snapshot is settled.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Policy {
+    GhlWins,
+    AppWins,
+    /// The side whose record was updated last wins.
+    Newest,
+    /// Lists (tags): keep what either side added, drop what either removed.
+    Union,
+    /// Park the field as an open conflict; write neither side for it.
+    Manual,
+}
+
+impl Policy {
+    pub const NAMES: [&'static str; 5] = ["ghl_wins", "app_wins", "newest", "union", "manual"];
+
+    pub fn parse(name: &str) -> Option<Policy> {
+        Some(match name {
+            "ghl_wins" => Policy::GhlWins,
+            "app_wins" => Policy::AppWins,
+            "newest" => Policy::Newest,
+            "union" => Policy::Union,
+            "manual" => Policy::Manual,
+            _ => return None,
+        })
+    }
+
+    pub fn as_str(self) -> &'static str {
+        Self::NAMES[self as usize]
+    }
+}
+
+/// What a delete on one side does to the linked record on the other.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DeletePolicy {
+    Propagate,
+    /// Keep the other record; forget the link.
+    Ignore,
+    /// Keep the other record and add this tag to it.
+    Tag(String),
+}
+
 /// One canonical field of one entity.
 #[derive(Debug, Clone, PartialEq)]
 pub struct FieldMap {
@@ -115,6 +157,8 @@ pub struct FieldMap {
     pub normalize: Vec<Normalize>,
     /// This field identifies a contact on both sides.
     pub match_key: Option<MatchKey>,
+    /// Overrides the pair's default policy for this field.
+    pub policy: Option<Policy>,
 }
 
 impl FieldMap {

@@ -18,6 +18,7 @@ fn contact_field(name: &str, ghl: Binding, app: Binding, normalize: Vec<Normaliz
         app: Some(app),
         normalize,
         match_key: None,
+        policy: None,
     }
 }
 
@@ -228,6 +229,7 @@ fn defaults_fill_absent_values() {
             app: Some(Binding::pointer("/done")),
             normalize: vec![],
             match_key: None,
+            policy: None,
         }],
     };
     let canonical = map
