@@ -1,0 +1,200 @@
+//! Three-way merge of one record: the base snapshot both sides last agreed
+//! on, and each side's current canonical form.
+//!
+//! A field changed on one side only is taken from that side. A field
+//! changed on both sides to the same value has converged. A field changed
+//! on both sides to different values is settled by its policy (or parked,
+//! for `manual`). A value equal to the base is no change at all, which is
+//! what makes our own writes coming back (echoes) no-ops. Writes are
+//! planned only where a side's value differs from the merged one, and only
+//! toward sides the field flows to.
+
+use chrono::{DateTime, Utc};
+use serde_json::Value;
+
+use crate::connector::EntityKind;
+use crate::mapping::{Canonical, FieldMap, PairMap, Policy, Role};
+
+/// One side's current state of a record.
+#[derive(Debug, Clone, Copy)]
+pub struct SideState<'a> {
+    pub canonical: &'a Canonical,
+    pub updated_at: DateTime<Utc>,
+}
+
+/// A field edited on both sides that its `manual` policy parks.
+#[derive(Debug, Clone, PartialEq)]
+pub struct FieldConflict {
+    pub field: String,
+    pub base: Option<Value>,
+    pub ghl: Option<Value>,
+    pub app: Option<Value>,
+}
+
+/// What a record should become, and the writes that get it there.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Merge {
+    /// The new base snapshot once the writes succeed. A parked field keeps
+    /// its base value, so it stays in conflict until resolved.
+    pub merged: Canonical,
+    /// Canonical changes to write to the GHL side (`Null` clears a field).
+    pub to_ghl: Canonical,
+    /// Canonical changes to write to the app side.
+    pub to_app: Canonical,
+    pub conflicts: Vec<FieldConflict>,
+    /// Fields whose merged value differs from the base, for the journal.
+    pub changed: Vec<String>,
+}
+
+impl Merge {
+    /// Nothing to write and nothing parked: an echo or an unchanged record.
+    pub fn is_noop(&self) -> bool {
+        self.to_ghl.is_empty() && self.to_app.is_empty() && self.conflicts.is_empty()
+    }
+
+    pub fn writes_to(&self, role: Role) -> &Canonical {
+        match role {
+            Role::Ghl => &self.to_ghl,
+            Role::App => &self.to_app,
+        }
+    }
+}
+
+/// Merges one record of `entity`. `base` is `None` for a record never
+/// synced (then every value a side holds counts as a change); a side is
+/// `None` when the record does not exist there yet (it will be created
+/// with the merged values).
+pub fn merge(
+    map: &PairMap,
+    entity: EntityKind,
+    default_policy: Policy,
+    base: Option<&Canonical>,
+    ghl: Option<SideState<'_>>,
+    app: Option<SideState<'_>>,
+) -> Merge {
+    let empty = Canonical::new();
+    let base = base.unwrap_or(&empty);
+    let mut out = Merge::default();
+    for field in map.fields_of(entity) {
+        let name = field.name.as_str();
+        let b = base.get(name);
+        // A side the field does not flow from cannot change it.
+        let g = seen(field, ghl, Role::Ghl);
+        let a = seen(field, app, Role::App);
+        let g_changed = g.is_some_and(|g| g != b);
+        let a_changed = a.is_some_and(|a| a != b);
+
+        let merged: Option<Value> = match (g_changed, a_changed) {
+            (false, false) => b.cloned(),
+            (true, false) => g.flatten().cloned(),
+            (false, true) => a.flatten().cloned(),
+            (true, true) => {
+                let (g, a) = (g.flatten(), a.flatten());
+                if g == a {
+                    g.cloned()
+                } else {
+                    match field.policy.unwrap_or(default_policy) {
+                        Policy::GhlWins => g.cloned(),
+                        Policy::AppWins => a.cloned(),
+                        Policy::Newest => {
+                            let ghl_time = ghl.map(|s| s.updated_at);
+                            let app_time = app.map(|s| s.updated_at);
+                            // A tie goes to GHL, so the outcome is deterministic.
+                            if app_time > ghl_time {
+                                a.cloned()
+                            } else {
+                                g.cloned()
+                            }
+                        }
+                        Policy::Union => Some(union(b, g, a)),
+                        Policy::Manual => {
+                            out.conflicts.push(FieldConflict {
+                                field: name.to_owned(),
+                                base: b.cloned(),
+                                ghl: g.cloned(),
+                                app: a.cloned(),
+                            });
+                            if let Some(b) = b {
+                                out.merged.insert(name.to_owned(), b.clone());
+                            }
+                            continue;
+                        }
+                    }
+                }
+            }
+        };
+        if merged.as_ref() != b {
+            out.changed.push(name.to_owned());
+        }
+        plan_write(&mut out.to_ghl, field, Role::Ghl, ghl, merged.as_ref());
+        plan_write(&mut out.to_app, field, Role::App, app, merged.as_ref());
+        if let Some(value) = merged {
+            out.merged.insert(name.to_owned(), value);
+        }
+    }
+    out
+}
+
+/// A side's value of a field, when the field flows from that side and the
+/// record exists there (`Some(None)`: it exists, without a value).
+fn seen<'a>(
+    field: &FieldMap,
+    side: Option<SideState<'a>>,
+    role: Role,
+) -> Option<Option<&'a Value>> {
+    match side {
+        Some(state) if field.flow.reads_from(role) => Some(state.canonical.get(&field.name)),
+        _ => None,
+    }
+}
+
+/// Plans a write of `merged` to `role` when the field flows there and the
+/// side does not already hold it. A side without the record gets every
+/// value it should have (it is being created).
+fn plan_write(
+    writes: &mut Canonical,
+    field: &FieldMap,
+    role: Role,
+    side: Option<SideState<'_>>,
+    merged: Option<&Value>,
+) {
+    if !field.flow.writes_to(role) {
+        return;
+    }
+    let current = side.and_then(|s| s.canonical.get(&field.name));
+    match (merged, side) {
+        (Some(value), _) if current != Some(value) => {
+            writes.insert(field.name.clone(), value.clone());
+        }
+        (None, Some(_)) if current.is_some() => {
+            writes.insert(field.name.clone(), Value::Null);
+        }
+        _ => {}
+    }
+}
+
+/// The union policy for lists: what both kept, plus what either added;
+/// an item removed on either side stays removed.
+fn union(base: Option<&Value>, ghl: Option<&Value>, app: Option<&Value>) -> Value {
+    let items = |value: Option<&Value>| -> Vec<Value> {
+        match value {
+            Some(Value::Array(items)) => items.clone(),
+            Some(other) => vec![other.clone()],
+            None => Vec::new(),
+        }
+    };
+    let (base, ghl, app) = (items(base), items(ghl), items(app));
+    let mut out: Vec<Value> = Vec::new();
+    for item in ghl.iter().chain(app.iter()) {
+        let added = !base.contains(item);
+        let kept_by_both = ghl.contains(item) && app.contains(item);
+        if (added || kept_by_both) && !out.contains(item) {
+            out.push(item.clone());
+        }
+    }
+    out.sort_by_key(|v| v.to_string());
+    Value::Array(out)
+}
+
+#[cfg(test)]
+mod tests;
