@@ -17,6 +17,7 @@ pub mod limiter;
 pub mod models;
 pub mod oauth;
 pub mod pages;
+pub mod webhook;
 
 pub use auth::{AuthError, Credentials, OAuthSession, TokenSource};
 pub use client::{ClientOptions, GhlClient, RetryPolicy};
