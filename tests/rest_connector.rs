@@ -751,6 +751,20 @@ async fn broken_get(extra: &str, broken: fn(&str) -> Response) -> (RestConnector
     (connector(&side(&base, extra, FEED)), base)
 }
 
+/// Reading record `id` fails as a record error naming the side, the call
+/// and `detail`, and the next record still reads.
+async fn record_error_is_named(app: &RestConnector, id: &str, detail: &str) {
+    let error = app.get(EntityKind::Contact, id, None).await.unwrap_err();
+    let text = error.to_string();
+    assert!(error.is_record_error(), "{text}");
+    assert!(
+        text.contains(&format!("side `app`, contact {id}: GET /contacts/{id}")),
+        "{text}"
+    );
+    assert!(text.contains(detail), "{text}");
+    next_one_still_works(app).await;
+}
+
 async fn next_one_still_works(app: &RestConnector) {
     let good = app
         .get(EntityKind::Contact, "good", None)
@@ -770,21 +784,12 @@ async fn non_json_html_body_is_a_named_record_error() {
             .into_response()
     })
     .await;
-    let error = app
-        .get(EntityKind::Contact, "html", None)
-        .await
-        .unwrap_err();
-    let text = error.to_string();
-    assert!(error.is_record_error(), "{text}");
-    assert!(
-        text.contains("side `app`, contact html: GET /contacts/html"),
-        "{text}"
-    );
-    assert!(
-        text.contains("the body is not JSON: \"<html><body><h1>Maintenance"),
-        "{text}"
-    );
-    next_one_still_works(&app).await;
+    record_error_is_named(
+        &app,
+        "html",
+        "the body is not JSON: \"<html><body><h1>Maintenance",
+    )
+    .await;
 }
 
 #[tokio::test]
@@ -844,21 +849,7 @@ async fn oversized_body_is_refused_and_named() {
         Json(json!({"id": id, "updated_at": 1000, "blob": "x".repeat(5000)})).into_response()
     })
     .await;
-    let error = app
-        .get(EntityKind::Contact, "huge", None)
-        .await
-        .unwrap_err();
-    let text = error.to_string();
-    assert!(error.is_record_error(), "{text}");
-    assert!(
-        text.contains("side `app`, contact huge: GET /contacts/huge"),
-        "{text}"
-    );
-    assert!(
-        text.contains("exceeds the 1024-byte limit (max_body_bytes)"),
-        "{text}"
-    );
-    next_one_still_works(&app).await;
+    record_error_is_named(&app, "huge", "exceeds the 1024-byte limit (max_body_bytes)").await;
 }
 
 #[tokio::test]
