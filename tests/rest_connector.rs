@@ -123,24 +123,34 @@ fn param(query: &HashMap<String, String>, name: &str) -> Option<usize> {
     query.get(name).map(|v| v.parse().unwrap())
 }
 
+/// Serves `path` with `answer`, logging every request's query; returns
+/// the base URL and the log.
+async fn logged_listing(
+    path: &'static str,
+    answer: fn(&HashMap<String, String>) -> Response,
+) -> (String, Log) {
+    let log = Log::default();
+    let router = Router::new()
+        .route(
+            path,
+            get(
+                move |State(log): State<Log>, Query(q): Query<HashMap<String, String>>| async move {
+                    query_log(&log, &q);
+                    answer(&q)
+                },
+            ),
+        )
+        .with_state(log.clone());
+    (serve(router).await, log)
+}
+
 // ---------------------------------------------------------------------------
 // Pagination: one test per style.
 
 #[tokio::test]
 async fn pagination_none_reads_one_bare_array() {
-    let log = Log::default();
-    let router = Router::new()
-        .route(
-            "/contacts",
-            get(
-                |State(log): State<Log>, Query(q): Query<HashMap<String, String>>| async move {
-                    query_log(&log, &q);
-                    Json(Value::Array(five()))
-                },
-            ),
-        )
-        .with_state(log.clone());
-    let base = serve(router).await;
+    let (base, log) =
+        logged_listing("/contacts", |_| Json(Value::Array(five())).into_response()).await;
     let app = connector(&side(
         &base,
         "",
@@ -152,22 +162,12 @@ async fn pagination_none_reads_one_bare_array() {
 
 #[tokio::test]
 async fn pagination_page_numbers_until_an_empty_page() {
-    let log = Log::default();
-    let router = Router::new()
-        .route(
-            "/contacts",
-            get(
-                |State(log): State<Log>, Query(q): Query<HashMap<String, String>>| async move {
-                    query_log(&log, &q);
-                    let (page, size) = (param(&q, "p").unwrap(), param(&q, "per_page").unwrap());
-                    let items: Vec<Value> =
-                        five().into_iter().skip(page * size).take(size).collect();
-                    Json(json!({"items": items}))
-                },
-            ),
-        )
-        .with_state(log.clone());
-    let base = serve(router).await;
+    let (base, log) = logged_listing("/contacts", |q| {
+        let (page, size) = (param(q, "p").unwrap(), param(q, "per_page").unwrap());
+        let items: Vec<Value> = five().into_iter().skip(page * size).take(size).collect();
+        Json(json!({"items": items})).into_response()
+    })
+    .await;
     let app = connector(&side(
         &base,
         "",
@@ -189,25 +189,13 @@ async fn pagination_page_numbers_until_an_empty_page() {
 
 #[tokio::test]
 async fn pagination_offset_advances_by_the_records_received() {
-    let log = Log::default();
-    let router = Router::new()
-        .route(
-            "/contacts",
-            get(
-                |State(log): State<Log>, Query(q): Query<HashMap<String, String>>| async move {
-                    query_log(&log, &q);
-                    // The server caps the page at 2 whatever is asked.
-                    let (offset, limit) = (
-                        param(&q, "skip").unwrap(),
-                        param(&q, "take").unwrap().min(2),
-                    );
-                    let items: Vec<Value> = five().into_iter().skip(offset).take(limit).collect();
-                    Json(json!({"data": items}))
-                },
-            ),
-        )
-        .with_state(log.clone());
-    let base = serve(router).await;
+    let (base, log) = logged_listing("/contacts", |q| {
+        // The server caps the page at 2 whatever is asked.
+        let (offset, limit) = (param(q, "skip").unwrap(), param(q, "take").unwrap().min(2));
+        let items: Vec<Value> = five().into_iter().skip(offset).take(limit).collect();
+        Json(json!({"data": items})).into_response()
+    })
+    .await;
     let app = connector(&side(
         &base,
         "",
@@ -228,25 +216,16 @@ async fn pagination_offset_advances_by_the_records_received() {
 
 #[tokio::test]
 async fn pagination_cursor_from_the_body_until_none() {
-    let log = Log::default();
-    let router = Router::new()
-        .route(
-            "/contacts",
-            get(
-                |State(log): State<Log>, Query(q): Query<HashMap<String, String>>| async move {
-                    query_log(&log, &q);
-                    let start = q
-                        .get("after")
-                        .map(|c| c.trim_start_matches("cur").parse::<usize>().unwrap())
-                        .unwrap_or(0);
-                    let items: Vec<Value> = five().into_iter().skip(start).take(2).collect();
-                    let next = (start + 2 < 5).then(|| format!("cur{}", start + 2));
-                    Json(json!({"data": items, "meta": {"next": next}}))
-                },
-            ),
-        )
-        .with_state(log.clone());
-    let base = serve(router).await;
+    let (base, log) = logged_listing("/contacts", |q| {
+        let start = q
+            .get("after")
+            .map(|c| c.trim_start_matches("cur").parse::<usize>().unwrap())
+            .unwrap_or(0);
+        let items: Vec<Value> = five().into_iter().skip(start).take(2).collect();
+        let next = (start + 2 < 5).then(|| format!("cur{}", start + 2));
+        Json(json!({"data": items, "meta": {"next": next}})).into_response()
+    })
+    .await;
     let app = connector(&side(
         &base,
         "",
@@ -262,13 +241,8 @@ async fn pagination_cursor_from_the_body_until_none() {
 
 #[tokio::test]
 async fn pagination_link_header_follows_rel_next() {
-    let log = Log::default();
-    let router = Router::new()
-        .route(
-            "/v2/contacts",
-            get(|State(log): State<Log>, Query(q): Query<HashMap<String, String>>| async move {
-                query_log(&log, &q);
-                let page = param(&q, "page").unwrap_or(0);
+    let (base, log) = logged_listing("/v2/contacts", |q| {
+                let page = param(q, "page").unwrap_or(0);
                 let items: Vec<Value> = five().into_iter().skip(page * 2).take(2).collect();
                 let mut headers = HeaderMap::new();
                 if page < 2 {
@@ -279,11 +253,9 @@ async fn pagination_link_header_follows_rel_next() {
                     );
                     headers.insert("link", link.parse().unwrap());
                 }
-                (headers, Json(Value::Array(items)))
-            }),
-        )
-        .with_state(log.clone());
-    let base = serve(router).await;
+                (headers, Json(Value::Array(items))).into_response()
+    })
+    .await;
     let app = connector(&side(
         &format!("{base}/v2"),
         "",

@@ -41,6 +41,18 @@ fn at(second: u32) -> DateTime<Utc> {
     Utc.with_ymd_and_hms(2026, 11, 1, 12, 0, second).unwrap()
 }
 
+/// Merges a record both sides hold, the app's copy updated last.
+fn merge_both(default_policy: Policy, base: &Canonical, ghl: &Canonical, app: &Canonical) -> Merge {
+    merge(
+        &map(),
+        EntityKind::Contact,
+        default_policy,
+        Some(base),
+        Some(state(ghl, 1)),
+        Some(state(app, 2)),
+    )
+}
+
 fn state(canonical: &Canonical, second: u32) -> SideState<'_> {
     SideState {
         canonical,
@@ -51,14 +63,7 @@ fn state(canonical: &Canonical, second: u32) -> SideState<'_> {
 #[test]
 fn an_echo_of_the_base_is_no_change() {
     let base = canonical(json!({"email": "a@x.com", "tags": ["vip"]}));
-    let merge = merge(
-        &map(),
-        EntityKind::Contact,
-        Policy::Newest,
-        Some(&base),
-        Some(state(&base, 5)),
-        Some(state(&base, 9)),
-    );
+    let merge = merge_both(Policy::Newest, &base, &base, &base);
     assert!(merge.is_noop(), "{merge:?}");
     assert!(merge.changed.is_empty());
     assert_eq!(merge.merged, base);
@@ -69,14 +74,7 @@ fn edits_to_different_fields_on_each_side_both_survive() {
     let base = canonical(json!({"email": "a@x.com", "phone": "+1", "tags": ["vip"]}));
     let ghl = canonical(json!({"email": "new@x.com", "phone": "+1", "tags": ["vip"]}));
     let app = canonical(json!({"email": "a@x.com", "phone": "+2", "tags": ["vip"]}));
-    let merge = merge(
-        &map(),
-        EntityKind::Contact,
-        Policy::Newest,
-        Some(&base),
-        Some(state(&ghl, 1)),
-        Some(state(&app, 2)),
-    );
+    let merge = merge_both(Policy::Newest, &base, &ghl, &app);
     assert_eq!(
         merge.merged,
         canonical(json!({"email": "new@x.com", "phone": "+2", "tags": ["vip"]}))
@@ -91,14 +89,7 @@ fn the_same_field_is_settled_by_its_policy() {
     let ghl = canonical(json!({"email": "g@x.com", "phone": "+10"}));
     let app = canonical(json!({"email": "p@x.com", "phone": "+20"}));
     // email: default newest (app is newer); phone: ghl_wins.
-    let merge = merge(
-        &map(),
-        EntityKind::Contact,
-        Policy::Newest,
-        Some(&base),
-        Some(state(&ghl, 1)),
-        Some(state(&app, 2)),
-    );
+    let merge = merge_both(Policy::Newest, &base, &ghl, &app);
     assert_eq!(merge.merged["email"], "p@x.com");
     assert_eq!(merge.merged["phone"], "+10");
     assert_eq!(merge.to_ghl, canonical(json!({"email": "p@x.com"})));
@@ -110,14 +101,7 @@ fn manual_parks_the_field_and_writes_neither_side() {
     let base = canonical(json!({"company": "Acme"}));
     let ghl = canonical(json!({"company": "Acme Inc"}));
     let app = canonical(json!({"company": "ACME Corp"}));
-    let merge = merge(
-        &map(),
-        EntityKind::Contact,
-        Policy::Newest,
-        Some(&base),
-        Some(state(&ghl, 1)),
-        Some(state(&app, 2)),
-    );
+    let merge = merge_both(Policy::Newest, &base, &ghl, &app);
     assert!(merge.to_ghl.is_empty() && merge.to_app.is_empty());
     assert_eq!(
         merge.conflicts,
@@ -139,14 +123,7 @@ fn union_keeps_additions_from_both_and_removals_from_either() {
     let base = canonical(json!({"tags": ["a", "b", "c"]}));
     let ghl = canonical(json!({"tags": ["a", "b", "g"]}));
     let app = canonical(json!({"tags": ["b", "c", "p"]}));
-    let merge = merge(
-        &map(),
-        EntityKind::Contact,
-        Policy::Newest,
-        Some(&base),
-        Some(state(&ghl, 1)),
-        Some(state(&app, 2)),
-    );
+    let merge = merge_both(Policy::Newest, &base, &ghl, &app);
     assert_eq!(merge.merged["tags"], json!(["b", "g", "p"]));
     assert_eq!(merge.to_ghl["tags"], json!(["b", "g", "p"]));
     assert_eq!(merge.to_app["tags"], json!(["b", "g", "p"]));
@@ -156,14 +133,7 @@ fn union_keeps_additions_from_both_and_removals_from_either() {
 fn converged_edits_need_no_write() {
     let base = canonical(json!({"email": "a@x.com"}));
     let both = canonical(json!({"email": "same@x.com"}));
-    let merge = merge(
-        &map(),
-        EntityKind::Contact,
-        Policy::Manual,
-        Some(&base),
-        Some(state(&both, 1)),
-        Some(state(&both, 2)),
-    );
+    let merge = merge_both(Policy::Manual, &base, &both, &both);
     assert!(merge.is_noop());
     assert_eq!(merge.changed, vec!["email".to_owned()]);
 }
@@ -173,14 +143,7 @@ fn a_one_way_field_never_flows_back() {
     let base = canonical(json!({"source": "form"}));
     let ghl = canonical(json!({"source": "form"}));
     let app = canonical(json!({"source": "edited in app"}));
-    let merge = merge(
-        &map(),
-        EntityKind::Contact,
-        Policy::Newest,
-        Some(&base),
-        Some(state(&ghl, 1)),
-        Some(state(&app, 2)),
-    );
+    let merge = merge_both(Policy::Newest, &base, &ghl, &app);
     assert!(
         merge.to_ghl.is_empty(),
         "to_app fields are never written to GHL"
@@ -193,14 +156,7 @@ fn a_one_way_field_never_flows_back() {
 fn a_cleared_field_is_cleared_on_the_other_side() {
     let base = canonical(json!({"email": "a@x.com"}));
     let ghl = canonical(json!({}));
-    let merge = merge(
-        &map(),
-        EntityKind::Contact,
-        Policy::Newest,
-        Some(&base),
-        Some(state(&ghl, 1)),
-        Some(state(&base, 0)),
-    );
+    let merge = merge_both(Policy::Newest, &base, &ghl, &base);
     assert_eq!(merge.to_app, canonical(json!({"email": null})));
     assert!(!merge.merged.contains_key("email"));
 }
