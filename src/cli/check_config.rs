@@ -36,6 +36,7 @@ pub fn summary(loaded: &Loaded) -> String {
         database,
         sides,
         pairs,
+        sync,
     } = &loaded.settings;
     let mut out = String::new();
     let source = match &loaded.file {
@@ -55,6 +56,15 @@ pub fn summary(loaded: &Loaded) -> String {
         out,
         "  log        level {}, format {:?}",
         log.level, log.format
+    );
+    let _ = writeln!(
+        out,
+        "  sync       poll every {} (+ up to {} jitter), overlap {}, lag {}, reconcile every {}",
+        humantime::format_duration(sync.poll_interval),
+        humantime::format_duration(sync.poll_jitter),
+        humantime::format_duration(sync.overlap),
+        humantime::format_duration(sync.lag),
+        humantime::format_duration(sync.reconcile_interval),
     );
     for side in sides.values() {
         let _ = match &side.kind {

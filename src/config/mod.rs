@@ -11,6 +11,7 @@ mod reader;
 mod rest;
 mod retry;
 mod sides;
+mod sync;
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
@@ -20,13 +21,14 @@ use secrecy::{ExposeSecret, SecretString};
 
 pub use database::{Backend, DatabaseSettings};
 pub use error::{ConfigError, Origin, Problem};
-pub use pairs::PairSettings;
+pub use pairs::{ContactFilter, PairSettings};
 pub use reader::{env_var_for, Secret, SecretSource};
 pub use rest::{ApiKeyPlacement, RestAuth, RestSide};
 pub use sides::{
     GhlAuth, GhlSide, OAuthInstall, SideKind, SideSettings, DEFAULT_GHL_BASE_URL,
     DEFAULT_GHL_SCOPES,
 };
+pub use sync::SyncSettings;
 
 use reader::{Context, FileLines, Got, Table};
 
@@ -48,6 +50,7 @@ pub struct Settings {
     pub database: DatabaseSettings,
     pub sides: BTreeMap<String, SideSettings>,
     pub pairs: BTreeMap<String, PairSettings>,
+    pub sync: SyncSettings,
 }
 
 #[derive(Debug, Clone)]
@@ -160,6 +163,7 @@ fn read_settings(root: &mut Table<'_>) -> Option<Settings> {
     };
     let sides = sides::read_sides(root);
     let pairs = pairs::read_pairs(root, &sides);
+    let sync = sync::read_sync(root);
     let sides = sides
         .into_iter()
         .filter_map(|(name, side)| Some((name, side?)))
@@ -170,6 +174,7 @@ fn read_settings(root: &mut Table<'_>) -> Option<Settings> {
         database: database?,
         sides,
         pairs,
+        sync: sync?,
     })
 }
 

@@ -26,6 +26,68 @@ pub struct PairSettings {
     /// The policy of fields that name none.
     pub default_policy: Policy,
     pub deletes: DeletePolicy,
+    /// Which GHL contacts take part (tasks, notes and appointments follow
+    /// their contact).
+    pub filter: ContactFilter,
+}
+
+/// `[pairs.<name>.filter]`: only GHL contacts of these businesses and/or
+/// with (or without) these tags are synced. Empty lists filter nothing.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ContactFilter {
+    /// `businessId` must be one of these.
+    pub businesses: Vec<String>,
+    /// The contact must carry at least one of these tags.
+    pub tags_any: Vec<String>,
+    /// The contact must carry none of these tags.
+    pub tags_none: Vec<String>,
+}
+
+impl ContactFilter {
+    pub fn is_empty(&self) -> bool {
+        self.businesses.is_empty() && self.tags_any.is_empty() && self.tags_none.is_empty()
+    }
+
+    /// Whether a native GHL contact passes. Tags compare case-insensitively,
+    /// as GHL stores them lowercased.
+    pub fn admits(&self, ghl_contact: &serde_json::Map<String, Value>) -> bool {
+        let business = ghl_contact.get("businessId").and_then(Value::as_str);
+        if !self.businesses.is_empty()
+            && !business.is_some_and(|b| self.businesses.iter().any(|x| x == b))
+        {
+            return false;
+        }
+        let tags: Vec<String> = ghl_contact
+            .get("tags")
+            .and_then(Value::as_array)
+            .map(|tags| {
+                tags.iter()
+                    .filter_map(Value::as_str)
+                    .map(str::to_lowercase)
+                    .collect()
+            })
+            .unwrap_or_default();
+        let has = |tag: &String| tags.contains(&tag.to_lowercase());
+        (self.tags_any.is_empty() || self.tags_any.iter().any(has))
+            && !self.tags_none.iter().any(has)
+    }
+}
+
+fn read_filter(pair: &mut Table<'_>) -> Option<ContactFilter> {
+    let mut table = match pair.table("filter") {
+        Got::Value(table) => table,
+        Got::Absent => return Some(ContactFilter::default()),
+        Got::Invalid => return None,
+    };
+    let businesses = table.string_list("businesses").with_default(Vec::new);
+    let tags_any = table.string_list("tags_any").with_default(Vec::new);
+    let tags_none = table.string_list("tags_none").with_default(Vec::new);
+    table.finish();
+    Some(ContactFilter {
+        businesses: businesses?,
+        tags_any: tags_any?,
+        tags_none: tags_none?,
+    })
 }
 
 pub(crate) fn read_pairs(
@@ -77,9 +139,25 @@ pub(crate) fn read_pairs(
             .non_empty("phone_region")
             .with_default(|| "US".to_owned());
         let map = read_fields(&mut table, region.as_deref().unwrap_or("US"));
+        let filter = read_filter(&mut table);
+        if let (Some(DeletePolicy::Tag(_)), Some(map)) = (&deletes, &map) {
+            if map.field(EntityKind::Contact, "tags").is_none() {
+                table.report(
+                    "deletes",
+                    Some("tag".into()),
+                    "needs a contact field named `tags` in [[pairs.<name>.fields]], where the tag is written",
+                );
+            }
+        }
         table.finish();
-        if let (Some(ghl), Some(app), Some(default_policy), Some(deletes), Some(map)) =
-            (ghl, app, default_policy, deletes, map)
+        if let (
+            Some(ghl),
+            Some(app),
+            Some(default_policy),
+            Some(deletes),
+            Some(map),
+            Some(filter),
+        ) = (ghl, app, default_policy, deletes, map, filter)
         {
             pairs.insert(
                 name.clone(),
@@ -90,6 +168,7 @@ pub(crate) fn read_pairs(
                     map,
                     default_policy,
                     deletes,
+                    filter,
                 },
             );
         }

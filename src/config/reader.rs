@@ -309,8 +309,17 @@ impl<'c> Table<'c> {
         })
     }
 
-    /// A duration written like `30s`, `5m` or `1h 30m`.
+    /// A duration written like `30s`, `5m` or `1h 30m`, longer than zero.
     pub fn duration(&mut self, key: &'static str) -> Got<Duration> {
+        self.any_duration(key, false)
+    }
+
+    /// A duration that may also be `"0s"` (a margin that can be turned off).
+    pub fn zero_or_duration(&mut self, key: &'static str) -> Got<Duration> {
+        self.any_duration(key, true)
+    }
+
+    fn any_duration(&mut self, key: &'static str, zero_ok: bool) -> Got<Duration> {
         self.parse(
             key,
             "a duration such as \"500ms\", \"30s\", \"5m\" or \"1h\"",
@@ -318,7 +327,7 @@ impl<'c> Table<'c> {
                 humantime::parse_duration(text.trim())
                     .map_err(|e| e.to_string())
                     .and_then(|d| {
-                        if d.is_zero() {
+                        if d.is_zero() && !zero_ok {
                             Err("must be longer than zero".to_owned())
                         } else {
                             Ok(d)

@@ -1,5 +1,131 @@
-//! The sync engine: change detection, three-way merge, planning and the
-//! outbox writer. Built stage by stage; `merge` decides, per field, what a
-//! pair of records should become.
+//! The sync engine: the data path from a change on one side to a write on
+//! the other.
+//!
+//! ```text
+//! detect (poll a side's change feed, or list it all to reconcile)
+//!   -> decide (dedup re-reads, map to canonical, find the link or a match,
+//!              three-way merge against the base snapshot, plan writes)
+//!   -> Store::commit (links, outbox, journal, conflicts, dead letters and
+//!                     the watermark, in one transaction)
+//!   -> writer (claim from the outbox, write under the side's limiter,
+//!              Store::complete_outbox: new ids, new base, journal)
+//! ```
+//!
+//! The GHL location is always side `a` of a pair in the store, the other
+//! system side `b`.
 
+mod build;
+mod decide;
+mod detect;
 pub mod merge;
+mod reconcile;
+mod report;
+mod scheduler;
+mod snapshot;
+mod writer;
+
+use std::fmt;
+use std::sync::Arc;
+
+use crate::config::{PairSettings, SyncSettings};
+use crate::connector::{Connector, ConnectorError, EntityKind};
+use crate::mapping::Role;
+use crate::store::{SideRole, Store, StoreError};
+
+pub use build::{build, BuildError};
+pub use report::{PairReport, PlannedWrite, Report, Stats};
+pub use scheduler::{run, Reconcile, Shutdown};
+
+/// What a pass does with its decisions.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    /// Commit them: the daemon, `sync --once`, `backfill`.
+    Apply,
+    /// Only report them: `plan` writes nothing anywhere, not even the
+    /// watermarks.
+    Plan,
+}
+
+/// Why a pass stopped. A pass that fails commits nothing more, so its
+/// watermark stays where it was and the next pass reads the same changes.
+#[derive(Debug, thiserror::Error)]
+pub enum EngineError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// A side is unreachable, out of budget, or refusing our credentials.
+    #[error(transparent)]
+    Side(#[from] ConnectorError),
+}
+
+/// One configured pair with its two connected sides.
+pub struct PairRuntime {
+    pub settings: PairSettings,
+    ghl: Arc<dyn Connector>,
+    app: Arc<dyn Connector>,
+}
+
+impl fmt::Debug for PairRuntime {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("PairRuntime")
+            .field("pair", &self.settings.name)
+            .field("ghl", &self.ghl.side())
+            .field("app", &self.app.side())
+            .finish()
+    }
+}
+
+impl PairRuntime {
+    pub fn new(settings: PairSettings, ghl: Arc<dyn Connector>, app: Arc<dyn Connector>) -> Self {
+        PairRuntime { settings, ghl, app }
+    }
+
+    pub fn name(&self) -> &str {
+        &self.settings.name
+    }
+
+    pub fn connector(&self, role: Role) -> &dyn Connector {
+        match role {
+            Role::Ghl => self.ghl.as_ref(),
+            Role::App => self.app.as_ref(),
+        }
+    }
+
+    /// The entities this pair maps, contacts first (children need their
+    /// contact's link).
+    pub fn entities(&self) -> Vec<EntityKind> {
+        EntityKind::ALL
+            .iter()
+            .copied()
+            .filter(|e| {
+                *e == EntityKind::Contact || self.settings.map.fields_of(*e).next().is_some()
+            })
+            .collect()
+    }
+}
+
+/// Every configured pair, the store and the schedule.
+#[derive(Debug, Clone)]
+pub struct Engine {
+    pub store: Store,
+    pub pairs: Vec<Arc<PairRuntime>>,
+    pub sync: SyncSettings,
+    /// Poked when new writes are enqueued, so the writer starts at once.
+    pub wake: Arc<tokio::sync::Notify>,
+}
+
+/// The store's name for a role: the GHL side is `a`, the other side `b`.
+pub fn side_of(role: Role) -> SideRole {
+    match role {
+        Role::Ghl => SideRole::A,
+        Role::App => SideRole::B,
+    }
+}
+
+pub fn role_of(side: SideRole) -> Role {
+    match side {
+        SideRole::A => Role::Ghl,
+        SideRole::B => Role::App,
+    }
+}
+
+pub const ROLES: [Role; 2] = [Role::Ghl, Role::App];

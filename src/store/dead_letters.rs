@@ -5,7 +5,7 @@ use chrono::{DateTime, Utc};
 use sqlx::types::Json;
 
 use super::error::{op_err, Result, StoreError};
-use super::model::{DeadLetter, DeadLetterStatus, NewDeadLetter};
+use super::model::{DeadLetter, DeadLetterStatus, EntityKind, NewDeadLetter, SideRole};
 use super::sql::{dialect, now, rows_per_statement, values_with_suffix};
 use super::{Store, Tx};
 
@@ -67,6 +67,36 @@ impl Store {
                 status.map_or("*", DeadLetterStatus::as_str)
             )
         }))
+    }
+
+    /// Whether an open dead letter already holds this record for this
+    /// reason: a record that fails to map is read again by every
+    /// overlapping poll, and must be dead-lettered once, not every time.
+    pub async fn has_open_dead_letter(
+        &self,
+        pair: &str,
+        side: SideRole,
+        entity: EntityKind,
+        record_id: &str,
+        reason: &str,
+    ) -> Result<bool> {
+        let found: Option<i64> = on_pool!(self, |p| {
+            sqlx::query_scalar(
+                "SELECT id FROM dead_letters WHERE pair = $1 AND side = $2 AND entity = $3 \
+                 AND record_id = $4 AND reason = $5 AND status = 'open' LIMIT 1",
+            )
+            .bind(pair)
+            .bind(side)
+            .bind(entity)
+            .bind(record_id)
+            .bind(reason)
+            .fetch_optional(p)
+            .await
+        })
+        .map_err(op_err(|| {
+            format!("has_open_dead_letter(pair={pair}, side={side}, entity={entity}, record={record_id})")
+        }))?;
+        Ok(found.is_some())
     }
 
     /// One dead letter by id (for `dead-letters show`).

@@ -120,37 +120,93 @@ impl Store {
         side: SideRole,
         ids: &[String],
     ) -> Result<HashMap<String, Link>> {
-        let mut out = HashMap::with_capacity(ids.len());
-        for chunk in ids.chunks(MAX_IDS_PER_LOOKUP) {
+        let links = self
+            .links_where_in(pair, entity, id_column(side), ids, "links_by_side_ids")
+            .await?;
+        Ok(links
+            .into_iter()
+            .filter_map(|link| Some((link.side(side).id.clone()?, link)))
+            .collect())
+    }
+
+    /// The links of the tasks, notes or appointments owned by these
+    /// contacts (ids on `side`): how a child deleted on that side is found
+    /// when its contact's children are listed again.
+    pub async fn links_by_parent_ids(
+        &self,
+        pair: &str,
+        entity: EntityKind,
+        side: SideRole,
+        parent_ids: &[String],
+    ) -> Result<Vec<Link>> {
+        let column = match side {
+            SideRole::A => "a_parent_id",
+            SideRole::B => "b_parent_id",
+        };
+        self.links_where_in(pair, entity, column, parent_ids, "links_by_parent_ids")
+            .await
+    }
+
+    async fn links_where_in(
+        &self,
+        pair: &str,
+        entity: EntityKind,
+        column: &str,
+        values: &[String],
+        op: &str,
+    ) -> Result<Vec<Link>> {
+        let mut out = Vec::with_capacity(values.len());
+        for chunk in values.chunks(MAX_IDS_PER_LOOKUP) {
             let sql = dialect(
                 self.backend(),
                 format!(
-                "SELECT {LINK_COLUMNS} FROM links WHERE pair = $1 AND entity = $2 AND {} IN ({})",
-                id_column(side),
-                placeholder_list(chunk.len(), 3)
+                    "SELECT {LINK_COLUMNS} FROM links WHERE pair = $1 AND entity = $2 AND {column} IN ({})",
+                    placeholder_list(chunk.len(), 3)
                 ),
             );
             let rows: Vec<LinkRow> = on_pool!(self, |p| {
                 let mut q = sqlx::query_as(&sql).bind(pair).bind(entity);
-                for id in chunk {
-                    q = q.bind(id.as_str());
+                for value in chunk {
+                    q = q.bind(value.as_str());
                 }
                 q.fetch_all(p).await
             })
             .map_err(op_err(|| {
                 format!(
-                    "links_by_side_ids(pair={pair}, entity={entity}, side={side}, {} ids)",
+                    "{op}(pair={pair}, entity={entity}, {column}: {} values)",
                     chunk.len()
                 )
             }))?;
-            for row in rows {
-                let link = Link::from(row);
-                if let Some(key) = link.side(side).id.clone() {
-                    out.insert(key, link);
-                }
-            }
+            out.extend(rows.into_iter().map(Link::from));
         }
         Ok(out)
+    }
+
+    /// The live (not tombstoned) links of a pair and entity that have an id
+    /// on `side`: `(link id, id on that side)`, ordered by link id. What a
+    /// reconciliation compares a side's full listing against, without
+    /// loading every snapshot into memory.
+    pub async fn live_side_ids(
+        &self,
+        pair: &str,
+        entity: EntityKind,
+        side: SideRole,
+    ) -> Result<Vec<(i64, String)>> {
+        let sql = format!(
+            "SELECT id, {col} FROM links WHERE pair = $1 AND entity = $2 \
+             AND deleted_at IS NULL AND {col} IS NOT NULL ORDER BY id",
+            col = id_column(side)
+        );
+        on_pool!(self, |p| {
+            sqlx::query_as(&sql)
+                .bind(pair)
+                .bind(entity)
+                .fetch_all(p)
+                .await
+        })
+        .map_err(op_err(|| {
+            format!("live_side_ids(pair={pair}, entity={entity}, side={side})")
+        }))
     }
 
     /// Every link of a pair and entity, tombstones included, ordered by id:

@@ -23,7 +23,8 @@ pub(super) const OUTBOX_COLUMNS: &str = "id, idempotency_key, pair, target_side,
 
 /// SQLite: one UPDATE over a LIMITed sub-select is atomic (writers are
 /// serialised by the database lock).
-const CLAIM_SQLITE: &str = "UPDATE outbox SET locked_until = $1, updated_at = $2 \
+const CLAIM_SQLITE: &str =
+    "UPDATE outbox SET locked_until = $1, updated_at = $2, attempts = attempts + 1 \
      WHERE id IN (SELECT id FROM outbox \
                   WHERE status = 'pending' AND next_attempt_at <= $2 \
                     AND (locked_until IS NULL OR locked_until <= $2) \
@@ -38,7 +39,7 @@ const CLAIM_POSTGRES: &str = "WITH picked AS ( \
          AND (locked_until IS NULL OR locked_until <= $2) \
        ORDER BY id LIMIT $3 \
        FOR UPDATE SKIP LOCKED) \
-     UPDATE outbox SET locked_until = $1, updated_at = $2 \
+     UPDATE outbox SET locked_until = $1, updated_at = $2, attempts = outbox.attempts + 1 \
      FROM picked WHERE outbox.id = picked.id \
      RETURNING outbox.*";
 
@@ -129,7 +130,9 @@ pub(super) async fn not_pending(tx: &mut Tx, op: &'static str, id: i64) -> Store
 
 impl Store {
     /// Leases up to `limit` due outbox items (pending, `next_attempt_at`
-    /// reached, no live lease) for `lease`, oldest first. A writer that dies
+    /// reached, no live lease) for `lease`, oldest first. Each claim counts
+    /// as an attempt, so an item whose write crashes the writer every time
+    /// still reaches the attempt limit instead of coming back forever. A writer that dies
     /// holding items loses nothing: once the lease expires they are claimable
     /// again. Concurrent callers never receive the same item while its lease
     /// is live.
@@ -159,8 +162,8 @@ impl Store {
         Ok(items)
     }
 
-    /// Records a failed write attempt: increments `attempts`, keeps the
-    /// error, releases the lease and journals it, in one transaction. With
+    /// Records a failed write attempt (counted when it was claimed): keeps
+    /// the error, releases the lease and journals it, in one transaction. With
     /// `retry_at` the item stays pending until then; with `None` it is dead:
     /// a dead letter (stage `write`, the error as reason, the payload) and a
     /// `dead_lettered` journal row are written with it, so the failure is
@@ -175,7 +178,7 @@ impl Store {
         let now = now();
         let mut tx = self.begin(OP).await?;
         let sql = format!(
-            "UPDATE outbox SET attempts = attempts + 1, last_error = $2, locked_until = NULL, \
+            "UPDATE outbox SET last_error = $2, locked_until = NULL, \
              updated_at = $1, next_attempt_at = COALESCE($3, next_attempt_at), \
              status = CASE WHEN $3 IS NULL THEN 'dead' ELSE status END \
              WHERE id = $4 AND status = 'pending' RETURNING {OUTBOX_COLUMNS}"
@@ -239,6 +242,32 @@ impl Store {
             .map_err(op_err(|| format!("{OP}(id={id}): journaling")))?;
         tx.commit(OP).await?;
         Ok(outcome)
+    }
+
+    /// Gives claimed items back untouched (lease released, the claim not
+    /// counted as an attempt): a writer shutting down hands over what it
+    /// did not start, so a restart takes them at once instead of waiting
+    /// for the lease to expire.
+    pub async fn release_outbox(&self, ids: &[i64]) -> Result<()> {
+        for chunk in ids.chunks(super::sql::MAX_IDS_PER_LOOKUP) {
+            let sql = dialect(
+                self.backend(),
+                format!(
+                    "UPDATE outbox SET locked_until = NULL, attempts = attempts - 1 \
+                     WHERE status = 'pending' AND locked_until IS NOT NULL AND id IN ({})",
+                    placeholder_list(chunk.len(), 1)
+                ),
+            );
+            on_pool!(self, |p| {
+                let mut q = sqlx::query(&sql);
+                for id in chunk {
+                    q = q.bind(*id);
+                }
+                q.execute(p).await.map(|_| ())
+            })
+            .map_err(op_err(|| format!("release_outbox({} ids)", chunk.len())))?;
+        }
+        Ok(())
     }
 
     /// One outbox item by id: for `status`/inspection commands and tests.

@@ -1,0 +1,999 @@
+//! Deciding what a batch of records read from one side means: for each
+//! record, whether it is a re-read, an echo, a change to merge into its
+//! link, a new record to link by match key or to create, or bad input to
+//! dead-letter. The decisions accumulate in one [`Changeset`], committed by
+//! the caller together with the watermark that covers them.
+
+use std::collections::{HashMap, HashSet};
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+
+use super::merge::{merge, Merge, SideState};
+use super::report::{PairReport, PlannedWrite};
+use super::{side_of, snapshot, EngineError, Mode, PairRuntime, ROLES};
+use crate::connector::{ConnectorError, EntityKind, Record};
+use crate::mapping::{Canonical, DeletePolicy, Role};
+use crate::store::{
+    Change, Changeset, DeadLetterStage, Direction, JournalAction, Link, LinkRef, LinkSide,
+    LinkUpdate, LinkWrite, NewConflict, NewDeadLetter, NewJournalEntry, NewLink, NewOutboxItem,
+    OutboxOp, OutboxRef, SidePatch, Store,
+};
+
+/// What an outbox item carries to the writer.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct WritePayload {
+    /// Native fields: the record to create, or the patch to apply.
+    #[serde(default)]
+    pub fields: Map<String, Value>,
+    /// The new base snapshot once the write succeeds.
+    #[serde(default)]
+    pub snapshot: Option<Canonical>,
+    /// Canonical names of the fields written, for the journal.
+    #[serde(default)]
+    pub changed: Vec<String>,
+    /// The tag an `add_tags` write puts on the record.
+    #[serde(default)]
+    pub tag: Option<String>,
+}
+
+/// A contact decided on in this batch: children read later in the same
+/// batch find their parent here before its link is committed.
+#[derive(Debug, Clone)]
+struct ContactRef {
+    /// The contact's id on the other side (none while its create is
+    /// pending there; the writer then finds it when the child is written).
+    other_id: Option<String>,
+}
+
+pub struct Decider<'a> {
+    pair: &'a PairRuntime,
+    store: &'a Store,
+    mode: Mode,
+    changeset: Changeset,
+    pub report: PairReport,
+    next_ref: u32,
+    contacts: HashMap<(Role, String), ContactRef>,
+    /// Other-side ids linked by this batch: two records matching the same
+    /// record must not both link to it.
+    claimed: HashSet<(EntityKind, Role, String)>,
+}
+
+impl<'a> Decider<'a> {
+    pub fn new(pair: &'a PairRuntime, store: &'a Store, mode: Mode) -> Self {
+        Decider {
+            pair,
+            store,
+            mode,
+            changeset: Changeset::default(),
+            report: PairReport::default(),
+            next_ref: 0,
+            contacts: HashMap::new(),
+            claimed: HashSet::new(),
+        }
+    }
+
+    fn name(&self) -> &str {
+        self.pair.name()
+    }
+
+    /// The decisions so far, leaving the decider empty for the next batch.
+    pub fn take_changeset(&mut self) -> Changeset {
+        self.contacts.clear();
+        self.claimed.clear();
+        std::mem::take(&mut self.changeset)
+    }
+
+    /// Decides a batch of records of `entity` read from `source`. Returns
+    /// the ids of the records that changed (neither re-reads nor filtered),
+    /// whose children the caller may want to read.
+    pub async fn records(
+        &mut self,
+        source: Role,
+        entity: EntityKind,
+        mut records: Vec<Record>,
+    ) -> Result<Vec<String>, EngineError> {
+        // The newest version of each id only.
+        records.sort_by(|a, b| a.id.cmp(&b.id).then(b.updated_at.cmp(&a.updated_at)));
+        records.dedup_by(|later, kept| later.id == kept.id);
+        let src = side_of(source);
+        let ids: Vec<String> = records.iter().map(|r| r.id.clone()).collect();
+        let links = self
+            .store
+            .links_by_side_ids(self.name(), entity, src, &ids)
+            .await?;
+        let parents = if entity == EntityKind::Contact {
+            HashMap::new()
+        } else {
+            self.parent_links(source, &records).await?
+        };
+        let mut changed = Vec::new();
+        for record in records {
+            self.report.stats.read += 1;
+            let link = links.get(&record.id);
+            if let Some(link) = link {
+                if entity == EntityKind::Contact {
+                    self.remember_contact(source, &record.id, link);
+                }
+                let seen = link.side(src).updated_at;
+                if link.deleted_at.is_some() || seen.is_some_and(|seen| seen >= record.updated_at) {
+                    self.report.stats.unchanged += 1;
+                    continue;
+                }
+            }
+            if entity == EntityKind::Contact
+                && source == Role::Ghl
+                && !self.pair.settings.filter.admits(&record.fields)
+            {
+                self.report.stats.filtered += 1;
+                continue;
+            }
+            let Some(canonical) = self.canonical(source, &record, link).await? else {
+                continue;
+            };
+            changed.push(record.id.clone());
+            match link {
+                Some(link) => self.linked(source, &record, canonical, link).await?,
+                None => {
+                    let parent = match &record.parent_id {
+                        Some(parent) if entity != EntityKind::Contact => {
+                            match parents.get(parent) {
+                                Some(parent) => Some(parent.clone()),
+                                None => {
+                                    self.report.stats.orphans += 1;
+                                    continue;
+                                }
+                            }
+                        }
+                        _ => None,
+                    };
+                    self.unlinked(source, &record, canonical, parent).await?
+                }
+            }
+        }
+        Ok(changed)
+    }
+
+    /// Records a side refused to hand over (no id, malformed timestamps):
+    /// dead letters, once each.
+    pub async fn rejected(
+        &mut self,
+        source: Role,
+        entity: EntityKind,
+        errors: Vec<ConnectorError>,
+    ) -> Result<(), EngineError> {
+        for error in errors {
+            let id = match &error {
+                ConnectorError::Record { id, .. } => id.clone(),
+                _ => None,
+            };
+            self.dead_letter(
+                source,
+                entity,
+                id,
+                DeadLetterStage::Read,
+                error.to_string(),
+                None,
+            )
+            .await?;
+        }
+        Ok(())
+    }
+
+    /// `gone` no longer holds the record of `link`: applies the pair's
+    /// delete policy to the other side, and tombstones the link so neither
+    /// side's copy is synced again.
+    pub async fn deletion(&mut self, gone: Role, link: &Link) -> Result<(), EngineError> {
+        if link.deleted_at.is_some() {
+            return Ok(());
+        }
+        let target = gone.other();
+        let target_id = link.side(side_of(target)).id.clone();
+        let caps = self.pair.connector(target).capabilities().of(link.entity);
+        let now = Utc::now();
+        self.changeset.links.push(LinkWrite::Update(LinkUpdate {
+            id: link.id,
+            deleted_at: Change::Set(now),
+            ..LinkUpdate::default()
+        }));
+        let mut entry = self.journal(link.entity, JournalAction::Seen, link);
+        entry.direction = Some(Direction::towards(side_of(target)));
+        entry.detail = Some(format!(
+            "deleted on side `{}`",
+            self.pair.connector(gone).side()
+        ));
+        self.changeset.journal.push(entry);
+        self.report.stats.planned_deletes += 1;
+        let Some(target_id) = target_id else {
+            return Ok(());
+        };
+        let (op, payload) = match &self.pair.settings.deletes {
+            DeletePolicy::Propagate if caps.delete => (OutboxOp::Delete, WritePayload::default()),
+            DeletePolicy::Tag(tag) if link.entity == EntityKind::Contact && caps.update => (
+                OutboxOp::AddTags,
+                WritePayload {
+                    tag: Some(tag.clone()),
+                    changed: vec!["tags".to_owned()],
+                    ..WritePayload::default()
+                },
+            ),
+            _ => return Ok(()),
+        };
+        let key = format!(
+            "{}/{}/link:{}/{}->{}",
+            self.name(),
+            link.entity,
+            link.id,
+            op,
+            side_of(target)
+        );
+        self.enqueue(
+            key,
+            target,
+            link.entity,
+            op,
+            LinkRef::Existing(link.id),
+            Some(target_id),
+            link.side(side_of(target)).parent_id.clone(),
+            payload,
+            link.side(side_of(gone)).id.clone(),
+        );
+        Ok(())
+    }
+
+    // ------------------------------------------------------------------
+
+    /// The canonical form of a record, or `None` after dead-lettering it.
+    async fn canonical(
+        &mut self,
+        role: Role,
+        record: &Record,
+        link: Option<&Link>,
+    ) -> Result<Option<Canonical>, EngineError> {
+        match self
+            .pair
+            .settings
+            .map
+            .to_canonical(record.entity, role, &record.fields)
+        {
+            Ok(canonical) => Ok(Some(canonical)),
+            Err(error) => {
+                let reason = format!(
+                    "side `{}`, {} {}: {error}",
+                    self.pair.connector(role).side(),
+                    record.entity,
+                    record.id
+                );
+                self.dead_letter(
+                    role,
+                    record.entity,
+                    Some(record.id.clone()),
+                    DeadLetterStage::Map,
+                    reason,
+                    Some(Value::Object(record.fields.clone())),
+                )
+                .await?;
+                // This version is handled (dead-lettered): re-reads skip it.
+                if let Some(link) = link {
+                    let mut update = LinkUpdate {
+                        id: link.id,
+                        ..LinkUpdate::default()
+                    };
+                    *side_patch(&mut update, role) = SidePatch {
+                        updated_at: Some(record.updated_at),
+                        ..SidePatch::default()
+                    };
+                    self.changeset.links.push(LinkWrite::Update(update));
+                }
+                Ok(None)
+            }
+        }
+    }
+
+    async fn dead_letter(
+        &mut self,
+        role: Role,
+        entity: EntityKind,
+        record_id: Option<String>,
+        stage: DeadLetterStage,
+        reason: String,
+        payload: Option<Value>,
+    ) -> Result<(), EngineError> {
+        let side = side_of(role);
+        if let Some(id) = &record_id {
+            if self
+                .store
+                .has_open_dead_letter(self.name(), side, entity, id, &reason)
+                .await?
+            {
+                return Ok(());
+            }
+        }
+        tracing::warn!(
+            pair = %self.name(),
+            side = %self.pair.connector(role).side(),
+            entity = %entity,
+            record = record_id.as_deref().unwrap_or("-"),
+            reason = %reason,
+            "record dead-lettered"
+        );
+        self.report.stats.dead_letters += 1;
+        let mut entry = NewJournalEntry::new(self.name(), entity, JournalAction::DeadLettered);
+        match side {
+            crate::store::SideRole::A => entry.a_id = record_id.clone(),
+            crate::store::SideRole::B => entry.b_id = record_id.clone(),
+        }
+        entry.detail = Some(reason.clone());
+        self.changeset.journal.push(entry);
+        self.changeset.dead_letters.push(NewDeadLetter {
+            pair: self.name().to_owned(),
+            side,
+            entity,
+            record_id,
+            outbox_id: None,
+            stage,
+            reason,
+            payload,
+        });
+        Ok(())
+    }
+
+    fn remember_contact(&mut self, source: Role, id: &str, link: &Link) {
+        self.contacts.insert(
+            (source, id.to_owned()),
+            ContactRef {
+                other_id: link.side(side_of(source.other())).id.clone(),
+            },
+        );
+    }
+
+    /// The links of the contacts owning these children, from this batch or
+    /// the mirror.
+    async fn parent_links(
+        &mut self,
+        source: Role,
+        records: &[Record],
+    ) -> Result<HashMap<String, ContactRef>, EngineError> {
+        let mut found = HashMap::new();
+        let mut missing = Vec::new();
+        for parent in records.iter().filter_map(|r| r.parent_id.as_ref()) {
+            match self.contacts.get(&(source, parent.clone())) {
+                Some(contact) => {
+                    found.insert(parent.clone(), contact.clone());
+                }
+                None => missing.push(parent.clone()),
+            }
+        }
+        missing.sort();
+        missing.dedup();
+        if !missing.is_empty() {
+            let links = self
+                .store
+                .links_by_side_ids(self.name(), EntityKind::Contact, side_of(source), &missing)
+                .await?;
+            for (id, link) in links {
+                if link.deleted_at.is_none() {
+                    found.insert(
+                        id,
+                        ContactRef {
+                            other_id: link.side(side_of(source.other())).id.clone(),
+                        },
+                    );
+                }
+            }
+        }
+        Ok(found)
+    }
+
+    /// A changed record that has a link: merge it with the other side's
+    /// current state against the base snapshot.
+    async fn linked(
+        &mut self,
+        source: Role,
+        record: &Record,
+        canonical: Canonical,
+        link: &Link,
+    ) -> Result<(), EngineError> {
+        let entity = record.entity;
+        let other = source.other();
+        let map = &self.pair.settings.map;
+        let base = snapshot::canonical(&link.snapshot);
+        let mut update = LinkUpdate {
+            id: link.id,
+            ..LinkUpdate::default()
+        };
+        *side_patch(&mut update, source) = SidePatch {
+            updated_at: Some(record.updated_at),
+            ..SidePatch::default()
+        };
+
+        // Nothing this side feeds differs from the base: our own write
+        // coming back, or an edit of unmapped fields. Never a write.
+        let unchanged = map
+            .fields_of(entity)
+            .filter(|f| f.flow.reads_from(source))
+            .all(|f| canonical.get(&f.name) == base.get(&f.name));
+        if unchanged && link.side(side_of(other)).id.is_some() {
+            self.report.stats.echoes += 1;
+            self.changeset.links.push(LinkWrite::Update(update));
+            let mut entry = self.journal(entity, JournalAction::SkippedEcho, link);
+            entry.direction = Some(Direction::towards(side_of(other)));
+            self.changeset.journal.push(entry);
+            return Ok(());
+        }
+
+        // The other side as it is now, so that its own edits since the base
+        // are merged, not overwritten.
+        let other_record = match &link.side(side_of(other)).id {
+            None => None,
+            Some(other_id) => {
+                let parent = link.side(side_of(other)).parent_id.as_deref();
+                match self
+                    .pair
+                    .connector(other)
+                    .get(entity, other_id, parent)
+                    .await
+                {
+                    Ok(Some(found)) => Some(found),
+                    Ok(None) => {
+                        self.changeset.links.push(LinkWrite::Update(update));
+                        return self.deletion(other, link).await;
+                    }
+                    Err(error) if error.is_record_error() => {
+                        self.changeset.links.push(LinkWrite::Update(update));
+                        return self
+                            .dead_letter(
+                                other,
+                                entity,
+                                Some(other_id.clone()),
+                                DeadLetterStage::Read,
+                                error.to_string(),
+                                None,
+                            )
+                            .await;
+                    }
+                    Err(error) => return Err(error.into()),
+                }
+            }
+        };
+        let other_canonical = match &other_record {
+            Some(found) => match self.canonical(other, found, Some(link)).await? {
+                Some(c) => Some(c),
+                None => {
+                    self.changeset.links.push(LinkWrite::Update(update));
+                    return Ok(());
+                }
+            },
+            None => None,
+        };
+        if let Some(found) = &other_record {
+            side_patch(&mut update, other).updated_at = Some(found.updated_at);
+        }
+        let merged = merge_roles(
+            self.pair,
+            entity,
+            Some(&base),
+            (source, &canonical, record.updated_at),
+            other_canonical
+                .as_ref()
+                .zip(other_record.as_ref().map(|r| r.updated_at)),
+        );
+        let ids = Ids {
+            source,
+            source_id: record.id.clone(),
+            updated_at: record.updated_at,
+            other_id: link.side(side_of(other)).id.clone(),
+            ghl_parent: link.a.parent_id.clone(),
+            app_parent: link.b.parent_id.clone(),
+        };
+        self.settle(
+            LinkRef::Existing(link.id),
+            Some(&base),
+            entity,
+            &merged,
+            &ids,
+            update,
+        );
+        Ok(())
+    }
+
+    /// A changed record without a link: link it to its match on the other
+    /// side, or plan its creation there.
+    async fn unlinked(
+        &mut self,
+        source: Role,
+        record: &Record,
+        canonical: Canonical,
+        parent: Option<ContactRef>,
+    ) -> Result<(), EngineError> {
+        let entity = record.entity;
+        let other = source.other();
+        if entity == EntityKind::Contact {
+            if let Some(found) = self.find_match(source, &canonical).await? {
+                return self.link_match(source, record, canonical, found).await;
+            }
+        }
+        let caps = self.pair.connector(other).capabilities().of(entity);
+        let flows = self
+            .pair
+            .settings
+            .map
+            .fields_of(entity)
+            .any(|f| f.flow.reads_from(source) && f.flow.writes_to(other));
+        if !caps.create || !flows {
+            // One-way the other way, or a side that cannot hold it.
+            self.report.stats.filtered += 1;
+            return Ok(());
+        }
+        let merged = merge_roles(
+            self.pair,
+            entity,
+            None,
+            (source, &canonical, record.updated_at),
+            None,
+        );
+        let local_ref = self.next_ref();
+        let other_parent = parent.and_then(|p| p.other_id);
+        let this_side = LinkSide {
+            id: Some(record.id.clone()),
+            parent_id: record.parent_id.clone(),
+            updated_at: Some(record.updated_at),
+        };
+        let other_side = LinkSide {
+            id: None,
+            parent_id: other_parent.clone(),
+            updated_at: None,
+        };
+        let (a, b) = match source {
+            Role::Ghl => (this_side, other_side),
+            Role::App => (other_side, this_side),
+        };
+        self.changeset.links.push(LinkWrite::Insert {
+            local_ref,
+            link: NewLink {
+                pair: self.name().to_owned(),
+                entity,
+                a,
+                b,
+                snapshot: snapshot::empty(),
+                deleted_at: None,
+            },
+        });
+        if entity == EntityKind::Contact {
+            self.contacts
+                .insert((source, record.id.clone()), ContactRef { other_id: None });
+        }
+        let ids = Ids {
+            source,
+            source_id: record.id.clone(),
+            updated_at: record.updated_at,
+            other_id: None,
+            ghl_parent: if source == Role::Ghl {
+                record.parent_id.clone()
+            } else {
+                other_parent.clone()
+            },
+            app_parent: if source == Role::App {
+                record.parent_id.clone()
+            } else {
+                other_parent
+            },
+        };
+        self.settle(
+            LinkRef::New(local_ref),
+            None,
+            entity,
+            &merged,
+            &ids,
+            LinkUpdate::default(),
+        );
+        Ok(())
+    }
+
+    /// The other side's contact with the same match key value (email,
+    /// phone), if it can be searched by one this pair maps.
+    async fn find_match(
+        &mut self,
+        source: Role,
+        canonical: &Canonical,
+    ) -> Result<Option<Record>, EngineError> {
+        let other = self.pair.connector(source.other());
+        for key in other.capabilities().match_keys.clone() {
+            let Some(field) = self.pair.settings.map.match_field(EntityKind::Contact, key) else {
+                continue;
+            };
+            let Some(value) = canonical.get(&field.name).and_then(Value::as_str) else {
+                continue;
+            };
+            match other.find_contact(key, value).await {
+                Ok(Some(found)) => return Ok(Some(found)),
+                Ok(None) => {}
+                Err(error) if error.is_record_error() => {
+                    tracing::warn!(pair = %self.name(), key = %key, error = %error, "match lookup failed; trying the next key");
+                }
+                Err(error) => return Err(error.into()),
+            }
+        }
+        Ok(None)
+    }
+
+    /// Links a new record to the other side's record with the same match
+    /// key, merging the two as records that never agreed (no base).
+    async fn link_match(
+        &mut self,
+        source: Role,
+        record: &Record,
+        canonical: Canonical,
+        found: Record,
+    ) -> Result<(), EngineError> {
+        let entity = record.entity;
+        let other = source.other();
+        let claim = (entity, other, found.id.clone());
+        let linked_elsewhere = self.claimed.contains(&claim)
+            || self
+                .store
+                .link_by_side_id(self.name(), entity, side_of(other), &found.id)
+                .await?
+                .is_some();
+        if linked_elsewhere {
+            let reason = format!(
+                "{entity} {} on side `{}` has the same match key as {entity} {} on side `{}`, \
+                 which is already linked to another record: not linking or creating a duplicate; \
+                 merge the duplicates on side `{}`",
+                record.id,
+                self.pair.connector(source).side(),
+                found.id,
+                self.pair.connector(other).side(),
+                self.pair.connector(source).side(),
+            );
+            return self
+                .dead_letter(
+                    source,
+                    entity,
+                    Some(record.id.clone()),
+                    DeadLetterStage::Map,
+                    reason,
+                    Some(Value::Object(record.fields.clone())),
+                )
+                .await;
+        }
+        let Some(found_canonical) = self.canonical(other, &found, None).await? else {
+            return Ok(());
+        };
+        self.claimed.insert(claim);
+        self.report.stats.linked += 1;
+        let merged = merge_roles(
+            self.pair,
+            entity,
+            None,
+            (source, &canonical, record.updated_at),
+            Some((&found_canonical, found.updated_at)),
+        );
+        let local_ref = self.next_ref();
+        let this_side = LinkSide {
+            id: Some(record.id.clone()),
+            parent_id: None,
+            updated_at: Some(record.updated_at),
+        };
+        let other_side = LinkSide {
+            id: Some(found.id.clone()),
+            parent_id: None,
+            updated_at: Some(found.updated_at),
+        };
+        let (a, b) = match source {
+            Role::Ghl => (this_side, other_side),
+            Role::App => (other_side, this_side),
+        };
+        self.changeset.links.push(LinkWrite::Insert {
+            local_ref,
+            link: NewLink {
+                pair: self.name().to_owned(),
+                entity,
+                a,
+                b,
+                snapshot: snapshot::empty(),
+                deleted_at: None,
+            },
+        });
+        self.contacts.insert(
+            (source, record.id.clone()),
+            ContactRef {
+                other_id: Some(found.id.clone()),
+            },
+        );
+        let ids = Ids {
+            source,
+            source_id: record.id.clone(),
+            updated_at: record.updated_at,
+            other_id: Some(found.id),
+            ghl_parent: None,
+            app_parent: None,
+        };
+        self.settle(
+            LinkRef::New(local_ref),
+            None,
+            entity,
+            &merged,
+            &ids,
+            LinkUpdate::default(),
+        );
+        Ok(())
+    }
+
+    /// Turns a merge into link, outbox, conflict and journal rows.
+    fn settle(
+        &mut self,
+        link: LinkRef,
+        base: Option<&Canonical>,
+        entity: EntityKind,
+        merged: &Merge,
+        ids: &Ids,
+        mut update: LinkUpdate,
+    ) {
+        let map = &self.pair.settings.map;
+        for conflict in &merged.conflicts {
+            self.report.stats.conflicts += 1;
+            self.changeset.conflicts.push(NewConflict {
+                pair: self.name().to_owned(),
+                entity,
+                link,
+                field: conflict.field.clone(),
+                base_value: conflict.base.clone(),
+                a_value: conflict.ghl.clone(),
+                b_value: conflict.app.clone(),
+            });
+        }
+        let mut seen = NewJournalEntry::new(self.name(), entity, JournalAction::Seen);
+        seen.link = Some(link);
+        ids.fill(&mut seen);
+        seen.fields = merged.changed.clone();
+        seen.direction = Some(Direction::towards(side_of(ids.source.other())));
+        self.changeset.journal.push(seen);
+        if !merged.conflicts.is_empty() {
+            let mut opened =
+                NewJournalEntry::new(self.name(), entity, JournalAction::ConflictOpened);
+            opened.link = Some(link);
+            ids.fill(&mut opened);
+            opened.fields = merged.conflicts.iter().map(|c| c.field.clone()).collect();
+            self.changeset.journal.push(opened);
+        }
+
+        let mut planned = false;
+        for target in ROLES {
+            let writes = merged.writes_to(target);
+            if writes.is_empty() {
+                continue;
+            }
+            let target_exists = if target == ids.source {
+                true
+            } else {
+                ids.other_id.is_some()
+            };
+            let caps = self.pair.connector(target).capabilities().of(entity);
+            let creating = !target_exists && base.is_none() && matches!(link, LinkRef::New(_));
+            let (op, allowed) = if creating {
+                (OutboxOp::Create, caps.create)
+            } else {
+                (OutboxOp::Update, caps.update)
+            };
+            if !allowed {
+                continue;
+            }
+            let native = match map.to_native(entity, target, writes) {
+                Ok(native) => native,
+                Err(error) => {
+                    let reason = format!(
+                        "side `{}`, {entity} {}: {error}",
+                        self.pair.connector(target).side(),
+                        ids.source_id
+                    );
+                    self.report.stats.dead_letters += 1;
+                    self.changeset.dead_letters.push(NewDeadLetter {
+                        pair: self.name().to_owned(),
+                        side: side_of(target),
+                        entity,
+                        record_id: Some(ids.source_id.clone()),
+                        outbox_id: None,
+                        stage: DeadLetterStage::Map,
+                        reason,
+                        payload: serde_json::to_value(writes).ok(),
+                    });
+                    continue;
+                }
+            };
+            let target_id = if target == ids.source {
+                Some(ids.source_id.clone())
+            } else {
+                ids.other_id.clone()
+            };
+            let parent = match target {
+                Role::Ghl => ids.ghl_parent.clone(),
+                Role::App => ids.app_parent.clone(),
+            };
+            let key = format!(
+                "{}/{entity}/{}:{}@{}/{op}->{}",
+                self.name(),
+                side_of(ids.source),
+                ids.source_id,
+                ids.updated_at.timestamp_micros(),
+                side_of(target)
+            );
+            let payload = WritePayload {
+                fields: native,
+                snapshot: Some(merged.merged.clone()),
+                changed: writes.keys().cloned().collect(),
+                tag: None,
+            };
+            self.enqueue(
+                key,
+                target,
+                entity,
+                op,
+                link,
+                target_id,
+                parent,
+                payload,
+                Some(ids.source_id.clone()),
+            );
+            planned = true;
+        }
+        match link {
+            LinkRef::Existing(_) => {
+                if !planned && base.map(snapshot::of) != Some(snapshot::of(&merged.merged)) {
+                    update.snapshot = Some(snapshot::of(&merged.merged));
+                }
+                self.changeset.links.push(LinkWrite::Update(update));
+            }
+            LinkRef::New(local_ref) => {
+                if !planned {
+                    // Linked by match key with nothing to write: the
+                    // sides agree now.
+                    if let Some(LinkWrite::Insert { link, .. }) =
+                        self.changeset.links.iter_mut().rev().find(
+                            |w| matches!(w, LinkWrite::Insert { local_ref: r, .. } if *r == local_ref),
+                        )
+                    {
+                        link.snapshot = snapshot::of(&merged.merged);
+                    }
+                }
+            }
+        }
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn enqueue(
+        &mut self,
+        idempotency_key: String,
+        target: Role,
+        entity: EntityKind,
+        op: OutboxOp,
+        link: LinkRef,
+        target_id: Option<String>,
+        parent_id: Option<String>,
+        payload: WritePayload,
+        source_id: Option<String>,
+    ) {
+        match op {
+            OutboxOp::Create => self.report.stats.planned_creates += 1,
+            OutboxOp::Delete => {}
+            _ => self.report.stats.planned_updates += 1,
+        }
+        if self.mode == Mode::Plan {
+            let fields = match (&payload.snapshot, op) {
+                (Some(snapshot), _) => payload
+                    .changed
+                    .iter()
+                    .map(|f| (f.clone(), snapshot.get(f).cloned().unwrap_or(Value::Null)))
+                    .collect(),
+                (None, OutboxOp::AddTags) => [(
+                    "tags".to_owned(),
+                    Value::from(payload.tag.clone().unwrap_or_default()),
+                )]
+                .into(),
+                _ => Default::default(),
+            };
+            self.report.planned.push(PlannedWrite {
+                pair: self.name().to_owned(),
+                side: self.pair.connector(target).side().to_owned(),
+                entity,
+                op,
+                target_id: target_id.clone(),
+                source_id,
+                fields,
+            });
+        }
+        let mut planned = NewJournalEntry::new(self.name(), entity, JournalAction::Planned);
+        planned.link = Some(link);
+        planned.direction = Some(Direction::towards(side_of(target)));
+        planned.fields = payload.changed.clone();
+        planned.outbox = Some(OutboxRef::Key(idempotency_key.clone()));
+        planned.detail = Some(op.to_string());
+        self.changeset.journal.push(planned);
+        self.changeset.outbox.push(NewOutboxItem {
+            idempotency_key,
+            pair: self.name().to_owned(),
+            target_side: side_of(target),
+            entity,
+            op,
+            link: Some(link),
+            target_id,
+            parent_id,
+            payload: serde_json::to_value(&payload).expect("payloads serialise"),
+            not_before: None,
+        });
+    }
+
+    fn journal(&self, entity: EntityKind, action: JournalAction, link: &Link) -> NewJournalEntry {
+        let mut entry = NewJournalEntry::new(self.name(), entity, action);
+        entry.link = Some(LinkRef::Existing(link.id));
+        entry.a_id = link.a.id.clone();
+        entry.b_id = link.b.id.clone();
+        entry
+    }
+
+    fn next_ref(&mut self) -> u32 {
+        self.next_ref += 1;
+        self.next_ref
+    }
+}
+
+/// The ids a decision's rows carry.
+struct Ids {
+    source: Role,
+    source_id: String,
+    updated_at: DateTime<Utc>,
+    other_id: Option<String>,
+    ghl_parent: Option<String>,
+    app_parent: Option<String>,
+}
+
+impl Ids {
+    fn fill(&self, entry: &mut NewJournalEntry) {
+        let (ghl, app) = match self.source {
+            Role::Ghl => (Some(self.source_id.clone()), self.other_id.clone()),
+            Role::App => (self.other_id.clone(), Some(self.source_id.clone())),
+        };
+        entry.a_id = ghl;
+        entry.b_id = app;
+    }
+}
+
+/// The patch of `role`'s side of a link update.
+fn side_patch(update: &mut LinkUpdate, role: Role) -> &mut SidePatch {
+    match role {
+        Role::Ghl => &mut update.a,
+        Role::App => &mut update.b,
+    }
+}
+
+/// [`merge`] with the sides given by role.
+fn merge_roles(
+    pair: &PairRuntime,
+    entity: EntityKind,
+    base: Option<&Canonical>,
+    source: (Role, &Canonical, DateTime<Utc>),
+    other: Option<(&Canonical, DateTime<Utc>)>,
+) -> Merge {
+    let (role, canonical, updated_at) = source;
+    let this = Some(SideState {
+        canonical,
+        updated_at,
+    });
+    let that = other.map(|(canonical, updated_at)| SideState {
+        canonical,
+        updated_at,
+    });
+    let (ghl, app) = match role {
+        Role::Ghl => (this, that),
+        Role::App => (that, this),
+    };
+    merge(
+        &pair.settings.map,
+        entity,
+        pair.settings.default_policy,
+        base,
+        ghl,
+        app,
+    )
+}

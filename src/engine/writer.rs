@@ -1,0 +1,384 @@
+//! The outbox writer: takes planned writes under a lease, applies each on
+//! its target side (paced by that side's limiter inside the connector), and
+//! records the outcome atomically: the new id, updated_at and base snapshot
+//! with an `applied` journal row, or the failure with a retry time or a
+//! dead letter.
+
+use std::time::Duration;
+
+use chrono::Utc;
+use serde_json::Value;
+use tracing::Instrument;
+
+use super::decide::WritePayload;
+use super::report::Stats;
+use super::{role_of, snapshot, Engine, EngineError, PairRuntime};
+use crate::connector::{ConnectorError, EntityKind, Record};
+use crate::mapping::Role;
+use crate::store::{
+    Change, Completion, Direction, JournalAction, LinkRef, LinkUpdate, LinkWrite, NewJournalEntry,
+    OutboxItem, OutboxOp, SidePatch, StoreError,
+};
+
+/// Why one write did not happen.
+enum Failure {
+    /// Try again later (side unavailable, parent not created yet).
+    Retry {
+        reason: String,
+        after: Option<Duration>,
+    },
+    /// This write can never succeed as planned: dead letter.
+    Permanent(String),
+}
+
+impl From<ConnectorError> for Failure {
+    fn from(error: ConnectorError) -> Self {
+        match &error {
+            ConnectorError::Record { .. } | ConnectorError::Unsupported { .. } => {
+                Failure::Permanent(error.to_string())
+            }
+            ConnectorError::Unavailable { retry_after, .. } => Failure::Retry {
+                after: *retry_after,
+                reason: error.to_string(),
+            },
+            ConnectorError::Auth { .. } => {
+                tracing::error!(error = %error, "credentials refused; writes wait until they work again");
+                Failure::Retry {
+                    after: Some(Duration::from_secs(300)),
+                    reason: error.to_string(),
+                }
+            }
+        }
+    }
+}
+
+/// The result of one written item.
+enum Written {
+    Done(Option<Record>),
+    Failed(Failure),
+}
+
+impl Engine {
+    /// Applies due outbox items until none is left (items waiting for a
+    /// retry time stay), or until `stop` says so between batches. Returns
+    /// what was applied and retried.
+    pub async fn drain_outbox(&self, stop: &super::Shutdown) -> Result<Stats, EngineError> {
+        let mut stats = Stats::default();
+        while !stop.is_stopping() {
+            let items = self
+                .store
+                .claim_outbox(self.sync.writer_batch, self.sync.writer_lease)
+                .await?;
+            if items.is_empty() {
+                break;
+            }
+            let mut pending: Vec<i64> = items.iter().map(|i| i.id).collect();
+            for item in items {
+                if stop.is_stopping() {
+                    break;
+                }
+                pending.retain(|id| *id != item.id);
+                self.write_one(item, &mut stats).await?;
+            }
+            if !pending.is_empty() {
+                // Shutting down: hand back what was not started.
+                self.store.release_outbox(&pending).await?;
+            }
+        }
+        Ok(stats)
+    }
+
+    async fn write_one(&self, item: OutboxItem, stats: &mut Stats) -> Result<(), EngineError> {
+        let Some(pair) = self.pairs.iter().find(|p| p.name() == item.pair) else {
+            let reason = format!(
+                "pair `{}` is no longer configured; its write was not applied",
+                item.pair
+            );
+            self.store.fail_outbox(item.id, &reason, None).await?;
+            return Ok(());
+        };
+        let target = role_of(item.target_side);
+        let span = tracing::info_span!(
+            "write",
+            pair = %item.pair,
+            side = %pair.connector(target).side(),
+            entity = %item.entity,
+            op = %item.op,
+            outbox_id = item.id,
+            target_id = item.target_id.as_deref().unwrap_or("-"),
+        );
+        let written = self.apply(pair, &item).instrument(span.clone()).await?;
+        let _enter = span.enter();
+        match written {
+            Written::Done(record) => {
+                let completion = completion(&item, record.as_ref());
+                match self.store.complete_outbox(&completion).await {
+                    Ok(_) => {
+                        stats.applied += 1;
+                        tracing::info!(
+                            fields = ?payload(&item).changed,
+                            record = record.as_ref().map(|r| r.id.as_str()).unwrap_or("-"),
+                            "change applied"
+                        );
+                    }
+                    // Another writer whose lease outlived ours finished it.
+                    Err(StoreError::OutboxNotPending { .. }) => {}
+                    Err(error) => return Err(error.into()),
+                }
+            }
+            Written::Failed(Failure::Retry { reason, after }) => {
+                if item.attempts as u32 >= self.sync.max_attempts {
+                    let reason = format!("gave up after {} attempts: {reason}", item.attempts);
+                    tracing::warn!(reason = %reason, "write dead-lettered");
+                    self.store.fail_outbox(item.id, &reason, None).await?;
+                } else {
+                    let wait = after.unwrap_or_else(|| backoff(item.attempts));
+                    tracing::debug!(reason = %reason, retry_in = ?wait, "write will be retried");
+                    let at = Utc::now() + chrono::Duration::from_std(wait).unwrap_or_default();
+                    self.store.fail_outbox(item.id, &reason, Some(at)).await?;
+                    stats.retried += 1;
+                }
+            }
+            Written::Failed(Failure::Permanent(reason)) => {
+                tracing::warn!(reason = %reason, "write dead-lettered");
+                self.store.fail_outbox(item.id, &reason, None).await?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Performs one write on its target side.
+    async fn apply(&self, pair: &PairRuntime, item: &OutboxItem) -> Result<Written, EngineError> {
+        let target = role_of(item.target_side);
+        let connector = pair.connector(target);
+        let payload = payload(item);
+        let parent = match self.parent_id(pair, item).await? {
+            Ok(parent) => parent,
+            Err(failure) => return Ok(Written::Failed(failure)),
+        };
+        let target_id = match (&item.target_id, item.op) {
+            (Some(id), _) => Some(id.clone()),
+            (None, OutboxOp::Create) => None,
+            (None, _) => {
+                // Planned while the record's create there was pending.
+                let link = match item.link_id {
+                    Some(id) => self.store.link_by_id(id).await?,
+                    None => None,
+                };
+                match link.and_then(|l| l.side(item.target_side).id.clone()) {
+                    Some(id) => Some(id),
+                    None => {
+                        return Ok(Written::Failed(Failure::Retry {
+                            reason: "the record is not created on this side yet".into(),
+                            after: Some(Duration::from_secs(2)),
+                        }))
+                    }
+                }
+            }
+        };
+        let parent = parent.as_deref();
+        let result = match item.op {
+            OutboxOp::Create => {
+                // A retried create of a contact first looks for the record a
+                // lost answer may have created (the connectors' creates are
+                // idempotent too; this also covers a crash after the write).
+                let existing = if item.attempts > 1 && item.entity == EntityKind::Contact {
+                    self.find_created(pair, target, &payload).await
+                } else {
+                    None
+                };
+                match existing {
+                    Some(found) => connector
+                        .update(item.entity, &found.id, parent, &payload.fields)
+                        .await
+                        .map(Some),
+                    None => connector
+                        .create(item.entity, parent, &payload.fields)
+                        .await
+                        .map(Some),
+                }
+            }
+            OutboxOp::Update | OutboxOp::Complete => {
+                let id = target_id.as_deref().unwrap_or_default();
+                connector
+                    .update(item.entity, id, parent, &payload.fields)
+                    .await
+                    .map(Some)
+            }
+            OutboxOp::Delete => {
+                let id = target_id.as_deref().unwrap_or_default();
+                connector
+                    .delete(item.entity, id, parent)
+                    .await
+                    .map(|_| None)
+            }
+            OutboxOp::AddTags | OutboxOp::RemoveTags => {
+                let id = target_id.as_deref().unwrap_or_default();
+                self.retag(pair, target, item, id, &payload).await
+            }
+        };
+        Ok(match result {
+            Ok(record) => Written::Done(record),
+            Err(error) => Written::Failed(error.into()),
+        })
+    }
+
+    /// The owning contact's id on the target side, for tasks and notes.
+    async fn parent_id(
+        &self,
+        pair: &PairRuntime,
+        item: &OutboxItem,
+    ) -> Result<Result<Option<String>, Failure>, EngineError> {
+        if item.entity == EntityKind::Contact || item.parent_id.is_some() {
+            return Ok(Ok(item.parent_id.clone()));
+        }
+        let Some(link) = (match item.link_id {
+            Some(id) => self.store.link_by_id(id).await?,
+            None => None,
+        }) else {
+            return Ok(Ok(None));
+        };
+        if let Some(parent) = &link.side(item.target_side).parent_id {
+            return Ok(Ok(Some(parent.clone())));
+        }
+        let source = item.target_side.other();
+        let Some(source_parent) = &link.side(source).parent_id else {
+            return Ok(Ok(None));
+        };
+        let contact = self
+            .store
+            .link_by_side_id(pair.name(), EntityKind::Contact, source, source_parent)
+            .await?;
+        Ok(
+            match contact.and_then(|c| c.side(item.target_side).id.clone()) {
+                Some(parent) => Ok(Some(parent)),
+                None => Err(Failure::Retry {
+                    reason: format!("its contact {source_parent} is not created on this side yet"),
+                    after: Some(Duration::from_secs(2)),
+                }),
+            },
+        )
+    }
+
+    /// The contact a previous attempt of a create may have made, found by
+    /// match key.
+    async fn find_created(
+        &self,
+        pair: &PairRuntime,
+        target: Role,
+        payload: &WritePayload,
+    ) -> Option<Record> {
+        let connector = pair.connector(target);
+        let snapshot = payload.snapshot.as_ref()?;
+        for key in connector.capabilities().match_keys.clone() {
+            let field = pair.settings.map.match_field(EntityKind::Contact, key)?;
+            let Some(value) = snapshot.get(&field.name).and_then(Value::as_str) else {
+                continue;
+            };
+            if let Ok(Some(found)) = connector.find_contact(key, value).await {
+                return Some(found);
+            }
+        }
+        None
+    }
+
+    /// The delete policy `tag`: adds a tag to the record, keeping its
+    /// others.
+    async fn retag(
+        &self,
+        pair: &PairRuntime,
+        target: Role,
+        item: &OutboxItem,
+        id: &str,
+        payload: &WritePayload,
+    ) -> Result<Option<Record>, ConnectorError> {
+        let connector = pair.connector(target);
+        let map = &pair.settings.map;
+        let Some(current) = connector.get(item.entity, id, None).await? else {
+            return Ok(None);
+        };
+        let mut canonical = map
+            .to_canonical(item.entity, target, &current.fields)
+            .unwrap_or_default();
+        let mut tags: Vec<Value> = match canonical.remove("tags") {
+            Some(Value::Array(tags)) => tags,
+            Some(other) => vec![other],
+            None => Vec::new(),
+        };
+        let tag = Value::from(payload.tag.clone().unwrap_or_default());
+        if !tags.contains(&tag) {
+            tags.push(tag);
+        }
+        let changes = [("tags".to_owned(), Value::Array(tags))].into();
+        let patch =
+            map.to_native(item.entity, target, &changes)
+                .map_err(|e| ConnectorError::Record {
+                    side: connector.side().to_owned(),
+                    entity: item.entity,
+                    id: Some(id.to_owned()),
+                    message: e.to_string(),
+                })?;
+        connector
+            .update(item.entity, id, None, &patch)
+            .await
+            .map(Some)
+    }
+}
+
+fn payload(item: &OutboxItem) -> WritePayload {
+    serde_json::from_value(item.payload.clone()).unwrap_or_default()
+}
+
+/// How a completed write changes the mirror.
+fn completion(item: &OutboxItem, record: Option<&Record>) -> Completion {
+    let payload = payload(item);
+    let mut entry = NewJournalEntry::new(&item.pair, item.entity, JournalAction::Applied);
+    entry.direction = Some(Direction::towards(item.target_side));
+    entry.fields = payload.changed.clone();
+    entry.detail = Some(item.op.to_string());
+    let written_id = record
+        .map(|r| r.id.clone())
+        .or_else(|| item.target_id.clone());
+    match item.target_side {
+        crate::store::SideRole::A => entry.a_id = written_id,
+        crate::store::SideRole::B => entry.b_id = written_id,
+    }
+    let Some(link_id) = item.link_id else {
+        return Completion {
+            outbox_id: item.id,
+            link: None,
+            journal: vec![entry],
+        };
+    };
+    entry.link = Some(LinkRef::Existing(link_id));
+    let mut update = LinkUpdate {
+        id: link_id,
+        ..LinkUpdate::default()
+    };
+    let side = SidePatch {
+        id: record.map(|r| r.id.clone()),
+        parent_id: record.and_then(|r| r.parent_id.clone()),
+        updated_at: record.map(|r| r.updated_at),
+    };
+    match item.target_side {
+        crate::store::SideRole::A => update.a = side,
+        crate::store::SideRole::B => update.b = side,
+    }
+    if item.op == OutboxOp::Delete {
+        update.deleted_at = Change::Set(Utc::now());
+    }
+    if let Some(snapshot) = &payload.snapshot {
+        update.snapshot = Some(snapshot::of(snapshot));
+    }
+    Completion {
+        outbox_id: item.id,
+        link: Some(LinkWrite::Update(update)),
+        journal: vec![entry],
+    }
+}
+
+/// Exponential backoff by attempt: 2 s, 4 s, 8 s, … up to 5 minutes.
+fn backoff(attempts: i32) -> Duration {
+    let exponent = attempts.clamp(1, 8) as u32;
+    Duration::from_secs((1u64 << exponent).min(300))
+}
