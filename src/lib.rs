@@ -6,6 +6,7 @@
 pub mod cli;
 pub mod config;
 pub mod connector;
+pub mod demo;
 pub mod engine;
 pub mod mapping;
 pub mod sim;

@@ -5,6 +5,7 @@ mod auth;
 mod check_config;
 mod doctor;
 mod migrate;
+mod sync;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -57,6 +58,37 @@ pub struct Cli {
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
+    /// The daemon: poll, merge and write until SIGTERM or SIGINT, then
+    /// finish the writes in flight within sync.shutdown_grace.
+    Run,
+    /// One full cycle (detect on every pair, drain the outbox), then exit.
+    Sync {
+        /// Required: one cycle and exit (the daemon is `ghlsync run`).
+        #[arg(long, required = true)]
+        once: bool,
+        /// Also reconcile every pair (finds deletes), even if not due.
+        #[arg(long)]
+        reconcile: bool,
+        /// Print the cycle's report as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// The sandbox: read both sides and print the writes a cycle would
+    /// make, per side and field, writing nothing anywhere.
+    Plan {
+        #[arg(long)]
+        json: bool,
+    },
+    /// The initial load: reconcile every pair in full and write what it
+    /// finds, with progress.
+    Backfill {
+        #[arg(long)]
+        json: bool,
+    },
+    /// Start both simulators with seeded data, sync them with the daemon,
+    /// make edits on both sides, and show what propagated. Needs no
+    /// configuration.
+    Demo,
     /// Validate the configuration and summarise what would run.
     CheckConfig,
     /// Create or upgrade the mirror store's schema, then exit.
@@ -95,6 +127,13 @@ pub fn main() -> ExitCode {
 }
 
 fn run(cli: Cli) -> Exit {
+    if let Command::Demo = cli.command {
+        let log = config::LogSettings {
+            level: "warn".into(),
+            format: config::LogFormat::Auto,
+        };
+        return in_runtime(&log, crate::demo::run());
+    }
     if let Command::Sim(sim) = cli.command {
         // Simulators need no configuration: log at info for a person.
         let log = config::LogSettings {
@@ -119,7 +158,15 @@ fn run(cli: Cli) -> Exit {
         Command::Migrate => with_runtime(&loaded, migrate::run),
         Command::Auth(command) => with_runtime(&loaded, |loaded| auth::run(loaded, command)),
         Command::Doctor { side } => with_runtime(&loaded, |loaded| doctor::run(loaded, side)),
-        Command::Sim(_) => unreachable!("handled above"),
+        Command::Run => with_runtime(&loaded, sync::run),
+        Command::Sync {
+            once: _,
+            reconcile,
+            json,
+        } => with_runtime(&loaded, |loaded| sync::once(loaded, reconcile, json)),
+        Command::Plan { json } => with_runtime(&loaded, |loaded| sync::plan(loaded, json)),
+        Command::Backfill { json } => with_runtime(&loaded, |loaded| sync::backfill(loaded, json)),
+        Command::Sim(_) | Command::Demo => unreachable!("handled above"),
     }
 }
 

@@ -64,6 +64,7 @@ pub async fn build(settings: &Settings, store: Store) -> Result<Engine, BuildErr
         pairs,
         sync: settings.sync.clone(),
         wake: Arc::new(Notify::new()),
+        records_read: Arc::default(),
     })
 }
 

@@ -5,6 +5,7 @@
 //! the caller together with the watermark that covers them.
 
 use std::collections::{HashMap, HashSet};
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
@@ -12,7 +13,7 @@ use serde_json::{Map, Value};
 
 use super::merge::{merge, Merge, SideState};
 use super::report::{PairReport, PlannedWrite};
-use super::{side_of, snapshot, EngineError, Mode, PairRuntime, ROLES};
+use super::{side_of, snapshot, Engine, EngineError, Mode, PairRuntime, ROLES};
 use crate::connector::{ConnectorError, EntityKind, Record};
 use crate::mapping::{Canonical, DeletePolicy, Role};
 use crate::store::{
@@ -36,6 +37,12 @@ pub struct WritePayload {
     /// The tag an `add_tags` write puts on the record.
     #[serde(default)]
     pub tag: Option<String>,
+    /// The target's values of the written fields when the write was
+    /// planned. If the target holds anything else when the write is due,
+    /// someone edited it meanwhile: the write is withdrawn and the next
+    /// poll merges that edit instead of overwriting it.
+    #[serde(default)]
+    pub expect: Option<Canonical>,
 }
 
 /// A contact decided on in this batch: children read later in the same
@@ -50,6 +57,8 @@ struct ContactRef {
 pub struct Decider<'a> {
     pair: &'a PairRuntime,
     store: &'a Store,
+    /// The engine's running count of records read (progress output).
+    records_read: &'a AtomicU64,
     mode: Mode,
     changeset: Changeset,
     pub report: PairReport,
@@ -61,10 +70,11 @@ pub struct Decider<'a> {
 }
 
 impl<'a> Decider<'a> {
-    pub fn new(pair: &'a PairRuntime, store: &'a Store, mode: Mode) -> Self {
+    pub fn new(engine: &'a Engine, pair: &'a PairRuntime, mode: Mode) -> Self {
         Decider {
             pair,
-            store,
+            store: &engine.store,
+            records_read: &engine.records_read,
             mode,
             changeset: Changeset::default(),
             report: PairReport::default(),
@@ -109,6 +119,8 @@ impl<'a> Decider<'a> {
             self.parent_links(source, &records).await?
         };
         let mut changed = Vec::new();
+        self.records_read
+            .fetch_add(records.len() as u64, Ordering::Relaxed);
         for record in records {
             self.report.stats.read += 1;
             let link = links.get(&record.id);
@@ -487,11 +499,12 @@ impl<'a> Decider<'a> {
             ghl_parent: link.a.parent_id.clone(),
             app_parent: link.b.parent_id.clone(),
         };
+        let current = Sides::of(source, Some(&canonical), other_canonical.as_ref());
         self.settle(
             LinkRef::Existing(link.id),
             Some(&base),
             entity,
-            &merged,
+            (&merged, current),
             &ids,
             update,
         );
@@ -584,7 +597,7 @@ impl<'a> Decider<'a> {
             LinkRef::New(local_ref),
             None,
             entity,
-            &merged,
+            (&merged, Sides::of(source, Some(&canonical), None)),
             &ids,
             LinkUpdate::default(),
         );
@@ -710,11 +723,12 @@ impl<'a> Decider<'a> {
             ghl_parent: None,
             app_parent: None,
         };
+        let current = Sides::of(source, Some(&canonical), Some(&found_canonical));
         self.settle(
             LinkRef::New(local_ref),
             None,
             entity,
-            &merged,
+            (&merged, current),
             &ids,
             LinkUpdate::default(),
         );
@@ -727,7 +741,7 @@ impl<'a> Decider<'a> {
         link: LinkRef,
         base: Option<&Canonical>,
         entity: EntityKind,
-        merged: &Merge,
+        (merged, current): (&Merge, Sides<'_>),
         ids: &Ids,
         mut update: LinkUpdate,
     ) {
@@ -819,11 +833,18 @@ impl<'a> Decider<'a> {
                 ids.updated_at.timestamp_micros(),
                 side_of(target)
             );
+            let expect = current.get(target).map(|now| {
+                writes
+                    .keys()
+                    .filter_map(|f| Some((f.clone(), now.get(f)?.clone())))
+                    .collect()
+            });
             let payload = WritePayload {
                 fields: native,
                 snapshot: Some(merged.merged.clone()),
                 changed: writes.keys().cloned().collect(),
                 tag: None,
+                expect,
             };
             self.enqueue(
                 key,
@@ -956,6 +977,36 @@ impl Ids {
         };
         entry.a_id = ghl;
         entry.b_id = app;
+    }
+}
+
+/// Each side's canonical record as the decision saw it (none: not there,
+/// or not read).
+#[derive(Clone, Copy)]
+struct Sides<'c> {
+    ghl: Option<&'c Canonical>,
+    app: Option<&'c Canonical>,
+}
+
+impl<'c> Sides<'c> {
+    fn of(source: Role, this: Option<&'c Canonical>, that: Option<&'c Canonical>) -> Self {
+        match source {
+            Role::Ghl => Sides {
+                ghl: this,
+                app: that,
+            },
+            Role::App => Sides {
+                ghl: that,
+                app: this,
+            },
+        }
+    }
+
+    fn get(self, role: Role) -> Option<&'c Canonical> {
+        match role {
+            Role::Ghl => self.ghl,
+            Role::App => self.app,
+        }
     }
 }
 

@@ -67,7 +67,7 @@ impl Engine {
         if until < since {
             return Ok(PairReport::default());
         }
-        let mut decider = Decider::new(pair, &self.store, mode);
+        let mut decider = Decider::new(self, pair, mode);
         let mut watermark = stored;
         let mut pages = pair.connector(source).changes(entity, since, until);
         while let Some(page) = pages.next().await {
@@ -134,14 +134,25 @@ impl Engine {
     ) -> Result<(), EngineError> {
         let connector = pair.connector(source);
         let mut present = HashSet::new();
+        let mut listed = Vec::with_capacity(contacts.len());
         for contact in contacts {
-            let children = connector.children(entity, contact).await?;
+            let children = match connector.children(entity, contact).await {
+                Ok(children) => children,
+                // The contact is gone: its own deletion is found by
+                // reconciliation; its children are not "deleted" here.
+                Err(error) if error.is_record_error() => {
+                    tracing::debug!(contact = %contact, error = %error, "children not listed");
+                    continue;
+                }
+                Err(error) => return Err(error.into()),
+            };
+            listed.push(contact.clone());
             present.extend(children.iter().map(|c| c.id.clone()));
             decider.records(source, entity, children).await?;
         }
         let linked = self
             .store
-            .links_by_parent_ids(pair.name(), entity, side_of(source), contacts)
+            .links_by_parent_ids(pair.name(), entity, side_of(source), &listed)
             .await?;
         for link in linked {
             let gone = link

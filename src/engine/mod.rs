@@ -111,6 +111,8 @@ pub struct Engine {
     pub sync: SyncSettings,
     /// Poked when new writes are enqueued, so the writer starts at once.
     pub wake: Arc<tokio::sync::Notify>,
+    /// Records read from either side since start (progress output).
+    pub records_read: Arc<std::sync::atomic::AtomicU64>,
 }
 
 /// The store's name for a role: the GHL side is `a`, the other side `b`.

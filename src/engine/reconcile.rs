@@ -28,7 +28,7 @@ impl Engine {
     ) -> Result<PairReport, EngineError> {
         let span = tracing::info_span!("reconcile", pair = %pair.name());
         async {
-            let mut decider = Decider::new(pair, &self.store, mode);
+            let mut decider = Decider::new(self, pair, mode);
             for source in ROLES {
                 self.reconcile_contacts(pair, &mut decider, source, mode)
                     .await?;

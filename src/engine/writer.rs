@@ -56,6 +56,8 @@ impl From<ConnectorError> for Failure {
 enum Written {
     Done(Option<Record>),
     Failed(Failure),
+    /// Not applied: the target changed since the write was planned.
+    Withdrawn(String),
 }
 
 impl Engine {
@@ -139,6 +141,13 @@ impl Engine {
                     stats.retried += 1;
                 }
             }
+            Written::Withdrawn(reason) => {
+                tracing::info!(reason = %reason, "write withdrawn; the next poll merges the newer edit");
+                match self.store.cancel_outbox(item.id, &reason).await {
+                    Ok(()) | Err(StoreError::OutboxNotPending { .. }) => {}
+                    Err(error) => return Err(error.into()),
+                }
+            }
             Written::Failed(Failure::Permanent(reason)) => {
                 tracing::warn!(reason = %reason, "write dead-lettered");
                 self.store.fail_outbox(item.id, &reason, None).await?;
@@ -200,6 +209,12 @@ impl Engine {
             }
             OutboxOp::Update | OutboxOp::Complete => {
                 let id = target_id.as_deref().unwrap_or_default();
+                if let Some(reason) = self.edited_since(pair, item, id, parent, &payload).await {
+                    return Ok(match reason {
+                        Ok(reason) => Written::Withdrawn(reason),
+                        Err(error) => Written::Failed(error.into()),
+                    });
+                }
                 connector
                     .update(item.entity, id, parent, &payload.fields)
                     .await
@@ -258,6 +273,43 @@ impl Engine {
                 }),
             },
         )
+    }
+
+    /// Whether the target's written fields still hold what the decision
+    /// saw (`None`: they do, go ahead). A record edited meanwhile must not
+    /// be overwritten with a merge that did not see the edit.
+    async fn edited_since(
+        &self,
+        pair: &PairRuntime,
+        item: &OutboxItem,
+        id: &str,
+        parent: Option<&str>,
+        payload: &WritePayload,
+    ) -> Option<Result<String, ConnectorError>> {
+        let expect = payload.expect.as_ref()?;
+        let target = role_of(item.target_side);
+        let current = match pair.connector(target).get(item.entity, id, parent).await {
+            Ok(Some(current)) => current,
+            Ok(None) => return Some(Ok("the record was deleted there".to_owned())),
+            Err(error) => return Some(Err(error)),
+        };
+        let canonical = pair
+            .settings
+            .map
+            .to_canonical(item.entity, target, &current.fields)
+            .unwrap_or_default();
+        let edited: Vec<&str> = payload
+            .changed
+            .iter()
+            .filter(|f| canonical.get(*f) != expect.get(*f))
+            .map(String::as_str)
+            .collect();
+        (!edited.is_empty()).then(|| {
+            Ok(format!(
+                "edited there since the write was planned: {}",
+                edited.join(", ")
+            ))
+        })
     }
 
     /// The contact a previous attempt of a create may have made, found by

@@ -244,6 +244,47 @@ impl Store {
         Ok(outcome)
     }
 
+    /// Withdraws a pending item that must not be applied any more (its
+    /// target changed since the write was planned: the next poll merges
+    /// that change instead), with a journal row saying why.
+    pub async fn cancel_outbox(&self, id: i64, reason: &str) -> Result<()> {
+        const OP: &str = "cancel_outbox";
+        let now = now();
+        let mut tx = self.begin(OP).await?;
+        let sql = format!(
+            "UPDATE outbox SET status = 'cancelled', locked_until = NULL, last_error = $2, \
+             updated_at = $1, completed_at = $1 WHERE id = $3 AND status = 'pending' \
+             RETURNING {OUTBOX_COLUMNS}"
+        );
+        let item: Option<OutboxItem> = on_tx!(&mut tx, |c| {
+            sqlx::query_as(&sql)
+                .bind(now)
+                .bind(reason)
+                .bind(id)
+                .fetch_optional(&mut *c)
+                .await
+        })
+        .map_err(op_err(|| format!("{OP}(id={id})")))?;
+        let Some(item) = item else {
+            return Err(not_pending(&mut tx, OP, id).await);
+        };
+        let (a_id, b_id) = record_ids(&mut tx, &item).await?;
+        let mut entry = NewJournalEntry::new(&item.pair, item.entity, JournalAction::FailedAttempt);
+        entry.direction = Some(Direction::towards(item.target_side));
+        entry.a_id = a_id;
+        entry.b_id = b_id;
+        entry.detail = Some(format!("write withdrawn: {reason}"));
+        let row = JournalRow {
+            entry: &entry,
+            link_id: item.link_id,
+            outbox_id: Some(item.id),
+        };
+        insert_journal(&mut tx, std::slice::from_ref(&row), now)
+            .await
+            .map_err(op_err(|| format!("{OP}(id={id}): journaling")))?;
+        tx.commit(OP).await
+    }
+
     /// Gives claimed items back untouched (lease released, the claim not
     /// counted as an attempt): a writer shutting down hands over what it
     /// did not start, so a restart takes them at once instead of waiting

@@ -236,10 +236,7 @@ fn contact(
         json!(format!("{}.{}.{}@example.com", first, last, index + 1).to_lowercase()),
     );
     let number = location_index * spec.contacts_per_location.max(1) + index;
-    data.insert(
-        "phone".into(),
-        json!(format!("+1555{:07}", number % 10_000_000)),
-    );
+    data.insert("phone".into(), json!(seed_phone(number)));
     if rng.gen_bool(0.7) {
         data.insert("companyName".into(), json!(pick(rng, COMPANIES)));
     }
@@ -364,4 +361,13 @@ fn contact(
         notes,
         appointments,
     }
+}
+
+/// A unique, valid North American number for the `number`th seeded
+/// contact (area codes that exist, the 555 exchange): valid numbers, so the
+/// seed data passes E.164 normalisation like real data would.
+fn seed_phone(number: usize) -> String {
+    const AREA_CODES: [u16; 10] = [212, 312, 415, 512, 617, 702, 206, 303, 404, 305];
+    let area = AREA_CODES[(number / 10_000) % AREA_CODES.len()];
+    format!("+1{area}555{:04}", number % 10_000)
 }
