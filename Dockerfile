@@ -46,6 +46,7 @@ VOLUME ["/var/lib/ghlsync"]
 ENV GHLSYNC__STATE_DIR=/var/lib/ghlsync
 STOPSIGNAL SIGTERM
 ENTRYPOINT ["ghlsync"]
-# `run` (the daemon) arrives with the sync engine; until then the image
-# validates its configuration and prepares the mirror store.
-CMD ["migrate"]
+# The daemon; it migrates the mirror store at start-up. SIGTERM lets the
+# writes in flight finish within sync.shutdown_grace (keep Docker's stop
+# timeout above it: `docker stop -t 30`).
+CMD ["run"]
