@@ -9,13 +9,14 @@ ARG DEBIAN_RELEASE=trixie
 FROM rust:${RUST_VERSION}-slim-${DEBIAN_RELEASE} AS builder
 WORKDIR /build
 # Dependencies first, so source edits do not rebuild them. Cargo checks
-# that every target in the manifest exists, so the benchmark gets a stub
-# too (it is never built here).
+# that every target in the manifest exists, so each benchmark gets a stub
+# too (they are never built here).
 COPY Cargo.toml Cargo.lock ./
 RUN mkdir src benches \
     && echo 'fn main() {}' > src/main.rs \
     && touch src/lib.rs \
-    && echo 'fn main() {}' > benches/ghl_rate_limit.rs \
+    && for bench in ghl_rate_limit engine_throughput; do \
+         echo 'fn main() {}' > "benches/$bench.rs"; done \
     && cargo build --release --locked \
     && rm -rf src
 COPY build.rs ./

@@ -292,13 +292,12 @@ fn is_empty(value: &Value) -> bool {
 }
 
 fn read(source: &Source, native: &Map<String, Value>) -> Option<Value> {
-    let root = Value::Object(native.clone());
     match source {
-        Source::Pointer(pointer) => root.pointer(pointer).cloned(),
+        Source::Pointer(pointer) => pointer_in(native, pointer).cloned(),
         Source::Join(parts) => {
             let words: Vec<String> = parts
                 .iter()
-                .filter_map(|p| root.pointer(p).and_then(Value::as_str))
+                .filter_map(|p| pointer_in(native, p).and_then(Value::as_str))
                 .map(|s| s.trim().to_owned())
                 .filter(|s| !s.is_empty())
                 .collect();
@@ -316,6 +315,25 @@ fn read(source: &Source, native: &Map<String, Value>) -> Option<Value> {
                     .cloned()
             }),
         Source::Constant { value, .. } => Some(value.clone()),
+    }
+}
+
+/// `Value::pointer` on an object, without copying the object into a
+/// `Value` first (this runs for every field of every record read).
+fn pointer_in<'v>(object: &'v Map<String, Value>, pointer: &str) -> Option<&'v Value> {
+    let rest = pointer.strip_prefix('/')?;
+    let (first, rest) = match rest.split_once('/') {
+        Some((first, rest)) => (first, Some(rest)),
+        None => (rest, None),
+    };
+    let value = if first.contains('~') {
+        object.get(&first.replace("~1", "/").replace("~0", "~"))?
+    } else {
+        object.get(first)?
+    };
+    match rest {
+        Some(rest) => value.pointer(&format!("/{rest}")),
+        None => Some(value),
     }
 }
 

@@ -13,10 +13,12 @@ const POSTGRES_MAX_PARAMS: usize = 32_000;
 /// Bind parameters per multi-row statement on SQLite (limit 32766). There is
 /// no round trip to save, and binding costs grow with the square of the
 /// parameter count (sqlx asks SQLite for each parameter's name, a linear
-/// scan), so statements stay small: 400 measured fastest for 3,500-row
-/// batches (999: about 1.5x slower, 32766: about 20x). The full-size statement is
-/// prepared once and reused from sqlx's statement cache.
-pub(crate) const SQLITE_MAX_PARAMS: usize = 400;
+/// scan), so statements stay small. `benches/engine_throughput.rs` (pages
+/// of 500 records, four tables per page) measured 150 fastest: 400 about
+/// 1.4x slower, 64 about 1.5x slower (more statements, each a round trip
+/// to sqlx's SQLite worker thread). The full-size statement is prepared
+/// once and reused from sqlx's statement cache.
+pub(crate) const SQLITE_MAX_PARAMS: usize = 150;
 
 /// Parameters shared by all rows of a multi-row statement (e.g. `$1` = now).
 const SHARED_PARAMS: usize = 8;
