@@ -16,6 +16,7 @@ mod running;
 mod server;
 mod webhook_queue;
 
+pub use counters::RouteKey;
 pub use running::RunningSim;
 
 /// Parses a simulator command's arguments as `ghlsync sim <name>` would

@@ -183,7 +183,13 @@ impl Store {
             Backend::Postgres => {
                 let options = PgConnectOptions::from_str(raw_url)
                     .map_err(|e| connect_err(e.to_string()))?
-                    .application_name("ghlsync");
+                    .application_name("ghlsync")
+                    // The mirror grows from empty during a backfill: a
+                    // cached generic plan made while `links` was tiny
+                    // (a sequential scan) would otherwise stay in use as it
+                    // reaches millions of rows. Planning these short
+                    // statements each time costs microseconds.
+                    .options([("plan_cache_mode", "force_custom_plan")]);
                 let pool = PgPoolOptions::new()
                     .max_connections(settings.max_connections.max(1))
                     .acquire_timeout(settings.acquire_timeout)
