@@ -51,14 +51,26 @@ async fn main() {
     let dir = tempfile::tempdir().unwrap();
     // Polling only: reconciliation and its listing would blur the counts.
     let template = demo::DEMO_CONFIG
-        .replace("reconcile_interval = \"5s\"", "reconcile_interval = \"24h\"")
-        .replace("poll_interval = \"1s\"", &format!("poll_interval = \"{poll_ms}ms\""));
+        .replace(
+            "reconcile_interval = \"5s\"",
+            "reconcile_interval = \"24h\"",
+        )
+        .replace(
+            "poll_interval = \"1s\"",
+            &format!("poll_interval = \"{poll_ms}ms\""),
+        );
     let loaded = sims.configure(&template, dir.path()).unwrap();
     let engine = demo::engine(&loaded).await.unwrap();
     let stop = Shutdown::default();
-    engine.cycle(Mode::Apply, Reconcile::Always, &stop).await.unwrap();
+    engine
+        .cycle(Mode::Apply, Reconcile::Always, &stop)
+        .await
+        .unwrap();
     // Let the watermarks pass the initial load's own writes.
-    engine.cycle(Mode::Apply, Reconcile::Never, &stop).await.unwrap();
+    engine
+        .cycle(Mode::Apply, Reconcile::Never, &stop)
+        .await
+        .unwrap();
     let ghl = sims.ghl.handle();
     let app = sims.app.handle();
     let location = sims.location.clone();
@@ -67,7 +79,10 @@ async fn main() {
     tokio::time::sleep(Duration::from_millis(50)).await;
     ghl.reset_counters();
     app.reset_counters();
-    engine.cycle(Mode::Apply, Reconcile::Never, &stop).await.unwrap();
+    engine
+        .cycle(Mode::Apply, Reconcile::Never, &stop)
+        .await
+        .unwrap();
     let (g, a) = (ghl.counters(), app.counters());
     println!("{contacts} contacts per side, demo pair (GHL: contacts feed; app: contacts, tasks, notes feeds)");
     println!(
@@ -86,7 +101,10 @@ async fn main() {
     app.reset_counters();
     ghl.update_contact_as_user(&ghl_id, json!({"firstName": "Economy"}))
         .unwrap();
-    engine.cycle(Mode::Apply, Reconcile::Never, &stop).await.unwrap();
+    engine
+        .cycle(Mode::Apply, Reconcile::Never, &stop)
+        .await
+        .unwrap();
     let (g, a) = (ghl.counters(), app.counters());
     println!(
         "  one GHL edit: writes to the app {}, to GHL {}; requests GHL {} [{}], app {} [{}]",
@@ -99,8 +117,14 @@ async fn main() {
     );
     ghl.reset_counters();
     app.reset_counters();
-    engine.cycle(Mode::Apply, Reconcile::Never, &stop).await.unwrap();
-    engine.cycle(Mode::Apply, Reconcile::Never, &stop).await.unwrap();
+    engine
+        .cycle(Mode::Apply, Reconcile::Never, &stop)
+        .await
+        .unwrap();
+    engine
+        .cycle(Mode::Apply, Reconcile::Never, &stop)
+        .await
+        .unwrap();
     let (g, a) = (ghl.counters(), app.counters());
     println!(
         "  the next two cycles (the echo of that write): writes GHL {}, app {}",
@@ -147,7 +171,8 @@ async fn main() {
     stop.trigger();
     runner.await.unwrap().unwrap();
     samples.sort();
-    let pick = |q: f64| samples[((samples.len() as f64 * q).ceil() as usize).clamp(1, samples.len()) - 1];
+    let pick =
+        |q: f64| samples[((samples.len() as f64 * q).ceil() as usize).clamp(1, samples.len()) - 1];
     println!(
         "  propagation latency, polling every {poll_ms} ms, {edits} edits alternating sides: p50 {:.0} ms, p99 {:.0} ms, max {:.0} ms",
         pick(0.50).as_secs_f64() * 1000.0,
