@@ -265,15 +265,7 @@ async fn plain_upsert(database: &DatabaseSettings, ghl: &Synthetic, records: usi
         started = Instant::now();
         for start in (0..records).step_by(PAGE) {
             let end = (start + PAGE).min(records);
-            let mut sql =
-                String::from("INSERT INTO bench_upsert (id, content, updated_at) VALUES ");
-            for (n, _) in (start..end).enumerate() {
-                if n > 0 {
-                    sql.push(',');
-                }
-                sql.push_str(&format!("(${}, ${}, ${})", n * 3 + 1, n * 3 + 2, n * 3 + 3));
-            }
-            sql.push_str(" ON CONFLICT (id) DO UPDATE SET content = excluded.content, updated_at = excluded.updated_at");
+            let sql = upsert_sql(end - start, '$');
             let mut tx = pool.begin().await.unwrap();
             let mut q = sqlx::query(&sql);
             for i in start..end {
@@ -311,15 +303,7 @@ async fn plain_upsert(database: &DatabaseSettings, ghl: &Synthetic, records: usi
         // SQLite binds at most 32766 parameters: 500 rows x 3 is fine.
         for start in (0..records).step_by(PAGE) {
             let end = (start + PAGE).min(records);
-            let mut sql =
-                String::from("INSERT INTO bench_upsert (id, content, updated_at) VALUES ");
-            for (n, _) in (start..end).enumerate() {
-                if n > 0 {
-                    sql.push(',');
-                }
-                sql.push_str(&format!("(?{}, ?{}, ?{})", n * 3 + 1, n * 3 + 2, n * 3 + 3));
-            }
-            sql.push_str(" ON CONFLICT (id) DO UPDATE SET content = excluded.content, updated_at = excluded.updated_at");
+            let sql = upsert_sql(end - start, '?');
             let mut tx = pool.begin().await.unwrap();
             let mut q = sqlx::query(&sql);
             for i in start..end {
@@ -338,6 +322,22 @@ async fn plain_upsert(database: &DatabaseSettings, ghl: &Synthetic, records: usi
             .unwrap();
     }
     records as f64 / started.elapsed().as_secs_f64()
+}
+
+/// A multi-row upsert of `rows` rows, parameters numbered with `sigil`
+/// (`$` for Postgres, `?` for SQLite).
+fn upsert_sql(rows: usize, sigil: char) -> String {
+    let values: Vec<String> = (0..rows)
+        .map(|n| {
+            let p = n * 3;
+            format!("({sigil}{}, {sigil}{}, {sigil}{})", p + 1, p + 2, p + 3)
+        })
+        .collect();
+    format!(
+        "INSERT INTO bench_upsert (id, content, updated_at) VALUES {} \
+         ON CONFLICT (id) DO UPDATE SET content = excluded.content, updated_at = excluded.updated_at",
+        values.join(",")
+    )
 }
 
 trait ExposeForBench {

@@ -198,12 +198,7 @@ impl Store {
             return Err(not_pending(&mut tx, OP, id).await);
         };
 
-        let (a_id, b_id) = record_ids(&mut tx, &item).await?;
-        let mut entry = NewJournalEntry::new(&item.pair, item.entity, JournalAction::FailedAttempt);
-        entry.direction = Some(Direction::towards(item.target_side));
-        entry.a_id = a_id;
-        entry.b_id = b_id;
-        entry.detail = Some(error.to_owned());
+        let mut entry = attempt_entry(&mut tx, &item, error.to_owned()).await?;
 
         let outcome = match retry_at {
             Some(next_attempt_at) => FailOutcome::Retrying {
@@ -268,12 +263,7 @@ impl Store {
         let Some(item) = item else {
             return Err(not_pending(&mut tx, OP, id).await);
         };
-        let (a_id, b_id) = record_ids(&mut tx, &item).await?;
-        let mut entry = NewJournalEntry::new(&item.pair, item.entity, JournalAction::FailedAttempt);
-        entry.direction = Some(Direction::towards(item.target_side));
-        entry.a_id = a_id;
-        entry.b_id = b_id;
-        entry.detail = Some(format!("write withdrawn: {reason}"));
+        let entry = attempt_entry(&mut tx, &item, format!("write withdrawn: {reason}")).await?;
         let row = JournalRow {
             entry: &entry,
             link_id: item.link_id,
@@ -366,6 +356,17 @@ impl Store {
         })
         .map_err(op_err(|| format!("prune_outbox(older_than={older_than})")))
     }
+}
+
+/// The journal row of an attempt at an outbox item that did not apply it.
+async fn attempt_entry(tx: &mut Tx, item: &OutboxItem, detail: String) -> Result<NewJournalEntry> {
+    let (a_id, b_id) = record_ids(tx, item).await?;
+    let mut entry = NewJournalEntry::new(&item.pair, item.entity, JournalAction::FailedAttempt);
+    entry.direction = Some(Direction::towards(item.target_side));
+    entry.a_id = a_id;
+    entry.b_id = b_id;
+    entry.detail = Some(detail);
+    Ok(entry)
 }
 
 /// The record's ids on both sides for a journal row about an outbox item:
