@@ -643,12 +643,27 @@ impl<'a> Decider<'a> {
         let entity = record.entity;
         let other = source.other();
         let claim = (entity, other, found.id.clone());
-        let linked_elsewhere = self.claimed.contains(&claim)
-            || self
-                .store
+        let found_link = if self.claimed.contains(&claim) {
+            None
+        } else {
+            self.store
                 .link_by_side_id(self.name(), entity, side_of(other), &found.id)
                 .await?
-                .is_some();
+        };
+        if found_link
+            .as_ref()
+            .is_some_and(|l| l.deleted_at.is_none() && l.side(side_of(source)).id.is_none())
+        {
+            // `found` is linked but has no record on this side yet: its
+            // create here is outstanding (its answer was lost, or we were
+            // killed before recording it), and this record is that create
+            // coming back. The writer's retry finds it by match key and
+            // links it; it is no duplicate to dead-letter.
+            tracing::debug!(pair = %self.name(), record = %record.id, matched = %found.id, "our own create, not recorded yet");
+            self.report.stats.echoes += 1;
+            return Ok(());
+        }
+        let linked_elsewhere = self.claimed.contains(&claim) || found_link.is_some();
         if linked_elsewhere {
             let reason = format!(
                 "{entity} {} on side `{}` has the same match key as {entity} {} on side `{}`, \

@@ -133,8 +133,14 @@ impl Engine {
         contacts: &[String],
     ) -> Result<(), EngineError> {
         let connector = pair.connector(source);
+        // The links as they are before the listings: a child the writer
+        // creates and links meanwhile may not be listed, and is not gone.
+        let linked = self
+            .store
+            .links_by_parent_ids(pair.name(), entity, side_of(source), contacts)
+            .await?;
         let mut present = HashSet::new();
-        let mut listed = Vec::with_capacity(contacts.len());
+        let mut listed = HashSet::with_capacity(contacts.len());
         for contact in contacts {
             let children = match connector.children(entity, contact).await {
                 Ok(children) => children,
@@ -146,22 +152,19 @@ impl Engine {
                 }
                 Err(error) => return Err(error.into()),
             };
-            listed.push(contact.clone());
+            listed.insert(contact.clone());
             present.extend(children.iter().map(|c| c.id.clone()));
             decider.records(source, entity, children).await?;
         }
-        let linked = self
-            .store
-            .links_by_parent_ids(pair.name(), entity, side_of(source), &listed)
-            .await?;
         for link in linked {
-            let gone = link
-                .side(side_of(source))
-                .id
-                .as_ref()
-                .is_some_and(|id| !present.contains(id));
+            let side = link.side(side_of(source));
+            let gone = side.parent_id.as_ref().is_some_and(|p| listed.contains(p))
+                && side.id.as_ref().is_some_and(|id| !present.contains(id));
             if gone {
-                decider.deletion(source, &link).await?;
+                // As it is now (the writer may have tombstoned it).
+                if let Some(link) = self.store.link_by_id(link.id).await? {
+                    decider.deletion(source, &link).await?;
+                }
             }
         }
         Ok(())

@@ -63,6 +63,13 @@ impl Engine {
             return Ok(());
         }
         let started = Utc::now();
+        // The links as they are before the listing: a record the writer
+        // creates and links while the listing runs may not be listed, and
+        // is not gone.
+        let live = self
+            .store
+            .live_side_ids(pair.name(), EntityKind::Contact, side_of(source))
+            .await?;
         let mut present = HashSet::new();
         let mut pages = connector.all_contacts();
         while let Some(page) = pages.next().await {
@@ -72,10 +79,6 @@ impl Engine {
             let advance = self.advance(pair, source, EntityKind::Contact);
             self.commit(decider, advance, mode).await?;
         }
-        let live = self
-            .store
-            .live_side_ids(pair.name(), EntityKind::Contact, side_of(source))
-            .await?;
         let gone: Vec<i64> = live
             .iter()
             .filter(|(_, id)| !present.contains(id))

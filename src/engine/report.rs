@@ -89,6 +89,33 @@ impl PairReport {
         self.stats.add(&other.stats);
         self.planned.extend(other.planned);
     }
+
+    /// Drops the repeats of a planned write, with their counts. A plan
+    /// commits nothing, so a reconciliation after the polls of the same
+    /// pass decides again the records they decided.
+    pub(super) fn dedup_planned(&mut self) {
+        let mut seen = std::collections::HashSet::new();
+        let stats = &mut self.stats;
+        self.planned.retain(|w| {
+            let key = (
+                w.side.clone(),
+                w.entity,
+                w.op,
+                w.target_id.clone(),
+                w.source_id.clone(),
+            );
+            if seen.insert(key) {
+                return true;
+            }
+            let count = match w.op {
+                OutboxOp::Create => &mut stats.planned_creates,
+                OutboxOp::Delete => &mut stats.planned_deletes,
+                _ => &mut stats.planned_updates,
+            };
+            *count = count.saturating_sub(1);
+            false
+        });
+    }
 }
 
 /// What a pass did, per pair.

@@ -86,6 +86,9 @@ impl Engine {
         };
         if due {
             report.absorb(self.reconcile(pair, mode).await?);
+            if mode == Mode::Plan {
+                report.dedup_planned();
+            }
         }
         Ok(report)
     }
