@@ -773,12 +773,6 @@ impl<'a> Decider<'a> {
                 b_value: conflict.app.clone(),
             });
         }
-        let mut seen = NewJournalEntry::new(self.name(), entity, JournalAction::Seen);
-        seen.link = Some(link);
-        ids.fill(&mut seen);
-        seen.fields = merged.changed.clone();
-        seen.direction = Some(Direction::towards(side_of(ids.source.other())));
-        self.changeset.journal.push(seen);
         if !merged.conflicts.is_empty() {
             let mut opened =
                 NewJournalEntry::new(self.name(), entity, JournalAction::ConflictOpened);
@@ -874,6 +868,16 @@ impl<'a> Decider<'a> {
             );
             planned = true;
         }
+        if !planned {
+            // Nothing to write (the planned rows say what changed when
+            // there is): the change is still part of the record's history.
+            let mut seen = NewJournalEntry::new(self.name(), entity, JournalAction::Seen);
+            seen.link = Some(link);
+            ids.fill(&mut seen);
+            seen.fields = merged.changed.clone();
+            seen.direction = Some(Direction::towards(side_of(ids.source.other())));
+            self.changeset.journal.push(seen);
+        }
         match link {
             LinkRef::Existing(_) => {
                 if !planned && base.map(snapshot::of) != Some(snapshot::of(&merged.merged)) {
@@ -935,7 +939,7 @@ impl<'a> Decider<'a> {
                 entity,
                 op,
                 target_id: target_id.clone(),
-                source_id,
+                source_id: source_id.clone(),
                 fields,
             });
         }
@@ -943,6 +947,11 @@ impl<'a> Decider<'a> {
         planned.link = Some(link);
         planned.direction = Some(Direction::towards(side_of(target)));
         planned.fields = payload.changed.clone();
+        let (target_ref, source_ref) = (target_id.clone(), source_id.clone());
+        (planned.a_id, planned.b_id) = match target {
+            Role::Ghl => (target_ref, source_ref),
+            Role::App => (source_ref, target_ref),
+        };
         planned.outbox = Some(OutboxRef::Key(idempotency_key.clone()));
         planned.detail = Some(op.to_string());
         self.changeset.journal.push(planned);
