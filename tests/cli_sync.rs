@@ -45,14 +45,7 @@ fn json(output: &Output) -> Value {
 }
 
 fn writes_received(sims: &Sims) -> u64 {
-    let count = |requests: &std::collections::BTreeMap<ghl_sync::sim::RouteKey, u64>| -> u64 {
-        requests
-            .iter()
-            .filter(|(k, _)| k.method != "GET" && k.route != "/contacts/search")
-            .map(|(_, n)| n)
-            .sum()
-    };
-    count(&sims.ghl.handle().counters().requests) + count(&sims.app.handle().counters().requests)
+    sims.ghl.handle().counters().writes() + sims.app.handle().counters().writes()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

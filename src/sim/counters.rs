@@ -120,6 +120,17 @@ macro_rules! counter_snapshot {
                 $crate::sim::counters::count_route(&self.requests, method, route)
             }
 
+            /// Requests that may change data: every method but GET, except
+            /// searches (POSTs that only read). How tests and benchmarks
+            /// count writes, echoes and one-way guarantees.
+            pub fn writes(&self) -> u64 {
+                self.requests
+                    .iter()
+                    .filter(|(key, _)| key.method != "GET" && !key.route.ends_with("/search"))
+                    .map(|(_, n)| n)
+                    .sum()
+            }
+
             $(#[$peak_doc])*
             pub fn $peak(&self) -> u32 {
                 self.$peaks.values().copied().max().unwrap_or(0)

@@ -261,24 +261,12 @@ pub fn text(record: &Value, field: &str) -> String {
 /// Requests that may change data the GHL simulator received (its search
 /// is a POST but reads).
 pub fn ghl_writes(ghl: &SimHandle) -> u64 {
-    ghl.counters()
-        .requests
-        .iter()
-        .filter(|(key, _)| {
-            key.method != "GET" && !(key.method == "POST" && key.route == "/contacts/search")
-        })
-        .map(|(_, n)| n)
-        .sum()
+    ghl.counters().writes()
 }
 
 /// Requests that may change data the app simulator received.
 pub fn app_writes(app: &AppSimHandle) -> u64 {
-    app.counters()
-        .requests
-        .iter()
-        .filter(|(key, _)| key.method != "GET")
-        .map(|(_, n)| n)
-        .sum()
+    app.counters().writes()
 }
 
 /// Waits until `check` holds, up to `timeout`; false on timeout.
