@@ -691,12 +691,8 @@ async fn bhn_rewards_links_by_email_or_phone_and_merges_tags() {
     let profile = app
         .create_contact_as_user(json!({
             "first_name": member["firstName"], "last_name": member["lastName"],
-            // Lower-case, as GHL stores tags. A mixed-case label ("BHN-Gold")
-            // would not converge: GHL stores "bhn-gold", but the engine's
-            // writer records the planned value as the new base and the
-            // written record's version as seen, so the app keeps
-            // "BHN-Gold" until the GHL contact changes again (gap: the
-            // write's outcome is never compared with what was planned).
+            // GHL stores tags lower-cased; the example's tags field
+            // normalises to lower case so either spelling is one value.
             "mobile": member["phone"], "labels": ["bhn-gold"],
         }))
         .expect("app contact");

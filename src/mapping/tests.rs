@@ -248,3 +248,18 @@ fn nested_pointers_are_created_on_write() {
         json!({"address": {"city": "Boston"}, "a/b": 1})
     );
 }
+
+#[test]
+fn lowercase_and_trim_apply_to_each_item_of_a_list() {
+    // GHL lowercases tags: `lowercase` before `set` makes "VIP" on the app
+    // side and "vip" in GHL one value, so the write of one never comes back
+    // as a change of the other.
+    let tags = serde_json::json!([" VIP ", "vip", "Gold", 3]);
+    let trimmed = Normalize::Trim.apply(tags).unwrap();
+    let lowered = Normalize::Lowercase.apply(trimmed).unwrap();
+    assert_eq!(lowered, serde_json::json!(["vip", "vip", "gold", 3]));
+    let set = Normalize::Set
+        .apply(Value::Array(lowered.as_array().unwrap()[..3].to_vec()))
+        .unwrap();
+    assert_eq!(set, serde_json::json!(["gold", "vip"]));
+}

@@ -131,6 +131,17 @@ impl Normalize {
         match (self, value) {
             (Normalize::Trim, Value::String(s)) => Ok(Value::String(s.trim().to_owned())),
             (Normalize::Lowercase, Value::String(s)) => Ok(Value::String(s.to_lowercase())),
+            // Tags: GHL stores them lowercased, so a list compares item by
+            // item in one spelling ("lowercase" before "set" also merges
+            // `VIP` and `vip`).
+            (Normalize::Trim | Normalize::Lowercase, Value::Array(items)) => items
+                .into_iter()
+                .map(|item| match item {
+                    Value::String(_) => self.apply(item),
+                    other => Ok(other),
+                })
+                .collect::<Result<Vec<_>, _>>()
+                .map(Value::Array),
             (Normalize::E164 { default_region }, Value::String(s)) => {
                 e164(&s, default_region).map(Value::String)
             }
