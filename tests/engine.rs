@@ -9,6 +9,8 @@
 
 #[path = "common/engine_helpers.rs"]
 mod engine_helpers;
+#[path = "common/store_backends.rs"]
+mod store_backends;
 
 use std::collections::BTreeMap;
 use std::path::Path;

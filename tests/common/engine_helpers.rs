@@ -11,8 +11,7 @@
 use std::collections::{BTreeMap, HashSet};
 use std::future::Future;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU32, Ordering};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use ghl_sync::config::{self, LoadOptions, Loaded};
 use ghl_sync::demo::Sims;
@@ -20,7 +19,6 @@ use ghl_sync::engine::{Engine, Mode, Reconcile, Report, Shutdown};
 use ghl_sync::sim::app::{AppSim, AppSimHandle, AppSimOptions};
 use ghl_sync::sim::ghl::{GhlSim, RateLimitConfig, SimHandle, SimOptions};
 use serde_json::{Map, Value};
-use sqlx::{Connection, Executor, PgConnection};
 
 /// The variable naming the Postgres server of the tests.
 pub const DATABASE_URL_VAR: &str = "GHLSYNC_TEST_DATABASE_URL";
@@ -283,65 +281,13 @@ pub async fn eventually(timeout: Duration, mut check: impl FnMut() -> bool) -> b
 
 // ------------------------------------------------------------- postgres --
 
-static COUNTER: AtomicU32 = AtomicU32::new(0);
-
-/// Runs `case` with the URL of a fresh Postgres database created on the
-/// server of `GHLSYNC_TEST_DATABASE_URL`, dropped afterwards even if the
-/// case panics. When the variable is unset, prints a NOTICE and skips.
+/// Runs `case` with the URL of a fresh Postgres database (dropped
+/// afterwards), or skips with a NOTICE when `GHLSYNC_TEST_DATABASE_URL` is
+/// unset: the store tests' harness.
 pub async fn with_postgres<F, Fut>(name: &str, case: F)
 where
     F: FnOnce(String) -> Fut,
     Fut: Future<Output = ()> + Send + 'static,
 {
-    let Ok(admin_url) = std::env::var(DATABASE_URL_VAR) else {
-        // Straight to stderr: the harness shows captured output only for
-        // failing tests, and a skip must be visible in a passing run.
-        use std::io::Write as _;
-        let _ = writeln!(
-            std::io::stderr(),
-            "NOTICE: {DATABASE_URL_VAR} is unset; skipping the Postgres engine test {name}"
-        );
-        return;
-    };
-    let nanos = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.subsec_nanos())
-        .unwrap_or(0);
-    let db_name = format!(
-        "ghlsync_engine_{}_{}_{}",
-        std::process::id(),
-        COUNTER.fetch_add(1, Ordering::Relaxed),
-        nanos
-    );
-    let mut admin = PgConnection::connect(&admin_url)
-        .await
-        .expect("connect to GHLSYNC_TEST_DATABASE_URL");
-    admin
-        .execute(format!("CREATE DATABASE \"{db_name}\"").as_str())
-        .await
-        .expect("create the test database");
-    let mut url = url::Url::parse(&admin_url).expect("GHLSYNC_TEST_DATABASE_URL is a URL");
-    url.set_path(&format!("/{db_name}"));
-
-    let outcome = tokio::spawn(case(url.to_string())).await;
-
-    let version: i32 = sqlx::query_scalar("SELECT current_setting('server_version_num')::int")
-        .fetch_one(&mut admin)
-        .await
-        .unwrap_or(0);
-    let drop = if version >= 130000 {
-        format!("DROP DATABASE IF EXISTS \"{db_name}\" WITH (FORCE)")
-    } else {
-        format!("DROP DATABASE IF EXISTS \"{db_name}\"")
-    };
-    if let Err(e) = admin.execute(drop.as_str()).await {
-        eprintln!("warning: could not drop test database {db_name}: {e}");
-    }
-    let _ = admin.close().await;
-    if let Err(e) = outcome {
-        match e.try_into_panic() {
-            Ok(panic) => std::panic::resume_unwind(panic),
-            Err(e) => panic!("test task failed: {e}"),
-        }
-    }
+    crate::store_backends::with_postgres_url(&format!("engine test {name}"), case).await
 }

@@ -58,7 +58,24 @@ where
 /// Runs `case` against a fresh Postgres database, or skips loudly.
 pub async fn run_postgres<F, Fut>(name: &str, case: F)
 where
-    F: FnOnce(Store) -> Fut,
+    F: FnOnce(Store) -> Fut + Send + 'static,
+    Fut: Future<Output = ()> + Send + 'static,
+{
+    with_postgres_url(&format!("store test {name}"), |url| async move {
+        let store = connect_fresh(&DatabaseSettings::postgres_url(&url)).await;
+        case(store.clone()).await;
+        store.close().await;
+    })
+    .await
+}
+
+/// Runs `case` with the URL of a fresh Postgres database created on the
+/// server of `GHLSYNC_TEST_DATABASE_URL` and dropped afterwards, even if
+/// the case panics. When the variable is unset, prints a NOTICE naming
+/// `what` and skips.
+pub async fn with_postgres_url<F, Fut>(what: &str, case: F)
+where
+    F: FnOnce(String) -> Fut,
     Fut: Future<Output = ()> + Send + 'static,
 {
     let Ok(admin_url) = std::env::var(DATABASE_URL_VAR) else {
@@ -68,7 +85,7 @@ where
         use std::io::Write as _;
         let _ = writeln!(
             std::io::stderr(),
-            "NOTICE: {DATABASE_URL_VAR} is unset; skipping Postgres store test {name}"
+            "NOTICE: {DATABASE_URL_VAR} is unset; skipping the Postgres {what}"
         );
         return;
     };
@@ -83,11 +100,9 @@ where
 
     let mut url = url::Url::parse(&admin_url).expect("GHLSYNC_TEST_DATABASE_URL is a URL");
     url.set_path(&format!("/{db_name}"));
-    let store = connect_fresh(&DatabaseSettings::postgres_url(url.as_str())).await;
 
     // Run the case in its own task so a panic still lets us drop the database.
-    let outcome = tokio::spawn(case(store.clone())).await;
-    store.close().await;
+    let outcome = tokio::spawn(case(url.to_string())).await;
     drop_database(&mut admin, &db_name).await;
     let _ = admin.close().await;
     if let Err(e) = outcome {
@@ -128,6 +143,7 @@ async fn drop_database(admin: &mut PgConnection, db_name: &str) {
 
 /// Instantiates every listed `async fn case(store: Store)` once per backend,
 /// as `sqlite::<case>` and `postgres::<case>`.
+#[allow(unused_macros)] // the engine tests use only the Postgres harness
 macro_rules! store_cases {
     ($($case:ident),+ $(,)?) => {
         mod sqlite {
