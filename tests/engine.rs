@@ -685,6 +685,17 @@ async fn mass_delete_guard_holds_a_wave_of_deletes() {
             "{round}: every GHL contact is still there"
         );
     }
+    // Nor does it leak one edit at a time: a GHL contact whose app copy is
+    // gone is edited, and polling leaves the delete to reconciliation.
+    let ghl_id = text(&h.ghl_by_email(&victims[0]), "id");
+    h.ghl()
+        .update_contact_as_user(&ghl_id, json!({"firstName": "Edited"}))
+        .unwrap();
+    h.reset_counters();
+    let report = h.cycle(Mode::Apply, Reconcile::Never).await;
+    assert_eq!(report.totals().planned_deletes, 0, "{:?}", report.totals());
+    assert_eq!(ghl_writes(&h.ghl()), 0, "the edit deleted nothing in GHL");
+    assert!(h.ghl().contact(&ghl_id).is_some());
     assert_eq!(
         h.engine
             .store

@@ -449,8 +449,18 @@ impl<'a> Decider<'a> {
                 {
                     Ok(Some(found)) => Some(found),
                     Ok(None) => {
+                        // Gone there. Deletes are decided by reconciliation
+                        // alone, behind its mass-delete guard: a wiped side
+                        // must not leak its deletes one edit at a time.
+                        tracing::debug!(
+                            pair = %self.name(),
+                            entity = %entity,
+                            record = %record.id,
+                            missing = %other_id,
+                            "the other side's record is gone; reconciliation decides its delete"
+                        );
                         self.changeset.links.push(LinkWrite::Update(update));
-                        return self.deletion(other, link).await;
+                        return Ok(());
                     }
                     Err(error) if error.is_record_error() => {
                         self.changeset.links.push(LinkWrite::Update(update));
