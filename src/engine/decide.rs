@@ -556,37 +556,16 @@ impl<'a> Decider<'a> {
             (source, &canonical, record.updated_at),
             None,
         );
-        let local_ref = self.next_ref();
         let other_parent = parent.and_then(|p| p.other_id);
-        let this_side = LinkSide {
-            id: Some(record.id.clone()),
-            parent_id: record.parent_id.clone(),
-            updated_at: Some(record.updated_at),
-        };
-        let other_side = LinkSide {
-            id: None,
-            parent_id: other_parent.clone(),
-            updated_at: None,
-        };
-        let (a, b) = match source {
-            Role::Ghl => (this_side, other_side),
-            Role::App => (other_side, this_side),
-        };
-        self.changeset.links.push(LinkWrite::Insert {
-            local_ref,
-            link: NewLink {
-                pair: self.name().to_owned(),
-                entity,
-                a,
-                b,
-                snapshot: snapshot::empty(),
-                deleted_at: None,
+        let local_ref = self.insert_link(
+            source,
+            record,
+            LinkSide {
+                id: None,
+                parent_id: other_parent.clone(),
+                updated_at: None,
             },
-        });
-        if entity == EntityKind::Contact {
-            self.contacts
-                .insert((source, record.id.clone()), ContactRef { other_id: None });
-        }
+        );
         let ids = Ids {
             source,
             source_id: record.id.clone(),
@@ -708,36 +687,13 @@ impl<'a> Decider<'a> {
             (source, &canonical, record.updated_at),
             Some((&found_canonical, found.updated_at)),
         );
-        let local_ref = self.next_ref();
-        let this_side = LinkSide {
-            id: Some(record.id.clone()),
-            parent_id: None,
-            updated_at: Some(record.updated_at),
-        };
-        let other_side = LinkSide {
-            id: Some(found.id.clone()),
-            parent_id: None,
-            updated_at: Some(found.updated_at),
-        };
-        let (a, b) = match source {
-            Role::Ghl => (this_side, other_side),
-            Role::App => (other_side, this_side),
-        };
-        self.changeset.links.push(LinkWrite::Insert {
-            local_ref,
-            link: NewLink {
-                pair: self.name().to_owned(),
-                entity,
-                a,
-                b,
-                snapshot: snapshot::empty(),
-                deleted_at: None,
-            },
-        });
-        self.contacts.insert(
-            (source, record.id.clone()),
-            ContactRef {
-                other_id: Some(found.id.clone()),
+        let local_ref = self.insert_link(
+            source,
+            record,
+            LinkSide {
+                id: Some(found.id.clone()),
+                parent_id: None,
+                updated_at: Some(found.updated_at),
             },
         );
         let ids = Ids {
@@ -758,6 +714,42 @@ impl<'a> Decider<'a> {
             LinkUpdate::default(),
         );
         Ok(())
+    }
+
+    /// Inserts the link of a record first seen on `source`, with `other`
+    /// as its state on the other side; a contact is remembered for its
+    /// children in this batch. Returns the link's local reference.
+    fn insert_link(&mut self, source: Role, record: &Record, other: LinkSide) -> u32 {
+        let local_ref = self.next_ref();
+        if record.entity == EntityKind::Contact {
+            self.contacts.insert(
+                (source, record.id.clone()),
+                ContactRef {
+                    other_id: other.id.clone(),
+                },
+            );
+        }
+        let this = LinkSide {
+            id: Some(record.id.clone()),
+            parent_id: record.parent_id.clone(),
+            updated_at: Some(record.updated_at),
+        };
+        let (a, b) = match source {
+            Role::Ghl => (this, other),
+            Role::App => (other, this),
+        };
+        self.changeset.links.push(LinkWrite::Insert {
+            local_ref,
+            link: NewLink {
+                pair: self.name().to_owned(),
+                entity: record.entity,
+                a,
+                b,
+                snapshot: snapshot::empty(),
+                deleted_at: None,
+            },
+        });
+        local_ref
     }
 
     /// Turns a merge into link, outbox, conflict and journal rows.
@@ -890,7 +882,7 @@ impl<'a> Decider<'a> {
         }
         match link {
             LinkRef::Existing(_) => {
-                if !planned && base.map(snapshot::of) != Some(snapshot::of(&merged.merged)) {
+                if !planned && base != Some(&merged.merged) {
                     update.snapshot = Some(snapshot::of(&merged.merged));
                 }
                 self.changeset.links.push(LinkWrite::Update(update));
