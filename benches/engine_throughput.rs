@@ -12,6 +12,9 @@
 //! and the peak RSS is printed as it grows and while polling afterwards
 //! (target: under 150 MB with 1,000,000, and flat).
 
+#[path = "common/args.rs"]
+mod args;
+
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
@@ -30,14 +33,6 @@ use ghl_sync::store::{PairRegistration, PairSide, Store};
 use serde_json::{json, Map, Value};
 
 const PAGE: usize = 500;
-
-fn arg(name: &str) -> Option<String> {
-    let args: Vec<String> = std::env::args().collect();
-    args.iter()
-        .position(|a| a == name)
-        .and_then(|i| args.get(i + 1))
-        .cloned()
-}
 
 /// A side whose `count` contacts are generated from their index: the
 /// `i`th was updated at `base + i ms`.
@@ -370,11 +365,11 @@ fn reset_peak_rss() {
 
 #[tokio::main]
 async fn main() {
-    let records: usize = arg("--records")
+    let records: usize = args::value("--records")
         .and_then(|n| n.parse().ok())
         .unwrap_or(200_000);
-    let database = arg("--database");
-    let rss: Option<usize> = arg("--rss").and_then(|n| n.parse().ok());
+    let database = args::value("--database");
+    let rss: Option<usize> = args::value("--rss").and_then(|n| n.parse().ok());
     let dir = tempfile::tempdir().unwrap();
     let scratch = if database.is_some() {
         // A database of its own, dropped at the end.

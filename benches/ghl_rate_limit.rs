@@ -6,6 +6,9 @@
 //!
 //! cargo bench --bench ghl_rate_limit -- [--seconds 60] [--callers 32]
 
+#[path = "common/args.rs"]
+mod args;
+
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -16,19 +19,10 @@ use ghl_sync::connector::ghl::{
 use ghl_sync::sim::ghl::{GhlSim, SimOptions};
 use secrecy::SecretString;
 
-fn arg(name: &str, default: u64) -> u64 {
-    let args: Vec<String> = std::env::args().collect();
-    args.iter()
-        .position(|a| a == name)
-        .and_then(|i| args.get(i + 1))
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
-
 #[tokio::main]
 async fn main() {
-    let seconds = arg("--seconds", 60);
-    let callers = arg("--callers", 32);
+    let seconds = args::number("--seconds", 60);
+    let callers = args::number("--callers", 32);
     let sim = GhlSim::start(SimOptions {
         contacts_per_location: 50,
         ..SimOptions::default()

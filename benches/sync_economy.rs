@@ -8,6 +8,9 @@
 //! the p50/p99 time from an edit on one side to its arrival on the other
 //! with the daemon polling every `--poll-ms`.
 
+#[path = "common/args.rs"]
+mod args;
+
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
@@ -15,15 +18,6 @@ use ghl_sync::demo::{self, Sims};
 use ghl_sync::engine::{self, Mode, Reconcile, Shutdown};
 use ghl_sync::sim::RouteKey;
 use serde_json::json;
-
-fn arg(name: &str, default: u64) -> u64 {
-    let args: Vec<String> = std::env::args().collect();
-    args.iter()
-        .position(|a| a == name)
-        .and_then(|i| args.get(i + 1))
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
 
 fn by_route(requests: &BTreeMap<RouteKey, u64>) -> String {
     requests
@@ -35,9 +29,9 @@ fn by_route(requests: &BTreeMap<RouteKey, u64>) -> String {
 
 #[tokio::main]
 async fn main() {
-    let contacts = arg("--contacts", 50) as usize;
-    let edits = arg("--edits", 40) as usize;
-    let poll_ms = arg("--poll-ms", 1000);
+    let contacts = args::number("--contacts", 50) as usize;
+    let edits = args::number("--edits", 40) as usize;
+    let poll_ms = args::number("--poll-ms", 1000);
     let sims = Sims::start(contacts, contacts).await.unwrap();
     let dir = tempfile::tempdir().unwrap();
     // Polling only: reconciliation and its listing would blur the counts.
