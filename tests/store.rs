@@ -27,6 +27,7 @@ store_cases!(
     link_updates_are_partial,
     outbox_is_idempotent_by_key,
     claim_respects_schedule_and_leases,
+    released_items_come_back_at_once_without_an_attempt,
     concurrent_claims_never_share_an_item,
     complete_outbox_updates_link_and_journal_atomically,
     fail_outbox_retries_then_dead_letters,
@@ -538,6 +539,32 @@ async fn claim_respects_schedule_and_leases(store: Store) {
         "every claim counts as an attempt, so a writer that dies on an item cannot retry it forever"
     );
     assert!(store.claim_outbox(0, lease).await.unwrap().is_empty());
+}
+
+/// A writer shutting down hands back what it did not start: claimable at
+/// once (no waiting for the lease), the claim not counted as an attempt;
+/// items it did finish are not touched.
+async fn released_items_come_back_at_once_without_an_attempt(store: Store) {
+    with_pair(&store).await;
+    let ids = enqueue(&store, &["r1", "r2"]).await;
+    let lease = Duration::from_secs(600);
+    let claimed = store.claim_outbox(10, lease).await.unwrap();
+    assert_eq!(claimed.len(), 2);
+    store
+        .fail_outbox(ids[0], "HTTP 422: refused", None)
+        .await
+        .unwrap();
+    store.release_outbox(&ids).await.unwrap();
+
+    let again = store.claim_outbox(10, lease).await.unwrap();
+    assert_eq!(
+        again.iter().map(|i| (i.id, i.attempts)).collect::<Vec<_>>(),
+        vec![(ids[1], 1)],
+        "the released item is back with one attempt (this claim); the dead one stays dead"
+    );
+    let dead = store.outbox_item(ids[0]).await.unwrap().unwrap();
+    assert_eq!(dead.status, OutboxStatus::Dead);
+    assert_eq!(dead.attempts, 1);
 }
 
 async fn concurrent_claims_never_share_an_item(store: Store) {
