@@ -3,9 +3,10 @@
 use chrono::{DateTime, Utc};
 use sqlx::types::Json;
 
+use super::changeset::{apply, Changeset, CommitReceipt, Parts};
 use super::error::{op_err, Result, StoreError};
 use super::journal::{insert_journal, JournalRow};
-use super::model::{Conflict, JournalAction, NewConflict, NewJournalEntry};
+use super::model::{Conflict, JournalAction, LinkRef, LinkWrite, NewConflict, NewJournalEntry};
 use super::sql::{dialect, now, rows_per_statement, values_with_suffix};
 use super::{Store, Tx};
 
@@ -83,7 +84,26 @@ impl Store {
     /// atomically. Errors if the conflict does not exist or is not open, so
     /// a decision is never applied twice.
     pub async fn resolve_conflict(&self, id: i64, resolution: &str) -> Result<Conflict> {
+        self.resolve_conflict_with(id, resolution, &Changeset::default())
+            .await
+            .map(|(conflict, _)| conflict)
+    }
+
+    /// [`Store::resolve_conflict`] together with the writes that carry the
+    /// decision out (outbox items, their journal rows, a new base
+    /// snapshot), all in one transaction: a conflict is never marked
+    /// resolved without its writes queued, nor its writes queued twice.
+    /// The changeset may only name existing links (`LinkRef::Existing`).
+    pub async fn resolve_conflict_with(
+        &self,
+        id: i64,
+        resolution: &str,
+        changeset: &Changeset,
+    ) -> Result<(Conflict, CommitReceipt)> {
         const OP: &str = "resolve_conflict";
+        if let Some(local_ref) = new_link_ref(changeset) {
+            return Err(StoreError::UnknownLocalRef { op: OP, local_ref });
+        }
         let now = now();
         let mut tx = self.begin(OP).await?;
         let sql = format!(
@@ -139,7 +159,36 @@ impl Store {
         insert_journal(&mut tx, std::slice::from_ref(&row), now)
             .await
             .map_err(op_err(|| format!("{OP}(id={id}): journaling")))?;
+        let parts = Parts {
+            links: &changeset.links,
+            outbox: &changeset.outbox,
+            journal: &changeset.journal,
+            conflicts: &changeset.conflicts,
+            dead_letters: &changeset.dead_letters,
+            cursors: &changeset.cursors,
+        };
+        let receipt = apply(&mut tx, parts, now, OP).await?;
         tx.commit(OP).await?;
-        Ok(conflict)
+        Ok((conflict, receipt))
     }
+}
+
+/// A `LinkRef::New` or inserted link in `changeset`, which a resolution
+/// cannot carry (the conflict's link exists already).
+fn new_link_ref(changeset: &Changeset) -> Option<u32> {
+    let inserted = changeset.links.iter().find_map(|w| match w {
+        LinkWrite::Insert { local_ref, .. } => Some(*local_ref),
+        LinkWrite::Update(_) => None,
+    });
+    let referenced = changeset
+        .outbox
+        .iter()
+        .filter_map(|o| o.link)
+        .chain(changeset.journal.iter().filter_map(|j| j.link))
+        .chain(changeset.conflicts.iter().map(|c| c.link))
+        .find_map(|l| match l {
+            LinkRef::New(local_ref) => Some(local_ref),
+            LinkRef::Existing(_) => None,
+        });
+    inserted.or(referenced)
 }

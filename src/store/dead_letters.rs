@@ -5,7 +5,12 @@ use chrono::{DateTime, Utc};
 use sqlx::types::Json;
 
 use super::error::{op_err, Result, StoreError};
-use super::model::{DeadLetter, DeadLetterStatus, EntityKind, NewDeadLetter, SideRole};
+use super::journal::journal_item_and_commit;
+use super::model::{
+    DeadLetter, DeadLetterStage, DeadLetterStatus, Direction, EntityKind, JournalAction,
+    NewDeadLetter, NewJournalEntry, OutboxItem, SideRole,
+};
+use super::outbox::OUTBOX_COLUMNS;
 use super::sql::{dialect, now, rows_per_statement, values_with_suffix};
 use super::{Store, Tx};
 
@@ -115,12 +120,27 @@ impl Store {
         id: i64,
         status: DeadLetterStatus,
     ) -> Result<DeadLetter> {
+        self.update_dead_letter_status("set_dead_letter_status", id, status, "")
+            .await?
+            .ok_or(StoreError::DeadLetterNotFound { id })
+    }
+
+    /// Sets dead letter `id` to `status` where it also meets `condition`
+    /// (SQL appended to `WHERE id = $3`, empty for none); the updated row,
+    /// or `None` if no row matched. `op` names the caller in errors.
+    async fn update_dead_letter_status(
+        &self,
+        op: &str,
+        id: i64,
+        status: DeadLetterStatus,
+        condition: &str,
+    ) -> Result<Option<DeadLetter>> {
         let now = now();
         let sql = format!(
-            "UPDATE dead_letters SET status = $1, updated_at = $2 WHERE id = $3 \
+            "UPDATE dead_letters SET status = $1, updated_at = $2 WHERE id = $3{condition} \
              RETURNING {DEAD_LETTER_COLUMNS}"
         );
-        let row: Option<DeadLetter> = on_pool!(self, |p| {
+        on_pool!(self, |p| {
             sqlx::query_as(&sql)
                 .bind(status)
                 .bind(now)
@@ -128,9 +148,103 @@ impl Store {
                 .fetch_optional(p)
                 .await
         })
+        .map_err(op_err(|| format!("{op}(id={id}, status={status})")))
+    }
+
+    /// Why dead letter `id` was not changed by an update that only applies
+    /// to open ones: it is not open any more, or it does not exist.
+    async fn not_open_dead_letter(&self, id: i64) -> Result<StoreError> {
+        Ok(match self.dead_letter(id).await? {
+            Some(letter) => StoreError::DeadLetterNotOpen {
+                id,
+                status: letter.status,
+            },
+            None => StoreError::DeadLetterNotFound { id },
+        })
+    }
+}
+
+impl Store {
+    /// Moves an open dead letter to `status` (an operator's `retry` or
+    /// `drop`), refusing one that is not open any more, so a decision is
+    /// taken once. The row is kept for audit either way.
+    pub async fn close_dead_letter(&self, id: i64, status: DeadLetterStatus) -> Result<DeadLetter> {
+        let row = self
+            .update_dead_letter_status("close_dead_letter", id, status, " AND status = 'open'")
+            .await?;
+        match row {
+            Some(row) => Ok(row),
+            None => Err(self.not_open_dead_letter(id).await?),
+        }
+    }
+
+    /// Retries a write-stage dead letter: its outbox item goes back to
+    /// pending (attempts reset, due now), the letter is marked retried, and
+    /// a `planned` journal row says who re-queued it, in one transaction.
+    /// The writer then takes the item like any other.
+    pub async fn requeue_dead_write(&self, id: i64) -> Result<OutboxItem> {
+        const OP: &str = "requeue_dead_write";
+        let now = now();
+        let mut tx = self.begin(OP).await?;
+        let sql = format!(
+            "UPDATE dead_letters SET status = 'retried', updated_at = $1 WHERE id = $2 \
+             AND status = 'open' RETURNING {DEAD_LETTER_COLUMNS}"
+        );
+        let letter: Option<DeadLetter> = on_tx!(&mut tx, |c| {
+            sqlx::query_as(&sql)
+                .bind(now)
+                .bind(id)
+                .fetch_optional(&mut *c)
+                .await
+        })
+        .map_err(op_err(|| format!("{OP}(id={id})")))?;
+        let Some(letter) = letter else {
+            drop(tx);
+            return Err(self.not_open_dead_letter(id).await?);
+        };
+        let not_requeueable = |reason: String| StoreError::NotRequeueable { id, reason };
+        let Some(outbox_id) = letter
+            .outbox_id
+            .filter(|_| letter.stage == DeadLetterStage::Write)
+        else {
+            return Err(not_requeueable(format!(
+                "it failed at the {} stage, not on a queued write",
+                letter.stage
+            )));
+        };
+        let sql = format!(
+            "UPDATE outbox SET status = 'pending', attempts = 0, next_attempt_at = $1, \
+             locked_until = NULL, last_error = NULL, completed_at = NULL, updated_at = $1 \
+             WHERE id = $2 AND status = 'dead' RETURNING {OUTBOX_COLUMNS}"
+        );
+        let item: Option<OutboxItem> = on_tx!(&mut tx, |c| {
+            sqlx::query_as(&sql)
+                .bind(now)
+                .bind(outbox_id)
+                .fetch_optional(&mut *c)
+                .await
+        })
         .map_err(op_err(|| {
-            format!("set_dead_letter_status(id={id}, status={status})")
+            format!("{OP}(id={id}): re-queuing outbox item {outbox_id}")
         }))?;
-        row.ok_or(StoreError::DeadLetterNotFound { id })
+        let Some(item) = item else {
+            return Err(not_requeueable(format!(
+                "its outbox item {outbox_id} is gone or no longer dead"
+            )));
+        };
+        let mut entry = NewJournalEntry::new(&item.pair, item.entity, JournalAction::Planned);
+        entry.direction = Some(Direction::towards(item.target_side));
+        match item.target_side {
+            SideRole::A => entry.a_id = item.target_id.clone(),
+            SideRole::B => entry.b_id = item.target_id.clone(),
+        }
+        entry.fields = item
+            .payload
+            .get("changed")
+            .and_then(|c| serde_json::from_value(c.clone()).ok())
+            .unwrap_or_default();
+        entry.detail = Some(format!("{} re-queued from dead letter {id}", item.op));
+        journal_item_and_commit(tx, OP, &entry, &item, now).await?;
+        Ok(item)
     }
 }

@@ -6,7 +6,7 @@
 
 use std::path::PathBuf;
 
-use super::model::{OutboxStatus, SideRole};
+use super::model::{DeadLetterStatus, OutboxStatus, SideRole};
 
 /// Result of every store operation.
 pub type Result<T, E = StoreError> = std::result::Result<T, E>;
@@ -109,6 +109,35 @@ pub enum StoreError {
     /// The dead letter id does not exist.
     #[error("mirror store: dead letter {id} does not exist")]
     DeadLetterNotFound { id: i64 },
+
+    /// The stored OAuth tokens of a subject are encrypted, but no
+    /// `database.token_key` is configured to decrypt them.
+    #[error(
+        "mirror store: the OAuth tokens of {subject} are encrypted, but no database.token_key is \
+         configured to decrypt them; set database.token_key (or GHLSYNC__DATABASE__TOKEN_KEY) to \
+         the key they were saved with, or run `ghlsync auth login` again"
+    )]
+    TokenKeyMissing { subject: String },
+
+    /// The stored OAuth tokens of a subject do not decrypt with the
+    /// configured key: another key, or a value altered or moved from
+    /// another row.
+    #[error(
+        "mirror store: the configured database.token_key cannot decrypt the OAuth tokens of \
+         {subject} (they were saved with another key, or the stored value was altered or copied \
+         from another row); set the key they were saved with, or run `ghlsync auth login` again"
+    )]
+    TokenUndecryptable { subject: String },
+
+    /// The dead letter was already retried or dropped: a decision on it is
+    /// taken once.
+    #[error("mirror store: dead letter {id} is {status}, not open")]
+    DeadLetterNotOpen { id: i64, status: DeadLetterStatus },
+
+    /// A write-stage dead letter whose outbox item is gone or not dead any
+    /// more, so there is nothing to re-queue.
+    #[error("mirror store: dead letter {id}: {reason}")]
+    NotRequeueable { id: i64, reason: String },
 }
 
 impl StoreError {

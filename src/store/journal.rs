@@ -4,8 +4,8 @@ use chrono::{DateTime, Utc};
 use sqlx::types::Json;
 
 use super::error::{op_err, Result};
-use super::model::{JournalEntry, NewJournalEntry};
-use super::sql::{dialect, rows_per_statement, values_with_suffix};
+use super::model::{JournalEntry, NewJournalEntry, OutboxItem};
+use super::sql::{dialect, rows_per_ordered_statement, values_rows};
 use super::{Store, Tx};
 
 const JOURNAL_COLUMNS: &str =
@@ -18,26 +18,52 @@ pub(super) struct JournalRow<'a> {
     pub outbox_id: Option<i64>,
 }
 
-const INSERT_COLS: usize = 10;
+const INSERT_COLS: usize = 11;
+
+/// Journals `entry` against one outbox item, then commits: how every
+/// change to a single outbox row (a failure, a withdrawal, a re-queue)
+/// ends, so the row and its audit line land together.
+pub(super) async fn journal_item_and_commit(
+    mut tx: Tx,
+    op: &str,
+    entry: &NewJournalEntry,
+    item: &OutboxItem,
+    now: DateTime<Utc>,
+) -> Result<()> {
+    let row = JournalRow {
+        entry,
+        link_id: item.link_id,
+        outbox_id: Some(item.id),
+    };
+    insert_journal(&mut tx, std::slice::from_ref(&row), now)
+        .await
+        .map_err(op_err(|| format!("{op}(id={}): journaling", item.id)))?;
+    tx.commit(op).await
+}
 
 /// Appends journal rows stamped `now`, one multi-row statement per chunk.
+/// Every value (`now` too) is bound per row in column order, so SQLite
+/// binds them anonymously (see `sql::dialect`).
 pub(super) async fn insert_journal(
     tx: &mut Tx,
     rows: &[JournalRow<'_>],
     now: DateTime<Utc>,
 ) -> Result<u64, sqlx::Error> {
+    if let Tx::Postgres(t) = tx {
+        return insert_journal_postgres(t, rows, now).await;
+    }
     let mut written = 0;
-    for chunk in rows.chunks(rows_per_statement(tx.backend(), INSERT_COLS)) {
+    for chunk in rows.chunks(rows_per_ordered_statement(tx.backend(), INSERT_COLS)) {
         let sql = dialect(
             tx.backend(),
             format!(
             "INSERT INTO journal (pair, entity, link_id, direction, a_id, b_id, action, fields, \
              outbox_id, detail, at) VALUES {}",
-            values_with_suffix(chunk.len(), INSERT_COLS, 2, "$1")
+            values_rows(chunk.len(), INSERT_COLS, 1)
             ),
         );
         written += on_tx!(tx, |c| {
-            let mut q = sqlx::query(&sql).bind(now);
+            let mut q = sqlx::query(&sql);
             for row in chunk {
                 let e = row.entry;
                 q = q
@@ -50,12 +76,56 @@ pub(super) async fn insert_journal(
                     .bind(e.action)
                     .bind(Json(&e.fields))
                     .bind(row.outbox_id)
-                    .bind(e.detail.as_deref());
+                    .bind(e.detail.as_deref())
+                    .bind(now);
             }
             q.execute(&mut *c).await.map(|r| r.rows_affected())
         })?;
     }
     Ok(written)
+}
+
+/// Postgres: one statement of one array per column, rows in order (see
+/// `links::INSERT_LINKS_POSTGRES` for why not a `VALUES` list).
+const INSERT_JOURNAL_POSTGRES: &str = "INSERT INTO journal (pair, entity, link_id, direction, \
+     a_id, b_id, action, fields, outbox_id, detail, at) \
+     SELECT t.pair, t.entity, t.link_id, t.direction, t.a_id, t.b_id, t.action, t.fields, \
+            t.outbox_id, t.detail, $11 \
+     FROM UNNEST($1::text[], $2::text[], $3::int8[], $4::text[], $5::text[], $6::text[], \
+                 $7::text[], $8::jsonb[], $9::int8[], $10::text[]) WITH ORDINALITY \
+       AS t(pair, entity, link_id, direction, a_id, b_id, action, fields, outbox_id, detail, ord) \
+     ORDER BY t.ord";
+
+async fn insert_journal_postgres(
+    c: &mut sqlx::PgConnection,
+    rows: &[JournalRow<'_>],
+    now: DateTime<Utc>,
+) -> Result<u64, sqlx::Error> {
+    fn col<'r>(
+        rows: &'r [JournalRow<'_>],
+        f: impl Fn(&'r NewJournalEntry) -> Option<&'r str>,
+    ) -> Vec<Option<&'r str>> {
+        rows.iter().map(|r| f(r.entry)).collect()
+    }
+    sqlx::query(INSERT_JOURNAL_POSTGRES)
+        .bind(col(rows, |e| Some(e.pair.as_str())))
+        .bind(col(rows, |e| Some(e.entity.as_str())))
+        .bind(rows.iter().map(|r| r.link_id).collect::<Vec<_>>())
+        .bind(col(rows, |e| e.direction.map(|d| d.as_str())))
+        .bind(col(rows, |e| e.a_id.as_deref()))
+        .bind(col(rows, |e| e.b_id.as_deref()))
+        .bind(col(rows, |e| Some(e.action.as_str())))
+        .bind(
+            rows.iter()
+                .map(|r| Json(&r.entry.fields))
+                .collect::<Vec<_>>(),
+        )
+        .bind(rows.iter().map(|r| r.outbox_id).collect::<Vec<_>>())
+        .bind(col(rows, |e| e.detail.as_deref()))
+        .bind(now)
+        .execute(&mut *c)
+        .await
+        .map(|r| r.rows_affected())
 }
 
 impl Store {

@@ -9,10 +9,10 @@ use sqlx::types::Json;
 use super::error::{op_err, Result, StoreError};
 use super::model::{EntityKind, Link, LinkSide, LinkUpdate, NewLink, SideRole, Snapshot};
 use super::sql::{
-    dialect, placeholder_list, rows_per_statement, us, us_opt, values_rows, values_with_suffix,
+    dialect, placeholder_list, rows_per_ordered_statement, us, us_opt, values_rows,
     MAX_IDS_PER_LOOKUP,
 };
-use super::{Store, Tx};
+use super::{Pool, Store, Tx};
 
 pub(super) const LINK_COLUMNS: &str = "id, pair, entity, a_id, b_id, a_parent_id, b_parent_id, \
      content, content_hash, a_updated_at, b_updated_at, deleted_at, created_at, updated_at";
@@ -156,6 +156,28 @@ impl Store {
         op: &str,
     ) -> Result<Vec<Link>> {
         let mut out = Vec::with_capacity(values.len());
+        if let Pool::Postgres(p) = &self.pool {
+            // One array parameter: planned in microseconds, unlike a list
+            // of 500 placeholders planned afresh on every call.
+            let sql = format!(
+                "SELECT {LINK_COLUMNS} FROM links WHERE pair = $1 AND entity = $2 \
+                 AND {column} = ANY($3::text[])"
+            );
+            let rows: Vec<LinkRow> = sqlx::query_as(&sql)
+                .bind(pair)
+                .bind(entity)
+                .bind(values)
+                .fetch_all(p)
+                .await
+                .map_err(op_err(|| {
+                    format!(
+                        "{op}(pair={pair}, entity={entity}, {column}: {} values)",
+                        values.len()
+                    )
+                }))?;
+            out.extend(rows.into_iter().map(Link::from));
+            return Ok(out);
+        }
         for chunk in values.chunks(MAX_IDS_PER_LOOKUP) {
             let sql = dialect(
                 self.backend(),
@@ -272,26 +294,30 @@ pub(super) async fn reserve_link_ids(tx: &mut Tx, n: usize) -> Result<Vec<i64>, 
     }
 }
 
-const INSERT_COLS: usize = 12;
+const INSERT_COLS: usize = 14;
 
 /// Inserts new links with their reserved ids, one multi-row statement per
-/// chunk.
+/// chunk. Every value (`now` too) is bound per row in column order, so
+/// SQLite binds them anonymously (see `sql::dialect`).
 pub(super) async fn insert_links(
     tx: &mut Tx,
     rows: &[(i64, &NewLink)],
     now: DateTime<Utc>,
 ) -> Result<(), sqlx::Error> {
-    for chunk in rows.chunks(rows_per_statement(tx.backend(), INSERT_COLS + 1)) {
+    if let Tx::Postgres(t) = tx {
+        return insert_links_postgres(t, rows, now).await;
+    }
+    for chunk in rows.chunks(rows_per_ordered_statement(tx.backend(), INSERT_COLS)) {
         let sql = dialect(
             tx.backend(),
             format!(
             "INSERT INTO links (id, pair, entity, a_id, b_id, a_parent_id, b_parent_id, content, \
              content_hash, a_updated_at, b_updated_at, deleted_at, created_at, updated_at) VALUES {}",
-            values_with_suffix(chunk.len(), INSERT_COLS, 2, "$1, $1")
+            values_rows(chunk.len(), INSERT_COLS, 1)
             ),
         );
         on_tx!(tx, |c| {
-            let mut q = sqlx::query(&sql).bind(now);
+            let mut q = sqlx::query(&sql);
             for (id, link) in chunk {
                 q = q
                     .bind(*id)
@@ -305,12 +331,64 @@ pub(super) async fn insert_links(
                     .bind(link.snapshot.hash.as_str())
                     .bind(us_opt(link.a.updated_at))
                     .bind(us_opt(link.b.updated_at))
-                    .bind(us_opt(link.deleted_at));
+                    .bind(us_opt(link.deleted_at))
+                    .bind(now)
+                    .bind(now);
             }
             q.execute(&mut *c).await.map(|_| ())
         })?;
     }
     Ok(())
+}
+
+/// Postgres: one statement of one array per column, whatever the number
+/// of rows. A multi-row `VALUES` list with thousands of parameters is
+/// planned again on every execution (`plan_cache_mode = force_custom_plan`,
+/// see `Store::connect`), which cost more than the insert itself.
+const INSERT_LINKS_POSTGRES: &str = "INSERT INTO links (id, pair, entity, a_id, b_id, \
+     a_parent_id, b_parent_id, content, content_hash, a_updated_at, b_updated_at, deleted_at, \
+     created_at, updated_at) \
+     SELECT t.id, t.pair, t.entity, t.a_id, t.b_id, t.a_parent_id, t.b_parent_id, t.content, \
+            t.content_hash, t.a_updated_at, t.b_updated_at, t.deleted_at, $13, $13 \
+     FROM UNNEST($1::int8[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], \
+                 $7::text[], $8::jsonb[], $9::text[], $10::timestamptz[], $11::timestamptz[], \
+                 $12::timestamptz[]) WITH ORDINALITY \
+       AS t(id, pair, entity, a_id, b_id, a_parent_id, b_parent_id, content, content_hash, \
+            a_updated_at, b_updated_at, deleted_at, ord) \
+     ORDER BY t.ord";
+
+async fn insert_links_postgres(
+    c: &mut sqlx::PgConnection,
+    rows: &[(i64, &NewLink)],
+    now: DateTime<Utc>,
+) -> Result<(), sqlx::Error> {
+    let col = |f: &dyn Fn(&NewLink) -> Option<&str>| -> Vec<Option<&str>> {
+        rows.iter().map(|(_, l)| f(l)).collect()
+    };
+    let time = |f: &dyn Fn(&NewLink) -> Option<DateTime<Utc>>| -> Vec<Option<DateTime<Utc>>> {
+        rows.iter().map(|(_, l)| us_opt(f(l))).collect()
+    };
+    sqlx::query(INSERT_LINKS_POSTGRES)
+        .bind(rows.iter().map(|(id, _)| *id).collect::<Vec<i64>>())
+        .bind(col(&|l| Some(l.pair.as_str())))
+        .bind(col(&|l| Some(l.entity.as_str())))
+        .bind(col(&|l| l.a.id.as_deref()))
+        .bind(col(&|l| l.b.id.as_deref()))
+        .bind(col(&|l| l.a.parent_id.as_deref()))
+        .bind(col(&|l| l.b.parent_id.as_deref()))
+        .bind(
+            rows.iter()
+                .map(|(_, l)| Json(&l.snapshot.content))
+                .collect::<Vec<_>>(),
+        )
+        .bind(col(&|l| Some(l.snapshot.hash.as_str())))
+        .bind(time(&|l| l.a.updated_at))
+        .bind(time(&|l| l.b.updated_at))
+        .bind(time(&|l| l.deleted_at))
+        .bind(now)
+        .execute(&mut *c)
+        .await
+        .map(|_| ())
 }
 
 const UPDATE_COLS: usize = 11;
@@ -326,7 +404,9 @@ pub(super) async fn update_links(
     op: &'static str,
 ) -> Result<u64> {
     let mut total = 0;
-    for chunk in updates.chunks(rows_per_statement(tx.backend(), UPDATE_COLS + 1)) {
+    // `$1` (now) comes first in the text, the rows' values after it in
+    // order: SQLite binds them anonymously.
+    for chunk in updates.chunks(rows_per_ordered_statement(tx.backend(), UPDATE_COLS + 1)) {
         let sql = dialect(
             tx.backend(),
             format!(

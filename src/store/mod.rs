@@ -27,8 +27,12 @@
 //! Each statement is written once with `$N` placeholders and run through
 //! `on_pool!` / `on_tx!`, which expand the same body for both concrete
 //! backends. SQLite accepts `$N` too, but multi-row statements are passed
-//! through `sql::dialect` (`$N` -> `?N`, which SQLite resolves by number
-//! rather than by name) and chunked smaller on SQLite (see `sql.rs`). Where
+//! through `sql::dialect`: on SQLite, placeholders bound in text order
+//! become anonymous `?` (no name to look up while binding; the big inserts
+//! of a commit bind every value per row for this), others `?N`, which
+//! SQLite resolves by number rather than by name; `?N` statements are
+//! chunked smaller (see `sql.rs`). The commit's inserts and id lookups on
+//! Postgres take one array per column (`UNNEST`, `= ANY`). Where
 //! SQL genuinely differs (e.g. `FOR UPDATE SKIP LOCKED`, reserving ids), the
 //! code branches on the backend with two string constants.
 
@@ -75,21 +79,26 @@ macro_rules! on_tx {
     };
 }
 
+mod audit;
 mod changeset;
 mod conflicts;
 mod cursors;
 mod dead_letters;
+mod deliveries;
 mod error;
+mod health;
 mod journal;
 mod links;
 mod model;
 mod outbox;
 mod pairs;
+mod sealing;
 mod sql;
 mod tokens;
 
 pub use changeset::{Changeset, CommitReceipt, Completion};
 pub use error::{Result, StoreError};
+pub use health::{PairBacklog, SideHealth, SideOutbox};
 pub use model::{
     Change, Conflict, ConflictStatus, Cursor, CursorAdvance, DeadLetter, DeadLetterStage,
     DeadLetterStatus, Direction, EntityKind, FailOutcome, JournalAction, JournalEntry, Link,
@@ -105,6 +114,8 @@ static POSTGRES_MIGRATOR: Migrator = sqlx::migrate!("migrations/postgres");
 #[derive(Clone)]
 pub struct Store {
     pool: Pool,
+    /// Seals OAuth tokens at rest when `database.token_key` is set.
+    sealer: Option<sealing::TokenSealer>,
 }
 
 #[derive(Clone)]
@@ -199,7 +210,8 @@ impl Store {
                 Pool::Postgres(pool)
             }
         };
-        Ok(Store { pool })
+        let sealer = settings.token_key.as_ref().map(sealing::TokenSealer::new);
+        Ok(Store { pool, sealer })
     }
 
     /// Opens the database and brings its schema up to date: what the daemon
@@ -252,6 +264,15 @@ impl Store {
             Pool::Sqlite(_) => Backend::Sqlite,
             Pool::Postgres(_) => Backend::Postgres,
         }
+    }
+
+    /// One trivial query: whether the database answers (`/readyz`).
+    pub async fn ping(&self) -> Result<()> {
+        on_pool!(self, |p| sqlx::query("SELECT 1")
+            .execute(p)
+            .await
+            .map(|_| ()))
+        .map_err(|e| StoreError::query("ping", e))
     }
 
     /// Waits for in-flight statements and closes every connection, so a

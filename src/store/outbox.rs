@@ -8,12 +8,14 @@ use chrono::{DateTime, Utc};
 use sqlx::types::Json;
 
 use super::error::{op_err, Result, StoreError};
-use super::journal::{insert_journal, JournalRow};
+use super::journal::journal_item_and_commit;
 use super::model::{
     DeadLetterStage, Direction, FailOutcome, JournalAction, NewDeadLetter, NewJournalEntry,
     NewOutboxItem, OutboxDepth, OutboxItem, OutboxStatus, SideRole,
 };
-use super::sql::{dialect, now, placeholder_list, rows_per_statement, us, values_with_suffix};
+use super::sql::{
+    dialect, now, placeholder_list, rows_per_ordered_statement, us, values_with_suffix,
+};
 use super::{dead_letters, Store, Tx};
 use crate::config::database::Backend;
 
@@ -43,30 +45,34 @@ const CLAIM_POSTGRES: &str = "WITH picked AS ( \
      FROM picked WHERE outbox.id = picked.id \
      RETURNING outbox.*";
 
-const INSERT_COLS: usize = 10;
+const INSERT_COLS: usize = 12;
 
 /// Enqueues outbox rows, skipping keys already present; returns the new
-/// rows' ids by idempotency key.
+/// rows' ids by idempotency key. Every value (`now` too) is bound per row
+/// in column order, so SQLite binds them anonymously (see `sql::dialect`).
 pub(super) async fn insert_outbox(
     tx: &mut Tx,
     rows: &[(&NewOutboxItem, Option<i64>)],
     now: DateTime<Utc>,
 ) -> Result<HashMap<String, i64>, sqlx::Error> {
+    if let Tx::Postgres(t) = tx {
+        return insert_outbox_postgres(t, rows, now).await;
+    }
     let mut out = HashMap::with_capacity(rows.len());
-    for chunk in rows.chunks(rows_per_statement(tx.backend(), INSERT_COLS)) {
+    for chunk in rows.chunks(rows_per_ordered_statement(tx.backend(), INSERT_COLS)) {
         let sql = dialect(
             tx.backend(),
             format!(
                 "INSERT INTO outbox (idempotency_key, pair, target_side, entity, op, link_id, \
-             target_id, parent_id, payload, next_attempt_at, status, attempts, created_at, \
-             updated_at) VALUES {} \
+             target_id, parent_id, payload, next_attempt_at, created_at, updated_at, status, \
+             attempts) VALUES {} \
              ON CONFLICT (idempotency_key) DO NOTHING \
              RETURNING id, idempotency_key",
-                values_with_suffix(chunk.len(), INSERT_COLS, 2, "'pending', 0, $1, $1")
+                values_with_suffix(chunk.len(), INSERT_COLS, 1, "'pending', 0")
             ),
         );
         let inserted: Vec<(i64, String)> = on_tx!(tx, |c| {
-            let mut q = sqlx::query_as(&sql).bind(now);
+            let mut q = sqlx::query_as(&sql);
             for (item, link_id) in chunk {
                 q = q
                     .bind(item.idempotency_key.as_str())
@@ -78,7 +84,9 @@ pub(super) async fn insert_outbox(
                     .bind(item.target_id.as_deref())
                     .bind(item.parent_id.as_deref())
                     .bind(Json(&item.payload))
-                    .bind(item.not_before.map(us).unwrap_or(now));
+                    .bind(item.not_before.map(us).unwrap_or(now))
+                    .bind(now)
+                    .bind(now);
             }
             q.fetch_all(&mut *c).await
         })?;
@@ -87,11 +95,68 @@ pub(super) async fn insert_outbox(
     Ok(out)
 }
 
+/// Postgres: one statement of one array per column (see
+/// `links::INSERT_LINKS_POSTGRES` for why not a `VALUES` list).
+const INSERT_OUTBOX_POSTGRES: &str = "INSERT INTO outbox (idempotency_key, pair, target_side, \
+     entity, op, link_id, target_id, parent_id, payload, next_attempt_at, status, attempts, \
+     created_at, updated_at) \
+     SELECT t.idempotency_key, t.pair, t.target_side, t.entity, t.op, t.link_id, t.target_id, \
+            t.parent_id, t.payload, t.next_attempt_at, 'pending', 0, $11, $11 \
+     FROM UNNEST($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::int8[], \
+                 $7::text[], $8::text[], $9::jsonb[], $10::timestamptz[]) WITH ORDINALITY \
+       AS t(idempotency_key, pair, target_side, entity, op, link_id, target_id, parent_id, \
+            payload, next_attempt_at, ord) \
+     ORDER BY t.ord \
+     ON CONFLICT (idempotency_key) DO NOTHING \
+     RETURNING id, idempotency_key";
+
+async fn insert_outbox_postgres(
+    c: &mut sqlx::PgConnection,
+    rows: &[(&NewOutboxItem, Option<i64>)],
+    now: DateTime<Utc>,
+) -> Result<HashMap<String, i64>, sqlx::Error> {
+    let col = |f: &dyn Fn(&NewOutboxItem) -> Option<&str>| -> Vec<Option<&str>> {
+        rows.iter().map(|(o, _)| f(o)).collect()
+    };
+    let inserted: Vec<(i64, String)> = sqlx::query_as(INSERT_OUTBOX_POSTGRES)
+        .bind(col(&|o| Some(o.idempotency_key.as_str())))
+        .bind(col(&|o| Some(o.pair.as_str())))
+        .bind(col(&|o| Some(o.target_side.as_str())))
+        .bind(col(&|o| Some(o.entity.as_str())))
+        .bind(col(&|o| Some(o.op.as_str())))
+        .bind(rows.iter().map(|(_, l)| *l).collect::<Vec<Option<i64>>>())
+        .bind(col(&|o| o.target_id.as_deref()))
+        .bind(col(&|o| o.parent_id.as_deref()))
+        .bind(
+            rows.iter()
+                .map(|(o, _)| Json(&o.payload))
+                .collect::<Vec<_>>(),
+        )
+        .bind(
+            rows.iter()
+                .map(|(o, _)| o.not_before.map(us).unwrap_or(now))
+                .collect::<Vec<_>>(),
+        )
+        .bind(now)
+        .fetch_all(&mut *c)
+        .await?;
+    Ok(inserted.into_iter().map(|(id, key)| (key, id)).collect())
+}
+
 /// Ids of existing outbox rows by idempotency key.
 pub(super) async fn outbox_ids_by_key(
     tx: &mut Tx,
     keys: &[&str],
 ) -> Result<HashMap<String, i64>, sqlx::Error> {
+    if let Tx::Postgres(t) = tx {
+        let found: Vec<(i64, String)> = sqlx::query_as(
+            "SELECT id, idempotency_key FROM outbox WHERE idempotency_key = ANY($1::text[])",
+        )
+        .bind(keys)
+        .fetch_all(&mut **t)
+        .await?;
+        return Ok(found.into_iter().map(|(id, key)| (key, id)).collect());
+    }
     let mut out = HashMap::with_capacity(keys.len());
     for chunk in keys.chunks(super::sql::MAX_IDS_PER_LOOKUP) {
         let sql = dialect(
@@ -227,15 +292,7 @@ impl Store {
                 }
             }
         };
-        let row = JournalRow {
-            entry: &entry,
-            link_id: item.link_id,
-            outbox_id: Some(item.id),
-        };
-        insert_journal(&mut tx, std::slice::from_ref(&row), now)
-            .await
-            .map_err(op_err(|| format!("{OP}(id={id}): journaling")))?;
-        tx.commit(OP).await?;
+        journal_item_and_commit(tx, OP, &entry, &item, now).await?;
         Ok(outcome)
     }
 
@@ -264,15 +321,7 @@ impl Store {
             return Err(not_pending(&mut tx, OP, id).await);
         };
         let entry = attempt_entry(&mut tx, &item, format!("write withdrawn: {reason}")).await?;
-        let row = JournalRow {
-            entry: &entry,
-            link_id: item.link_id,
-            outbox_id: Some(item.id),
-        };
-        insert_journal(&mut tx, std::slice::from_ref(&row), now)
-            .await
-            .map_err(op_err(|| format!("{OP}(id={id}): journaling")))?;
-        tx.commit(OP).await
+        journal_item_and_commit(tx, OP, &entry, &item, now).await
     }
 
     /// Gives claimed items back untouched (lease released, the claim not

@@ -10,15 +10,22 @@ use crate::config::database::Backend;
 /// statements save network round trips.
 const POSTGRES_MAX_PARAMS: usize = 32_000;
 
-/// Bind parameters per multi-row statement on SQLite (limit 32766). There is
-/// no round trip to save, and binding costs grow with the square of the
-/// parameter count (sqlx asks SQLite for each parameter's name, a linear
-/// scan), so statements stay small. `benches/engine_throughput.rs` (pages
-/// of 500 records, four tables per page) measured 150 fastest: 400 about
-/// 1.4x slower, 64 about 1.5x slower (more statements, each a round trip
-/// to sqlx's SQLite worker thread). The full-size statement is prepared
-/// once and reused from sqlx's statement cache.
+/// Bind parameters per multi-row statement on SQLite (limit 32766) when
+/// its placeholders are numbered (`?N`, see [`dialect`]). sqlx asks SQLite
+/// for each parameter's name while binding, a linear scan over the
+/// statement's numbered parameters, so binding costs grow with the square
+/// of the parameter count and such statements stay small.
+/// `benches/engine_throughput.rs` measured 150 fastest: 400 about 1.4x
+/// slower, 64 about 1.5x slower (more statements, each a round trip to
+/// sqlx's SQLite worker thread).
 pub(crate) const SQLITE_MAX_PARAMS: usize = 150;
+
+/// Bind parameters per multi-row statement on SQLite whose placeholders
+/// are bound in text order (anonymous `?`, see [`dialect`]): there is no
+/// name to look up, binding is linear, so one statement per table and page
+/// is cheapest. The full-size statement is prepared once and reused from
+/// sqlx's statement cache.
+pub(crate) const SQLITE_MAX_ORDERED_PARAMS: usize = 32_000;
 
 /// Parameters shared by all rows of a multi-row statement (e.g. `$1` = now).
 const SHARED_PARAMS: usize = 8;
@@ -35,6 +42,17 @@ pub(crate) fn rows_per_statement(backend: Backend, cols: usize) -> usize {
         Backend::Postgres => POSTGRES_MAX_PARAMS,
     };
     ((max - SHARED_PARAMS) / cols).max(1)
+}
+
+/// How many rows of `cols` parameters go in one statement whose
+/// placeholders are numbered in text order (`$1, $2, ..`, each once, no
+/// shared parameters), which SQLite binds anonymously.
+pub(crate) fn rows_per_ordered_statement(backend: Backend, cols: usize) -> usize {
+    let max = match backend {
+        Backend::Sqlite => SQLITE_MAX_ORDERED_PARAMS,
+        Backend::Postgres => POSTGRES_MAX_PARAMS,
+    };
+    (max / cols).max(1)
 }
 
 /// `($s, $s+1, ..), (..)`: `rows` tuples of `cols` numbered placeholders,
@@ -92,16 +110,48 @@ pub(crate) fn placeholder_list(n: usize, start: usize) -> String {
 
 /// Adapts a statement written with `$N` placeholders to the backend.
 ///
-/// SQLite accepts `$N`, but treats it as a parameter *name* and resolves
-/// each new name with a linear search while preparing, which is quadratic
-/// in a multi-row statement with thousands of parameters (seconds per
-/// statement). `?N` is resolved by number. Statements passed here contain
-/// no `$` other than placeholders.
+/// On SQLite, a statement whose placeholders appear in text order as
+/// `$1, $2, $3, ..`, each once, gets anonymous `?` placeholders: SQLite
+/// numbers them in the same order, and sqlx binds them without looking up
+/// a name (looking up `?N` or `$N` is a linear search per parameter, so
+/// quadratic in a multi-row statement). Any other statement gets `?N`,
+/// which SQLite resolves by number (`$N` would be a name). Statements
+/// passed here contain no `$` other than placeholders.
 pub(crate) fn dialect(backend: Backend, sql: String) -> String {
     match backend {
+        Backend::Sqlite if placeholders_in_order(&sql) => {
+            let mut out = String::with_capacity(sql.len());
+            let mut chars = sql.chars().peekable();
+            while let Some(c) = chars.next() {
+                if c == '$' {
+                    out.push('?');
+                    while chars.next_if(char::is_ascii_digit).is_some() {}
+                } else {
+                    out.push(c);
+                }
+            }
+            out
+        }
         Backend::Sqlite => sql.replace('$', "?"),
         Backend::Postgres => sql,
     }
+}
+
+/// Whether the `$N` placeholders of `sql` read `$1, $2, .., $n` in text
+/// order, each exactly once.
+fn placeholders_in_order(sql: &str) -> bool {
+    let mut expected = 1usize;
+    let mut rest = sql;
+    while let Some(at) = rest.find('$') {
+        rest = &rest[at + 1..];
+        let digits = rest.bytes().take_while(u8::is_ascii_digit).count();
+        match rest[..digits].parse::<usize>() {
+            Ok(n) if n == expected => expected += 1,
+            _ => return false,
+        }
+        rest = &rest[digits..];
+    }
+    true
 }
 
 /// Truncates to microseconds, the precision of Postgres TIMESTAMPTZ, so a
@@ -139,6 +189,29 @@ mod tests {
     }
 
     #[test]
+    fn dialect_makes_in_order_sqlite_parameters_anonymous() {
+        let sql = format!("UPDATE t SET a = $1 WHERE id IN ({})", values_rows(2, 2, 2));
+        assert_eq!(
+            dialect(Backend::Sqlite, sql.clone()),
+            "UPDATE t SET a = ? WHERE id IN ((?, ?), (?, ?))"
+        );
+        assert_eq!(dialect(Backend::Postgres, sql.clone()), sql);
+        // Out of order or repeated: numbered.
+        assert_eq!(
+            dialect(Backend::Sqlite, "VALUES ($2, $1)".into()),
+            "VALUES (?2, ?1)"
+        );
+        assert_eq!(
+            dialect(Backend::Sqlite, "VALUES ($1, $1)".into()),
+            "VALUES (?1, ?1)"
+        );
+        assert_eq!(
+            dialect(Backend::Sqlite, "VALUES ($1, $3)".into()),
+            "VALUES (?1, ?3)"
+        );
+    }
+
+    #[test]
     fn dialect_numbers_sqlite_parameters() {
         let sql = format!("INSERT INTO t VALUES {}", values_with_suffix(1, 2, 2, "$1"));
         assert_eq!(
@@ -157,5 +230,7 @@ mod tests {
     fn rows_per_statement_stays_under_the_limits() {
         assert!(rows_per_statement(Backend::Sqlite, 14) * 14 < SQLITE_MAX_PARAMS);
         assert!(rows_per_statement(Backend::Postgres, 14) * 14 < 65_535);
+        assert!(rows_per_ordered_statement(Backend::Sqlite, 14) * 14 <= 32_766);
+        assert!(rows_per_ordered_statement(Backend::Postgres, 14) * 14 < 65_535);
     }
 }
