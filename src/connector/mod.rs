@@ -33,6 +33,14 @@ pub trait Connector: Send + Sync + std::fmt::Debug {
     /// What this side can do. The engine never asks for more.
     fn capabilities(&self) -> &Capabilities;
 
+    /// What is left of this side's request budget (burst window and day),
+    /// as its limiter last saw it; `None` for a side without a budget to
+    /// report. The daemon stores it for `ghlsync status`, which runs in
+    /// another process and cannot ask the limiter itself.
+    fn budget(&self) -> Option<ghl::Headroom> {
+        None
+    }
+
     /// Records of `entity` updated in `[since, until]`, oldest first, page
     /// by page. Each page's watermark is the newest `updated_at` it holds,
     /// so a caller can persist progress page by page. Only for entities
@@ -96,4 +104,23 @@ pub trait Connector: Send + Sync + std::fmt::Debug {
         key: MatchKey,
         value: &str,
     ) -> Result<Option<Record>, ConnectorError>;
+
+    /// The GHL location this side is, for logs and metrics; `None` for
+    /// other systems.
+    fn location(&self) -> Option<&str> {
+        None
+    }
+
+    /// Verifies a webhook addressed to this side (`/webhooks/app/<side>`)
+    /// over its raw body and names the record it is about. `None`: the
+    /// side has no webhooks of its own (GHL deliveries are verified with
+    /// GHL's keys by the server).
+    fn verify_webhook(
+        &self,
+        _headers: &reqwest::header::HeaderMap,
+        _body: &[u8],
+        _now: DateTime<Utc>,
+    ) -> Option<Result<rest::WebhookEvent, rest::WebhookError>> {
+        None
+    }
 }

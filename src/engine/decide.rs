@@ -19,7 +19,7 @@ use crate::mapping::{Canonical, DeletePolicy, Role};
 use crate::store::{
     Change, Changeset, DeadLetterStage, Direction, JournalAction, Link, LinkRef, LinkSide,
     LinkUpdate, LinkWrite, NewConflict, NewDeadLetter, NewJournalEntry, NewLink, NewOutboxItem,
-    OutboxOp, OutboxRef, SidePatch, Store,
+    OutboxOp, OutboxRef, SidePatch, SideRole, Store,
 };
 
 /// What an outbox item carries to the writer.
@@ -45,6 +45,35 @@ pub struct WritePayload {
     pub expect: Option<Canonical>,
 }
 
+/// The idempotency key of a write carrying a change:
+/// `pair/entity/side:id@micros/op->target`. Re-detecting the same version
+/// of a record plans the same key, which the outbox refuses twice.
+#[allow(clippy::too_many_arguments)]
+fn change_key(
+    pair: &str,
+    entity: EntityKind,
+    source: SideRole,
+    source_id: &str,
+    updated_at: DateTime<Utc>,
+    op: OutboxOp,
+    target: SideRole,
+) -> String {
+    format!(
+        "{pair}/{entity}/{source}:{source_id}@{}/{op}->{target}",
+        updated_at.timestamp_micros()
+    )
+}
+
+/// The source record and its change time back out of a [`change_key`]
+/// (logs and the propagation metric); `None` for other keys (deletes,
+/// tags, resolutions).
+pub(super) fn change_of_key(key: &str) -> Option<(&str, DateTime<Utc>)> {
+    let (record, after) = key.rsplit_once('@')?;
+    let (_, id) = record.split_once(':')?;
+    let micros = after.split('/').next()?.parse::<i64>().ok()?;
+    Some((id, DateTime::from_timestamp_micros(micros)?))
+}
+
 /// A contact decided on in this batch: children read later in the same
 /// batch find their parent here before its link is committed.
 #[derive(Debug, Clone)]
@@ -67,7 +96,17 @@ pub struct Decider<'a> {
     /// Other-side ids linked by this batch: two records matching the same
     /// record must not both link to it.
     claimed: HashSet<(EntityKind, Role, String)>,
+    /// The same for the previous page while its commit is in flight (see
+    /// [`Decider::take_page`]): the mirror does not show those links yet.
+    claimed_in_flight: HashSet<(EntityKind, Role, String)>,
+    /// Dead letters (side, entity, record id, reason) of this batch, and of
+    /// the previous page while its commit is in flight: what
+    /// `has_open_dead_letter` cannot see yet.
+    dead_lettered: HashSet<DeadLetterKey>,
+    dead_in_flight: HashSet<DeadLetterKey>,
 }
+
+type DeadLetterKey = (SideRole, EntityKind, String, String);
 
 impl<'a> Decider<'a> {
     pub fn new(engine: &'a Engine, pair: &'a PairRuntime, mode: Mode) -> Self {
@@ -81,6 +120,9 @@ impl<'a> Decider<'a> {
             next_ref: 0,
             contacts: HashMap::new(),
             claimed: HashSet::new(),
+            claimed_in_flight: HashSet::new(),
+            dead_lettered: HashSet::new(),
+            dead_in_flight: HashSet::new(),
         }
     }
 
@@ -92,7 +134,33 @@ impl<'a> Decider<'a> {
     pub fn take_changeset(&mut self) -> Changeset {
         self.contacts.clear();
         self.claimed.clear();
+        self.dead_lettered.clear();
+        self.page_committed();
         std::mem::take(&mut self.changeset)
+    }
+
+    /// Like [`take_changeset`](Self::take_changeset), for a page whose
+    /// commit runs while the next page is decided: what this page linked
+    /// and dead-lettered stays known to the decider until
+    /// [`page_committed`](Self::page_committed), so the next page decides
+    /// as if the mirror already held it. (A record of the committing page
+    /// that comes again must wait for the commit: see `detect.rs`.)
+    pub fn take_page(&mut self) -> Changeset {
+        self.contacts.clear();
+        self.claimed_in_flight = std::mem::take(&mut self.claimed);
+        self.dead_in_flight = std::mem::take(&mut self.dead_lettered);
+        std::mem::take(&mut self.changeset)
+    }
+
+    /// The page taken by [`take_page`](Self::take_page) is committed: the
+    /// mirror shows it now.
+    pub fn page_committed(&mut self) {
+        self.claimed_in_flight.clear();
+        self.dead_in_flight.clear();
+    }
+
+    fn is_claimed(&self, claim: &(EntityKind, Role, String)) -> bool {
+        self.claimed.contains(claim) || self.claimed_in_flight.contains(claim)
     }
 
     /// Decides a batch of records of `entity` read from `source`. Returns
@@ -314,13 +382,16 @@ impl<'a> Decider<'a> {
     ) -> Result<(), EngineError> {
         let side = side_of(role);
         if let Some(id) = &record_id {
-            if self
-                .store
-                .has_open_dead_letter(self.name(), side, entity, id, &reason)
-                .await?
+            let key = (side, entity, id.clone(), reason.clone());
+            if self.dead_in_flight.contains(&key)
+                || self
+                    .store
+                    .has_open_dead_letter(self.name(), side, entity, id, &reason)
+                    .await?
             {
                 return Ok(());
             }
+            self.dead_lettered.insert(key);
         }
         tracing::warn!(
             pair = %self.name(),
@@ -632,7 +703,7 @@ impl<'a> Decider<'a> {
         let entity = record.entity;
         let other = source.other();
         let claim = (entity, other, found.id.clone());
-        let found_link = if self.claimed.contains(&claim) {
+        let found_link = if self.is_claimed(&claim) {
             None
         } else {
             self.store
@@ -652,7 +723,7 @@ impl<'a> Decider<'a> {
             self.report.stats.echoes += 1;
             return Ok(());
         }
-        let linked_elsewhere = self.claimed.contains(&claim) || found_link.is_some();
+        let linked_elsewhere = self.is_claimed(&claim) || found_link.is_some();
         if linked_elsewhere {
             let reason = format!(
                 "{entity} {} on side `{}` has the same match key as {entity} {} on side `{}`, \
@@ -836,13 +907,14 @@ impl<'a> Decider<'a> {
                 Role::Ghl => ids.ghl_parent.clone(),
                 Role::App => ids.app_parent.clone(),
             };
-            let key = format!(
-                "{}/{entity}/{}:{}@{}/{op}->{}",
+            let key = change_key(
                 self.name(),
+                entity,
                 side_of(ids.source),
-                ids.source_id,
-                ids.updated_at.timestamp_micros(),
-                side_of(target)
+                &ids.source_id,
+                ids.updated_at,
+                op,
+                side_of(target),
             );
             let expect = current.get(target).map(|now| {
                 writes
@@ -1073,4 +1145,33 @@ fn merge_roles(
         ghl,
         app,
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use chrono::{TimeZone, Utc};
+
+    use super::{change_key, change_of_key};
+    use crate::store::{EntityKind, OutboxOp, SideRole};
+
+    #[test]
+    fn a_change_key_gives_back_its_record_and_time() {
+        let at = Utc.with_ymd_and_hms(2026, 11, 24, 1, 2, 3).unwrap()
+            + chrono::Duration::microseconds(456_789);
+        let key = change_key(
+            "main",
+            EntityKind::Task,
+            SideRole::A,
+            "abc:12",
+            at,
+            OutboxOp::Update,
+            SideRole::B,
+        );
+        assert_eq!(
+            key,
+            format!("main/task/a:abc:12@{}/update->b", at.timestamp_micros())
+        );
+        assert_eq!(change_of_key(&key), Some(("abc:12", at)));
+        assert_eq!(change_of_key("main/contact/link:7/delete->b"), None);
+    }
 }

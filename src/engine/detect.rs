@@ -14,7 +14,14 @@ use super::report::PairReport;
 use super::{side_of, Engine, EngineError, Mode, PairRuntime};
 use crate::connector::EntityKind;
 use crate::mapping::Role;
-use crate::store::{Change, Changeset, CursorAdvance};
+use crate::store::{Change, Changeset, CommitReceipt, CursorAdvance, StoreError};
+
+/// A page's commit running while the next page is decided.
+struct InFlight {
+    /// The ids of the page's records.
+    ids: HashSet<String>,
+    commit: tokio::task::JoinHandle<Result<CommitReceipt, StoreError>>,
+}
 
 /// Detection of the default feed of an entity.
 pub(super) const STREAM: &str = "";
@@ -70,22 +77,47 @@ impl Engine {
         let mut decider = Decider::new(self, pair, mode);
         let mut watermark = stored;
         let mut pages = pair.connector(source).changes(entity, since, until);
-        while let Some(page) = pages.next().await {
-            let page = page?;
-            decider.rejected(source, entity, page.rejected).await?;
-            let changed = decider.records(source, entity, page.records).await?;
-            if entity == EntityKind::Contact {
-                self.children_of(pair, &mut decider, source, &changed)
-                    .await?;
+        // Each page's commit runs while the next page is read and decided;
+        // commits stay one at a time and in order.
+        let mut in_flight: Option<InFlight> = None;
+        let read = async {
+            while let Some(page) = pages.next().await {
+                let page = page?;
+                if in_flight
+                    .as_ref()
+                    .is_some_and(|f| page.records.iter().any(|r| f.ids.contains(&r.id)))
+                {
+                    // A record of the page being committed comes again
+                    // (edited meanwhile): decide it against the committed
+                    // mirror.
+                    self.land(in_flight.take(), &mut decider).await?;
+                }
+                let ids: HashSet<String> = page.records.iter().map(|r| r.id.clone()).collect();
+                decider.rejected(source, entity, page.rejected).await?;
+                let changed = decider.records(source, entity, page.records).await?;
+                if entity == EntityKind::Contact {
+                    self.children_of(pair, &mut decider, source, &changed)
+                        .await?;
+                }
+                watermark = watermark.max(page.watermark);
+                let mut advance = self.advance(pair, source, entity);
+                if let Some(w) = watermark.filter(|w| Some(*w) > stored) {
+                    advance.watermark = Change::Set(w);
+                }
+                advance.last_poll_at = Some(started);
+                self.land(in_flight.take(), &mut decider).await?;
+                in_flight = self.launch(&mut decider, advance, mode, ids);
             }
-            watermark = watermark.max(page.watermark);
-            let mut advance = self.advance(pair, source, entity);
-            if let Some(w) = watermark.filter(|w| Some(*w) > stored) {
-                advance.watermark = Change::Set(w);
-            }
-            advance.last_poll_at = Some(started);
-            self.commit(&mut decider, advance, mode).await?;
+            Ok::<(), EngineError>(())
         }
+        .await;
+        // Whatever happened to the pages after it, the page being committed
+        // lands before the poll returns, as if each page had been committed
+        // before the next was read: a side failing at page N+1 does not
+        // undo (or leave running) the commit of page N.
+        let landed = self.land(in_flight.take(), &mut decider).await;
+        read?;
+        landed?;
         let mut done = self.advance(pair, source, entity);
         done.last_poll_at = Some(started);
         done.last_success_at = Some(Utc::now());
@@ -179,6 +211,57 @@ impl Engine {
         CursorAdvance::new(pair.name(), side_of(source), entity, STREAM)
     }
 
+    /// Starts committing the page the decider holds, with `advance` (one
+    /// transaction), in a task of its own, so the caller can decide the
+    /// next page meanwhile; [`land`](Self::land) waits for it. In plan
+    /// mode nothing is written.
+    fn launch(
+        &self,
+        decider: &mut Decider<'_>,
+        advance: CursorAdvance,
+        mode: Mode,
+        ids: HashSet<String>,
+    ) -> Option<InFlight> {
+        let mut changeset = decider.take_page();
+        changeset.cursors.push(advance);
+        if mode != Mode::Apply {
+            decider.page_committed();
+            return None;
+        }
+        let store = self.store.clone();
+        let commit = tokio::spawn(
+            async move { store.commit(&changeset).await }.instrument(tracing::Span::current()),
+        );
+        Some(InFlight { ids, commit })
+    }
+
+    /// Waits for the commit started by [`launch`](Self::launch), if any.
+    async fn land(
+        &self,
+        in_flight: Option<InFlight>,
+        decider: &mut Decider<'_>,
+    ) -> Result<(), EngineError> {
+        let Some(in_flight) = in_flight else {
+            return Ok(());
+        };
+        let receipt = match in_flight.commit.await {
+            Ok(receipt) => receipt?,
+            Err(error) if error.is_panic() => std::panic::resume_unwind(error.into_panic()),
+            Err(_) => {
+                return Err(StoreError::query(
+                    "commit",
+                    sqlx::Error::Protocol("the commit task was cancelled".into()),
+                )
+                .into())
+            }
+        };
+        decider.page_committed();
+        if !receipt.outbox_new.is_empty() {
+            self.wake.notify_one();
+        }
+        Ok(())
+    }
+
     /// Commits what the decider holds, with `advance`: one transaction.
     /// In plan mode nothing is written.
     pub(super) async fn commit(
@@ -196,5 +279,251 @@ impl Engine {
             }
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use async_trait::async_trait;
+    use chrono::{DateTime, TimeZone, Utc};
+    use futures::stream::{self, BoxStream, StreamExt};
+    use serde_json::{json, Map, Value};
+
+    use crate::config::{self, LoadOptions};
+    use crate::connector::{
+        Capabilities, Connector, ConnectorError, Deletion, EntityCaps, EntityKind, MatchKey, Page,
+        Record,
+    };
+    use crate::engine::{Engine, Mode, PairRuntime};
+    use crate::mapping::Role;
+    use crate::store::{PairRegistration, PairSide, Store};
+
+    /// A side whose change feed is the given pages; nothing else is there.
+    #[derive(Debug)]
+    struct Feed {
+        side: &'static str,
+        pages: Vec<Vec<Record>>,
+        /// After its pages, the feed fails (the side went away mid-poll).
+        then_fail: bool,
+        capabilities: Capabilities,
+    }
+
+    fn contact(id: &str, ms: i64) -> Record {
+        let Value::Object(fields) = json!({
+            "id": id,
+            "email": format!("{id}@example.com"),
+            "firstName": format!("First {ms}"),
+        }) else {
+            unreachable!()
+        };
+        Record {
+            entity: EntityKind::Contact,
+            id: id.to_owned(),
+            parent_id: None,
+            updated_at: Utc.with_ymd_and_hms(2026, 1, 1, 0, 0, 0).unwrap()
+                + chrono::Duration::milliseconds(ms),
+            fields,
+        }
+    }
+
+    impl Feed {
+        fn new(side: &'static str, pages: Vec<Vec<Record>>) -> Self {
+            let caps = EntityCaps {
+                read: true,
+                create: true,
+                update: true,
+                delete: true,
+                change_feed: true,
+            };
+            Feed {
+                side,
+                pages,
+                then_fail: false,
+                capabilities: Capabilities {
+                    entities: [(EntityKind::Contact, caps)].into(),
+                    webhooks: false,
+                    match_keys: vec![MatchKey::Email],
+                },
+            }
+        }
+    }
+
+    #[async_trait]
+    impl Connector for Feed {
+        fn side(&self) -> &str {
+            self.side
+        }
+        fn capabilities(&self) -> &Capabilities {
+            &self.capabilities
+        }
+        fn changes(
+            &self,
+            _: EntityKind,
+            _: DateTime<Utc>,
+            _: DateTime<Utc>,
+        ) -> BoxStream<'_, Result<Page, ConnectorError>> {
+            let failure = self.then_fail.then(|| ConnectorError::Unavailable {
+                side: self.side.to_owned(),
+                message: "gone mid-poll".to_owned(),
+                retry_after: None,
+            });
+            stream::iter(self.pages.clone())
+                .map(|records| Ok(Page::new(records)))
+                .chain(stream::iter(failure.map(Err)))
+                .boxed()
+        }
+        fn all_contacts(&self) -> BoxStream<'_, Result<Vec<Record>, ConnectorError>> {
+            stream::empty().boxed()
+        }
+        async fn children(&self, _: EntityKind, _: &str) -> Result<Vec<Record>, ConnectorError> {
+            Ok(Vec::new())
+        }
+        async fn get(
+            &self,
+            _: EntityKind,
+            _: &str,
+            _: Option<&str>,
+        ) -> Result<Option<Record>, ConnectorError> {
+            Ok(None)
+        }
+        async fn create(
+            &self,
+            _: EntityKind,
+            _: Option<&str>,
+            _: &Map<String, Value>,
+        ) -> Result<Record, ConnectorError> {
+            unreachable!("the test runs no writer")
+        }
+        async fn update(
+            &self,
+            _: EntityKind,
+            _: &str,
+            _: Option<&str>,
+            _: &Map<String, Value>,
+        ) -> Result<Record, ConnectorError> {
+            unreachable!("the test runs no writer")
+        }
+        async fn delete(
+            &self,
+            _: EntityKind,
+            _: &str,
+            _: Option<&str>,
+        ) -> Result<Deletion, ConnectorError> {
+            unreachable!("the test runs no writer")
+        }
+        async fn find_contact(
+            &self,
+            _: MatchKey,
+            _: &str,
+        ) -> Result<Option<Record>, ConnectorError> {
+            Ok(None)
+        }
+    }
+
+    /// An engine over a fresh SQLite mirror with the demo pair, its GHL
+    /// side `ghl`.
+    async fn engine(dir: &std::path::Path, ghl: Feed) -> Engine {
+        let mut text = crate::demo::DEMO_CONFIG
+            .replace("@GHL_URL@", "http://127.0.0.1:9")
+            .replace("@GHL_TOKEN@", "unused")
+            .replace("@LOCATION_ID@", "testlocation")
+            .replace("@STATE_DIR@", &dir.display().to_string());
+        text.push('\n');
+        text.push_str(crate::demo::APP_SIM_SIDE);
+        let path = dir.join("test.toml");
+        std::fs::write(&path, text).unwrap();
+        let settings = config::load(&LoadOptions {
+            file: Some(path),
+            env: Some(Default::default()),
+            no_search: true,
+        })
+        .unwrap()
+        .settings;
+        let store = Store::connect_and_migrate(&settings.database)
+            .await
+            .unwrap();
+        let pair = settings.pairs["demo"].clone();
+        let side = |name: &str, kind: &str| PairSide {
+            side: name.into(),
+            kind: kind.into(),
+            location: None,
+        };
+        store
+            .register_pair(&PairRegistration {
+                name: pair.name.clone(),
+                a: side("ghl", "ghl"),
+                b: side("app", "rest"),
+            })
+            .await
+            .unwrap();
+        let app = Arc::new(Feed::new("app", Vec::new()));
+        Engine {
+            store,
+            pairs: vec![Arc::new(PairRuntime::new(pair, Arc::new(ghl), app))],
+            sync: settings.sync.clone(),
+            wake: Arc::default(),
+            records_read: Arc::default(),
+        }
+    }
+
+    /// A record edited between two pages of one poll is decided against
+    /// the first page's commit (its link), not as a second new record,
+    /// although that commit overlaps the reading of the second page.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_record_in_two_pages_of_a_poll_is_linked_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let ghl = Feed::new(
+            "ghl",
+            vec![
+                vec![contact("x", 1), contact("y", 2)],
+                vec![contact("x", 3), contact("z", 4)],
+            ],
+        );
+        let engine = engine(dir.path(), ghl).await;
+        let pair = engine.pairs[0].clone();
+        let report = engine
+            .poll(&pair, Role::Ghl, EntityKind::Contact, Mode::Apply)
+            .await
+            .unwrap();
+        assert_eq!(report.stats.read, 4);
+        assert_eq!(report.stats.planned_creates, 3, "{:?}", report.stats);
+        let links = engine.store.count_links("demo", EntityKind::Contact);
+        assert_eq!(links.await.unwrap(), 3);
+        engine.store.close().await;
+    }
+
+    /// A side failing after some pages: the poll fails, and the pages
+    /// before the failure are committed when it returns (not undone, not
+    /// still running), with the watermark they cover.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn pages_before_a_failure_are_committed_when_the_poll_returns() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut ghl = Feed::new(
+            "ghl",
+            vec![
+                vec![contact("x", 1), contact("y", 2)],
+                vec![contact("z", 3)],
+            ],
+        );
+        ghl.then_fail = true;
+        let engine = engine(dir.path(), ghl).await;
+        let pair = engine.pairs[0].clone();
+        let error = engine
+            .poll(&pair, Role::Ghl, EntityKind::Contact, Mode::Apply)
+            .await
+            .unwrap_err();
+        assert!(error.to_string().contains("gone mid-poll"), "{error}");
+        let links = engine.store.count_links("demo", EntityKind::Contact);
+        assert_eq!(links.await.unwrap(), 3);
+        let cursor = engine
+            .store
+            .load_cursor("demo", crate::store::SideRole::A, EntityKind::Contact, "")
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(cursor.watermark, Some(contact("z", 3).updated_at));
+        engine.store.close().await;
     }
 }

@@ -17,11 +17,16 @@
 mod build;
 mod decide;
 mod detect;
+mod health;
 pub mod merge;
 mod reconcile;
 mod report;
+mod resolve;
+mod retry;
 mod scheduler;
+mod signals;
 mod snapshot;
+mod targeted;
 mod writer;
 
 use std::fmt;
@@ -34,7 +39,11 @@ use crate::store::{SideRole, Store, StoreError};
 
 pub use build::{build, BuildError};
 pub use report::{PairReport, PlannedWrite, Report, Stats};
-pub use scheduler::{run, Reconcile, Shutdown};
+pub use resolve::{Choice, QueuedWrite, Resolution, ResolveError};
+pub use retry::{Retried, RetryError};
+pub use scheduler::{run, run_daemon, Reconcile, Schedule, Shutdown};
+pub use signals::{PairSignals, SideSignals};
+pub use targeted::{run_targets, QueueFull, Target, TargetQueue, TargetReceiver, TargetSlot};
 
 /// What a pass does with its decisions.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -62,6 +71,8 @@ pub struct PairRuntime {
     pub settings: PairSettings,
     ghl: Arc<dyn Connector>,
     app: Arc<dyn Connector>,
+    /// What the daemon's tasks know about this pair while it runs.
+    pub signals: PairSignals,
 }
 
 impl fmt::Debug for PairRuntime {
@@ -76,7 +87,12 @@ impl fmt::Debug for PairRuntime {
 
 impl PairRuntime {
     pub fn new(settings: PairSettings, ghl: Arc<dyn Connector>, app: Arc<dyn Connector>) -> Self {
-        PairRuntime { settings, ghl, app }
+        PairRuntime {
+            settings,
+            ghl,
+            app,
+            signals: PairSignals::default(),
+        }
     }
 
     pub fn name(&self) -> &str {

@@ -3,7 +3,7 @@
 //! an orderly stop.
 
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use chrono::Utc;
 use rand::Rng;
@@ -11,7 +11,8 @@ use tokio::sync::watch;
 
 use super::report::{PairReport, Report};
 use super::{side_of, Engine, EngineError, Mode, PairRuntime, ROLES};
-use crate::connector::EntityKind;
+use crate::connector::{ConnectorError, EntityKind};
+use crate::mapping::Role;
 
 /// A stop signal shared by every task of a run.
 #[derive(Debug, Clone)]
@@ -73,10 +74,23 @@ impl Engine {
         mode: Mode,
         reconcile: Reconcile,
     ) -> Result<PairReport, EngineError> {
+        self.detect_sides(pair, &ROLES, mode, reconcile).await
+    }
+
+    /// Detection of the feeds of `sources` only (the daemon polls a side
+    /// whose webhooks arrive less often), then a reconciliation of the
+    /// whole pair if asked or due.
+    pub async fn detect_sides(
+        &self,
+        pair: &PairRuntime,
+        sources: &[Role],
+        mode: Mode,
+        reconcile: Reconcile,
+    ) -> Result<PairReport, EngineError> {
         let mut report = PairReport::default();
         for entity in pair.entities() {
-            for source in ROLES {
-                report.absorb(self.poll(pair, source, entity, mode).await?);
+            for source in sources {
+                report.absorb(self.poll(pair, *source, entity, mode).await?);
             }
         }
         let due = match reconcile {
@@ -130,33 +144,34 @@ impl Engine {
     }
 }
 
+/// How the daemon paces its polls.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Schedule {
+    /// With webhooks on: (`trust_for`, `safety_poll_interval`). A side whose
+    /// last verified webhook is younger than `trust_for` is polled only
+    /// every `safety_poll_interval`; polling stays the safety net.
+    pub webhooks: Option<(Duration, Duration)>,
+}
+
+/// The daemon without webhooks: see [`run_daemon`].
+pub async fn run(engine: Engine, stop: Shutdown) -> Result<(), EngineError> {
+    run_daemon(engine, stop, Schedule::default()).await
+}
+
 /// The daemon: runs until `stop`, then lets the writes in flight finish
 /// within `sync.shutdown_grace`. Nothing is lost if it is killed instead:
 /// watermarks only move with the changes they cover, and the outbox resumes
 /// at the next start.
-pub async fn run(engine: Engine, stop: Shutdown) -> Result<(), EngineError> {
+pub async fn run_daemon(
+    engine: Engine,
+    stop: Shutdown,
+    schedule: Schedule,
+) -> Result<(), EngineError> {
     let mut tasks = tokio::task::JoinSet::new();
     for pair in engine.pairs.clone() {
         let engine = engine.clone();
         let stop = stop.clone();
-        tasks.spawn(async move {
-            while !stop.is_stopping() {
-                match engine.detect_pair(&pair, Mode::Apply, Reconcile::IfDue).await {
-                    Ok(report) if report.stats.planned() > 0 => {
-                        tracing::info!(pair = %pair.name(), stats = ?report.stats, "changes detected");
-                    }
-                    Ok(_) => {}
-                    Err(error) => {
-                        tracing::warn!(pair = %pair.name(), error = %error, "detection failed; retrying at the next poll");
-                    }
-                }
-                let jitter = engine.sync.poll_jitter.as_millis() as u64;
-                let jitter = Duration::from_millis(rand::thread_rng().gen_range(0..=jitter));
-                if !stop.sleep(engine.sync.poll_interval + jitter).await {
-                    break;
-                }
-            }
-        });
+        tasks.spawn(async move { detection_loop(&engine, &pair, &stop, schedule).await });
     }
     let writer = {
         let engine = engine.clone();
@@ -186,4 +201,74 @@ pub async fn run(engine: Engine, stop: Shutdown) -> Result<(), EngineError> {
         ),
     }
     Ok(())
+}
+
+/// One pair's detection: each side polled when its interval is up, a
+/// reconciliation when due or requested (a delete webhook), until `stop`.
+async fn detection_loop(engine: &Engine, pair: &PairRuntime, stop: &Shutdown, schedule: Schedule) {
+    let mut next_poll = [Instant::now(); 2];
+    while !stop.is_stopping() {
+        let now = Instant::now();
+        let due: Vec<Role> = ROLES
+            .iter()
+            .zip(next_poll)
+            .filter(|(_, at)| *at <= now)
+            .map(|(role, _)| *role)
+            .collect();
+        let reconcile = if pair.signals.take_reconcile_request() {
+            Reconcile::Always
+        } else {
+            Reconcile::IfDue
+        };
+        let result = {
+            let _turn = pair.signals.turn.lock().await;
+            engine
+                .detect_sides(pair, &due, Mode::Apply, reconcile)
+                .await
+        };
+        match result {
+            Ok(report) => {
+                for role in &due {
+                    pair.signals.polled(*role, Utc::now());
+                }
+                if report.stats.planned() > 0 {
+                    tracing::info!(pair = %pair.name(), stats = ?report.stats, "changes detected");
+                }
+            }
+            Err(error) => {
+                if let EngineError::Side(ConnectorError::Auth { side, message }) = &error {
+                    for role in ROLES {
+                        if pair.connector(role).side() == side {
+                            pair.signals.credentials_refused(role, message.clone());
+                        }
+                    }
+                }
+                tracing::warn!(pair = %pair.name(), error = %error, "detection failed; retrying at the next poll");
+            }
+        }
+        engine.record_health().await;
+        let jitter = engine.sync.poll_jitter.as_millis() as u64;
+        for (slot, role) in next_poll.iter_mut().zip(ROLES) {
+            if due.contains(&role) {
+                let jitter = Duration::from_millis(rand::thread_rng().gen_range(0..=jitter));
+                *slot = Instant::now() + interval(engine, pair, role, schedule) + jitter;
+            }
+        }
+        let next = next_poll.iter().min().copied().unwrap_or_else(Instant::now);
+        tokio::select! {
+            _ = tokio::time::sleep_until(next.into()) => {}
+            _ = pair.signals.woken() => {}
+            _ = stop.stopped() => {}
+        }
+    }
+}
+
+/// `role`'s polling interval now: longer while its webhooks arrive.
+fn interval(engine: &Engine, pair: &PairRuntime, role: Role, schedule: Schedule) -> Duration {
+    match schedule.webhooks {
+        Some((trust_for, safety)) if pair.signals.webhooks_healthy(role, trust_for, Utc::now()) => {
+            safety.max(engine.sync.poll_interval)
+        }
+        _ => engine.sync.poll_interval,
+    }
 }

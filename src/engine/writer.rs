@@ -10,7 +10,7 @@ use chrono::Utc;
 use serde_json::Value;
 use tracing::Instrument;
 
-use super::decide::WritePayload;
+use super::decide::{change_of_key, WritePayload};
 use super::report::Stats;
 use super::{role_of, snapshot, Engine, EngineError, PairRuntime};
 use crate::connector::{ConnectorError, EntityKind, Record};
@@ -117,11 +117,7 @@ impl Engine {
                 match self.store.complete_outbox(&completion).await {
                     Ok(_) => {
                         stats.applied += 1;
-                        tracing::info!(
-                            fields = ?payload(&item).changed,
-                            record = record.as_ref().map(|r| r.id.as_str()).unwrap_or("-"),
-                            "change applied"
-                        );
+                        applied(pair, &item, record.as_ref());
                     }
                     // Another writer whose lease outlived ours finished it.
                     Err(StoreError::OutboxNotPending { .. }) => {}
@@ -374,6 +370,49 @@ impl Engine {
             .update(item.entity, id, None, &patch)
             .await
             .map(Some)
+    }
+}
+
+/// The one `info` event of an applied change (field names only; values
+/// at `debug` when `log.values` is on), its propagation time and count.
+fn applied(pair: &PairRuntime, item: &OutboxItem, record: Option<&Record>) {
+    let target = role_of(item.target_side);
+    let source = match target {
+        Role::Ghl => Role::App,
+        Role::App => Role::Ghl,
+    };
+    let direction = Direction::towards(item.target_side);
+    let payload = payload(item);
+    let location = [source, target]
+        .iter()
+        .find_map(|role| pair.connector(*role).location())
+        .unwrap_or("-");
+    let target_id = record
+        .map(|r| r.id.as_str())
+        .or(item.target_id.as_deref())
+        .unwrap_or("-");
+    tracing::info!(
+        location,
+        direction = %direction,
+        from = %pair.connector(source).side(),
+        source_id = change_of_key(&item.idempotency_key).map_or("-", |(id, _)| id),
+        target_id,
+        fields = ?payload.changed,
+        "change applied"
+    );
+    if crate::telemetry::log_values() {
+        let values = Value::Object(payload.fields.clone());
+        tracing::debug!(target_id, values = %values, "values written");
+    }
+    let labels = [
+        ("pair", item.pair.clone()),
+        ("entity", item.entity.as_str().to_owned()),
+        ("direction", direction.as_str().to_owned()),
+    ];
+    metrics::counter!(crate::metrics::WRITES, &labels).increment(1);
+    if let Some((_, changed_at)) = change_of_key(&item.idempotency_key) {
+        let seconds = (Utc::now() - changed_at).num_milliseconds().max(0) as f64 / 1000.0;
+        metrics::histogram!(crate::metrics::PROPAGATION, &labels).record(seconds);
     }
 }
 

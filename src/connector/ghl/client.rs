@@ -237,6 +237,19 @@ impl GhlClient {
         classify(call, status, &headers, body, &self.options.limiter)
     }
 
+    /// Counts a call and publishes what is left of the budget.
+    fn count_call(&self, call: &Call, status: Option<u16>) {
+        crate::metrics::api_call("ghl", &call.location, call.method, &call.path, status);
+        let headroom = self.options.limiter.headroom();
+        let location = call.location.clone();
+        if let Some(left) = headroom.interval_remaining {
+            metrics::gauge!(crate::metrics::RATE_LIMIT_REMAINING, "location" => location.clone())
+                .set(f64::from(left));
+        }
+        metrics::gauge!(crate::metrics::DAILY_BUDGET_REMAINING, "location" => location)
+            .set(f64::from(headroom.daily_remaining));
+    }
+
     async fn send(
         &self,
         request: &Request<'_>,
@@ -271,6 +284,7 @@ impl GhlClient {
         match &result {
             Ok((status, headers, body)) => {
                 self.options.limiter.observe(headers);
+                self.count_call(call, Some(status.as_u16()));
                 tracing::debug!(
                     method = call.method,
                     path = %call.path,
@@ -281,14 +295,17 @@ impl GhlClient {
                     "GHL call"
                 );
             }
-            Err(failure) => tracing::debug!(
-                method = call.method,
-                path = %call.path,
-                location = %call.location,
-                latency_ms,
-                error = %failure,
-                "GHL call failed in transport"
-            ),
+            Err(failure) => {
+                self.count_call(call, None);
+                tracing::debug!(
+                    method = call.method,
+                    path = %call.path,
+                    location = %call.location,
+                    latency_ms,
+                    error = %failure,
+                    "GHL call failed in transport"
+                )
+            }
         }
         result.map_err(|failure| GhlError::Transport {
             call: call.clone(),

@@ -261,8 +261,16 @@ impl Connector for GhlConnector {
         &self.side
     }
 
+    fn location(&self) -> Option<&str> {
+        Some(self.client.location_id())
+    }
+
     fn capabilities(&self) -> &Capabilities {
         &self.capabilities
+    }
+
+    fn budget(&self) -> Option<super::Headroom> {
+        Some(self.client.limiter().headroom())
     }
 
     fn changes(

@@ -164,10 +164,71 @@ pub struct GhlEvent {
     pub contact_id: Option<String>,
     pub webhook_id: Option<String>,
     pub timestamp: Option<chrono::DateTime<chrono::Utc>>,
+    /// Appointment events carry their record here instead of at the top.
+    pub appointment: Option<AppointmentRef>,
+}
+
+/// The part of an appointment event that names the record.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct AppointmentRef {
+    pub id: Option<String>,
+    pub contact_id: Option<String>,
+}
+
+/// What an event asks of the engine.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum EventAction {
+    /// Fetch this record and sync it (it may be gone: a delete event).
+    Sync {
+        entity: crate::connector::EntityKind,
+        id: String,
+        parent_id: Option<String>,
+    },
+    /// The app was installed on or removed from a location.
+    Install,
+    Uninstall,
+    /// An event type the sync does not use, or one without a record id.
+    Ignore,
 }
 
 impl GhlEvent {
     pub fn parse(body: &[u8]) -> Result<Self, WebhookError> {
         serde_json::from_slice(body).map_err(|e| WebhookError::Malformed(e.to_string()))
+    }
+
+    /// Which record the event is about, by its type
+    /// (`docs/webhooks/*.md`).
+    pub fn action(&self) -> EventAction {
+        use crate::connector::EntityKind;
+        let (entity, id, parent_id) = match self.kind.as_str() {
+            "ContactCreate" | "ContactUpdate" | "ContactDelete" | "ContactTagUpdate"
+            | "ContactDndUpdate" => (EntityKind::Contact, self.id.clone(), None),
+            "TaskCreate" | "TaskComplete" | "TaskDelete" => {
+                (EntityKind::Task, self.id.clone(), self.contact_id.clone())
+            }
+            "NoteCreate" | "NoteUpdate" | "NoteDelete" => {
+                (EntityKind::Note, self.id.clone(), self.contact_id.clone())
+            }
+            "AppointmentCreate" | "AppointmentUpdate" | "AppointmentDelete" => {
+                let appointment = self.appointment.as_ref();
+                (
+                    EntityKind::Appointment,
+                    appointment.and_then(|a| a.id.clone()),
+                    appointment.and_then(|a| a.contact_id.clone()),
+                )
+            }
+            "INSTALL" => return EventAction::Install,
+            "UNINSTALL" => return EventAction::Uninstall,
+            _ => return EventAction::Ignore,
+        };
+        match id.filter(|id| !id.is_empty()) {
+            Some(id) => EventAction::Sync {
+                entity,
+                id,
+                parent_id,
+            },
+            None => EventAction::Ignore,
+        }
     }
 }

@@ -290,6 +290,13 @@ impl Client {
         let (status, headers, body) = match read {
             Ok(read) => read,
             Err(failure) => {
+                crate::metrics::api_call(
+                    &self.side,
+                    "",
+                    request.method.as_str(),
+                    request.url.path(),
+                    None,
+                );
                 tracing::debug!(
                     side = %self.side,
                     method = %request.method,
@@ -312,6 +319,13 @@ impl Client {
                 }));
             }
         };
+        crate::metrics::api_call(
+            &self.side,
+            "",
+            request.method.as_str(),
+            request.url.path(),
+            Some(status.as_u16()),
+        );
         tracing::debug!(
             side = %self.side,
             method = %request.method,

@@ -388,6 +388,15 @@ impl Connector for RestConnector {
         &self.side
     }
 
+    fn verify_webhook(
+        &self,
+        headers: &reqwest::header::HeaderMap,
+        body: &[u8],
+        now: DateTime<Utc>,
+    ) -> Option<Result<super::WebhookEvent, super::WebhookError>> {
+        Some(RestConnector::verify_webhook(self, headers, body, now))
+    }
+
     fn capabilities(&self) -> &Capabilities {
         &self.capabilities
     }

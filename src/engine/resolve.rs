@@ -1,0 +1,334 @@
+//! An operator's decision on a parked conflict, carried out through the
+//! normal write path: the chosen value is queued in the outbox for every
+//! side that does not hold it yet (with an idempotency key, `planned`
+//! journal rows and the record's new base snapshot), and the conflict is
+//! marked resolved in the same transaction. When the writer completes a
+//! write it stores that snapshot, so the field equals the base on both
+//! sides and is not parked again.
+
+use serde_json::Value;
+
+use super::decide::WritePayload;
+use super::{side_of, snapshot, Engine, PairRuntime, ROLES};
+use crate::connector::ConnectorError;
+use crate::mapping::{Canonical, Role};
+use crate::store::{
+    Changeset, Conflict, ConflictStatus, Direction, JournalAction, LinkRef, LinkUpdate, LinkWrite,
+    NewJournalEntry, NewOutboxItem, OutboxOp, OutboxRef, StoreError,
+};
+
+/// What the operator chose for the field.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Choice {
+    /// The value that side held when the conflict was parked (or last
+    /// refreshed): what `conflicts show` displays.
+    Take(Role),
+    /// A value of the operator's own.
+    Value(Value),
+}
+
+/// Why a conflict could not be resolved. Nothing was queued or changed.
+#[derive(Debug, thiserror::Error)]
+pub enum ResolveError {
+    #[error("conflict {id} does not exist (see `ghlsync conflicts list`)")]
+    NotFound { id: i64 },
+    #[error("conflict {id} is already resolved ({resolution}); nothing was changed")]
+    AlreadyResolved { id: i64, resolution: String },
+    #[error("conflict {id} belongs to pair `{pair}`, which is not configured any more")]
+    PairGone { id: i64, pair: String },
+    #[error("conflict {id}: its {entity} (link {link}) is gone from the mirror or deleted")]
+    LinkGone {
+        id: i64,
+        entity: crate::store::EntityKind,
+        link: i64,
+    },
+    #[error("conflict {id}: field `{field}` is no longer mapped for {entity}s in pair `{pair}`")]
+    FieldGone {
+        id: i64,
+        pair: String,
+        entity: crate::store::EntityKind,
+        field: String,
+    },
+    #[error("conflict {id}: the value cannot be written to side `{side}`: {message}")]
+    Map {
+        id: i64,
+        side: String,
+        message: String,
+    },
+    #[error("conflict {id}: reading the record on side `{side}` failed: {source}")]
+    Side {
+        id: i64,
+        side: String,
+        #[source]
+        source: ConnectorError,
+    },
+    #[error(transparent)]
+    Store(StoreError),
+}
+
+/// What resolving did.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct Resolution {
+    pub conflict: i64,
+    pub pair: String,
+    pub field: String,
+    /// The value chosen (`null`: the field is cleared).
+    pub value: Option<Value>,
+    /// What was recorded as the conflict's resolution.
+    pub resolution: String,
+    /// Writes queued, per side name, with their outbox ids.
+    pub queued: Vec<QueuedWrite>,
+}
+
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct QueuedWrite {
+    pub side: String,
+    pub outbox_id: Option<i64>,
+    pub record_id: String,
+}
+
+impl Engine {
+    /// Resolves conflict `id` with `choice`: queues the writes and marks it
+    /// resolved, atomically. The writes happen when the writer next runs
+    /// (the daemon, or `sync --once`).
+    pub async fn resolve_conflict(
+        &self,
+        id: i64,
+        choice: Choice,
+    ) -> Result<Resolution, ResolveError> {
+        let conflict = self
+            .store
+            .conflict(id)
+            .await
+            .map_err(ResolveError::Store)?
+            .ok_or(ResolveError::NotFound { id })?;
+        if conflict.status == ConflictStatus::Resolved {
+            return Err(already_resolved(&conflict));
+        }
+        let pair = self
+            .pairs
+            .iter()
+            .find(|p| p.name() == conflict.pair)
+            .ok_or_else(|| ResolveError::PairGone {
+                id,
+                pair: conflict.pair.clone(),
+            })?;
+        let link = self
+            .store
+            .link_by_id(conflict.link_id)
+            .await
+            .map_err(ResolveError::Store)?
+            .filter(|l| l.deleted_at.is_none())
+            .ok_or(ResolveError::LinkGone {
+                id,
+                entity: conflict.entity,
+                link: conflict.link_id,
+            })?;
+        let entity = conflict.entity;
+        let field = pair
+            .settings
+            .map
+            .fields_of(entity)
+            .find(|f| f.name == conflict.field)
+            .ok_or_else(|| ResolveError::FieldGone {
+                id,
+                pair: pair.name().to_owned(),
+                entity,
+                field: conflict.field.clone(),
+            })?;
+        let (value, resolution) = match &choice {
+            Choice::Take(role) => {
+                let value = match role {
+                    Role::Ghl => conflict.a_value.clone(),
+                    Role::App => conflict.b_value.clone(),
+                };
+                let side = pair.connector(*role).side();
+                let note = format!("took side `{side}` ({})", shown(&value));
+                (value, note)
+            }
+            Choice::Value(v) => {
+                let value = (!v.is_null()).then(|| v.clone());
+                let note = format!("set to {}", shown(&value));
+                (value, note)
+            }
+        };
+
+        // The new base: what both sides agree on once the writes are done.
+        let mut base = snapshot::canonical(&link.snapshot);
+        match &value {
+            Some(v) => base.insert(field.name.clone(), v.clone()),
+            None => base.remove(&field.name),
+        };
+
+        let mut changeset = Changeset::default();
+        let mut queued = Vec::new();
+        for role in ROLES {
+            let Some(record_id) = link.side(side_of(role)).id.clone() else {
+                continue;
+            };
+            let connector = pair.connector(role);
+            let caps = connector.capabilities().of(entity);
+            if !field.flow.writes_to(role) || !caps.update {
+                continue;
+            }
+            let parent = link.side(side_of(role)).parent_id.clone();
+            let current = current_value(
+                pair,
+                role,
+                entity,
+                &record_id,
+                parent.as_deref(),
+                &field.name,
+            )
+            .await
+            .map_err(|source| ResolveError::Side {
+                id,
+                side: connector.side().to_owned(),
+                source,
+            })?;
+            if current == value {
+                continue;
+            }
+            let writes: Canonical =
+                [(field.name.clone(), value.clone().unwrap_or(Value::Null))].into();
+            let native = pair
+                .settings
+                .map
+                .to_native(entity, role, &writes)
+                .map_err(|e| ResolveError::Map {
+                    id,
+                    side: connector.side().to_owned(),
+                    message: e.to_string(),
+                })?;
+            let payload = WritePayload {
+                fields: native,
+                snapshot: Some(base.clone()),
+                changed: vec![field.name.clone()],
+                tag: None,
+                // Withdrawn if the side is edited again before the write:
+                // that edit is merged (and may park the field anew) rather
+                // than overwritten.
+                expect: Some(
+                    current
+                        .iter()
+                        .map(|v| (field.name.clone(), v.clone()))
+                        .collect(),
+                ),
+            };
+            let key = format!(
+                "{}/{entity}/conflict:{id}/{}->{}",
+                pair.name(),
+                OutboxOp::Update,
+                side_of(role)
+            );
+            let mut planned = NewJournalEntry::new(pair.name(), entity, JournalAction::Planned);
+            planned.link = Some(LinkRef::Existing(link.id));
+            planned.direction = Some(Direction::towards(side_of(role)));
+            planned.a_id = link.a.id.clone();
+            planned.b_id = link.b.id.clone();
+            planned.fields = vec![field.name.clone()];
+            planned.outbox = Some(OutboxRef::Key(key.clone()));
+            planned.detail = Some(format!("{} (conflict {id} resolved)", OutboxOp::Update));
+            changeset.journal.push(planned);
+            changeset.outbox.push(NewOutboxItem {
+                idempotency_key: key.clone(),
+                pair: pair.name().to_owned(),
+                target_side: side_of(role),
+                entity,
+                op: OutboxOp::Update,
+                link: Some(LinkRef::Existing(link.id)),
+                target_id: Some(record_id.clone()),
+                parent_id: parent,
+                payload: serde_json::to_value(&payload).expect("payloads serialise"),
+                not_before: None,
+            });
+            queued.push((connector.side().to_owned(), key, record_id));
+        }
+        if queued.is_empty() {
+            // Both sides already hold the chosen value: only the base moves.
+            changeset.links.push(LinkWrite::Update(LinkUpdate {
+                id: link.id,
+                snapshot: Some(snapshot::of(&base)),
+                ..LinkUpdate::default()
+            }));
+        }
+        let (_, receipt) = self
+            .store
+            .resolve_conflict_with(id, &resolution, &changeset)
+            .await
+            .map_err(|e| match e {
+                StoreError::ConflictNotFound { id } => ResolveError::NotFound { id },
+                StoreError::ConflictNotOpen { id } => ResolveError::AlreadyResolved {
+                    id,
+                    resolution: "by someone else just now".to_owned(),
+                },
+                other => ResolveError::Store(other),
+            })?;
+        if !queued.is_empty() {
+            self.wake.notify_one();
+        }
+        tracing::info!(
+            pair = %pair.name(),
+            entity = %entity,
+            conflict = id,
+            field = %field.name,
+            resolution = %resolution,
+            writes = queued.len(),
+            "conflict resolved"
+        );
+        Ok(Resolution {
+            conflict: id,
+            pair: pair.name().to_owned(),
+            field: field.name.clone(),
+            value,
+            resolution,
+            queued: queued
+                .into_iter()
+                .map(|(side, key, record_id)| QueuedWrite {
+                    side,
+                    outbox_id: receipt.outbox_new.get(&key).copied(),
+                    record_id,
+                })
+                .collect(),
+        })
+    }
+}
+
+fn already_resolved(conflict: &Conflict) -> ResolveError {
+    ResolveError::AlreadyResolved {
+        id: conflict.id,
+        resolution: conflict
+            .resolution
+            .clone()
+            .unwrap_or_else(|| "no resolution recorded".to_owned()),
+    }
+}
+
+/// The field's canonical value on `role`'s side now (`None`: no value, or
+/// the record is gone there and will not be written).
+async fn current_value(
+    pair: &PairRuntime,
+    role: Role,
+    entity: crate::store::EntityKind,
+    id: &str,
+    parent: Option<&str>,
+    field: &str,
+) -> Result<Option<Value>, ConnectorError> {
+    let Some(record) = pair.connector(role).get(entity, id, parent).await? else {
+        return Ok(None);
+    };
+    Ok(pair
+        .settings
+        .map
+        .to_canonical(entity, role, &record.fields)
+        .ok()
+        .and_then(|c| c.get(field).cloned()))
+}
+
+/// A value as an operator reads it in a resolution note.
+fn shown(value: &Option<Value>) -> String {
+    match value {
+        Some(v) => v.to_string(),
+        None => "no value".to_owned(),
+    }
+}
