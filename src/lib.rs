@@ -6,9 +6,12 @@
 pub mod cli;
 pub mod config;
 pub mod connector;
+pub mod daemon;
 pub mod demo;
 pub mod engine;
 pub mod mapping;
+pub mod metrics;
+pub mod server;
 pub mod sim;
 pub mod store;
 pub mod telemetry;

@@ -2,12 +2,22 @@
 //! (systemd, Docker, log shippers) or a human format on a terminal.
 
 use std::io::IsTerminal;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use tracing::Subscriber;
 use tracing_subscriber::fmt::MakeWriter;
 use tracing_subscriber::{layer::SubscriberExt, EnvFilter};
 
 use crate::config::{LogFormat, LogSettings};
+
+/// `log.values`: whether applied changes are logged with their values (at
+/// debug). Process-wide, set once by [`init`]; off unless configured.
+static LOG_VALUES: AtomicBool = AtomicBool::new(false);
+
+/// Whether the values of applied changes may be logged (`log.values`).
+pub fn log_values() -> bool {
+    LOG_VALUES.load(Ordering::Relaxed)
+}
 
 /// Whether events will be written as JSON lines.
 pub fn uses_json(format: LogFormat) -> bool {
@@ -63,6 +73,7 @@ where
 /// Installs the global subscriber, logging to stderr so that command
 /// output on stdout stays machine-readable.
 pub fn init(settings: &LogSettings) {
+    LOG_VALUES.store(settings.values, Ordering::Relaxed);
     let subscriber = subscriber(uses_json(settings.format), &settings.level, std::io::stderr);
     // A second call (tests calling into the CLI twice) keeps the first.
     let _ = tracing::subscriber::set_global_default(subscriber);

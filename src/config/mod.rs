@@ -10,6 +10,7 @@ mod pairs;
 mod reader;
 mod rest;
 mod retry;
+mod server;
 mod sides;
 mod sync;
 
@@ -19,11 +20,12 @@ use std::path::{Path, PathBuf};
 use config::{Environment, File, FileFormat};
 use secrecy::{ExposeSecret, SecretString};
 
-pub use database::{Backend, DatabaseSettings};
+pub use database::{Backend, DatabaseSettings, TokenKey};
 pub use error::{ConfigError, Origin, Problem};
 pub use pairs::{ContactFilter, PairSettings};
 pub use reader::{env_var_for, Secret, SecretSource};
 pub use rest::{ApiKeyPlacement, RestAuth, RestSide};
+pub use server::{ServerSettings, WebhookSettings};
 pub use sides::{
     GhlAuth, GhlSide, OAuthInstall, SideKind, SideSettings, DEFAULT_GHL_BASE_URL,
     DEFAULT_GHL_SCOPES,
@@ -51,6 +53,8 @@ pub struct Settings {
     pub sides: BTreeMap<String, SideSettings>,
     pub pairs: BTreeMap<String, PairSettings>,
     pub sync: SyncSettings,
+    pub server: ServerSettings,
+    pub webhooks: WebhookSettings,
 }
 
 #[derive(Debug, Clone)]
@@ -58,6 +62,9 @@ pub struct LogSettings {
     /// A `tracing` filter directive such as `info` or `ghl_sync=debug,info`.
     pub level: String,
     pub format: LogFormat,
+    /// Whether the `debug` event of an applied change carries the changed
+    /// values (personal data) besides the field names.
+    pub values: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -164,6 +171,8 @@ fn read_settings(root: &mut Table<'_>) -> Option<Settings> {
     let sides = sides::read_sides(root);
     let pairs = pairs::read_pairs(root, &sides);
     let sync = sync::read_sync(root);
+    let server = server::read_server(root);
+    let webhooks = server::read_webhooks(root);
     let sides = sides
         .into_iter()
         .filter_map(|(name, side)| Some((name, side?)))
@@ -175,6 +184,8 @@ fn read_settings(root: &mut Table<'_>) -> Option<Settings> {
         sides,
         pairs,
         sync: sync?,
+        server: server?,
+        webhooks: webhooks?,
     })
 }
 
@@ -194,10 +205,12 @@ fn read_log(root: &mut Table<'_>) -> Option<LogSettings> {
             "pretty" => LogFormat::Pretty,
             _ => LogFormat::Auto,
         });
+    let values = table.boolean("values");
     table.finish();
     Some(LogSettings {
         level: level.optional()?,
         format: format.optional()?,
+        values: values.optional()?,
     })
 }
 
@@ -229,6 +242,29 @@ fn read_database(table: &mut Table<'_>, state_dir: &Path) -> Option<DatabaseSett
         parse_database_url,
     );
     let password = table.secret("password", "password_file");
+    let token_key = match table.secret("token_key", "token_key_file") {
+        Got::Value(secret) => match TokenKey::from_base64(&secret.value, secret.source) {
+            Ok(key) => Got::Value(key),
+            Err(why) => {
+                let key = if table.was_valid("token_key") {
+                    "token_key"
+                } else {
+                    "token_key_file"
+                };
+                table.report(
+                    key,
+                    None,
+                    format!(
+                        "expected the base64 of 32 random bytes, but the value {why}; \
+                         generate a key with `openssl rand -base64 32`"
+                    ),
+                );
+                Got::Invalid
+            }
+        },
+        Got::Absent => Got::Absent,
+        Got::Invalid => Got::Invalid,
+    };
     let max_connections = table.integer_in("max_connections", 1, 1000);
     let acquire_timeout = table.duration("acquire_timeout");
     let busy_timeout = table.duration("sqlite_busy_timeout");
@@ -270,6 +306,10 @@ fn read_database(table: &mut Table<'_>, state_dir: &Path) -> Option<DatabaseSett
         max_connections: u32::try_from(max_connections.optional()?).ok()?,
         acquire_timeout: acquire_timeout.optional()?,
         sqlite_busy_timeout: busy_timeout.optional()?,
+        token_key: match token_key {
+            Got::Invalid => return None,
+            got => got.optional(),
+        },
     })
 }
 
@@ -314,6 +354,22 @@ fn warnings(settings: &Settings) -> Vec<String> {
                 ));
             }
         }
+    }
+    let oauth_sides: Vec<&str> = settings
+        .sides
+        .values()
+        .filter(|side| {
+            matches!(&side.kind, SideKind::Ghl(ghl) if matches!(ghl.auth, GhlAuth::OAuth { .. }))
+        })
+        .map(|side| side.name.as_str())
+        .collect();
+    if !oauth_sides.is_empty() && settings.database.token_key.is_none() {
+        warnings.push(format!(
+            "OAuth tokens of side(s) {} are stored unencrypted in the mirror database: set \
+             database.token_key (or GHLSYNC__DATABASE__TOKEN_KEY, or token_key_file) to the \
+             output of `openssl rand -base64 32` to encrypt them at rest",
+            oauth_sides.join(", ")
+        ));
     }
     warnings
 }

@@ -301,6 +301,15 @@ impl<'c> Table<'c> {
         })
     }
 
+    /// `true` or `false` (also from the environment, as text).
+    pub fn boolean(&mut self, key: &'static str) -> Got<bool> {
+        self.parse(key, "true or false", |text| match text.trim() {
+            "true" => Ok(true),
+            "false" => Ok(false),
+            _ => Err(String::new()),
+        })
+    }
+
     pub fn integer_in(&mut self, key: &'static str, min: u64, max: u64) -> Got<u64> {
         let expected = format!("a whole number from {min} to {max}");
         self.parse(key, &expected, |text| match text.trim().parse::<u64>() {

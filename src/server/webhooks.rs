@@ -1,0 +1,387 @@
+//! Webhook endpoints. Each delivery is verified over its raw bytes before
+//! anything else, then checked for replay, then turned into targeted syncs
+//! on the engine's queue; the answer goes back at once. Payloads are
+//! triggers, never truth: the record is fetched fresh.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use axum::body::Bytes;
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use chrono::{DateTime, Utc};
+use serde_json::json;
+
+use super::ServerState;
+use crate::connector::ghl::webhook::{EventAction, GhlEvent, WebhookError as GhlWebhookError};
+use crate::connector::rest::WebhookError as AppWebhookError;
+use crate::connector::EntityKind;
+use crate::engine::{Target, TargetSlot, ROLES};
+use crate::mapping::Role;
+
+/// How a delivery ended, for the answer, the log and the metric.
+struct Outcome {
+    status: StatusCode,
+    /// The metric's `result` label.
+    result: &'static str,
+    /// The event type (GHL) or entity (app); `unknown` before verification.
+    kind: String,
+    message: String,
+}
+
+impl Outcome {
+    fn refused(status: StatusCode, result: &'static str, kind: &str, message: String) -> Self {
+        Outcome {
+            status,
+            result,
+            kind: kind.to_owned(),
+            message,
+        }
+    }
+
+    fn ok(result: &'static str, kind: &str, message: impl Into<String>) -> Self {
+        Outcome {
+            status: StatusCode::OK,
+            result,
+            kind: kind.to_owned(),
+            message: message.into(),
+        }
+    }
+
+    /// Logs, counts and answers. Refusals are warnings: a forged or
+    /// replayed delivery is worth an operator's attention.
+    fn respond(self, source: &str) -> Response {
+        metrics::counter!(
+            crate::metrics::WEBHOOK_EVENTS,
+            "source" => source.to_owned(),
+            "type" => self.kind.clone(),
+            "result" => self.result,
+        )
+        .increment(1);
+        if self.status.is_success() {
+            tracing::debug!(source, event = %self.kind, result = self.result, "webhook {}", self.message);
+        } else {
+            tracing::warn!(
+                source,
+                event = %self.kind,
+                result = self.result,
+                status = self.status.as_u16(),
+                "webhook refused: {}",
+                self.message
+            );
+        }
+        let body = if self.status.is_success() {
+            json!({"result": self.result})
+        } else {
+            json!({"result": self.result, "error": self.message})
+        };
+        (self.status, Json(body)).into_response()
+    }
+}
+
+const UNKNOWN: &str = "unknown";
+
+/// `POST /webhooks/ghl`.
+pub(super) async fn ghl(
+    State(state): State<Arc<ServerState>>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let received = Instant::now();
+    accept_ghl(&state, &headers, &body, Utc::now(), received)
+        .await
+        .respond("ghl")
+}
+
+async fn accept_ghl(
+    state: &ServerState,
+    headers: &HeaderMap,
+    body: &[u8],
+    now: DateTime<Utc>,
+    received: Instant,
+) -> Outcome {
+    let unauthorized =
+        |result, message| Outcome::refused(StatusCode::UNAUTHORIZED, result, UNKNOWN, message);
+    match state.webhooks.ghl_keys.verify(headers, body) {
+        Ok(_) => {}
+        Err(error @ GhlWebhookError::MissingSignature) => {
+            return unauthorized("missing_signature", error.to_string())
+        }
+        Err(error) => return unauthorized("bad_signature", error.to_string()),
+    }
+    let event = match GhlEvent::parse(body) {
+        Ok(event) => event,
+        Err(error) => {
+            return Outcome::refused(
+                StatusCode::BAD_REQUEST,
+                "malformed",
+                UNKNOWN,
+                error.to_string(),
+            )
+        }
+    };
+    let kind = event.kind.as_str();
+    let refuse = |status, result, message: String| Outcome::refused(status, result, kind, message);
+
+    // Replay protection (WebhookAuthentication.md): a timestamp within the
+    // window, and each webhookId once.
+    let Some(sent) = event.timestamp else {
+        return refuse(
+            StatusCode::UNAUTHORIZED,
+            "stale",
+            "the delivery has no timestamp, so its age cannot be checked".into(),
+        );
+    };
+    let window =
+        chrono::Duration::from_std(state.webhooks.replay_window).unwrap_or(chrono::Duration::MAX);
+    let skew = (now - sent).abs();
+    if skew > window {
+        return refuse(
+            StatusCode::UNAUTHORIZED,
+            "stale",
+            format!(
+                "timestamp {sent} is {}s from now, outside the {}s replay window",
+                skew.num_seconds(),
+                window.num_seconds()
+            ),
+        );
+    }
+    let Some(webhook_id) = event.webhook_id.clone().filter(|id| !id.is_empty()) else {
+        return refuse(
+            StatusCode::UNAUTHORIZED,
+            "missing_id",
+            "the delivery has no webhookId, so a replay could not be told apart".into(),
+        );
+    };
+
+    let location = event.location_id.clone().unwrap_or_default();
+    let routes = state
+        .ghl_locations
+        .get(&location)
+        .cloned()
+        .unwrap_or_default();
+    let (entity, id, parent_id) = match event.action() {
+        EventAction::Sync {
+            entity,
+            id,
+            parent_id,
+        } => (entity, id, parent_id),
+        EventAction::Install => {
+            tracing::info!(location = %location, "GHL reports the app installed on a location");
+            return Outcome::ok("install", kind, "noted");
+        }
+        EventAction::Uninstall => {
+            tracing::warn!(location = %location, "GHL reports the app uninstalled from a location: its tokens stop working and its pairs will turn unready");
+            return Outcome::ok("uninstall", kind, "noted");
+        }
+        EventAction::Ignore => return Outcome::ok("ignored", kind, "not an event the sync uses"),
+    };
+    if routes.is_empty() {
+        return Outcome::ok(
+            "ignored",
+            kind,
+            format!("location {location} is not synced here"),
+        );
+    }
+    let slots = match reserve(state, routes.len()) {
+        Ok(slots) => slots,
+        Err(outcome) => {
+            return Outcome {
+                kind: kind.to_owned(),
+                ..outcome
+            }
+        }
+    };
+    match state
+        .engine
+        .store
+        .accept_delivery("ghl", &webhook_id, now)
+        .await
+    {
+        Ok(true) => {}
+        Ok(false) => {
+            return refuse(
+                StatusCode::CONFLICT,
+                "replayed",
+                format!("webhookId {webhook_id} was already accepted"),
+            );
+        }
+        Err(error) => {
+            return refuse(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "store_unavailable",
+                error.to_string(),
+            );
+        }
+    }
+    let record = Record {
+        entity,
+        id,
+        parent_id,
+    };
+    dispatch(state, routes, slots, &record, now, received);
+    Outcome::ok("accepted", kind, "queued")
+}
+
+/// The record a verified delivery names.
+struct Record {
+    entity: EntityKind,
+    id: String,
+    parent_id: Option<String>,
+}
+
+/// Queues a targeted sync of `record` for each (pair, role) the delivery
+/// is addressed to, in the slots reserved for them, and notes that the
+/// side's webhooks are arriving.
+fn dispatch(
+    state: &ServerState,
+    routes: Vec<(String, Role)>,
+    slots: Vec<TargetSlot<'_>>,
+    record: &Record,
+    now: DateTime<Utc>,
+    received: Instant,
+) {
+    for ((pair, role), slot) in routes.into_iter().zip(slots) {
+        if let Some(runtime) = state.engine.pairs.iter().find(|p| p.name() == pair) {
+            runtime.signals.webhook_arrived(role, now);
+        }
+        let target = Target {
+            pair,
+            source: role,
+            entity: record.entity,
+            id: record.id.clone(),
+            parent_id: record.parent_id.clone(),
+        };
+        slot.send(target, received);
+    }
+}
+
+/// Places for `n` targets, or a 503 the sender retries later (before the
+/// delivery is remembered, so the retry is not taken for a replay).
+fn reserve(state: &ServerState, n: usize) -> Result<Vec<TargetSlot<'_>>, Outcome> {
+    (0..n)
+        .map(|_| state.targets.reserve())
+        .collect::<Result<_, _>>()
+        .map_err(|full| {
+            Outcome::refused(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "queue_full",
+                UNKNOWN,
+                full.to_string(),
+            )
+        })
+}
+
+/// `POST /webhooks/app`: the one app side, when there is exactly one.
+pub(super) async fn only_app(
+    State(state): State<Arc<ServerState>>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let sides = &state.app_sides;
+    match sides.as_slice() {
+        [side] => {
+            let side = side.clone();
+            accept_app(&state, &side, &headers, &body)
+                .await
+                .respond("app")
+        }
+        _ => Outcome::refused(
+            StatusCode::NOT_FOUND,
+            "unknown_side",
+            UNKNOWN,
+            format!(
+                "{} app sides are configured ({}): post to /webhooks/app/<side>",
+                sides.len(),
+                sides.join(", ")
+            ),
+        )
+        .respond("app"),
+    }
+}
+
+/// `POST /webhooks/app/<side>`.
+pub(super) async fn app(
+    State(state): State<Arc<ServerState>>,
+    Path(side): Path<String>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    accept_app(&state, &side, &headers, &body)
+        .await
+        .respond("app")
+}
+
+async fn accept_app(state: &ServerState, side: &str, headers: &HeaderMap, body: &[u8]) -> Outcome {
+    let received = Instant::now();
+    let now = Utc::now();
+    let routes: Vec<(String, Role)> = state
+        .engine
+        .pairs
+        .iter()
+        .flat_map(|pair| ROLES.map(|role| (pair.clone(), role)))
+        .filter(|(pair, role)| pair.connector(*role).side() == side)
+        .map(|(pair, role)| (pair.name().to_owned(), role))
+        .collect();
+    let Some((first_pair, first_role)) = routes.first().cloned() else {
+        return Outcome::refused(
+            StatusCode::NOT_FOUND,
+            "unknown_side",
+            UNKNOWN,
+            format!("no side named `{side}` takes part in a pair"),
+        );
+    };
+    let connector = state
+        .engine
+        .pairs
+        .iter()
+        .find(|p| p.name() == first_pair)
+        .map(|p| p.connector(first_role));
+    let verified = connector.and_then(|c| c.verify_webhook(headers, body, now));
+    let event = match verified {
+        None => {
+            return Outcome::refused(
+                StatusCode::NOT_FOUND,
+                "unknown_side",
+                UNKNOWN,
+                format!("side `{side}` has no webhooks of its own"),
+            );
+        }
+        Some(Ok(event)) => event,
+        Some(Err(error)) => {
+            let (status, result) = match &error {
+                AppWebhookError::NotConfigured { .. } => {
+                    (StatusCode::UNAUTHORIZED, "not_configured")
+                }
+                AppWebhookError::MissingSignature { .. } => {
+                    (StatusCode::UNAUTHORIZED, "missing_signature")
+                }
+                AppWebhookError::BadSignature { .. } => (StatusCode::UNAUTHORIZED, "bad_signature"),
+                AppWebhookError::MissingTimestamp { .. }
+                | AppWebhookError::BadTimestamp { .. }
+                | AppWebhookError::StaleTimestamp { .. } => (StatusCode::UNAUTHORIZED, "stale"),
+                AppWebhookError::Malformed { .. } => (StatusCode::BAD_REQUEST, "malformed"),
+            };
+            return Outcome::refused(status, result, UNKNOWN, error.to_string());
+        }
+    };
+    let kind = event.entity.as_str();
+    let slots = match reserve(state, routes.len()) {
+        Ok(slots) => slots,
+        Err(outcome) => {
+            return Outcome {
+                kind: kind.to_owned(),
+                ..outcome
+            }
+        }
+    };
+    let record = Record {
+        entity: event.entity,
+        id: event.id,
+        parent_id: event.parent_id,
+    };
+    dispatch(state, routes, slots, &record, now, received);
+    Outcome::ok("accepted", kind, "queued")
+}
