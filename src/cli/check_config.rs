@@ -37,6 +37,8 @@ pub fn summary(loaded: &Loaded) -> String {
         sides,
         pairs,
         sync,
+        server,
+        webhooks,
     } = &loaded.settings;
     let mut out = String::new();
     let source = match &loaded.file {
@@ -54,6 +56,14 @@ pub fn summary(loaded: &Loaded) -> String {
     );
     let _ = writeln!(
         out,
+        "  tokens     OAuth tokens {}",
+        match &database.token_key {
+            Some(key) => format!("encrypted at rest (token_key {})", key.source),
+            None => "stored unencrypted (no database.token_key)".to_owned(),
+        }
+    );
+    let _ = writeln!(
+        out,
         "  log        level {}, format {:?}",
         log.level, log.format
     );
@@ -66,6 +76,15 @@ pub fn summary(loaded: &Loaded) -> String {
         humantime::format_duration(sync.lag),
         humantime::format_duration(sync.reconcile_interval),
     );
+    let _ = match server.bind {
+        Some(bind) => writeln!(
+            out,
+            "  server     http://{bind} (webhooks, /healthz, /readyz, /metrics); webhook replay window {}, polls every {} while a side's webhooks arrive",
+            humantime::format_duration(webhooks.replay_window),
+            humantime::format_duration(webhooks.safety_poll_interval),
+        ),
+        None => writeln!(out, "  server     off (server.bind is empty): no webhooks, no health endpoints"),
+    };
     for side in sides.values() {
         let _ = match &side.kind {
             SideKind::Ghl(ghl) => writeln!(

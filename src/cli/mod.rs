@@ -4,7 +4,9 @@
 mod auth;
 mod check_config;
 mod doctor;
+mod healthcheck;
 mod migrate;
+mod ops;
 mod sync;
 
 use std::path::PathBuf;
@@ -103,6 +105,45 @@ pub enum Command {
         #[arg(long)]
         side: Option<String>,
     },
+    /// Ask the running daemon whether it is ready (GET /readyz on
+    /// server.bind); exit 0 if so, 1 with the failed checks if not. For
+    /// Docker's HEALTHCHECK and other probes.
+    Healthcheck {
+        /// Only check that the process answers (GET /healthz).
+        #[arg(long)]
+        live: bool,
+        /// Ask this URL instead of the one server.bind implies.
+        #[arg(long)]
+        url: Option<String>,
+    },
+    /// Per pair and side: last poll, lag, outbox depth, dead letters, open
+    /// conflicts, rate-limit headroom and daily budget (as the daemon last
+    /// saw them), token expiry.
+    Status {
+        #[arg(long)]
+        json: bool,
+    },
+    /// The audit trail of one contact (and its tasks and notes): every
+    /// change seen, the decision, the write made and its result.
+    History {
+        /// The contact's id on either side, or its email.
+        #[arg(value_name = "ID|EMAIL")]
+        contact: String,
+        /// Only this pair.
+        #[arg(long)]
+        pair: Option<String>,
+        /// Journal rows per record, newest kept (default 1000).
+        #[arg(long)]
+        limit: Option<u32>,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Fields parked by the `manual` policy: list, show, resolve.
+    #[command(subcommand)]
+    Conflicts(ops::ConflictsCommand),
+    /// Records and writes that failed for good: list, retry, drop.
+    #[command(subcommand)]
+    DeadLetters(ops::DeadLettersCommand),
     /// Run a simulator of a system ghlsync talks to, on loopback, for
     /// trying things out without real accounts. Reads no configuration.
     #[command(subcommand)]
@@ -131,6 +172,7 @@ fn run(cli: Cli) -> Exit {
         let log = config::LogSettings {
             level: "warn".into(),
             format: config::LogFormat::Auto,
+            values: false,
         };
         return in_runtime(&log, crate::demo::run());
     }
@@ -139,6 +181,7 @@ fn run(cli: Cli) -> Exit {
         let log = config::LogSettings {
             level: "info".into(),
             format: config::LogFormat::Auto,
+            values: false,
         };
         return match sim {
             SimCommand::Ghl(args) => in_runtime(&log, crate::sim::ghl::serve_cli(args)),
@@ -166,6 +209,24 @@ fn run(cli: Cli) -> Exit {
         } => with_runtime(&loaded, |loaded| sync::once(loaded, reconcile, json)),
         Command::Plan { json } => with_runtime(&loaded, |loaded| sync::plan(loaded, json)),
         Command::Backfill { json } => with_runtime(&loaded, |loaded| sync::backfill(loaded, json)),
+        Command::Healthcheck { live, url } => {
+            with_runtime(&loaded, |loaded| healthcheck::run(loaded, live, url))
+        }
+        Command::Status { json } => with_runtime(&loaded, |loaded| ops::status::run(loaded, json)),
+        Command::History {
+            contact,
+            pair,
+            limit,
+            json,
+        } => with_runtime(&loaded, |loaded| {
+            ops::history::run(loaded, contact, pair, limit, json)
+        }),
+        Command::Conflicts(command) => {
+            with_runtime(&loaded, |loaded| ops::conflicts::run(loaded, command))
+        }
+        Command::DeadLetters(command) => {
+            with_runtime(&loaded, |loaded| ops::dead_letters::run(loaded, command))
+        }
         Command::Sim(_) | Command::Demo => unreachable!("handled above"),
     }
 }

@@ -8,17 +8,13 @@ use std::time::{Duration, Instant};
 use anyhow::Context as _;
 
 use crate::config::Loaded;
-use crate::engine::{self, Engine, Mode, Reconcile, Report, Shutdown};
+use crate::engine::{Engine, Mode, Reconcile, Report, Shutdown};
 
 /// `ghlsync run`: until SIGTERM or SIGINT.
 pub async fn run(loaded: Loaded) -> anyhow::Result<()> {
-    let engine = crate::demo::engine(&loaded).await?;
     let stop = Shutdown::default();
     tokio::spawn(stop_on_signal(stop.clone()));
-    tracing::info!(pairs = engine.pairs.len(), "ghlsync running");
-    engine::run(engine.clone(), stop).await?;
-    engine.store.close().await;
-    Ok(())
+    crate::daemon::run(&loaded, stop).await
 }
 
 /// Triggers `stop` on SIGTERM (systemd, Docker) or SIGINT (Ctrl-C).
@@ -57,6 +53,8 @@ pub async fn once(loaded: Loaded, reconcile: bool, json: bool) -> anyhow::Result
         .cycle(Mode::Apply, reconcile, &Shutdown::default())
         .await
         .context("the sync cycle failed; nothing past the last committed page was recorded")?;
+    // The budget this cycle spent, for `ghlsync status`.
+    engine.record_health().await;
     print_report(&engine, &report, json).await?;
     engine.store.close().await;
     Ok(())
