@@ -1,34 +1,15 @@
 //! Configuration: layering, validation and error messages, through the
 //! library (for exact origins) and through the binary (for exit codes).
 
+#[path = "common/config_helpers.rs"]
+mod config_helpers;
+
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
+use config_helpers::{load_in, VALID};
 use ghl_sync::config::{self, Backend, LoadOptions, Origin, SecretSource};
 use secrecy::ExposeSecret;
-
-/// A minimal valid file with one pair; tests append or replace lines.
-const VALID: &str = r#"state_dir = "./state"
-
-[sides.ghl]
-kind = "ghl"
-location_id = "loc-1"
-
-[sides.ghl.auth]
-method = "private_token"
-token = "pit-token"
-
-[sides.app]
-kind = "rest"
-base_url = "https://api.example.com/v1"
-
-[sides.app.contacts]
-get = "GET /contacts/{id}"
-
-[pairs.main]
-ghl = "ghl"
-app = "app"
-"#;
 
 fn write(dir: &Path, name: &str, text: &str) -> PathBuf {
     let path = dir.join(name);
@@ -53,16 +34,7 @@ fn load_with_env(
     Result<config::Loaded, config::ConfigError>,
 ) {
     let dir = tempfile::tempdir().unwrap();
-    let path = write(dir.path(), "ghlsync.toml", text);
-    let env: HashMap<String, String> = env
-        .iter()
-        .map(|(k, v)| (k.to_string(), v.to_string()))
-        .collect();
-    let result = config::load(&LoadOptions {
-        file: Some(path),
-        env: Some(env),
-        no_search: true,
-    });
+    let result = load_in(dir.path(), text, env);
     (dir, result)
 }
 

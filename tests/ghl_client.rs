@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use chrono::{TimeZone, Utc};
 use futures::TryStreamExt;
-use ghl_sync::config::DatabaseSettings;
+use ghl_sync::config::{DatabaseSettings, SecretSource, TokenKey};
 use ghl_sync::connector::ghl::auth::stored_token;
 use ghl_sync::connector::ghl::client::http_client;
 use ghl_sync::connector::ghl::{
@@ -16,7 +16,7 @@ use ghl_sync::connector::ghl::{
     RateLimiter, RateLimits, RetryPolicy, SearchQuery, TaskFields, TokenSource,
 };
 use ghl_sync::sim::ghl::{FaultConfig, FaultKind, GhlSim, RunningGhlSim, SimOptions};
-use ghl_sync::store::Store;
+use ghl_sync::store::{Store, StoredToken};
 use secrecy::{ExposeSecret, SecretString};
 
 const WRITE: [&str; 2] = ["contacts.readonly", "contacts.write"];
@@ -365,9 +365,15 @@ struct OAuthFixture {
     app: OAuthApp,
     _dir: tempfile::TempDir,
     db: std::path::PathBuf,
+    /// The mirror's settings, `database.token_key` included, for restarts.
+    settings: DatabaseSettings,
 }
 
 async fn oauth_fixture(ttl: Duration) -> OAuthFixture {
+    oauth_fixture_with_key(ttl, None).await
+}
+
+async fn oauth_fixture_with_key(ttl: Duration, token_key: Option<TokenKey>) -> OAuthFixture {
     let sim = GhlSim::start(SimOptions {
         contacts_per_location: 3,
         access_token_ttl: ttl,
@@ -378,9 +384,9 @@ async fn oauth_fixture(ttl: Duration) -> OAuthFixture {
     sim.handle().register_oauth_client(CLIENT_ID, CLIENT_SECRET);
     let dir = tempfile::tempdir().unwrap();
     let db = dir.path().join("mirror.db");
-    let store = Store::connect_and_migrate(&DatabaseSettings::sqlite_file(&db))
-        .await
-        .unwrap();
+    let mut settings = DatabaseSettings::sqlite_file(&db);
+    settings.token_key = token_key;
+    let store = Store::connect_and_migrate(&settings).await.unwrap();
     let app = OAuthApp {
         client_id: CLIENT_ID.into(),
         client_secret: SecretString::from(CLIENT_SECRET.to_owned()),
@@ -408,6 +414,7 @@ async fn oauth_fixture(ttl: Duration) -> OAuthFixture {
         app,
         _dir: dir,
         db,
+        settings,
     }
 }
 
@@ -475,8 +482,24 @@ async fn a_token_expired_mid_run_is_refreshed_once_and_the_call_succeeds() {
 
 #[tokio::test]
 async fn tokens_are_refreshed_before_expiry_and_rotation_survives_a_restart() {
+    refresh_and_rotation_survive_a_restart(None).await;
+}
+
+#[tokio::test]
+async fn with_a_token_key_tokens_are_sealed_and_refresh_and_rotation_still_work() {
+    use base64::Engine as _;
+    let key = TokenKey::from_base64(
+        &SecretString::from(base64::engine::general_purpose::STANDARD.encode([42u8; 32])),
+        SecretSource::ConfigFile,
+    )
+    .unwrap();
+    refresh_and_rotation_survive_a_restart(Some(key)).await;
+}
+
+async fn refresh_and_rotation_survive_a_restart(token_key: Option<TokenKey>) {
+    let sealed = token_key.is_some();
     // Tokens that live less than the refresh margin are renewed before use.
-    let fixture = oauth_fixture(Duration::from_secs(60)).await;
+    let fixture = oauth_fixture_with_key(Duration::from_secs(60), token_key).await;
     let subject = OAuthSession::location_subject(&location(&fixture.sim));
     let id = fixture.sim.handle().contacts(&location(&fixture.sim))[0]["id"]
         .as_str()
@@ -498,9 +521,10 @@ async fn tokens_are_refreshed_before_expiry_and_rotation_survives_a_restart() {
 
     // "Restart": a new store connection and session read what was persisted.
     fixture.store.close().await;
-    let reopened = Store::connect_and_migrate(&DatabaseSettings::sqlite_file(&fixture.db))
-        .await
-        .unwrap();
+    if sealed {
+        assert_tokens_sealed(&fixture.db, &[&first, &rotated]).await;
+    }
+    let reopened = Store::connect_and_migrate(&fixture.settings).await.unwrap();
     let (client, _) = oauth_client(&fixture, &reopened);
     client
         .get_contact(&id)
@@ -515,6 +539,29 @@ async fn tokens_are_refreshed_before_expiry_and_rotation_survives_a_restart() {
         .await;
     assert!(replay.is_err(), "a spent refresh token must be refused");
     fixture.sim.shutdown().await;
+}
+
+/// The mirror file holds none of the tokens, in any row, column or form.
+async fn assert_tokens_sealed(db: &std::path::Path, tokens: &[&StoredToken]) {
+    use sqlx::Connection as _;
+    let mut raw = sqlx::SqliteConnection::connect(&format!("sqlite://{}", db.display()))
+        .await
+        .unwrap();
+    let rows: Vec<(String, String)> =
+        sqlx::query_as("SELECT access_token, refresh_token FROM oauth_tokens")
+            .fetch_all(&mut raw)
+            .await
+            .unwrap();
+    assert!(!rows.is_empty());
+    for (access, refresh) in rows {
+        assert!(access.starts_with("xc1:") && refresh.starts_with("xc1:"));
+        for token in tokens {
+            for secret in [&token.access_token, &token.refresh_token] {
+                assert!(!access.contains(secret.expose_secret()));
+                assert!(!refresh.contains(secret.expose_secret()));
+            }
+        }
+    }
 }
 
 #[tokio::test]

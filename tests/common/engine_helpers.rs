@@ -37,6 +37,16 @@ const APP_SIDE_PACE: &str = "requests = 15\n";
 /// are not paced at 10 requests per second. The app simulator has no
 /// rate limit.
 pub async fn start_sims(ghl_contacts: usize, app_contacts: usize) -> Sims {
+    start_sims_with_webhooks(ghl_contacts, app_contacts, None).await
+}
+
+/// [`start_sims`], and with a server address, both simulators deliver
+/// their signed webhooks to it (`/webhooks/ghl`, `/webhooks/app/app`).
+pub async fn start_sims_with_webhooks(
+    ghl_contacts: usize,
+    app_contacts: usize,
+    server: Option<std::net::SocketAddr>,
+) -> Sims {
     let ghl = GhlSim::start(SimOptions {
         contacts_per_location: ghl_contacts,
         rate_limit: RateLimitConfig {
@@ -45,6 +55,7 @@ pub async fn start_sims(ghl_contacts: usize, app_contacts: usize) -> Sims {
             daily: 100_000_000,
         },
         allow_duplicate_contacts: true,
+        webhook_url: server.map(|at| format!("http://{at}/webhooks/ghl")),
         ..SimOptions::default()
     })
     .await
@@ -54,6 +65,7 @@ pub async fn start_sims(ghl_contacts: usize, app_contacts: usize) -> Sims {
         // Different people from the GHL seed.
         seed: 2,
         rate_limit: None,
+        webhook_url: server.map(|at| format!("http://{at}/webhooks/app/app")),
         ..AppSimOptions::default()
     })
     .await
@@ -290,4 +302,156 @@ where
     Fut: Future<Output = ()> + Send + 'static,
 {
     crate::store_backends::with_postgres_url(&format!("engine test {name}"), case).await
+}
+
+/// The engine tests' configuration: the demo's pair (config/demo.toml) with a
+/// schedule that sees changes at once (`lag = "0s"`), a mass-delete guard
+/// that applies to small mirrors (`mass_delete_min = 1`), short writer
+/// leases (a killed writer's items are taken again within seconds), and
+/// GHL pacing raised to match the simulator's raised limit. `@...@`
+/// placeholders of the harness are filled in by `Sims::render`; the
+/// others by [`Template::render`].
+pub const TEMPLATE: &str = r#"
+state_dir = "@STATE_DIR@"
+@DATABASE@
+
+[log]
+level = "warn"
+
+[sync]
+poll_interval = "500ms"
+poll_jitter = "0s"
+overlap = "5s"
+lag = "0s"
+reconcile_interval = "1h"
+mass_delete_min = 1
+writer_lease = "2s"
+shutdown_grace = "2s"
+
+[sides.ghl]
+kind = "ghl"
+location_id = "@LOCATION_ID@"
+base_url = "@GHL_URL@"
+scopes = ["contacts.readonly", "contacts.write"]
+
+[sides.ghl.auth]
+method = "private_token"
+token = "@GHL_TOKEN@"
+
+[sides.ghl.rate_limit]
+max_per_interval = 100000
+interval = "10s"
+
+[pairs.main]
+ghl = "ghl"
+app = "app"
+default_policy = "newest"
+deletes = "propagate"
+
+[[pairs.main.fields]]
+name = "email"
+ghl = "/email"
+app = "/email_address"
+normalize = ["trim", "lowercase"]
+match_key = "email"
+
+[[pairs.main.fields]]
+name = "first_name"
+ghl = "/firstName"
+app = "/first_name"
+normalize = ["trim"]
+@FIRST_NAME_POLICY@
+
+[[pairs.main.fields]]
+name = "last_name"
+ghl = "/lastName"
+app = "/last_name"
+normalize = ["trim"]
+
+[[pairs.main.fields]]
+name = "phone"
+ghl = "/phone"
+app = "/mobile"
+normalize = ["e164"]
+match_key = "phone"
+
+[[pairs.main.fields]]
+name = "tags"
+ghl = "/tags"
+app = "/labels"
+normalize = ["set"]
+policy = "union"
+
+@CHILDREN@
+"#;
+
+/// Tasks and notes both ways, as in config/demo.toml.
+pub const CHILDREN: &str = r#"
+[[pairs.main.fields]]
+entity = "task"
+name = "title"
+ghl = "/title"
+app = "/name"
+
+[[pairs.main.fields]]
+entity = "task"
+name = "completed"
+ghl = "/completed"
+app = "/done"
+
+[[pairs.main.fields]]
+entity = "task"
+name = "due"
+ghl = { pointer = "/dueDate", format = "rfc3339" }
+app = { pointer = "/due_on", format = "rfc3339" }
+
+[[pairs.main.fields]]
+entity = "note"
+name = "text"
+ghl = "/body"
+app = "/text"
+"#;
+
+/// What varies between the tests' configurations.
+#[derive(Default)]
+pub struct Template {
+    /// `[database] url`; unset: SQLite in the state directory.
+    pub database: Option<String>,
+    /// `policy` of the first name field; unset: the pair's `newest`.
+    pub first_name_policy: Option<&'static str>,
+    /// Map tasks and notes too (the seeded children sync as well).
+    pub children: bool,
+}
+
+impl Template {
+    pub fn contacts() -> Template {
+        Template::default()
+    }
+
+    pub fn with_children() -> Template {
+        Template {
+            children: true,
+            ..Template::default()
+        }
+    }
+
+    pub fn render(&self) -> String {
+        TEMPLATE
+            .replace(
+                "@DATABASE@",
+                &self
+                    .database
+                    .as_ref()
+                    .map(|url| format!("[database]\nurl = \"{url}\"\n"))
+                    .unwrap_or_default(),
+            )
+            .replace(
+                "@FIRST_NAME_POLICY@",
+                &self
+                    .first_name_policy
+                    .map(|p| format!("policy = \"{p}\""))
+                    .unwrap_or_default(),
+            )
+            .replace("@CHILDREN@", if self.children { CHILDREN } else { "" })
+    }
 }
