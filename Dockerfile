@@ -15,7 +15,7 @@ COPY Cargo.toml Cargo.lock ./
 RUN mkdir src benches \
     && echo 'fn main() {}' > src/main.rs \
     && touch src/lib.rs \
-    && for bench in ghl_rate_limit engine_throughput sync_economy; do \
+    && for bench in ghl_rate_limit engine_throughput sync_economy webhook_latency; do \
          echo 'fn main() {}' > "benches/$bench.rs"; done \
     && cargo build --release --locked \
     && rm -rf src
@@ -45,6 +45,13 @@ USER ghlsync:ghlsync
 WORKDIR /var/lib/ghlsync
 VOLUME ["/var/lib/ghlsync"]
 ENV GHLSYNC__STATE_DIR=/var/lib/ghlsync
+# The HTTP server (webhooks, /healthz, /readyz, /metrics) must listen
+# beyond the container's loopback to be reached; publish it with -p 8686:8686.
+ENV GHLSYNC__SERVER__BIND=0.0.0.0:8686
+EXPOSE 8686
+# `ghlsync healthcheck` asks /readyz itself: no curl in the image.
+HEALTHCHECK --interval=30s --timeout=10s --start-period=60s --retries=3 \
+    CMD ["ghlsync", "healthcheck"]
 STOPSIGNAL SIGTERM
 ENTRYPOINT ["ghlsync"]
 # The daemon; it migrates the mirror store at start-up. SIGTERM lets the
