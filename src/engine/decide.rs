@@ -196,8 +196,7 @@ impl<'a> Decider<'a> {
                 if entity == EntityKind::Contact {
                     self.remember_contact(source, &record.id, link);
                 }
-                let seen = link.side(src).updated_at;
-                if link.deleted_at.is_some() || seen.is_some_and(|seen| seen >= record.updated_at) {
+                if already_decided(link, src, &record) {
                     self.report.stats.unchanged += 1;
                     continue;
                 }
@@ -723,6 +722,19 @@ impl<'a> Decider<'a> {
             self.report.stats.echoes += 1;
             return Ok(());
         }
+        if let Some(link) = found_link
+            .as_ref()
+            .filter(|l| l.side(side_of(source)).id.as_deref() == Some(record.id.as_str()))
+        {
+            // `found` is linked to this very record: the writer recorded
+            // our create of it after this batch read its links. Decide it
+            // as the linked record it now is (an echo unless edited since).
+            if already_decided(link, side_of(source), record) {
+                self.report.stats.unchanged += 1;
+                return Ok(());
+            }
+            return self.linked(source, record, canonical, link).await;
+        }
         let linked_elsewhere = self.is_claimed(&claim) || found_link.is_some();
         if linked_elsewhere {
             let reason = format!(
@@ -1109,6 +1121,13 @@ impl<'c> Sides<'c> {
 }
 
 /// The patch of `role`'s side of a link update.
+/// Whether `record`, read from side `src`, is a version its link has
+/// already taken in (or the link is a tombstone): a re-read, not a change.
+fn already_decided(link: &Link, src: SideRole, record: &Record) -> bool {
+    let seen = link.side(src).updated_at;
+    link.deleted_at.is_some() || seen.is_some_and(|seen| seen >= record.updated_at)
+}
+
 fn side_patch(update: &mut LinkUpdate, role: Role) -> &mut SidePatch {
     match role {
         Role::Ghl => &mut update.a,

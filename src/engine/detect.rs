@@ -288,6 +288,7 @@ mod tests {
 
     use async_trait::async_trait;
     use chrono::{DateTime, TimeZone, Utc};
+    use futures::future::BoxFuture;
     use futures::stream::{self, BoxStream, StreamExt};
     use serde_json::{json, Map, Value};
 
@@ -298,7 +299,19 @@ mod tests {
     };
     use crate::engine::{Engine, Mode, PairRuntime};
     use crate::mapping::Role;
-    use crate::store::{PairRegistration, PairSide, Store};
+    use crate::store::{
+        Changeset, LinkUpdate, LinkWrite, PairRegistration, PairSide, SidePatch, SideRole, Store,
+    };
+
+    /// Runs while a match lookup is in flight (what else the daemon does
+    /// meanwhile).
+    struct Hook(Box<dyn Fn() -> BoxFuture<'static, ()> + Send + Sync>);
+
+    impl std::fmt::Debug for Hook {
+        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.write_str("Hook")
+        }
+    }
 
     /// A side whose change feed is the given pages; nothing else is there.
     #[derive(Debug)]
@@ -308,6 +321,9 @@ mod tests {
         /// After its pages, the feed fails (the side went away mid-poll).
         then_fail: bool,
         capabilities: Capabilities,
+        /// What a match-key lookup finds, and what happens meanwhile.
+        found: Option<Record>,
+        on_find: Option<Hook>,
     }
 
     fn contact(id: &str, ms: i64) -> Record {
@@ -341,6 +357,8 @@ mod tests {
                 side,
                 pages,
                 then_fail: false,
+                found: None,
+                on_find: None,
                 capabilities: Capabilities {
                     entities: [(EntityKind::Contact, caps)].into(),
                     webhooks: false,
@@ -418,13 +436,16 @@ mod tests {
             _: MatchKey,
             _: &str,
         ) -> Result<Option<Record>, ConnectorError> {
-            Ok(None)
+            if let Some(hook) = &self.on_find {
+                (hook.0)().await;
+            }
+            Ok(self.found.clone())
         }
     }
 
     /// An engine over a fresh SQLite mirror with the demo pair, its GHL
     /// side `ghl`.
-    async fn engine(dir: &std::path::Path, ghl: Feed) -> Engine {
+    async fn engine(dir: &std::path::Path, ghl: Feed, app: Feed) -> Engine {
         let mut text = crate::demo::DEMO_CONFIG
             .replace("@GHL_URL@", "http://127.0.0.1:9")
             .replace("@GHL_TOKEN@", "unused")
@@ -458,10 +479,13 @@ mod tests {
             })
             .await
             .unwrap();
-        let app = Arc::new(Feed::new("app", Vec::new()));
         Engine {
             store,
-            pairs: vec![Arc::new(PairRuntime::new(pair, Arc::new(ghl), app))],
+            pairs: vec![Arc::new(PairRuntime::new(
+                pair,
+                Arc::new(ghl),
+                Arc::new(app),
+            ))],
             sync: settings.sync.clone(),
             wake: Arc::default(),
             records_read: Arc::default(),
@@ -481,7 +505,7 @@ mod tests {
                 vec![contact("x", 3), contact("z", 4)],
             ],
         );
-        let engine = engine(dir.path(), ghl).await;
+        let engine = engine(dir.path(), ghl, Feed::new("app", Vec::new())).await;
         let pair = engine.pairs[0].clone();
         let report = engine
             .poll(&pair, Role::Ghl, EntityKind::Contact, Mode::Apply)
@@ -508,7 +532,7 @@ mod tests {
             ],
         );
         ghl.then_fail = true;
-        let engine = engine(dir.path(), ghl).await;
+        let engine = engine(dir.path(), ghl, Feed::new("app", Vec::new())).await;
         let pair = engine.pairs[0].clone();
         let error = engine
             .poll(&pair, Role::Ghl, EntityKind::Contact, Mode::Apply)
@@ -524,6 +548,85 @@ mod tests {
             .unwrap()
             .unwrap();
         assert_eq!(cursor.watermark, Some(contact("z", 3).updated_at));
+        engine.store.close().await;
+    }
+
+    /// The writer records our create of an app contact in GHL while the
+    /// GHL poll that read it back (unlinked then) looks up its match: the
+    /// match is now linked to this very record. That is our own create,
+    /// decided as the linked record it now is; not a duplicate to
+    /// dead-letter, not a second create.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_create_recorded_during_the_match_lookup_is_not_a_duplicate() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut theirs = contact("ct", 1);
+        let Value::Object(fields) =
+            json!({"id": "ct", "email_address": "ct@example.com", "first_name": "Cat"})
+        else {
+            unreachable!()
+        };
+        theirs.fields = fields;
+        let mut ours = contact("mw", 5);
+        ours.fields.insert("email".into(), json!("ct@example.com"));
+        let ghl = Feed::new("ghl", vec![vec![ours.clone()]]);
+        let recorded = Arc::new(std::sync::OnceLock::<(Store, i64)>::new());
+        let mut app = Feed::new("app", vec![vec![theirs.clone()]]);
+        app.found = Some(theirs);
+        app.on_find = Some({
+            let recorded = recorded.clone();
+            let ours = ours.clone();
+            Hook(Box::new(move || {
+                let (store, link) = recorded.get().cloned().expect("set before the GHL poll");
+                let ours = ours.clone();
+                Box::pin(async move {
+                    let write = LinkUpdate {
+                        id: link,
+                        a: SidePatch {
+                            id: Some(ours.id),
+                            updated_at: Some(ours.updated_at),
+                            ..SidePatch::default()
+                        },
+                        ..LinkUpdate::default()
+                    };
+                    let changeset = Changeset {
+                        links: vec![LinkWrite::Update(write)],
+                        ..Changeset::default()
+                    };
+                    store.commit(&changeset).await.unwrap();
+                })
+            }))
+        });
+        let engine = engine(dir.path(), ghl, app).await;
+        let pair = engine.pairs[0].clone();
+
+        // The app contact is read first: its create in GHL is planned.
+        let report = engine
+            .poll(&pair, Role::App, EntityKind::Contact, Mode::Apply)
+            .await
+            .unwrap();
+        assert_eq!(report.stats.planned_creates, 1, "{:?}", report.stats);
+        let link = engine
+            .store
+            .link_by_side_id("demo", EntityKind::Contact, SideRole::B, "ct")
+            .await
+            .unwrap()
+            .expect("linked");
+        assert!(recorded.set((engine.store.clone(), link.id)).is_ok());
+
+        let report = engine
+            .poll(&pair, Role::Ghl, EntityKind::Contact, Mode::Apply)
+            .await
+            .unwrap();
+        assert_eq!(
+            (report.stats.planned_creates, report.stats.unchanged),
+            (0, 1),
+            "{:?}",
+            report.stats
+        );
+        let letters = engine.store.dead_letters(None).await.unwrap();
+        assert!(letters.is_empty(), "no dead letters: {letters:#?}");
+        let links = engine.store.count_links("demo", EntityKind::Contact);
+        assert_eq!(links.await.unwrap(), 1);
         engine.store.close().await;
     }
 }
