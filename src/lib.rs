@@ -15,3 +15,12 @@ pub mod server;
 pub mod sim;
 pub mod store;
 pub mod telemetry;
+
+/// mimalloc instead of the system allocator, for every binary linking this
+/// library (the daemon, its tests and benchmarks alike): the engine
+/// allocates and frees many small values per record, often on different
+/// threads (built on a runtime worker, freed on SQLite's), where glibc's
+/// allocator spent a quarter of a backfill's CPU time (see
+/// docs/BENCHMARKS.md).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
