@@ -770,7 +770,7 @@ fn store_write(key: &str, link: i64) -> NewOutboxItem {
         link: Some(LinkRef::Existing(link)),
         target_id: Some("G1".to_owned()),
         parent_id: None,
-        payload: json!({"fields": {"firstName": "Bo"}, "changed": ["first_name"]}),
+        payload: json!({"fields": {"firstName": "Bo"}, "changed": ["first_name"]}).into(),
         not_before: None,
     }
 }

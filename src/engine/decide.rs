@@ -19,7 +19,7 @@ use crate::mapping::{Canonical, DeletePolicy, Role};
 use crate::store::{
     Change, Changeset, DeadLetterStage, Direction, JournalAction, Link, LinkRef, LinkSide,
     LinkUpdate, LinkWrite, NewConflict, NewDeadLetter, NewJournalEntry, NewLink, NewOutboxItem,
-    OutboxOp, OutboxRef, SidePatch, SideRole, Store,
+    OutboxOp, OutboxRef, PayloadJson, SidePatch, SideRole, Store,
 };
 
 /// What an outbox item carries to the writer.
@@ -1050,7 +1050,7 @@ impl<'a> Decider<'a> {
             link: Some(link),
             target_id,
             parent_id,
-            payload: serde_json::to_value(&payload).expect("payloads serialise"),
+            payload: PayloadJson::of(&payload).expect("payloads serialise"),
             not_before: None,
         });
     }

@@ -14,7 +14,7 @@ use crate::connector::ConnectorError;
 use crate::mapping::{Canonical, Role};
 use crate::store::{
     Changeset, Conflict, ConflictStatus, Direction, JournalAction, LinkRef, LinkUpdate, LinkWrite,
-    NewJournalEntry, NewOutboxItem, OutboxOp, OutboxRef, StoreError,
+    NewJournalEntry, NewOutboxItem, OutboxOp, OutboxRef, PayloadJson, StoreError,
 };
 
 /// What the operator chose for the field.
@@ -239,7 +239,7 @@ impl Engine {
                 link: Some(LinkRef::Existing(link.id)),
                 target_id: Some(record_id.clone()),
                 parent_id: parent,
-                payload: serde_json::to_value(&payload).expect("payloads serialise"),
+                payload: PayloadJson::of(&payload).expect("payloads serialise"),
                 not_before: None,
             });
             queued.push((connector.side().to_owned(), key, record_id));

@@ -104,7 +104,8 @@ pub use model::{
     DeadLetterStatus, Direction, EntityKind, FailOutcome, JournalAction, JournalEntry, Link,
     LinkRef, LinkSide, LinkUpdate, LinkWrite, NewConflict, NewDeadLetter, NewJournalEntry, NewLink,
     NewOutboxItem, OutboxDepth, OutboxItem, OutboxOp, OutboxRef, OutboxStatus, Pair,
-    PairRegistration, PairSide, ParseEnumError, SidePatch, SideRole, Snapshot, StoredToken,
+    PairRegistration, PairSide, ParseEnumError, PayloadJson, SidePatch, SideRole, Snapshot,
+    StoredToken,
 };
 
 static SQLITE_MIGRATOR: Migrator = sqlx::migrate!("migrations/sqlite");

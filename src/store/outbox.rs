@@ -83,7 +83,7 @@ pub(super) async fn insert_outbox(
                     .bind(*link_id)
                     .bind(item.target_id.as_deref())
                     .bind(item.parent_id.as_deref())
-                    .bind(Json(&item.payload))
+                    .bind(Json(item.payload.raw()))
                     .bind(item.not_before.map(us).unwrap_or(now))
                     .bind(now)
                     .bind(now);
@@ -129,7 +129,7 @@ async fn insert_outbox_postgres(
         .bind(col(&|o| o.parent_id.as_deref()))
         .bind(
             rows.iter()
-                .map(|(o, _)| Json(&o.payload))
+                .map(|(o, _)| Json(o.payload.raw()))
                 .collect::<Vec<_>>(),
         )
         .bind(
