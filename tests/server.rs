@@ -16,6 +16,8 @@ use base64::Engine as _;
 use chrono::Utc;
 use daemon_helpers::{configure, listener, sim_keys, start_sims, Daemon, TrustedKeys};
 use ghl_sync::demo::wait_for;
+use ghl_sync::engine::{run_targets, Shutdown, TargetQueue};
+use ghl_sync::server::{self, ServerState};
 use rand::SeedableRng;
 use serde_json::{json, Value};
 
@@ -416,4 +418,62 @@ async fn app_routes_and_bodies_over_the_limit_are_refused_unread() {
     .await;
     assert_eq!(status, 413);
     daemon.stop().await;
+}
+
+/// A delivery that finds the targeted-sync queue full gets 503 and is not
+/// remembered: once the worker has made room, the sender's retry of the
+/// same delivery is accepted, not refused as a replay.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_queue_answers_503_and_its_retry_is_no_replay() {
+    let signer = Signer::new(9);
+    let dir = tempfile::tempdir().unwrap();
+    let listen = listener().await;
+    let address = listen.local_addr().unwrap();
+    let sims = start_sims(address, 2, 0).await;
+    let loaded = configure(&sims, dir.path(), address, &signer.trusted());
+    let engine = ghl_sync::demo::engine(&loaded).await.unwrap();
+    // Room for one target, and no worker draining it yet.
+    let (targets, receiver) = TargetQueue::with_capacity(1);
+    let state = ServerState::new(engine.clone(), &loaded.settings, targets);
+    let stop = Shutdown::default();
+    let server = tokio::spawn({
+        let stop = stop.clone();
+        async move { server::serve(listen, state, stop).await.unwrap() }
+    });
+    let url = format!("http://{address}/webhooks/ghl");
+    let location = sims.location.clone();
+    let contacts = sims.ghl.handle().contacts(&location);
+    let id = |i: usize| contacts[i]["id"].as_str().unwrap().to_owned();
+    let signed = |body: &[u8]| [("x-wh-signature", signer.rsa_signature(body))];
+
+    let first = event(&location, &id(0), "wh-first", Utc::now());
+    let (status, _) = post(&url, &signed(&first), first).await;
+    assert_eq!(status, 200);
+    let second = event(&location, &id(1), "wh-second", Utc::now());
+    let (status, answer) = post(&url, &signed(&second), second.clone()).await;
+    assert_eq!(
+        (status, answer["result"].as_str()),
+        (503, Some("queue_full")),
+        "{answer}"
+    );
+
+    // The worker takes the queued target; the retry gets in.
+    let worker = tokio::spawn(run_targets(engine.clone(), receiver, stop.clone()));
+    let started = std::time::Instant::now();
+    let (status, answer) = loop {
+        let (status, answer) = post(&url, &signed(&second), second.clone()).await;
+        if status != 503 || started.elapsed() > Duration::from_secs(20) {
+            break (status, answer);
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert_eq!(
+        (status, answer["result"].as_str()),
+        (200, Some("accepted")),
+        "{answer}"
+    );
+    stop.trigger();
+    let _ = server.await;
+    let _ = worker.await;
+    engine.store.close().await;
 }

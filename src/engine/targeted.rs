@@ -55,9 +55,15 @@ pub const QUEUE_CAPACITY: usize = 10_000;
 const BATCH: usize = 200;
 
 impl TargetQueue {
-    /// A queue and the receiving half for [`run_targets`].
+    /// A queue of [`QUEUE_CAPACITY`] and the receiving half for
+    /// [`run_targets`].
     pub fn new() -> (TargetQueue, TargetReceiver) {
-        let (sender, receiver) = mpsc::channel(QUEUE_CAPACITY);
+        TargetQueue::with_capacity(QUEUE_CAPACITY)
+    }
+
+    /// The same with room for `capacity` targets (at least one).
+    pub fn with_capacity(capacity: usize) -> (TargetQueue, TargetReceiver) {
+        let (sender, receiver) = mpsc::channel(capacity.max(1));
         (TargetQueue { sender }, TargetReceiver(receiver))
     }
 

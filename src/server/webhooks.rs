@@ -185,14 +185,9 @@ async fn accept_ghl(
             format!("location {location} is not synced here"),
         );
     }
-    let slots = match reserve(state, routes.len()) {
+    let slots = match reserve(state, routes.len(), kind) {
         Ok(slots) => slots,
-        Err(outcome) => {
-            return Outcome {
-                kind: kind.to_owned(),
-                ..outcome
-            }
-        }
+        Err(outcome) => return outcome,
     };
     match state
         .engine
@@ -260,7 +255,11 @@ fn dispatch(
 
 /// Places for `n` targets, or a 503 the sender retries later (before the
 /// delivery is remembered, so the retry is not taken for a replay).
-fn reserve(state: &ServerState, n: usize) -> Result<Vec<TargetSlot<'_>>, Outcome> {
+fn reserve<'s>(
+    state: &'s ServerState,
+    n: usize,
+    kind: &str,
+) -> Result<Vec<TargetSlot<'s>>, Outcome> {
     (0..n)
         .map(|_| state.targets.reserve())
         .collect::<Result<_, _>>()
@@ -268,7 +267,7 @@ fn reserve(state: &ServerState, n: usize) -> Result<Vec<TargetSlot<'_>>, Outcome
             Outcome::refused(
                 StatusCode::SERVICE_UNAVAILABLE,
                 "queue_full",
-                UNKNOWN,
+                kind,
                 full.to_string(),
             )
         })
@@ -368,14 +367,9 @@ async fn accept_app(state: &ServerState, side: &str, headers: &HeaderMap, body: 
         }
     };
     let kind = event.entity.as_str();
-    let slots = match reserve(state, routes.len()) {
+    let slots = match reserve(state, routes.len(), kind) {
         Ok(slots) => slots,
-        Err(outcome) => {
-            return Outcome {
-                kind: kind.to_owned(),
-                ..outcome
-            }
-        }
+        Err(outcome) => return outcome,
     };
     let record = Record {
         entity: event.entity,
