@@ -1120,7 +1120,6 @@ impl<'c> Sides<'c> {
     }
 }
 
-/// The patch of `role`'s side of a link update.
 /// Whether `record`, read from side `src`, is a version its link has
 /// already taken in (or the link is a tombstone): a re-read, not a change.
 fn already_decided(link: &Link, src: SideRole, record: &Record) -> bool {
@@ -1128,6 +1127,7 @@ fn already_decided(link: &Link, src: SideRole, record: &Record) -> bool {
     link.deleted_at.is_some() || seen.is_some_and(|seen| seen >= record.updated_at)
 }
 
+/// The patch of `role`'s side of a link update.
 fn side_patch(update: &mut LinkUpdate, role: Role) -> &mut SidePatch {
     match role {
         Role::Ghl => &mut update.a,
