@@ -516,11 +516,6 @@ impl PayloadJson {
         serde_json::value::to_raw_value(value).map(PayloadJson)
     }
 
-    /// The JSON text.
-    pub fn get(&self) -> &str {
-        self.0.get()
-    }
-
     pub(crate) fn raw(&self) -> &serde_json::value::RawValue {
         &self.0
     }
@@ -528,7 +523,7 @@ impl PayloadJson {
 
 impl PartialEq for PayloadJson {
     fn eq(&self, other: &Self) -> bool {
-        self.get() == other.get()
+        self.0.get() == other.0.get()
     }
 }
 
