@@ -1469,6 +1469,43 @@ async fn sqlite_reopen_keeps_data_and_schema() {
     store.close().await;
 }
 
+/// Commits no longer copy the write-ahead log into the database themselves
+/// (`wal_autocheckpoint = 0`); the store's checkpointer does it beside
+/// them, woken by each commit. The database file only grows when a
+/// checkpoint copies pages into it, so its growth shows one ran; a few
+/// hundred links are far below SQLite's own automatic threshold.
+#[tokio::test]
+async fn sqlite_checkpoints_run_beside_the_commits() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("m.db");
+    let settings = ghl_sync::config::database::DatabaseSettings::sqlite_file(&path);
+    let store = Store::connect_and_migrate(&settings).await.unwrap();
+    with_pair(&store).await;
+    let size = || std::fs::metadata(&path).unwrap().len();
+    let before = size();
+    let mut cs = Changeset::default();
+    for i in 0..300u32 {
+        let id = format!("checkpoint-{i:04}-{}", "x".repeat(200));
+        cs.links.push(insert(i, new_link(Some(&id), None)));
+    }
+    store.commit(&cs).await.unwrap();
+    // Sooner than the checkpointer's own sweep: the commit woke it.
+    let deadline = std::time::Instant::now() + Duration::from_secs(3);
+    while size() <= before && std::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(
+        size() > before,
+        "no checkpoint copied the log: database file still {before} bytes"
+    );
+    assert_eq!(
+        store.checkpoint().await.unwrap(),
+        0,
+        "pages left in the log"
+    );
+    store.close().await;
+}
+
 #[tokio::test]
 async fn postgres_connect_error_hides_the_password() {
     // Nothing listens on port 1: the connection fails without a server.

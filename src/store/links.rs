@@ -277,7 +277,7 @@ pub(super) async fn reserve_link_ids(tx: &mut Tx, n: usize) -> Result<Vec<i64>, 
         return Ok(Vec::new());
     }
     match tx {
-        Tx::Sqlite(t) => {
+        Tx::Sqlite(t, _) => {
             let max: i64 = sqlx::query_scalar("SELECT COALESCE(MAX(id), 0) FROM links")
                 .fetch_one(&mut **t)
                 .await?;

@@ -40,6 +40,7 @@ use std::collections::HashSet;
 use std::fmt;
 use std::path::Path;
 use std::str::FromStr;
+use std::sync::Arc;
 
 use secrecy::ExposeSecret;
 use sqlx::migrate::{Migrate, Migrator};
@@ -67,7 +68,7 @@ macro_rules! on_pool {
 macro_rules! on_tx {
     ($tx:expr, |$c:ident| $body:expr) => {
         match $tx {
-            $crate::store::Tx::Sqlite(t) => {
+            $crate::store::Tx::Sqlite(t, _) => {
                 let $c: &mut ::sqlx::SqliteConnection = &mut **t;
                 $body
             }
@@ -81,6 +82,7 @@ macro_rules! on_tx {
 
 mod audit;
 mod changeset;
+mod checkpoint;
 mod conflicts;
 mod cursors;
 mod dead_letters;
@@ -115,6 +117,9 @@ static POSTGRES_MIGRATOR: Migrator = sqlx::migrate!("migrations/postgres");
 #[derive(Clone)]
 pub struct Store {
     pool: Pool,
+    /// SQLite: copies the write-ahead log into the database beside the
+    /// commits (see `checkpoint.rs`).
+    checkpointer: checkpoint::SharedCheckpointer,
     /// Seals OAuth tokens at rest when `database.token_key` is set.
     sealer: Option<sealing::TokenSealer>,
 }
@@ -126,22 +131,32 @@ enum Pool {
 }
 
 /// A transaction on either backend; dropped without `commit` it rolls back.
+/// A SQLite one wakes the store's checkpointer once committed.
 enum Tx {
-    Sqlite(sqlx::Transaction<'static, sqlx::Sqlite>),
+    Sqlite(
+        sqlx::Transaction<'static, sqlx::Sqlite>,
+        checkpoint::SharedCheckpointer,
+    ),
     Postgres(sqlx::Transaction<'static, sqlx::Postgres>),
 }
 
 impl Tx {
     fn backend(&self) -> Backend {
         match self {
-            Tx::Sqlite(_) => Backend::Sqlite,
+            Tx::Sqlite(..) => Backend::Sqlite,
             Tx::Postgres(_) => Backend::Postgres,
         }
     }
 
     async fn commit(self, op: &str) -> Result<()> {
         match self {
-            Tx::Sqlite(t) => t.commit().await,
+            Tx::Sqlite(t, checkpointer) => {
+                let committed = t.commit().await;
+                if let Some(checkpointer) = checkpointer.filter(|_| committed.is_ok()) {
+                    checkpointer.committed();
+                }
+                committed
+            }
             Tx::Postgres(t) => t.commit().await,
         }
         .map_err(|e| StoreError::query(format!("{op} (commit)"), e))
@@ -174,7 +189,7 @@ impl Store {
             url: settings.redacted_url(),
             reason: scrub(&reason, raw_url, &settings.redacted_url()),
         };
-        let pool = match settings.backend {
+        let (pool, checkpointer) = match settings.backend {
             Backend::Sqlite => {
                 let options = SqliteConnectOptions::from_str(raw_url)
                     .map_err(|e| connect_err(e.to_string()))?
@@ -182,7 +197,9 @@ impl Store {
                     .journal_mode(SqliteJournalMode::Wal)
                     .synchronous(SqliteSynchronous::Normal)
                     .busy_timeout(settings.sqlite_busy_timeout)
-                    .foreign_keys(true);
+                    .foreign_keys(true)
+                    // Checkpoints run beside the commits (`checkpoint.rs`).
+                    .pragma("wal_autocheckpoint", "0");
                 ensure_parent_dir(options.get_filename())?;
                 let pool = SqlitePoolOptions::new()
                     .max_connections(settings.max_connections.max(1))
@@ -190,7 +207,8 @@ impl Store {
                     .connect_with(options)
                     .await
                     .map_err(|e| connect_err(e.to_string()))?;
-                Pool::Sqlite(pool)
+                let checkpointer = Arc::new(checkpoint::Checkpointer::start(pool.clone()));
+                (Pool::Sqlite(pool), Some(checkpointer))
             }
             Backend::Postgres => {
                 let options = PgConnectOptions::from_str(raw_url)
@@ -208,11 +226,15 @@ impl Store {
                     .connect_with(options)
                     .await
                     .map_err(|e| connect_err(e.to_string()))?;
-                Pool::Postgres(pool)
+                (Pool::Postgres(pool), None)
             }
         };
         let sealer = settings.token_key.as_ref().map(sealing::TokenSealer::new);
-        Ok(Store { pool, sealer })
+        Ok(Store {
+            pool,
+            checkpointer,
+            sealer,
+        })
     }
 
     /// Opens the database and brings its schema up to date: what the daemon
@@ -267,6 +289,19 @@ impl Store {
         }
     }
 
+    /// SQLite: copies the write-ahead log into the database file now,
+    /// instead of waiting for the background checkpointer; returns the
+    /// log's pages it could not copy yet (readers still on them). Postgres
+    /// has nothing to do.
+    pub async fn checkpoint(&self) -> Result<i64> {
+        match &self.pool {
+            Pool::Sqlite(p) => checkpoint::checkpoint(p, checkpoint::TRUNCATE_AT_FRAMES)
+                .await
+                .map_err(|e| StoreError::query("checkpoint", e)),
+            Pool::Postgres(_) => Ok(0),
+        }
+    }
+
     /// One trivial query: whether the database answers (`/readyz`).
     pub async fn ping(&self) -> Result<()> {
         on_pool!(self, |p| sqlx::query("SELECT 1")
@@ -280,6 +315,9 @@ impl Store {
     /// graceful shutdown leaves the SQLite WAL checkpointed and Postgres
     /// sessions ended.
     pub async fn close(&self) {
+        if let Some(checkpointer) = &self.checkpointer {
+            checkpointer.stop();
+        }
         on_pool!(self, |p| p.close().await)
     }
 
@@ -288,7 +326,10 @@ impl Store {
     /// of failing with SQLITE_BUSY when a read transaction tries to upgrade.
     async fn begin(&self, op: &str) -> Result<Tx> {
         match &self.pool {
-            Pool::Sqlite(p) => p.begin_with("BEGIN IMMEDIATE").await.map(Tx::Sqlite),
+            Pool::Sqlite(p) => p
+                .begin_with("BEGIN IMMEDIATE")
+                .await
+                .map(|t| Tx::Sqlite(t, self.checkpointer.clone())),
             Pool::Postgres(p) => p.begin().await.map(Tx::Postgres),
         }
         .map_err(|e| StoreError::query(format!("{op} (begin)"), e))

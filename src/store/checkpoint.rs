@@ -1,0 +1,145 @@
+//! SQLite WAL checkpoints, run beside the commits instead of inside them.
+//!
+//! By default SQLite checkpoints from whichever connection commits the
+//! transaction that takes the write-ahead log past 1,000 pages: that commit
+//! then also copies the whole log into the database file and syncs it,
+//! about a fifth of the commit path's time while a backfill streams pages.
+//! The store turns that off on its connections (`wal_autocheckpoint = 0`)
+//! and runs checkpoints here on a connection of their own, as SQLite's
+//! documentation suggests for write-heavy applications: woken after each
+//! committed transaction (and every few seconds for single statements),
+//! it runs a `PASSIVE` checkpoint, which never blocks readers or writers.
+//!
+//! A passive checkpoint cannot always finish while commits keep coming, and
+//! the log only starts over once one has. So that the log stays bounded
+//! under any load, a log past [`TRUNCATE_AT_FRAMES`] gets a `TRUNCATE`
+//! checkpoint, which waits (up to the busy timeout) for the current readers
+//! and writer, copies the rest, and empties the file.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use sqlx::SqlitePool;
+use tokio::sync::Notify;
+use tokio::task::JoinHandle;
+
+/// Log size (in 4 KiB pages) past which the checkpointer makes room by
+/// waiting for the writer: 64 MiB, about two seconds of a backfill.
+pub(super) const TRUNCATE_AT_FRAMES: i64 = 16_384;
+
+/// How often the checkpointer looks at the log without being woken, for
+/// writes outside [`super::Store`]'s transactions (single statements).
+const SWEEP_EVERY: Duration = Duration::from_secs(5);
+
+/// The background checkpoint task of a SQLite store; stops when the last
+/// clone of the store is dropped or the store is closed.
+pub(super) struct Checkpointer {
+    wake: Arc<Notify>,
+    task: JoinHandle<()>,
+}
+
+impl Checkpointer {
+    pub(super) fn start(pool: SqlitePool) -> Checkpointer {
+        let wake = Arc::new(Notify::new());
+        let task = tokio::spawn(run(pool, wake.clone()));
+        Checkpointer { wake, task }
+    }
+
+    /// Called after a transaction committed: there are new pages to copy.
+    pub(super) fn committed(&self) {
+        self.wake.notify_one();
+    }
+
+    /// Stops the task, so closing the pool does not wait for it.
+    pub(super) fn stop(&self) {
+        self.task.abort();
+    }
+}
+
+impl Drop for Checkpointer {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+async fn run(pool: SqlitePool, wake: Arc<Notify>) {
+    loop {
+        tokio::select! {
+            () = wake.notified() => {}
+            () = tokio::time::sleep(SWEEP_EVERY) => {}
+        }
+        if pool.is_closed() {
+            return;
+        }
+        if let Err(error) = checkpoint(&pool, TRUNCATE_AT_FRAMES).await {
+            // The next commit tries again; a log that keeps growing is
+            // truncated once the error clears.
+            tracing::warn!(error = %error, "SQLite WAL checkpoint failed");
+        }
+    }
+}
+
+/// One passive checkpoint, then a truncating one if the log has
+/// `truncate_at` pages or more. Returns the log's pages not yet copied.
+pub(super) async fn checkpoint(pool: &SqlitePool, truncate_at: i64) -> Result<i64, sqlx::Error> {
+    let (_busy, log, copied): (i64, i64, i64) = sqlx::query_as("PRAGMA wal_checkpoint(PASSIVE)")
+        .fetch_one(pool)
+        .await?;
+    if log < truncate_at {
+        return Ok(log - copied);
+    }
+    let (busy, log, copied): (i64, i64, i64) = sqlx::query_as("PRAGMA wal_checkpoint(TRUNCATE)")
+        .fetch_one(pool)
+        .await?;
+    tracing::debug!(busy, log, copied, "SQLite WAL truncated");
+    Ok(log - copied)
+}
+
+/// Shared by the store's clones; `None` on Postgres.
+pub(super) type SharedCheckpointer = Option<Arc<Checkpointer>>;
+
+#[cfg(test)]
+mod tests {
+    use std::str::FromStr;
+
+    use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions};
+
+    use super::*;
+
+    #[tokio::test]
+    async fn a_log_past_the_limit_is_emptied() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("t.db");
+        let options = SqliteConnectOptions::from_str(&format!("sqlite://{}", file.display()))
+            .unwrap()
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            .pragma("wal_autocheckpoint", "0");
+        let pool = SqlitePoolOptions::new()
+            .max_connections(2)
+            .connect_with(options)
+            .await
+            .unwrap();
+        sqlx::query("CREATE TABLE t (v TEXT)")
+            .execute(&pool)
+            .await
+            .unwrap();
+        for _ in 0..20 {
+            sqlx::query("INSERT INTO t VALUES (?)")
+                .bind("x".repeat(5000))
+                .execute(&pool)
+                .await
+                .unwrap();
+        }
+        let wal = dir.path().join("t.db-wal");
+        let log = || std::fs::metadata(&wal).map_or(0, |m| m.len());
+        assert!(log() > 0);
+        // Under the limit: copied, the log kept for reuse.
+        assert_eq!(checkpoint(&pool, i64::MAX).await.unwrap(), 0);
+        assert!(log() > 0);
+        // Past it: emptied.
+        assert_eq!(checkpoint(&pool, 1).await.unwrap(), 0);
+        assert_eq!(log(), 0);
+        pool.close().await;
+    }
+}
