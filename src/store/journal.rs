@@ -5,8 +5,9 @@ use sqlx::types::Json;
 
 use super::error::{op_err, Result};
 use super::model::{JournalEntry, NewJournalEntry, OutboxItem};
-use super::sql::{dialect, rows_per_ordered_statement, values_rows};
+use super::sql::{dialect, rows_per_ordered_statement, sqlite_time, statement, values_rows};
 use super::{Store, Tx};
+use crate::config::database::Backend;
 
 const JOURNAL_COLUMNS: &str =
     "id, at, pair, entity, link_id, direction, a_id, b_id, action, fields, outbox_id, detail";
@@ -53,15 +54,18 @@ pub(super) async fn insert_journal(
         return insert_journal_postgres(t, rows, now).await;
     }
     let mut written = 0;
-    for chunk in rows.chunks(rows_per_ordered_statement(tx.backend(), INSERT_COLS)) {
-        let sql = dialect(
-            tx.backend(),
-            format!(
-            "INSERT INTO journal (pair, entity, link_id, direction, a_id, b_id, action, fields, \
-             outbox_id, detail, at) VALUES {}",
-            values_rows(chunk.len(), INSERT_COLS, 1)
-            ),
-        );
+    let now = sqlite_time(now);
+    for chunk in rows.chunks(rows_per_ordered_statement(Backend::Sqlite, INSERT_COLS)) {
+        let sql = statement("insert_journal", chunk.len(), || {
+            dialect(
+                Backend::Sqlite,
+                format!(
+                    "INSERT INTO journal (pair, entity, link_id, direction, a_id, b_id, action, \
+                     fields, outbox_id, detail, at) VALUES {}",
+                    values_rows(chunk.len(), INSERT_COLS, 1)
+                ),
+            )
+        });
         written += on_tx!(tx, |c| {
             let mut q = sqlx::query(&sql);
             for row in chunk {
@@ -77,7 +81,7 @@ pub(super) async fn insert_journal(
                     .bind(Json(&e.fields))
                     .bind(row.outbox_id)
                     .bind(e.detail.as_deref())
-                    .bind(now);
+                    .bind(now.as_str());
             }
             q.execute(&mut *c).await.map(|r| r.rows_affected())
         })?;

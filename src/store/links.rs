@@ -9,10 +9,11 @@ use sqlx::types::Json;
 use super::error::{op_err, Result, StoreError};
 use super::model::{EntityKind, Link, LinkSide, LinkUpdate, NewLink, SideRole, Snapshot};
 use super::sql::{
-    dialect, placeholder_list, rows_per_ordered_statement, us, us_opt, values_rows,
-    MAX_IDS_PER_LOOKUP,
+    dialect, placeholder_list, rows_per_ordered_statement, sqlite_time, statement, us, us_opt,
+    values_rows, MAX_IDS_PER_LOOKUP,
 };
 use super::{Pool, Store, Tx};
+use crate::config::database::Backend;
 
 pub(super) const LINK_COLUMNS: &str = "id, pair, entity, a_id, b_id, a_parent_id, b_parent_id, \
      content, content_hash, a_updated_at, b_updated_at, deleted_at, created_at, updated_at";
@@ -307,15 +308,19 @@ pub(super) async fn insert_links(
     if let Tx::Postgres(t) = tx {
         return insert_links_postgres(t, rows, now).await;
     }
-    for chunk in rows.chunks(rows_per_ordered_statement(tx.backend(), INSERT_COLS)) {
-        let sql = dialect(
-            tx.backend(),
-            format!(
-            "INSERT INTO links (id, pair, entity, a_id, b_id, a_parent_id, b_parent_id, content, \
-             content_hash, a_updated_at, b_updated_at, deleted_at, created_at, updated_at) VALUES {}",
-            values_rows(chunk.len(), INSERT_COLS, 1)
-            ),
-        );
+    let now = sqlite_time(now);
+    for chunk in rows.chunks(rows_per_ordered_statement(Backend::Sqlite, INSERT_COLS)) {
+        let sql = statement("insert_links", chunk.len(), || {
+            dialect(
+                Backend::Sqlite,
+                format!(
+                    "INSERT INTO links (id, pair, entity, a_id, b_id, a_parent_id, b_parent_id, \
+                     content, content_hash, a_updated_at, b_updated_at, deleted_at, created_at, \
+                     updated_at) VALUES {}",
+                    values_rows(chunk.len(), INSERT_COLS, 1)
+                ),
+            )
+        });
         on_tx!(tx, |c| {
             let mut q = sqlx::query(&sql);
             for (id, link) in chunk {
@@ -332,8 +337,8 @@ pub(super) async fn insert_links(
                     .bind(us_opt(link.a.updated_at))
                     .bind(us_opt(link.b.updated_at))
                     .bind(us_opt(link.deleted_at))
-                    .bind(now)
-                    .bind(now);
+                    .bind(now.as_str())
+                    .bind(now.as_str());
             }
             q.execute(&mut *c).await.map(|_| ())
         })?;

@@ -14,7 +14,8 @@ use super::model::{
     NewOutboxItem, OutboxDepth, OutboxItem, OutboxStatus, SideRole,
 };
 use super::sql::{
-    dialect, now, placeholder_list, rows_per_ordered_statement, us, values_with_suffix,
+    dialect, now, placeholder_list, rows_per_ordered_statement, sqlite_time, statement, us,
+    values_with_suffix,
 };
 use super::{dead_letters, Store, Tx};
 use crate::config::database::Backend;
@@ -59,18 +60,21 @@ pub(super) async fn insert_outbox(
         return insert_outbox_postgres(t, rows, now).await;
     }
     let mut out = HashMap::with_capacity(rows.len());
-    for chunk in rows.chunks(rows_per_ordered_statement(tx.backend(), INSERT_COLS)) {
-        let sql = dialect(
-            tx.backend(),
-            format!(
-                "INSERT INTO outbox (idempotency_key, pair, target_side, entity, op, link_id, \
-             target_id, parent_id, payload, next_attempt_at, created_at, updated_at, status, \
-             attempts) VALUES {} \
-             ON CONFLICT (idempotency_key) DO NOTHING \
-             RETURNING id, idempotency_key",
-                values_with_suffix(chunk.len(), INSERT_COLS, 1, "'pending', 0")
-            ),
-        );
+    let now_text = sqlite_time(now);
+    for chunk in rows.chunks(rows_per_ordered_statement(Backend::Sqlite, INSERT_COLS)) {
+        let sql = statement("insert_outbox", chunk.len(), || {
+            dialect(
+                Backend::Sqlite,
+                format!(
+                    "INSERT INTO outbox (idempotency_key, pair, target_side, entity, op, \
+                     link_id, target_id, parent_id, payload, next_attempt_at, created_at, \
+                     updated_at, status, attempts) VALUES {} \
+                     ON CONFLICT (idempotency_key) DO NOTHING \
+                     RETURNING id, idempotency_key",
+                    values_with_suffix(chunk.len(), INSERT_COLS, 1, "'pending', 0")
+                ),
+            )
+        });
         let inserted: Vec<(i64, String)> = on_tx!(tx, |c| {
             let mut q = sqlx::query_as(&sql);
             for (item, link_id) in chunk {
@@ -84,9 +88,12 @@ pub(super) async fn insert_outbox(
                     .bind(item.target_id.as_deref())
                     .bind(item.parent_id.as_deref())
                     .bind(Json(item.payload.raw()))
-                    .bind(item.not_before.map(us).unwrap_or(now))
-                    .bind(now)
-                    .bind(now);
+                    .bind(
+                        item.not_before
+                            .map_or_else(|| now_text.clone(), |t| sqlite_time(us(t))),
+                    )
+                    .bind(now_text.as_str())
+                    .bind(now_text.as_str());
             }
             q.fetch_all(&mut *c).await
         })?;
