@@ -8,7 +8,8 @@
 //! and runs checkpoints here on a connection of their own, as SQLite's
 //! documentation suggests for write-heavy applications: woken after each
 //! committed transaction (and every few seconds for single statements),
-//! it runs a `PASSIVE` checkpoint, which never blocks readers or writers.
+//! it waits a moment for the commits right behind, then runs a `PASSIVE`
+//! checkpoint, which never blocks readers or writers.
 //!
 //! A passive checkpoint cannot always finish while commits keep coming, and
 //! the log only starts over once one has. So that the log stays bounded
@@ -30,6 +31,11 @@ pub(super) const TRUNCATE_AT_FRAMES: i64 = 16_384;
 /// How often the checkpointer looks at the log without being woken, for
 /// writes outside [`super::Store`]'s transactions (single statements).
 const SWEEP_EVERY: Duration = Duration::from_secs(5);
+
+/// How long the checkpointer waits after being woken, so one checkpoint
+/// covers the commits of that moment (a backfill commits a page every few
+/// tens of milliseconds).
+const SETTLE: Duration = Duration::from_millis(250);
 
 /// The background checkpoint task of a SQLite store; stops when the last
 /// clone of the store is dropped or the store is closed.
@@ -68,6 +74,9 @@ async fn run(pool: SqlitePool, wake: Arc<Notify>) {
             () = wake.notified() => {}
             () = tokio::time::sleep(SWEEP_EVERY) => {}
         }
+        // Let the commits of the next moment land first: pages they all
+        // rewrite (the right edge of each index) are then copied once.
+        tokio::time::sleep(SETTLE).await;
         if pool.is_closed() {
             return;
         }
