@@ -495,6 +495,28 @@ async fn outbox_is_idempotent_by_key(store: Store) {
     assert_eq!(third.outbox_new.len(), 1);
     assert!(third.outbox_duplicates.is_empty());
     assert_eq!(store.outbox_depth().await.unwrap().pending, 2);
+
+    // Known keys between new ones: each new key gets the id of its own row.
+    let fourth = store
+        .commit(&Changeset {
+            outbox: vec![
+                outbox_item("k3", None),
+                item.clone(),
+                outbox_item("k4", None),
+                outbox_item("k2", None),
+                outbox_item("k5", None),
+            ],
+            ..Changeset::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(fourth.outbox_new.len(), 3);
+    assert_eq!(fourth.outbox_duplicates, vec!["update:A1:h1", "k2"]);
+    for key in ["k3", "k4", "k5"] {
+        let row = store.outbox_item(fourth.outbox_new[key]).await.unwrap();
+        assert_eq!(row.map(|r| r.idempotency_key).as_deref(), Some(key));
+    }
+    assert_eq!(store.outbox_depth().await.unwrap().pending, 5);
 }
 
 async fn claim_respects_schedule_and_leases(store: Store) {

@@ -46,58 +46,85 @@ const CLAIM_POSTGRES: &str = "WITH picked AS ( \
      FROM picked WHERE outbox.id = picked.id \
      RETURNING outbox.*";
 
-const INSERT_COLS: usize = 12;
+const INSERT_COLS: usize = 13;
 
 /// Enqueues outbox rows, skipping keys already present; returns the new
 /// rows' ids by idempotency key. Every value (`now` too) is bound per row
 /// in column order, so SQLite binds them anonymously (see `sql::dialect`).
+///
+/// On SQLite the rows get ids reserved under the transaction's write lock
+/// (`MAX(id)` + 1, .., which SQLite would have given them anyway), so the
+/// ids of a statement that inserted every row are known without reading
+/// them back: `RETURNING` hands each row over from sqlx's worker thread
+/// one message at a time, and that was a third of the commit's insert
+/// time. Only a statement that skipped a key (already enqueued) reads the
+/// ids it did insert.
 pub(super) async fn insert_outbox(
     tx: &mut Tx,
     rows: &[(&NewOutboxItem, Option<i64>)],
     now: DateTime<Utc>,
 ) -> Result<HashMap<String, i64>, sqlx::Error> {
-    if let Tx::Postgres(t) = tx {
-        return insert_outbox_postgres(t, rows, now).await;
-    }
+    let c = match tx {
+        Tx::Postgres(t) => return insert_outbox_postgres(t, rows, now).await,
+        Tx::Sqlite(t, _) => &mut **t,
+    };
     let mut out = HashMap::with_capacity(rows.len());
     let now_text = sqlite_time(now);
+    let mut next_id: i64 = sqlx::query_scalar("SELECT COALESCE(MAX(id), 0) + 1 FROM outbox")
+        .fetch_one(&mut *c)
+        .await?;
     for chunk in rows.chunks(rows_per_ordered_statement(Backend::Sqlite, INSERT_COLS)) {
         let sql = statement("insert_outbox", chunk.len(), || {
             dialect(
                 Backend::Sqlite,
                 format!(
-                    "INSERT INTO outbox (idempotency_key, pair, target_side, entity, op, \
+                    "INSERT INTO outbox (id, idempotency_key, pair, target_side, entity, op, \
                      link_id, target_id, parent_id, payload, next_attempt_at, created_at, \
                      updated_at, status, attempts) VALUES {} \
-                     ON CONFLICT (idempotency_key) DO NOTHING \
-                     RETURNING id, idempotency_key",
+                     ON CONFLICT (idempotency_key) DO NOTHING",
                     values_with_suffix(chunk.len(), INSERT_COLS, 1, "'pending', 0")
                 ),
             )
         });
-        let inserted: Vec<(i64, String)> = on_tx!(tx, |c| {
-            let mut q = sqlx::query_as(&sql);
-            for (item, link_id) in chunk {
-                q = q
-                    .bind(item.idempotency_key.as_str())
-                    .bind(item.pair.as_str())
-                    .bind(item.target_side)
-                    .bind(item.entity)
-                    .bind(item.op)
-                    .bind(*link_id)
-                    .bind(item.target_id.as_deref())
-                    .bind(item.parent_id.as_deref())
-                    .bind(Json(item.payload.raw()))
-                    .bind(
-                        item.not_before
-                            .map_or_else(|| now_text.clone(), |t| sqlite_time(us(t))),
-                    )
-                    .bind(now_text.as_str())
-                    .bind(now_text.as_str());
-            }
-            q.fetch_all(&mut *c).await
-        })?;
-        out.extend(inserted.into_iter().map(|(id, key)| (key, id)));
+        let first = next_id;
+        let mut q = sqlx::query(&sql);
+        for (item, link_id) in chunk {
+            q = q
+                .bind(next_id)
+                .bind(item.idempotency_key.as_str())
+                .bind(item.pair.as_str())
+                .bind(item.target_side)
+                .bind(item.entity)
+                .bind(item.op)
+                .bind(*link_id)
+                .bind(item.target_id.as_deref())
+                .bind(item.parent_id.as_deref())
+                .bind(Json(item.payload.raw()))
+                .bind(
+                    item.not_before
+                        .map_or_else(|| now_text.clone(), |t| sqlite_time(us(t))),
+                )
+                .bind(now_text.as_str())
+                .bind(now_text.as_str());
+            next_id += 1;
+        }
+        let inserted = q.execute(&mut *c).await?.rows_affected();
+        if inserted == chunk.len() as u64 {
+            out.extend(
+                chunk
+                    .iter()
+                    .zip(first..)
+                    .map(|((item, _), id)| (item.idempotency_key.clone(), id)),
+            );
+        } else if inserted > 0 {
+            let found: Vec<(i64, String)> =
+                sqlx::query_as("SELECT id, idempotency_key FROM outbox WHERE id BETWEEN ?1 AND ?2")
+                    .bind(first)
+                    .bind(next_id - 1)
+                    .fetch_all(&mut *c)
+                    .await?;
+            out.extend(found.into_iter().map(|(id, key)| (key, id)));
+        }
     }
     Ok(out)
 }
