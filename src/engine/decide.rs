@@ -25,8 +25,12 @@ use crate::store::{
 /// What an outbox item carries to the writer.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct WritePayload {
-    /// Native fields: the record to create, or the patch to apply.
-    #[serde(default)]
+    /// Native fields: the record to create, or the patch to apply. Empty
+    /// when they follow from `snapshot` and `changed` (see
+    /// [`WritePayload::writes`]): the writer maps them when the write is
+    /// due, which keeps the outbox row, the biggest of a decision, a third
+    /// smaller.
+    #[serde(default, skip_serializing_if = "Map::is_empty")]
     pub fields: Map<String, Value>,
     /// The new base snapshot once the write succeeds.
     #[serde(default)]
@@ -35,14 +39,30 @@ pub struct WritePayload {
     #[serde(default)]
     pub changed: Vec<String>,
     /// The tag an `add_tags` write puts on the record.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tag: Option<String>,
     /// The target's values of the written fields when the write was
     /// planned. If the target holds anything else when the write is due,
     /// someone edited it meanwhile: the write is withdrawn and the next
     /// poll merges that edit instead of overwriting it.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub expect: Option<Canonical>,
+}
+
+impl WritePayload {
+    /// The canonical values the write sets: each changed field's value in
+    /// the new snapshot, `null` for a field the snapshot no longer has.
+    /// These are the values the decision mapped when it planned the write.
+    pub fn writes(&self) -> Canonical {
+        let snapshot = self.snapshot.as_ref();
+        self.changed
+            .iter()
+            .map(|field| {
+                let value = snapshot.and_then(|s| s.get(field)).cloned();
+                (field.clone(), value.unwrap_or(Value::Null))
+            })
+            .collect()
+    }
 }
 
 /// The idempotency key of a write carrying a change:
@@ -888,8 +908,11 @@ impl<'a> Decider<'a> {
             if !allowed {
                 continue;
             }
-            let native = match map.to_native(entity, target, writes) {
-                Ok(native) => native,
+            // Mapped now so that a record whose values the target cannot
+            // take is dead-lettered here; the writer maps them again from
+            // the payload when the write is due.
+            match map.to_native(entity, target, writes) {
+                Ok(_) => {}
                 Err(error) => {
                     let reason = format!(
                         "side `{}`, {entity} {}: {error}",
@@ -909,7 +932,7 @@ impl<'a> Decider<'a> {
                     });
                     continue;
                 }
-            };
+            }
             let target_id = if target == ids.source {
                 Some(ids.source_id.clone())
             } else {
@@ -935,7 +958,7 @@ impl<'a> Decider<'a> {
                     .collect()
             });
             let payload = WritePayload {
-                fields: native,
+                fields: Map::new(),
                 snapshot: Some(merged.merged.clone()),
                 changed: writes.keys().cloned().collect(),
                 tag: None,

@@ -518,6 +518,44 @@ mod tests {
         engine.store.close().await;
     }
 
+    /// A planned write's outbox row carries the canonical values (snapshot
+    /// and changed fields), not their native mapping as well: the writer
+    /// maps them when the write is due, and they map to what the decision
+    /// mapped.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn planned_writes_carry_canonical_values_only() {
+        let dir = tempfile::tempdir().unwrap();
+        let ghl = Feed::new("ghl", vec![vec![contact("x", 1)]]);
+        let engine = engine(dir.path(), ghl, Feed::new("app", Vec::new())).await;
+        let pair = engine.pairs[0].clone();
+        engine
+            .poll(&pair, Role::Ghl, EntityKind::Contact, Mode::Apply)
+            .await
+            .unwrap();
+        let items = engine
+            .store
+            .claim_outbox(10, std::time::Duration::from_secs(60))
+            .await
+            .unwrap();
+        assert_eq!(items.len(), 1);
+        assert!(
+            items[0].payload.get("fields").is_none(),
+            "{}",
+            items[0].payload
+        );
+        let payload: crate::engine::decide::WritePayload =
+            serde_json::from_value(items[0].payload.clone()).unwrap();
+        let writes = payload.writes();
+        assert_eq!(writes["email"], json!("x@example.com"));
+        let native = pair
+            .settings
+            .map
+            .to_native(EntityKind::Contact, Role::App, &writes)
+            .unwrap();
+        assert!(native.values().any(|v| v == "x@example.com"), "{native:?}");
+        engine.store.close().await;
+    }
+
     /// A side failing after some pages: the poll fails, and the pages
     /// before the failure are committed when it returns (not undone, not
     /// still running), with the watermark they cover.

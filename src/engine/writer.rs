@@ -7,7 +7,7 @@
 use std::time::Duration;
 
 use chrono::Utc;
-use serde_json::Value;
+use serde_json::{Map, Value};
 use tracing::Instrument;
 
 use super::decide::{change_of_key, WritePayload};
@@ -157,6 +157,10 @@ impl Engine {
         let target = role_of(item.target_side);
         let connector = pair.connector(target);
         let payload = payload(item);
+        let fields = match native_fields(pair, item, &payload) {
+            Ok(fields) => fields,
+            Err(failure) => return Ok(Written::Failed(failure)),
+        };
         let parent = match self.parent_id(pair, item).await? {
             Ok(parent) => parent,
             Err(failure) => return Ok(Written::Failed(failure)),
@@ -194,11 +198,11 @@ impl Engine {
                 };
                 match existing {
                     Some(found) => connector
-                        .update(item.entity, &found.id, parent, &payload.fields)
+                        .update(item.entity, &found.id, parent, &fields)
                         .await
                         .map(Some),
                     None => connector
-                        .create(item.entity, parent, &payload.fields)
+                        .create(item.entity, parent, &fields)
                         .await
                         .map(Some),
                 }
@@ -212,7 +216,7 @@ impl Engine {
                     });
                 }
                 connector
-                    .update(item.entity, id, parent, &payload.fields)
+                    .update(item.entity, id, parent, &fields)
                     .await
                     .map(Some)
             }
@@ -401,7 +405,7 @@ fn applied(pair: &PairRuntime, item: &OutboxItem, record: Option<&Record>) {
         "change applied"
     );
     if crate::telemetry::log_values() {
-        let values = Value::Object(payload.fields.clone());
+        let values = Value::Object(native_fields(pair, item, &payload).unwrap_or_default());
         tracing::debug!(target_id, values = %values, "values written");
     }
     let labels = [
@@ -414,6 +418,33 @@ fn applied(pair: &PairRuntime, item: &OutboxItem, record: Option<&Record>) {
         let seconds = (Utc::now() - changed_at).num_milliseconds().max(0) as f64 / 1000.0;
         metrics::histogram!(crate::metrics::PROPAGATION, &labels).record(seconds);
     }
+}
+
+/// The native fields to send: those the row carries (conflict resolutions,
+/// rows planned by earlier versions), or else the planned canonical values
+/// mapped now, as the decision mapped them when it planned the write. A
+/// map that no longer takes them (the configuration changed meanwhile)
+/// makes the write a dead letter naming the field.
+fn native_fields(
+    pair: &PairRuntime,
+    item: &OutboxItem,
+    payload: &WritePayload,
+) -> Result<Map<String, Value>, Failure> {
+    if !payload.fields.is_empty() || payload.snapshot.is_none() {
+        return Ok(payload.fields.clone());
+    }
+    let target = role_of(item.target_side);
+    pair.settings
+        .map
+        .to_native(item.entity, target, &payload.writes())
+        .map_err(|error| {
+            Failure::Permanent(format!(
+                "side `{}`, {} {}: {error}",
+                pair.connector(target).side(),
+                item.entity,
+                item.target_id.as_deref().unwrap_or("(new)")
+            ))
+        })
 }
 
 fn payload(item: &OutboxItem) -> WritePayload {

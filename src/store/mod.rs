@@ -199,7 +199,15 @@ impl Store {
                     .busy_timeout(settings.sqlite_busy_timeout)
                     .foreign_keys(true)
                     // Checkpoints run beside the commits (`checkpoint.rs`).
-                    .pragma("wal_autocheckpoint", "0");
+                    .pragma("wal_autocheckpoint", "0")
+                    // New mirrors only (a database keeps its page size):
+                    // a commit appends a frame to the log per page it
+                    // dirtied, two writes each, so bigger pages mean fewer
+                    // writes for the same rows. 8 KiB measured ~7% faster
+                    // than 4 KiB on the throughput benchmark; 16 KiB no
+                    // better than 4 KiB (a page rewritten for one new
+                    // index entry costs more).
+                    .page_size(8192);
                 ensure_parent_dir(options.get_filename())?;
                 let pool = SqlitePoolOptions::new()
                     .max_connections(settings.max_connections.max(1))
