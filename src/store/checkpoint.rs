@@ -17,6 +17,7 @@
 //! checkpoint, which waits (up to the busy timeout) for the current readers
 //! and writer, copies the rest, and empties the file.
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -41,18 +42,46 @@ const SETTLE: Duration = Duration::from_millis(250);
 /// clone of the store is dropped or the store is closed.
 pub(super) struct Checkpointer {
     wake: Arc<Notify>,
+    /// Set by the task when a passive checkpoint left the log at
+    /// [`TRUNCATE_AT_FRAMES`] or more; the next commit then empties it.
+    behind: Arc<AtomicBool>,
+    pool: SqlitePool,
     task: JoinHandle<()>,
 }
 
 impl Checkpointer {
     pub(super) fn start(pool: SqlitePool) -> Checkpointer {
         let wake = Arc::new(Notify::new());
-        let task = tokio::spawn(run(pool, wake.clone()));
-        Checkpointer { wake, task }
+        let behind = Arc::new(AtomicBool::new(false));
+        let task = tokio::spawn(run(pool.clone(), wake.clone(), behind.clone()));
+        Checkpointer {
+            wake,
+            behind,
+            pool,
+            task,
+        }
     }
 
     /// Called after a transaction committed: there are new pages to copy.
-    pub(super) fn committed(&self) {
+    ///
+    /// While commits follow each other without a gap (a backfill), the
+    /// passive checkpoints never finish and the log never starts over; a
+    /// truncating checkpoint from the side would wait for a gap that never
+    /// comes. So once the task reports the log too long, the committer
+    /// truncates it before returning, while the next commit of its poll
+    /// waits for this one: the log stays bounded, and only then do commits
+    /// pay for a checkpoint, as they always did with SQLite's own.
+    pub(super) async fn committed(&self) {
+        if self.behind.swap(false, Ordering::Relaxed) {
+            match checkpoint(&self.pool, 0).await {
+                Ok(left) if left > 0 => self.behind.store(true, Ordering::Relaxed),
+                Ok(_) => {}
+                Err(error) => {
+                    self.behind.store(true, Ordering::Relaxed);
+                    tracing::warn!(error = %error, "SQLite WAL checkpoint failed");
+                }
+            }
+        }
         self.wake.notify_one();
     }
 
@@ -68,7 +97,7 @@ impl Drop for Checkpointer {
     }
 }
 
-async fn run(pool: SqlitePool, wake: Arc<Notify>) {
+async fn run(pool: SqlitePool, wake: Arc<Notify>, behind: Arc<AtomicBool>) {
     loop {
         tokio::select! {
             () = wake.notified() => {}
@@ -80,20 +109,27 @@ async fn run(pool: SqlitePool, wake: Arc<Notify>) {
         if pool.is_closed() {
             return;
         }
-        if let Err(error) = checkpoint(&pool, TRUNCATE_AT_FRAMES).await {
-            // The next commit tries again; a log that keeps growing is
-            // truncated once the error clears.
-            tracing::warn!(error = %error, "SQLite WAL checkpoint failed");
+        match passive(&pool).await {
+            Ok((log, _)) => behind.store(log >= TRUNCATE_AT_FRAMES, Ordering::Relaxed),
+            // The next commit wakes it again.
+            Err(error) => tracing::warn!(error = %error, "SQLite WAL checkpoint failed"),
         }
     }
+}
+
+/// A `PASSIVE` checkpoint: the log's size and how much of it is now in the
+/// database, in pages.
+async fn passive(pool: &SqlitePool) -> Result<(i64, i64), sqlx::Error> {
+    let (_busy, log, copied): (i64, i64, i64) = sqlx::query_as("PRAGMA wal_checkpoint(PASSIVE)")
+        .fetch_one(pool)
+        .await?;
+    Ok((log, copied))
 }
 
 /// One passive checkpoint, then a truncating one if the log has
 /// `truncate_at` pages or more. Returns the log's pages not yet copied.
 pub(super) async fn checkpoint(pool: &SqlitePool, truncate_at: i64) -> Result<i64, sqlx::Error> {
-    let (_busy, log, copied): (i64, i64, i64) = sqlx::query_as("PRAGMA wal_checkpoint(PASSIVE)")
-        .fetch_one(pool)
-        .await?;
+    let (log, copied) = passive(pool).await?;
     if log < truncate_at {
         return Ok(log - copied);
     }
@@ -101,7 +137,7 @@ pub(super) async fn checkpoint(pool: &SqlitePool, truncate_at: i64) -> Result<i6
         .fetch_one(pool)
         .await?;
     tracing::debug!(busy, log, copied, "SQLite WAL truncated");
-    Ok(log - copied)
+    Ok(if busy != 0 { (log - copied).max(1) } else { 0 })
 }
 
 /// Shared by the store's clones; `None` on Postgres.
@@ -115,10 +151,8 @@ mod tests {
 
     use super::*;
 
-    #[tokio::test]
-    async fn a_log_past_the_limit_is_emptied() {
-        let dir = tempfile::tempdir().unwrap();
-        let file = dir.path().join("t.db");
+    async fn pool_with_a_log(dir: &std::path::Path) -> SqlitePool {
+        let file = dir.join("t.db");
         let options = SqliteConnectOptions::from_str(&format!("sqlite://{}", file.display()))
             .unwrap()
             .create_if_missing(true)
@@ -140,8 +174,18 @@ mod tests {
                 .await
                 .unwrap();
         }
-        let wal = dir.path().join("t.db-wal");
-        let log = || std::fs::metadata(&wal).map_or(0, |m| m.len());
+        pool
+    }
+
+    fn log_bytes(dir: &std::path::Path) -> u64 {
+        std::fs::metadata(dir.join("t.db-wal")).map_or(0, |m| m.len())
+    }
+
+    #[tokio::test]
+    async fn a_log_past_the_limit_is_emptied() {
+        let dir = tempfile::tempdir().unwrap();
+        let pool = pool_with_a_log(dir.path()).await;
+        let log = || log_bytes(dir.path());
         assert!(log() > 0);
         // Under the limit: copied, the log kept for reuse.
         assert_eq!(checkpoint(&pool, i64::MAX).await.unwrap(), 0);
@@ -149,6 +193,23 @@ mod tests {
         // Past it: emptied.
         assert_eq!(checkpoint(&pool, 1).await.unwrap(), 0);
         assert_eq!(log(), 0);
+        pool.close().await;
+    }
+
+    /// Commits that follow each other without a gap never let a passive
+    /// checkpoint finish: once the task reports the log too long, the
+    /// next commit empties it before returning.
+    #[tokio::test]
+    async fn a_commit_empties_a_log_the_task_reports_too_long() {
+        let dir = tempfile::tempdir().unwrap();
+        let pool = pool_with_a_log(dir.path()).await;
+        let checkpointer = Checkpointer::start(pool.clone());
+        assert!(log_bytes(dir.path()) > 0);
+        checkpointer.behind.store(true, Ordering::Relaxed);
+        checkpointer.committed().await;
+        assert_eq!(log_bytes(dir.path()), 0);
+        assert!(!checkpointer.behind.load(Ordering::Relaxed));
+        checkpointer.stop();
         pool.close().await;
     }
 }

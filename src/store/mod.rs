@@ -153,7 +153,7 @@ impl Tx {
             Tx::Sqlite(t, checkpointer) => {
                 let committed = t.commit().await;
                 if let Some(checkpointer) = checkpointer.filter(|_| committed.is_ok()) {
-                    checkpointer.committed();
+                    checkpointer.committed().await;
                 }
                 committed
             }
