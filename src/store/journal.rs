@@ -5,7 +5,7 @@ use sqlx::types::Json;
 
 use super::error::{op_err, Result};
 use super::model::{JournalEntry, NewJournalEntry, OutboxItem};
-use super::sql::{dialect, rows_per_ordered_statement, sqlite_time, statement, values_rows};
+use super::sql::{rows_per_ordered_statement, sqlite_insert, sqlite_time};
 use super::{Store, Tx};
 use crate::config::database::Backend;
 
@@ -56,16 +56,15 @@ pub(super) async fn insert_journal(
     let mut written = 0;
     let now = sqlite_time(now);
     for chunk in rows.chunks(rows_per_ordered_statement(Backend::Sqlite, INSERT_COLS)) {
-        let sql = statement("insert_journal", chunk.len(), || {
-            dialect(
-                Backend::Sqlite,
-                format!(
-                    "INSERT INTO journal (pair, entity, link_id, direction, a_id, b_id, action, \
-                     fields, outbox_id, detail, at) VALUES {}",
-                    values_rows(chunk.len(), INSERT_COLS, 1)
-                ),
-            )
-        });
+        let sql = sqlite_insert(
+            "insert_journal",
+            "INSERT INTO journal (pair, entity, link_id, direction, a_id, b_id, action, fields, \
+             outbox_id, detail, at)",
+            chunk.len(),
+            INSERT_COLS,
+            "",
+            "",
+        );
         written += on_tx!(tx, |c| {
             let mut q = sqlx::query(&sql);
             for row in chunk {

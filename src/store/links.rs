@@ -9,7 +9,7 @@ use sqlx::types::Json;
 use super::error::{op_err, Result, StoreError};
 use super::model::{EntityKind, Link, LinkSide, LinkUpdate, NewLink, SideRole, Snapshot};
 use super::sql::{
-    dialect, placeholder_list, rows_per_ordered_statement, sqlite_time, statement, us, us_opt,
+    dialect, placeholder_list, rows_per_ordered_statement, sqlite_insert, sqlite_time, us, us_opt,
     values_rows, MAX_IDS_PER_LOOKUP,
 };
 use super::{Pool, Store, Tx};
@@ -310,17 +310,15 @@ pub(super) async fn insert_links(
     }
     let now = sqlite_time(now);
     for chunk in rows.chunks(rows_per_ordered_statement(Backend::Sqlite, INSERT_COLS)) {
-        let sql = statement("insert_links", chunk.len(), || {
-            dialect(
-                Backend::Sqlite,
-                format!(
-                    "INSERT INTO links (id, pair, entity, a_id, b_id, a_parent_id, b_parent_id, \
-                     content, content_hash, a_updated_at, b_updated_at, deleted_at, created_at, \
-                     updated_at) VALUES {}",
-                    values_rows(chunk.len(), INSERT_COLS, 1)
-                ),
-            )
-        });
+        let sql = sqlite_insert(
+            "insert_links",
+            "INSERT INTO links (id, pair, entity, a_id, b_id, a_parent_id, b_parent_id, content, \
+             content_hash, a_updated_at, b_updated_at, deleted_at, created_at, updated_at)",
+            chunk.len(),
+            INSERT_COLS,
+            "",
+            "",
+        );
         on_tx!(tx, |c| {
             let mut q = sqlx::query(&sql);
             for (id, link) in chunk {

@@ -14,8 +14,7 @@ use super::model::{
     NewOutboxItem, OutboxDepth, OutboxItem, OutboxStatus, SideRole,
 };
 use super::sql::{
-    dialect, now, placeholder_list, rows_per_ordered_statement, sqlite_time, statement, us,
-    values_with_suffix,
+    dialect, now, placeholder_list, rows_per_ordered_statement, sqlite_insert, sqlite_time, us,
 };
 use super::{dead_letters, Store, Tx};
 use crate::config::database::Backend;
@@ -74,18 +73,16 @@ pub(super) async fn insert_outbox(
         .fetch_one(&mut *c)
         .await?;
     for chunk in rows.chunks(rows_per_ordered_statement(Backend::Sqlite, INSERT_COLS)) {
-        let sql = statement("insert_outbox", chunk.len(), || {
-            dialect(
-                Backend::Sqlite,
-                format!(
-                    "INSERT INTO outbox (id, idempotency_key, pair, target_side, entity, op, \
-                     link_id, target_id, parent_id, payload, next_attempt_at, created_at, \
-                     updated_at, status, attempts) VALUES {} \
-                     ON CONFLICT (idempotency_key) DO NOTHING",
-                    values_with_suffix(chunk.len(), INSERT_COLS, 1, "'pending', 0")
-                ),
-            )
-        });
+        let sql = sqlite_insert(
+            "insert_outbox",
+            "INSERT INTO outbox (id, idempotency_key, pair, target_side, entity, op, link_id, \
+             target_id, parent_id, payload, next_attempt_at, created_at, updated_at, status, \
+             attempts)",
+            chunk.len(),
+            INSERT_COLS,
+            "'pending', 0",
+            "ON CONFLICT (idempotency_key) DO NOTHING",
+        );
         let first = next_id;
         let mut q = sqlx::query(&sql);
         for (item, link_id) in chunk {

@@ -161,6 +161,9 @@ fn placeholders_in_order(sql: &str) -> bool {
 /// ~100 KB (one per table and row count in use), so at most a few MB.
 const STATEMENTS_KEPT: usize = 32;
 
+/// Statement texts by name and row count.
+type KeptStatements = HashMap<(&'static str, usize), Arc<str>>;
+
 /// The text of a multi-row statement of `rows` rows, built by `build` the
 /// first time and then kept: a commit's inserts have the same few shapes
 /// page after page, and building one (thousands of numbered placeholders,
@@ -170,7 +173,7 @@ pub(crate) fn statement(
     rows: usize,
     build: impl FnOnce() -> String,
 ) -> Arc<str> {
-    static KEPT: OnceLock<Mutex<HashMap<(&'static str, usize), Arc<str>>>> = OnceLock::new();
+    static KEPT: OnceLock<Mutex<KeptStatements>> = OnceLock::new();
     let kept = KEPT.get_or_init(Mutex::default);
     if let Some(sql) = kept
         .lock()
@@ -188,6 +191,27 @@ pub(crate) fn statement(
     }
     kept.insert((name, rows), sql.clone());
     sql
+}
+
+/// `head VALUES (..), (..) tail` for `rows` rows of `cols` values bound
+/// in text order (anonymous `?` on SQLite), each row ending with the
+/// literal `row_suffix` if any; kept by [`statement`] under `name`.
+pub(crate) fn sqlite_insert(
+    name: &'static str,
+    head: &str,
+    rows: usize,
+    cols: usize,
+    row_suffix: &str,
+    tail: &str,
+) -> Arc<str> {
+    statement(name, rows, || {
+        let values = if row_suffix.is_empty() {
+            values_rows(rows, cols, 1)
+        } else {
+            values_with_suffix(rows, cols, 1, row_suffix)
+        };
+        dialect(Backend::Sqlite, format!("{head} VALUES {values} {tail}"))
+    })
 }
 
 /// A timestamp as sqlx binds a `DateTime<Utc>` on SQLite (RFC 3339, `+00:00`),
