@@ -1030,11 +1030,7 @@ impl<'a> Decider<'a> {
         }
         if self.mode == Mode::Plan {
             let fields = match (&payload.snapshot, op) {
-                (Some(snapshot), _) => payload
-                    .changed
-                    .iter()
-                    .map(|f| (f.clone(), snapshot.get(f).cloned().unwrap_or(Value::Null)))
-                    .collect(),
+                (Some(_), _) => payload.writes(),
                 (None, OutboxOp::AddTags) => [(
                     "tags".to_owned(),
                     Value::from(payload.tag.clone().unwrap_or_default()),

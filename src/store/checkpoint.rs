@@ -13,9 +13,10 @@
 //!
 //! A passive checkpoint cannot always finish while commits keep coming, and
 //! the log only starts over once one has. So that the log stays bounded
-//! under any load, a log past [`TRUNCATE_AT_FRAMES`] gets a `TRUNCATE`
-//! checkpoint, which waits (up to the busy timeout) for the current readers
-//! and writer, copies the rest, and empties the file.
+//! under any load, once a passive checkpoint leaves [`TRUNCATE_AT_FRAMES`]
+//! pages or more, the next commit runs a `TRUNCATE` checkpoint before it
+//! returns (see [`Checkpointer::committed`]): it waits for the readers,
+//! copies the rest and empties the file.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -25,9 +26,10 @@ use sqlx::SqlitePool;
 use tokio::sync::Notify;
 use tokio::task::JoinHandle;
 
-/// Log size (in 4 KiB pages) past which the checkpointer makes room by
-/// waiting for the writer: 64 MiB, about two seconds of a backfill.
-pub(super) const TRUNCATE_AT_FRAMES: i64 = 16_384;
+/// Log size (in pages) at which the next commit empties the log: 64 MiB
+/// with the 8 KiB pages of new mirrors (32 MiB with the 4 KiB pages of
+/// mirrors created before), about two seconds of a backfill.
+pub(super) const TRUNCATE_AT_FRAMES: i64 = 8_192;
 
 /// How often the checkpointer looks at the log without being woken, for
 /// writes outside [`super::Store`]'s transactions (single statements).
