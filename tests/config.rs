@@ -220,6 +220,17 @@ fn unreadable_secret_file_is_named_without_leaking_anything() {
     );
 }
 
+/// A default phone region libphonenumber does not know would make every
+/// local phone number a dead letter at run time; it is refused up front.
+#[test]
+fn unknown_phone_region_is_named() {
+    let found = problems(&VALID.replace("[pairs.main]\n", "[pairs.main]\nphone_region = \"ZZ\"\n"));
+    assert_eq!(found.len(), 1, "{found:?}");
+    assert_eq!(found[0].key, "pairs.main.phone_region");
+    assert_eq!(found[0].value.as_deref(), Some("ZZ"));
+    assert!(found[0].message.contains("ISO 3166"), "{}", found[0]);
+}
+
 #[test]
 fn invalid_enum_value_lists_the_choices() {
     let found = problems(&format!("{VALID}\n[log]\nformat = \"xml\"\n"));

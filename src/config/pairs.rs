@@ -10,7 +10,8 @@ use super::reader::{Got, Table};
 use super::sides::{SideKind, SideSettings};
 use crate::connector::{EntityKind, MatchKey};
 use crate::mapping::{
-    Binding, DeletePolicy, FieldMap, Flow, Format, Normalize, PairMap, Policy, Source, TimeFormat,
+    phone_region, Binding, DeletePolicy, FieldMap, Flow, Format, Normalize, PairMap, Policy,
+    Source, TimeFormat,
 };
 
 /// Two sides kept in sync. The `ghl` role is always a GoHighLevel location;
@@ -138,6 +139,13 @@ pub(crate) fn read_pairs(
         let region = table
             .non_empty("phone_region")
             .with_default(|| "US".to_owned());
+        if let Some(unknown) = region.as_ref().filter(|r| phone_region(r).is_none()) {
+            table.report(
+                "phone_region",
+                Some(unknown.clone()),
+                "expected an ISO 3166 region code such as \"US\" or \"GB\"",
+            );
+        }
         let map = read_fields(&mut table, region.as_deref().unwrap_or("US"));
         let filter = read_filter(&mut table);
         if let (Some(DeletePolicy::Tag(_)), Some(map)) = (&deletes, &map) {
@@ -479,11 +487,9 @@ fn normalizers(table: &mut Table<'_>, region: &str) -> Option<Vec<Normalize>> {
             None if name == "e164" => Normalize::E164 {
                 default_region: region.to_owned(),
             },
-            Some(("e164", region)) if region.parse::<phonenumber::country::Id>().is_ok() => {
-                Normalize::E164 {
-                    default_region: region.to_owned(),
-                }
-            }
+            Some(("e164", region)) if phone_region(region).is_some() => Normalize::E164 {
+                default_region: region.to_owned(),
+            },
             _ => {
                 table.report(
                     "normalize",

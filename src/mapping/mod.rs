@@ -13,7 +13,7 @@ use std::collections::BTreeMap;
 
 use serde_json::{Map, Value};
 
-pub use transform::{Format, Normalize, TimeFormat};
+pub use transform::{phone_region, Format, Normalize, TimeFormat};
 
 use crate::connector::{EntityKind, MatchKey};
 

@@ -192,6 +192,38 @@ fn clearing_a_field_writes_null() {
     assert_eq!(app["mobile"], Value::Null);
 }
 
+/// Valid numbers from outside North America, written with their country
+/// code, come out with every digit. `phonenumber` 0.3 dropped the "1" of
+/// German mobile numbers (+49 151… became +49 51…) and refused current
+/// Chinese and Brazilian mobile numbers; `rlibphonenumber` follows
+/// libphonenumber exactly.
+#[test]
+fn e164_keeps_every_digit_of_numbers_from_any_region() {
+    let us = Normalize::E164 {
+        default_region: "US".into(),
+    };
+    for (written, e164) in [
+        ("+49 151 23456789", "+4915123456789"),
+        ("+86 138 0013 8000", "+8613800138000"),
+        ("+55 11 91234-5678", "+5511912345678"),
+        ("+44 20 7183 8750", "+442071838750"),
+        ("(415) 555-0100", "+14155550100"),
+        ("tel:+1-415-555-0100", "+14155550100"),
+    ] {
+        assert_eq!(us.apply(json!(written)), Ok(json!(e164)), "{written}");
+    }
+    let de = Normalize::E164 {
+        default_region: "DE".into(),
+    };
+    assert_eq!(
+        de.apply(json!("0151 23456789")),
+        Ok(json!("+4915123456789"))
+    );
+    for invalid in ["+1 999 555 0000", "12", "not a phone"] {
+        assert!(us.apply(json!(invalid)).is_err(), "{invalid}");
+    }
+}
+
 #[test]
 fn a_value_that_does_not_fit_names_the_field_and_side() {
     let map = contacts();

@@ -165,15 +165,25 @@ impl Normalize {
 }
 
 fn e164(text: &str, region: &str) -> Result<String, String> {
-    let region = region
-        .parse::<phonenumber::country::Id>()
-        .map_err(|_| format!("unknown region {region:?}"))?;
-    let number = phonenumber::parse(Some(region), text.trim())
+    use rlibphonenumber::{PhoneNumberFormat, PHONE_NUMBER_UTIL};
+    let region = phone_region(region).ok_or_else(|| format!("unknown region {region:?}"))?;
+    let number = PHONE_NUMBER_UTIL
+        .parse(text.trim(), Some(region))
         .map_err(|e| format!("{text:?} is not a phone number: {e}"))?;
     if !number.is_valid() {
         return Err(format!("{text:?} is not a valid phone number"));
     }
-    Ok(number.format().mode(phonenumber::Mode::E164).to_string())
+    Ok(number.format_as(PhoneNumberFormat::E164).into_owned())
+}
+
+/// The region phone numbers without a country code are read in, if
+/// libphonenumber's metadata knows it (ISO 3166 alpha-2, e.g. "GB"): what
+/// `e164:<region>` and `phone_region` accept.
+pub fn phone_region(region: &str) -> Option<rlibphonenumber::Region> {
+    let region = region.parse::<rlibphonenumber::Region>().ok()?;
+    rlibphonenumber::PHONE_NUMBER_UTIL
+        .get_country_code_for_region(region)
+        .map(|_| region)
 }
 
 fn canonical_time(time: DateTime<Utc>) -> String {
