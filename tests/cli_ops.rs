@@ -322,6 +322,12 @@ async fn history_of_a_contact_edited_on_both_sides() {
         .and_then(|e| e["write"].as_object())
         .expect("the planned row names its write");
     assert_eq!(write["status"], "done", "{write:#?}");
+    let applied = events
+        .iter()
+        .find(|e| e["action"] == "applied" && e["from"] == "app")
+        .and_then(|e| e["write"].as_object())
+        .expect("the applied row names the write it completed");
+    assert_eq!(applied["outbox_id"], write["outbox_id"], "{events:#?}");
     assert!(
         events
             .windows(2)

@@ -17,7 +17,7 @@ use crate::connector::{ConnectorError, EntityKind, Record};
 use crate::mapping::Role;
 use crate::store::{
     Change, Completion, Direction, JournalAction, LinkRef, LinkUpdate, LinkWrite, NewJournalEntry,
-    OutboxItem, OutboxOp, SidePatch, StoreError,
+    OutboxItem, OutboxOp, OutboxRef, SidePatch, StoreError,
 };
 
 /// Why one write did not happen.
@@ -455,6 +455,8 @@ fn payload(item: &OutboxItem) -> WritePayload {
 fn completion(item: &OutboxItem, record: Option<&Record>) -> Completion {
     let payload = payload(item);
     let mut entry = NewJournalEntry::new(&item.pair, item.entity, JournalAction::Applied);
+    // History pairs the `applied` row with its `planned` row by write.
+    entry.outbox = Some(OutboxRef::Id(item.id));
     entry.direction = Some(Direction::towards(item.target_side));
     entry.fields = payload.changed.clone();
     entry.detail = Some(item.op.to_string());
