@@ -1500,8 +1500,7 @@ async fn sqlite_reopen_keeps_data_and_schema() {
 async fn sqlite_checkpoints_run_beside_the_commits() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("m.db");
-    let settings = ghl_sync::config::database::DatabaseSettings::sqlite_file(&path);
-    let store = Store::connect_and_migrate(&settings).await.unwrap();
+    let store = sqlite_store(&path).await;
     with_pair(&store).await;
     let size = || std::fs::metadata(&path).unwrap().len();
     let before = size();
@@ -1528,8 +1527,14 @@ async fn sqlite_checkpoints_run_beside_the_commits() {
     store.close().await;
 }
 
-/// Every table's SQL as a fresh SQLite mirror has it, and a plain pool on the
-/// same file (foreign keys enforced, as the store's own connections do).
+/// A store on a migrated SQLite mirror at `path`.
+async fn sqlite_store(path: &std::path::Path) -> Store {
+    let settings = ghl_sync::config::database::DatabaseSettings::sqlite_file(path);
+    Store::connect_and_migrate(&settings).await.unwrap()
+}
+
+/// A plain pool on a SQLite file, beside the store (foreign keys enforced,
+/// as the store's own connections do), to look at what the store wrote.
 async fn sqlite_file_pool(path: &std::path::Path) -> sqlx::SqlitePool {
     let options = sqlx::sqlite::SqliteConnectOptions::new()
         .filename(path)
@@ -1569,7 +1574,8 @@ async fn sqlite_rows(pool: &sqlx::SqlitePool, table: &str) -> Vec<String> {
 
 /// SQLite enforces `CHECK (x IN ('a', 'b', 'c'))` by building a temporary
 /// b-tree of the list for every row (`OpenEphemeral` in the insert's
-/// program), a fifth of the mirror's write time on the engine benchmark.
+/// program): about a quarter of SQLite's time inserting links, outbox and
+/// journal rows (docs/BENCHMARKS.md, "SQLite CHECK cost").
 /// Migration 0006 spells every enumeration as comparisons; a later
 /// migration that brings an IN list back fails here. The rules themselves
 /// still hold.
@@ -1577,8 +1583,7 @@ async fn sqlite_rows(pool: &sqlx::SqlitePool, table: &str) -> Vec<String> {
 async fn sqlite_enum_checks_build_no_temporary_tables() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("m.db");
-    let settings = ghl_sync::config::database::DatabaseSettings::sqlite_file(&path);
-    let store = Store::connect_and_migrate(&settings).await.unwrap();
+    let store = sqlite_store(&path).await;
     with_pair(&store).await;
     let pool = sqlite_file_pool(&path).await;
     for table in sqlite_tables(&pool).await {
@@ -1660,9 +1665,7 @@ async fn sqlite_mirror_from_before_0006_keeps_every_row() {
     }
     pool.close().await;
 
-    let settings = ghl_sync::config::database::DatabaseSettings::sqlite_file(&path);
-    let store = Store::connect_and_migrate(&settings).await.unwrap();
-    store.close().await;
+    sqlite_store(&path).await.close().await;
     let pool = sqlite_file_pool(&path).await;
     assert_eq!(sqlite_tables(&pool).await, tables);
     for (table, rows) in tables.iter().zip(&before) {
@@ -1687,12 +1690,7 @@ async fn sqlite_mirror_from_before_0006_keeps_every_row() {
     assert!(orphan.to_string().contains("FOREIGN KEY"), "{orphan}");
 
     let fresh_path = dir.path().join("fresh.db");
-    let fresh = Store::connect_and_migrate(
-        &ghl_sync::config::database::DatabaseSettings::sqlite_file(&fresh_path),
-    )
-    .await
-    .unwrap();
-    fresh.close().await;
+    sqlite_store(&fresh_path).await.close().await;
     let schema = |pool: sqlx::SqlitePool| async move {
         let rows: Vec<(String, String, Option<String>)> = sqlx::query_as(
             "SELECT type, name, sql FROM sqlite_schema WHERE name NOT LIKE '_sqlx%' ORDER BY name",
