@@ -191,8 +191,8 @@ impl Connector for Synthetic {
         Ok(Deletion::Deleted)
     }
 
-    async fn find_contact(&self, _: MatchKey, _: &str) -> Result<Option<Record>, ConnectorError> {
-        Ok(None)
+    async fn find_contacts(&self, _: MatchKey, _: &str) -> Result<Vec<Record>, ConnectorError> {
+        Ok(Vec::new())
     }
 }
 

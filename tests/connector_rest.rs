@@ -237,7 +237,8 @@ async fn lost_create_answers_never_duplicate_on_the_simulator() {
     assert_eq!(tasks.len(), 1, "exactly one task: {tasks:?}");
     assert_eq!(tasks[0]["id"], json!(task.id));
 
-    // A duplicate email: 409 names the existing contact.
+    // A duplicate email: the 409 is reported naming the existing contact,
+    // which the engine verifies before it links anything.
     let again = fixture
         .connector
         .create(
@@ -246,8 +247,11 @@ async fn lost_create_answers_never_duplicate_on_the_simulator() {
             &object(json!({"email_address": "LOST@example.com"})),
         )
         .await
-        .expect("409 links the existing contact");
-    assert_eq!(again.id, contact.id);
+        .expect_err("409 is a duplicate");
+    assert!(
+        matches!(&again, ghl_sync::connector::ConnectorError::Duplicate { existing_id: Some(id), .. } if *id == contact.id),
+        "{again:?}"
+    );
     assert_eq!(handle.contact_count(), before + 1);
 }
 

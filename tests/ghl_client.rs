@@ -197,23 +197,62 @@ async fn a_create_whose_response_is_lost_makes_exactly_one_record() {
 }
 
 #[tokio::test]
-async fn a_duplicate_create_completes_through_upsert_instead_of_a_second_contact() {
+async fn a_create_refused_as_a_duplicate_overwrites_nobody() {
+    // Issue 13: the client used to finish a refused create through
+    // `/contacts/upsert`, which matched another person by a shared phone
+    // and replaced their name and email. A refusal is now reported as it
+    // is; the engine verifies the existing contact before anything else.
     let sim = start(3).await;
     let handle = sim.handle();
     let existing = handle.contacts(&location(&sim))[0].clone();
-    let email = existing["email"].as_str().unwrap().to_owned();
+    let phone = existing["phone"].as_str().unwrap().to_owned();
     let client = static_client(&sim, &WRITE);
-    let contact = client
+    let refused = client
         .create_contact(
             &ContactFields::new()
-                .set("email", email.as_str())
-                .set("lastName", "Renamed"),
+                .set("email", "someone.else@example.com")
+                .set("phone", phone.as_str())
+                .set("lastName", "Else"),
         )
         .await
-        .expect("create resolves to the existing contact");
-    assert_eq!(contact.id, existing["id"].as_str().unwrap());
+        .unwrap_err();
+    assert!(refused.is_duplicate(), "{refused}");
+    assert_eq!(handle.contacts(&location(&sim)).len(), 3, "nothing created");
+    let after = handle.contact(existing["id"].as_str().unwrap()).unwrap();
+    assert_eq!(after, existing, "the existing contact is untouched");
+    assert_eq!(
+        handle.counters().count_route("POST", "/contacts/upsert"),
+        0,
+        "no upsert"
+    );
+    sim.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_lost_create_is_not_taken_for_another_person_sharing_its_phone() {
+    // The create's answer is lost and GHL refused it (the phone is
+    // another contact's): the duplicate search finds that contact by
+    // phone, but its email is not ours, so it is not "our" create.
+    let sim = start(3).await;
+    let handle = sim.handle();
+    let existing = handle.contacts(&location(&sim))[0].clone();
+    let phone = existing["phone"].as_str().unwrap().to_owned();
+    let client = static_client(&sim, &WRITE);
+    handle.fail_next(FaultKind::Status(502), 1);
+    let error = client
+        .create_contact(
+            &ContactFields::new()
+                .set("email", "sharing.a.phone@example.com")
+                .set("phone", phone.as_str()),
+        )
+        .await
+        .unwrap_err();
+    assert!(error.is_duplicate(), "re-sent after a lookup, refused: {error}");
     assert_eq!(handle.contacts(&location(&sim)).len(), 3);
-    assert_eq!(handle.contact(&contact.id).unwrap()["lastName"], "Renamed");
+    assert_eq!(
+        handle.contact(existing["id"].as_str().unwrap()).unwrap(),
+        existing
+    );
     sim.shutdown().await;
 }
 

@@ -1055,7 +1055,10 @@ async fn create_with_a_lost_response_makes_exactly_one_record() {
 }
 
 #[tokio::test]
-async fn create_answered_409_returns_the_existing_record() {
+async fn create_answered_409_is_a_duplicate_naming_the_existing_record() {
+    // The connector never decides that the existing record is ours: the
+    // engine verifies it (issue 13: a match acted on unverified overwrote
+    // another person's contact).
     let crm = Shared::default();
     crm.lock()
         .unwrap()
@@ -1063,44 +1066,49 @@ async fn create_answered_409_returns_the_existing_record() {
         .push(json!({"id": "c7", "email": "grace@example.com", "updated_at": 4000}));
     let base = serve(crm_router(crm.clone(), false)).await;
     let app = connector(&side(&base, "", CRM));
-    let existing = app
+    let refused = app
         .create(
             EntityKind::Contact,
             None,
             &object(json!({"email": "grace@example.com"})),
         )
         .await
-        .unwrap();
-    assert_eq!(existing.id, "c7");
+        .unwrap_err();
+    assert!(
+        matches!(&refused, ConnectorError::Duplicate { existing_id: Some(id), .. } if id == "c7"),
+        "{refused:?}"
+    );
     assert_eq!(crm.lock().unwrap().contacts.len(), 1);
-    // Without conflict_id_pointer the 409 is settled by the email lookup.
+    // Without conflict_id_pointer the refusal names no record.
     let app = connector(&side(
         &base,
         "",
         &CRM.replace("conflict_id_pointer = \"/existing_id\"\n", ""),
     ));
-    let existing = app
+    let refused = app
         .create(
             EntityKind::Contact,
             None,
             &object(json!({"email": "grace@example.com"})),
         )
         .await
-        .unwrap();
-    assert_eq!(existing.id, "c7");
+        .unwrap_err();
+    assert!(
+        matches!(&refused, ConnectorError::Duplicate { existing_id: None, .. }),
+        "{refused:?}"
+    );
     assert_eq!(crm.lock().unwrap().posts, 2, "one POST each, never re-sent");
-    // The lookup finds it too.
+    // The lookup offers it as a candidate.
     let found = app
-        .find_contact(MatchKey::Email, "Grace@Example.com")
+        .find_contacts(MatchKey::Email, "Grace@Example.com")
         .await
-        .unwrap()
         .unwrap();
-    assert_eq!(found.id, "c7");
+    assert_eq!(found.iter().map(|r| r.id.as_str()).collect::<Vec<_>>(), ["c7"]);
     assert!(app
-        .find_contact(MatchKey::Email, "nobody@example.com")
+        .find_contacts(MatchKey::Email, "nobody@example.com")
         .await
         .unwrap()
-        .is_none());
+        .is_empty());
 }
 
 /// The tasks a server holds, and how many POSTs it received.

@@ -97,13 +97,16 @@ pub trait Connector: Send + Sync + std::fmt::Debug {
         parent_id: Option<&str>,
     ) -> Result<Deletion, ConnectorError>;
 
-    /// The contact that `key` = `value` identifies, if any: how a new record
-    /// is linked to an existing one instead of being created twice.
-    async fn find_contact(
+    /// The contacts this side offers as holding `key` = `value`: how a new
+    /// record is linked to an existing one instead of being created twice.
+    /// These are candidates, not answers: an app may ignore the filter and
+    /// answer with everyone, a phone may be shared by a family. The engine
+    /// takes one only after checking it (`engine::matching`).
+    async fn find_contacts(
         &self,
         key: MatchKey,
         value: &str,
-    ) -> Result<Option<Record>, ConnectorError>;
+    ) -> Result<Vec<Record>, ConnectorError>;
 
     /// The GHL location this side is, for logs and metrics; `None` for
     /// other systems.

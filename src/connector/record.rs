@@ -109,7 +109,7 @@ pub struct Capabilities {
     pub entities: BTreeMap<EntityKind, EntityCaps>,
     /// The side can push change notifications (webhooks).
     pub webhooks: bool,
-    /// Fields `find_contact` can search by.
+    /// Fields `find_contacts` can search by.
     pub match_keys: Vec<MatchKey>,
 }
 
@@ -143,6 +143,21 @@ pub enum ConnectorError {
         id: Option<String>,
         message: String,
     },
+    /// The side refused to create (or re-key) the record because another
+    /// of its records already holds one of its match keys: GHL's "This
+    /// location does not allow duplicated contacts", an app's 409. That
+    /// record may be the one we meant (an earlier attempt's create whose
+    /// answer was lost) or another person sharing a phone number: the
+    /// engine looks it up and verifies it before anything is written
+    /// (`engine::matching`), never the connector.
+    #[error("side `{side}` refused the {entity} as a duplicate{}: {message}", existing_id.as_ref().map(|id| format!(" of {id}")).unwrap_or_default())]
+    Duplicate {
+        side: String,
+        entity: EntityKind,
+        /// The existing record, when the answer names it.
+        existing_id: Option<String>,
+        message: String,
+    },
     /// The side cannot do this at all (capability, scope): a configuration
     /// matter, nothing was sent.
     #[error("side `{side}` cannot {operation} {entity}: {reason}")]
@@ -169,6 +184,7 @@ impl ConnectorError {
     pub fn side(&self) -> &str {
         match self {
             ConnectorError::Record { side, .. }
+            | ConnectorError::Duplicate { side, .. }
             | ConnectorError::Unsupported { side, .. }
             | ConnectorError::Unavailable { side, .. }
             | ConnectorError::Auth { side, .. } => side,
@@ -176,6 +192,9 @@ impl ConnectorError {
     }
 
     pub fn is_record_error(&self) -> bool {
-        matches!(self, ConnectorError::Record { .. })
+        matches!(
+            self,
+            ConnectorError::Record { .. } | ConnectorError::Duplicate { .. }
+        )
     }
 }

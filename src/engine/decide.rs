@@ -11,6 +11,7 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
+use super::matching::{self, Search};
 use super::merge::{merge, Merge, SideState};
 use super::report::{PairReport, PlannedWrite};
 use super::{side_of, snapshot, Engine, EngineError, Mode, PairRuntime, ROLES};
@@ -124,6 +125,10 @@ pub struct Decider<'a> {
     /// `has_open_dead_letter` cannot see yet.
     dead_lettered: HashSet<DeadLetterKey>,
     dead_in_flight: HashSet<DeadLetterKey>,
+    /// Reconciliation: a version recorded as seen is still decided when
+    /// its content differs from the base snapshot, so a divergence that got
+    /// past the polls is repaired (content, not a timestamp, decides).
+    compare_content: bool,
 }
 
 type DeadLetterKey = (SideRole, EntityKind, String, String);
@@ -143,7 +148,38 @@ impl<'a> Decider<'a> {
             claimed_in_flight: HashSet::new(),
             dead_lettered: HashSet::new(),
             dead_in_flight: HashSet::new(),
+            compare_content: false,
         }
+    }
+
+    /// A decider for a full reconciliation (see `compare_content`).
+    pub fn comparing_content(mut self) -> Self {
+        self.compare_content = true;
+        self
+    }
+
+    /// For a version already recorded as seen: whether a reconciliation
+    /// must decide it anyway because what it holds is not the base.
+    fn seen_but_diverged(&self, source: Role, record: &Record, link: &Link) -> bool {
+        // A link whose other record is still being created has no base
+        // yet: its create is on its way, nothing diverged.
+        if !self.compare_content
+            || link.deleted_at.is_some()
+            || link.side(side_of(source.other())).id.is_none()
+        {
+            return false;
+        }
+        let map = &self.pair.settings.map;
+        let Ok(canonical) = map.to_canonical(record.entity, source, &record.fields) else {
+            // Unreadable: its dead letter was written when it was read.
+            return false;
+        };
+        let base = snapshot::canonical(&link.snapshot);
+        let diverged = !agrees_with_base(self.pair, record.entity, source, &canonical, &base);
+        if diverged {
+            tracing::info!(pair = %self.name(), entity = %record.entity, record = %record.id, "a version recorded as seen differs from the base; deciding it again");
+        }
+        diverged
     }
 
     fn name(&self) -> &str {
@@ -216,7 +252,8 @@ impl<'a> Decider<'a> {
                 if entity == EntityKind::Contact {
                     self.remember_contact(source, &record.id, link);
                 }
-                if already_decided(link, src, &record) {
+                if already_decided(link, src, &record) && !self.seen_but_diverged(source, &record, link)
+                {
                     self.report.stats.unchanged += 1;
                     continue;
                 }
@@ -499,7 +536,6 @@ impl<'a> Decider<'a> {
     ) -> Result<(), EngineError> {
         let entity = record.entity;
         let other = source.other();
-        let map = &self.pair.settings.map;
         let base = snapshot::canonical(&link.snapshot);
         let mut update = LinkUpdate {
             id: link.id,
@@ -512,10 +548,7 @@ impl<'a> Decider<'a> {
 
         // Nothing this side feeds differs from the base: our own write
         // coming back, or an edit of unmapped fields. Never a write.
-        let unchanged = map
-            .fields_of(entity)
-            .filter(|f| f.flow.reads_from(source))
-            .all(|f| canonical.get(&f.name) == base.get(&f.name));
+        let unchanged = agrees_with_base(self.pair, entity, source, &canonical, &base);
         if unchanged && link.side(side_of(other)).id.is_some() {
             self.report.stats.echoes += 1;
             self.changeset.links.push(LinkWrite::Update(update));
@@ -683,31 +716,18 @@ impl<'a> Decider<'a> {
         Ok(())
     }
 
-    /// The other side's contact with the same match key value (email,
-    /// phone), if it can be searched by one this pair maps.
+    /// The other side's contact that is verifiably the person `canonical`
+    /// describes (`matching`): found by a match key this pair maps, and not
+    /// somebody else who shares a phone with it.
     async fn find_match(
         &mut self,
         source: Role,
         canonical: &Canonical,
     ) -> Result<Option<Record>, EngineError> {
-        let other = self.pair.connector(source.other());
-        for key in other.capabilities().match_keys.clone() {
-            let Some(field) = self.pair.settings.map.match_field(EntityKind::Contact, key) else {
-                continue;
-            };
-            let Some(value) = canonical.get(&field.name).and_then(Value::as_str) else {
-                continue;
-            };
-            match other.find_contact(key, value).await {
-                Ok(Some(found)) => return Ok(Some(found)),
-                Ok(None) => {}
-                Err(error) if error.is_record_error() => {
-                    tracing::warn!(pair = %self.name(), key = %key, error = %error, "match lookup failed; trying the next key");
-                }
-                Err(error) => return Err(error.into()),
-            }
+        match matching::search(self.pair, source.other(), canonical).await? {
+            Search::Found(verified) => Ok(Some(verified.record)),
+            Search::Nothing { .. } => Ok(None),
         }
-        Ok(None)
     }
 
     /// Links a new record to the other side's record with the same match
@@ -1144,6 +1164,23 @@ impl<'c> Sides<'c> {
 fn already_decided(link: &Link, src: SideRole, record: &Record) -> bool {
     let seen = link.side(src).updated_at;
     link.deleted_at.is_some() || seen.is_some_and(|seen| seen >= record.updated_at)
+}
+
+/// Whether every field `source` feeds holds its base value: nothing of
+/// this record is a change (our own write coming back, or an edit of
+/// unmapped fields).
+fn agrees_with_base(
+    pair: &PairRuntime,
+    entity: EntityKind,
+    source: Role,
+    canonical: &Canonical,
+    base: &Canonical,
+) -> bool {
+    pair.settings
+        .map
+        .fields_of(entity)
+        .filter(|f| f.flow.reads_from(source))
+        .all(|f| canonical.get(&f.name) == base.get(&f.name))
 }
 
 /// The patch of `role`'s side of a link update.

@@ -431,15 +431,15 @@ mod tests {
         ) -> Result<Deletion, ConnectorError> {
             unreachable!("the test runs no writer")
         }
-        async fn find_contact(
+        async fn find_contacts(
             &self,
             _: MatchKey,
             _: &str,
-        ) -> Result<Option<Record>, ConnectorError> {
+        ) -> Result<Vec<Record>, ConnectorError> {
             if let Some(hook) = &self.on_find {
                 (hook.0)().await;
             }
-            Ok(self.found.clone())
+            Ok(self.found.clone().into_iter().collect())
         }
     }
 

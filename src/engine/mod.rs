@@ -15,9 +15,11 @@
 //! system side `b`.
 
 mod build;
+mod create;
 mod decide;
 mod detect;
 mod health;
+pub mod matching;
 pub mod merge;
 mod reconcile;
 mod report;

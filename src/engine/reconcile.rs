@@ -28,7 +28,7 @@ impl Engine {
     ) -> Result<PairReport, EngineError> {
         let span = tracing::info_span!("reconcile", pair = %pair.name());
         async {
-            let mut decider = Decider::new(self, pair, mode);
+            let mut decider = Decider::new(self, pair, mode).comparing_content();
             for source in ROLES {
                 self.reconcile_contacts(pair, &mut decider, source, mode)
                     .await?;

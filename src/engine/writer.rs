@@ -21,7 +21,7 @@ use crate::store::{
 };
 
 /// Why one write did not happen.
-enum Failure {
+pub(super) enum Failure {
     /// Try again later (side unavailable, parent not created yet).
     Retry {
         reason: String,
@@ -34,9 +34,9 @@ enum Failure {
 impl From<ConnectorError> for Failure {
     fn from(error: ConnectorError) -> Self {
         match &error {
-            ConnectorError::Record { .. } | ConnectorError::Unsupported { .. } => {
-                Failure::Permanent(error.to_string())
-            }
+            ConnectorError::Record { .. }
+            | ConnectorError::Duplicate { .. }
+            | ConnectorError::Unsupported { .. } => Failure::Permanent(error.to_string()),
             ConnectorError::Unavailable { retry_after, .. } => Failure::Retry {
                 after: *retry_after,
                 reason: error.to_string(),
@@ -53,7 +53,7 @@ impl From<ConnectorError> for Failure {
 }
 
 /// The result of one written item.
-enum Written {
+pub(super) enum Written {
     Done(Option<Record>),
     Failed(Failure),
     /// Not applied: the target changed since the write was planned.
@@ -113,7 +113,17 @@ impl Engine {
         let _enter = span.enter();
         match written {
             Written::Done(record) => {
-                let completion = completion(&item, record.as_ref());
+                // A create (or a side) that answers with a record another
+                // link holds would make two records share one: refuse it.
+                if let Some(found) = record.as_ref().filter(|_| item.link_id.is_some()) {
+                    if let Some(other) = self.linked_elsewhere(pair, &item, found).await? {
+                        let reason = already_linked(pair, &item, found, &other);
+                        tracing::warn!(reason = %reason, "write dead-lettered");
+                        self.store.fail_outbox(item.id, &reason, None).await?;
+                        return Ok(());
+                    }
+                }
+                let completion = completion(pair, &item, record.as_ref());
                 match self.store.complete_outbox(&completion).await {
                     Ok(_) => {
                         stats.applied += 1;
@@ -121,6 +131,14 @@ impl Engine {
                     }
                     // Another writer whose lease outlived ours finished it.
                     Err(StoreError::OutboxNotPending { .. }) => {}
+                    // Linked by another writer between our check and our
+                    // commit: the same refusal, never an aborted cycle.
+                    Err(error) if error.is_constraint_violation() && record.is_some() => {
+                        let found = record.as_ref().expect("checked");
+                        let reason = already_linked(pair, &item, found, "another record");
+                        tracing::warn!(reason = %reason, error = %error, "write dead-lettered");
+                        self.store.fail_outbox(item.id, &reason, None).await?;
+                    }
                     Err(error) => return Err(error.into()),
                 }
             }
@@ -188,24 +206,7 @@ impl Engine {
         let parent = parent.as_deref();
         let result = match item.op {
             OutboxOp::Create => {
-                // A retried create of a contact first looks for the record a
-                // lost answer may have created (the connectors' creates are
-                // idempotent too; this also covers a crash after the write).
-                let existing = if item.attempts > 1 && item.entity == EntityKind::Contact {
-                    self.find_created(pair, target, &payload).await
-                } else {
-                    None
-                };
-                match existing {
-                    Some(found) => connector
-                        .update(item.entity, &found.id, parent, &fields)
-                        .await
-                        .map(Some),
-                    None => connector
-                        .create(item.entity, parent, &fields)
-                        .await
-                        .map(Some),
-                }
+                return self.create(pair, item, &payload, &fields, parent).await;
             }
             OutboxOp::Update | OutboxOp::Complete => {
                 let id = target_id.as_deref().unwrap_or_default();
@@ -310,28 +311,6 @@ impl Engine {
                 edited.join(", ")
             ))
         })
-    }
-
-    /// The contact a previous attempt of a create may have made, found by
-    /// match key.
-    async fn find_created(
-        &self,
-        pair: &PairRuntime,
-        target: Role,
-        payload: &WritePayload,
-    ) -> Option<Record> {
-        let connector = pair.connector(target);
-        let snapshot = payload.snapshot.as_ref()?;
-        for key in connector.capabilities().match_keys.clone() {
-            let field = pair.settings.map.match_field(EntityKind::Contact, key)?;
-            let Some(value) = snapshot.get(&field.name).and_then(Value::as_str) else {
-                continue;
-            };
-            if let Ok(Some(found)) = connector.find_contact(key, value).await {
-                return Some(found);
-            }
-        }
-        None
     }
 
     /// The delete policy `tag`: adds a tag to the record, keeping its
@@ -447,12 +426,47 @@ fn native_fields(
         })
 }
 
-fn payload(item: &OutboxItem) -> WritePayload {
+pub(super) fn payload(item: &OutboxItem) -> WritePayload {
     serde_json::from_value(item.payload.clone()).unwrap_or_default()
 }
 
+/// Why a write answered with a record that another link holds is not
+/// completed.
+fn already_linked(pair: &PairRuntime, item: &OutboxItem, found: &Record, other: &str) -> String {
+    let target = role_of(item.target_side);
+    format!(
+        "side `{}` answered the {} of this {} with {} {}, which is already linked to {} record          {other}: not linking a second record to it (two records of side `{}` may be one person,          or the side matched the wrong record); nothing more was written",
+        pair.connector(target).side(),
+        item.op,
+        item.entity,
+        item.entity,
+        found.id,
+        pair.connector(target.other()).side(),
+        pair.connector(target.other()).side(),
+    )
+}
+
+/// Whether the record a write answered with holds the new base snapshot in
+/// every field its side feeds. Only then is its version recorded as seen:
+/// an edit to another field made between our read and our write is in that
+/// version too, and must still count as a change when it is read (issue
+/// 13: "never mark a version seen that you did not read").
+fn holds_snapshot(pair: &PairRuntime, item: &OutboxItem, record: &Record, payload: &WritePayload) -> bool {
+    let Some(snapshot) = &payload.snapshot else {
+        return true;
+    };
+    let target = role_of(item.target_side);
+    let map = &pair.settings.map;
+    let Ok(canonical) = map.to_canonical(item.entity, target, &record.fields) else {
+        return false;
+    };
+    map.fields_of(item.entity)
+        .filter(|f| f.flow.reads_from(target))
+        .all(|f| canonical.get(&f.name) == snapshot.get(&f.name))
+}
+
 /// How a completed write changes the mirror.
-fn completion(item: &OutboxItem, record: Option<&Record>) -> Completion {
+fn completion(pair: &PairRuntime, item: &OutboxItem, record: Option<&Record>) -> Completion {
     let payload = payload(item);
     let mut entry = NewJournalEntry::new(&item.pair, item.entity, JournalAction::Applied);
     // History pairs the `applied` row with its `planned` row by write.
@@ -479,10 +493,17 @@ fn completion(item: &OutboxItem, record: Option<&Record>) -> Completion {
         id: link_id,
         ..LinkUpdate::default()
     };
+    let seen = record.filter(|r| {
+        let holds = holds_snapshot(pair, item, r, &payload);
+        if !holds {
+            tracing::info!(record = %r.id, "the written record holds edits the write did not cover; its next read decides them");
+        }
+        holds
+    });
     let side = SidePatch {
         id: record.map(|r| r.id.clone()),
         parent_id: record.and_then(|r| r.parent_id.clone()),
-        updated_at: record.map(|r| r.updated_at),
+        updated_at: seen.map(|r| r.updated_at),
     };
     match item.target_side {
         crate::store::SideRole::A => update.a = side,

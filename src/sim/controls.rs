@@ -74,7 +74,27 @@ macro_rules! sim_controls {
             $crate::sim::server::lock(&self.shared.core.faults).push(kind, count);
         }
 
-        /// Turns every fault off (random and queued).
+        /// Runs `edit` just before the handler of the next `method` request
+        /// on `route` (the template the counters use, e.g.
+        /// `/contacts/:contactId`), once: a person editing a record
+        /// between the daemon's read and its write. `edit` typically
+        /// calls one of the handle's `*_as_user` methods on a clone of the
+        /// handle.
+        pub fn before_next(
+            &self,
+            method: ::axum::http::Method,
+            route: &str,
+            edit: impl FnOnce() + Send + 'static,
+        ) {
+            $crate::sim::server::lock(&self.shared.core.faults).before_next(
+                method,
+                route,
+                Box::new(edit),
+            );
+        }
+
+        /// Turns every fault off (random and queued, and pending
+        /// `before_next` edits).
         pub fn clear_faults(&self) {
             let mut faults = $crate::sim::server::lock(&self.shared.core.faults);
             faults.config = $crate::sim::faults::FaultConfig::default();

@@ -118,13 +118,36 @@ pub(crate) struct Plan {
     pub after: Option<FaultKind>,
 }
 
-/// The fault configuration in force, the queue of `fail_next` faults and
-/// the RNG: one per simulator, behind its mutex.
-#[derive(Debug)]
+/// The fault configuration in force, the queue of `fail_next` faults, the
+/// edits waiting for a request (`before_next`) and the RNG: one per
+/// simulator, behind its mutex.
 pub(crate) struct FaultState {
     pub config: FaultConfig,
     queue: VecDeque<(FaultKind, u32)>,
+    hooks: Vec<Hook>,
     rng: ChaCha8Rng,
+}
+
+impl std::fmt::Debug for FaultState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("FaultState")
+            .field("config", &self.config)
+            .field("queue", &self.queue)
+            .field("hooks", &self.hooks.len())
+            .field("rng", &self.rng)
+            .finish()
+    }
+}
+
+/// Something a test wants to happen just before the handler of one
+/// request: a person editing a record between the daemon's read and its
+/// write (the race of issue 13, "an edit made while we wrote was lost").
+/// Live GHL and apps have such users; a simulator must be able to be one.
+struct Hook {
+    method: Method,
+    /// The route template the counters use (`/contacts/:contactId`).
+    route: String,
+    action: Box<dyn FnOnce() + Send>,
 }
 
 /// Whether a method writes (the only requests a lost response applies to).
@@ -140,8 +163,33 @@ impl FaultState {
         FaultState {
             config,
             queue: VecDeque::new(),
+            hooks: Vec::new(),
             rng,
         }
+    }
+
+    /// Runs `action` just before the handler of the next `method` request
+    /// on `route` (once).
+    pub fn before_next(
+        &mut self,
+        method: Method,
+        route: &str,
+        action: Box<dyn FnOnce() + Send>,
+    ) {
+        self.hooks.push(Hook {
+            method,
+            route: route.to_owned(),
+            action,
+        });
+    }
+
+    /// The action waiting for this request, if any (taken: it runs once).
+    pub fn take_hook(&mut self, method: &Method, route: &str) -> Option<Box<dyn FnOnce() + Send>> {
+        let index = self
+            .hooks
+            .iter()
+            .position(|h| h.method == *method && h.route == route)?;
+        Some(self.hooks.remove(index).action)
     }
 
     pub fn push(&mut self, kind: FaultKind, count: u32) {
@@ -152,6 +200,7 @@ impl FaultState {
 
     pub fn clear_queue(&mut self) {
         self.queue.clear();
+        self.hooks.clear();
     }
 
     /// Decides the faults of one request: a queued fault first (the oldest

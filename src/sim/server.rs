@@ -151,10 +151,18 @@ impl Exchange {
             .extensions()
             .get::<ConnectInfo<ConnCtl>>()
             .map(|c| c.0.clone());
-        let plan = lock(&core.faults).plan(&method);
+        let (plan, hook) = {
+            let mut faults = lock(&core.faults);
+            (faults.plan(&method), faults.take_hook(&method, &route))
+        };
         async move {
             if !plan.latency.is_zero() {
                 tokio::time::sleep(plan.latency).await;
+            }
+            // After the latency: the edit lands as late as it can before
+            // the handler, as a person racing the request would.
+            if let Some(hook) = hook {
+                hook();
             }
             Exchange {
                 started,

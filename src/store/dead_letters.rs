@@ -212,9 +212,13 @@ impl Store {
                 letter.stage
             )));
         };
+        // `last_error` stays: it tells the writer that this write was sent
+        // before, so a create looks for the record it may have made
+        // instead of sending it blind (issue 13: a retried dead letter
+        // made a task twice).
         let sql = format!(
             "UPDATE outbox SET status = 'pending', attempts = 0, next_attempt_at = $1, \
-             locked_until = NULL, last_error = NULL, completed_at = NULL, updated_at = $1 \
+             locked_until = NULL, completed_at = NULL, updated_at = $1 \
              WHERE id = $2 AND status = 'dead' RETURNING {OUTBOX_COLUMNS}"
         );
         let item: Option<OutboxItem> = on_tx!(&mut tx, |c| {

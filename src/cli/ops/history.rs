@@ -17,7 +17,9 @@ use serde_json::Value;
 use super::output::{clip, print_json, time, Table};
 use crate::config::{Loaded, PairSettings};
 use crate::connector::MatchKey;
+use crate::engine::matching::{self, Search};
 use crate::engine::{self, side_of, ROLES};
+use crate::mapping::Canonical;
 use crate::store::{Direction, EntityKind, JournalEntry, Link, OutboxItem, SideRole, Store};
 
 /// Journal rows read per link or record: the newest ones.
@@ -146,13 +148,25 @@ pub async fn run(
                 {
                     continue;
                 }
-                let record = connector
-                    .find_contact(MatchKey::Email, &query)
+                let Some(field) = runtime
+                    .settings
+                    .map
+                    .match_field(EntityKind::Contact, MatchKey::Email)
+                else {
+                    continue;
+                };
+                let ours = Canonical::from([(field.name.clone(), Value::from(query.as_str()))]);
+                // Only a record that really holds the email: an app may
+                // answer a lookup with everyone.
+                let search = matching::search(runtime, role, &ours)
                     .await
                     .with_context(|| {
                         format!("looking up {query} on side `{}`", connector.side())
                     })?;
-                let Some(record) = record else { continue };
+                let Search::Found(verified) = search else {
+                    continue;
+                };
+                let record = verified.record;
                 let link = store
                     .link_by_side_id(&pair.name, EntityKind::Contact, side_of(role), &record.id)
                     .await?;

@@ -101,6 +101,14 @@ impl GhlConnector {
                 side,
                 message: error.to_string(),
             },
+            error if error.is_duplicate() => ConnectorError::Duplicate {
+                side,
+                entity,
+                // GHL's refusal names no contact (`BadRequestDTO` is
+                // `{statusCode, message}`): the engine looks it up.
+                existing_id: None,
+                message: error.to_string(),
+            },
             error if error.is_record_error() => ConnectorError::Record {
                 side,
                 entity,
@@ -546,11 +554,11 @@ impl Connector for GhlConnector {
         }
     }
 
-    async fn find_contact(
+    async fn find_contacts(
         &self,
         key: MatchKey,
         value: &str,
-    ) -> Result<Option<Record>, ConnectorError> {
+    ) -> Result<Vec<Record>, ConnectorError> {
         let (email, phone) = match key {
             MatchKey::Email => (Some(value), None),
             MatchKey::Phone => (None, Some(value)),
@@ -562,6 +570,8 @@ impl Connector for GhlConnector {
             .map_err(|e| self.error(EntityKind::Contact, None, e))?;
         found
             .map(|contact| self.contact_record(contact))
-            .transpose()
+            .into_iter()
+            .collect()
     }
+
 }

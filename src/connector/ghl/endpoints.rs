@@ -92,34 +92,39 @@ impl GhlClient {
         Ok(envelope.contact)
     }
 
-    /// `POST /contacts/`. If the outcome is unknown, or GHL reports the
-    /// contact as a duplicate, the create is finished through
-    /// `POST /contacts/upsert`, which matches on email and phone, so a
-    /// retried create never makes a second contact. Without an email or a
-    /// phone there is nothing to match on and the error is returned.
+    /// `POST /contacts/`. When the outcome is unknown (timeout, reset,
+    /// 5xx) the contact is looked up with a duplicate search before it is
+    /// sent again, and only a contact holding every match key we sent
+    /// (email and phone) counts as ours: another person sharing the phone
+    /// is not. A refusal as a duplicate is returned as it is (see
+    /// [`GhlError::is_duplicate`]): whether the existing contact is the
+    /// one we meant is the engine's question, and never answered by an
+    /// upsert, which would overwrite whoever GHL matched.
     pub async fn create_contact(&self, fields: &ContactFields) -> Result<Contact, GhlError> {
         let body = self.with_location(fields);
-        let sent: Result<ContactEnvelope, GhlError> = self
-            .execute(&Request::write(
-                Method::POST,
-                "/contacts/".into(),
-                Some(&body),
-            ))
-            .await;
-        match sent {
-            Ok(envelope) => Ok(envelope.contact),
-            Err(error)
-                if (error.maybe_applied() || is_duplicate(&error)) && has_match_key(fields) =>
-            {
-                tracing::warn!(
-                    location = %self.location_id(),
-                    error = %error,
-                    "create outcome unknown or duplicate; completing through upsert"
-                );
-                Ok(self.upsert_contact(fields).await?.contact)
-            }
-            Err(error) => Err(error),
-        }
+        self.create_once(
+            || async {
+                let envelope: ContactEnvelope = self
+                    .execute(&Request::write(
+                        Method::POST,
+                        "/contacts/".into(),
+                        Some(&body),
+                    ))
+                    .await?;
+                Ok(envelope.contact)
+            },
+            || async {
+                if !has_match_key(fields) {
+                    // Nothing identifies it: a re-send could duplicate.
+                    return Ok(None);
+                }
+                let found = self
+                    .find_duplicate(fields.email(), fields.phone())
+                    .await?;
+                Ok(found.filter(|contact| holds_match_keys(contact, fields)))
+            },
+        )
+        .await
     }
 
     /// `POST /contacts/upsert`: update the contact matching the email or
@@ -460,8 +465,15 @@ fn has_match_key(fields: &ContactFields) -> bool {
     fields.email().is_some_and(|e| !e.is_empty()) || fields.phone().is_some_and(|p| !p.is_empty())
 }
 
-fn is_duplicate(error: &GhlError) -> bool {
-    matches!(error, GhlError::BadRequest { message, .. } if message.to_ascii_lowercase().contains("duplicate"))
+/// Whether `contact` holds every match key `fields` sends: emails compared
+/// without case, phones by their digits.
+fn holds_match_keys(contact: &Contact, fields: &ContactFields) -> bool {
+    let email = |e: &str| e.trim().to_lowercase();
+    let digits = |p: &str| p.chars().filter(char::is_ascii_digit).collect::<String>();
+    let sent_email = fields.email().filter(|e| !e.trim().is_empty());
+    let sent_phone = fields.phone().filter(|p| !p.trim().is_empty());
+    sent_email.is_none_or(|sent| contact.email.as_deref().map(email) == Some(email(sent)))
+        && sent_phone.is_none_or(|sent| contact.phone.as_deref().map(digits) == Some(digits(sent)))
 }
 
 fn deleted(sent: Result<Ignored, GhlError>) -> Result<Deleted, GhlError> {

@@ -172,6 +172,13 @@ impl GhlError {
         }
     }
 
+    /// GHL refused a contact write because the location does not allow
+    /// duplicated contacts and another contact already holds its email or
+    /// phone ("This location does not allow duplicated contacts.").
+    pub fn is_duplicate(&self) -> bool {
+        matches!(self, GhlError::BadRequest { message, .. } if message.to_ascii_lowercase().contains("duplicate"))
+    }
+
     /// A problem with this one record (dead-letter it, keep syncing).
     pub fn is_record_error(&self) -> bool {
         matches!(

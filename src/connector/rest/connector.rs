@@ -28,9 +28,6 @@ enum Attempt {
     Unknown(String),
     /// The app made nothing.
     Failed(ConnectorError),
-    /// A 409 that does not name the existing record: it is looked up, and
-    /// never sent again (the app would refuse it again).
-    Conflict(String),
 }
 
 impl RestConnector {
@@ -177,7 +174,10 @@ impl RestConnector {
         Ok(records)
     }
 
-    async fn lookup(&self, key: MatchKey, value: &str) -> Result<Option<Record>, ConnectorError> {
+    /// The records a lookup answers with that hold `key` = `value` (all of
+    /// them when no `email_field`/`phone_field` says where the key is: the
+    /// engine then checks them through the field map).
+    async fn lookup(&self, key: MatchKey, value: &str) -> Result<Vec<Record>, ConnectorError> {
         let entity = EntityKind::Contact;
         let api = self.entity_api(entity, "look up")?;
         let (template, field) = match key {
@@ -204,6 +204,7 @@ impl RestConnector {
         let reader = Reader { entity, api };
         let items = reader.array(&body).map_err(page_error)?;
         let wanted = normalise(key, value);
+        let mut found = Vec::new();
         for item in items {
             let record = match reader.record(item, None) {
                 Ok(record) => record,
@@ -222,10 +223,10 @@ impl RestConnector {
                 None => true,
             };
             if matches {
-                return Ok(Some(record));
+                found.push(record);
             }
         }
-        Ok(None)
+        Ok(found)
     }
 
     /// One POST (or PUT) of a create, classified by what it tells about
@@ -259,24 +260,18 @@ impl RestConnector {
                     Err(error) => Attempt::Unknown(error.to_string()),
                 }
             }
-            Err(error) if error.failure.status() == Some(409) => {
-                self.conflict(entity, api, parent_id, error).await
-            }
+            Err(error) if error.failure.status() == Some(409) => self.conflict(entity, api, error),
             Err(error) if error.failure.maybe_applied() => Attempt::Unknown(error.to_string()),
             Err(error) => Attempt::Failed(self.record_error(entity, None, error)),
         }
     }
 
-    /// A 409 to a create: the record exists already. Its id is read from
-    /// `conflict_id_pointer` and the record fetched.
-    async fn conflict(
-        &self,
-        entity: EntityKind,
-        api: &EntityApi,
-        parent_id: Option<&str>,
-        error: CallError,
-    ) -> Attempt {
-        let existing = match (&error.failure, &api.conflict_id_pointer) {
+    /// A 409 to a create: a record holding one of its keys exists already.
+    /// Its id is read from `conflict_id_pointer` when configured; which
+    /// record it is, and whether it is the one we meant, the engine
+    /// decides (it verifies before it links or writes anything).
+    fn conflict(&self, entity: EntityKind, api: &EntityApi, error: CallError) -> Attempt {
+        let existing_id = match (&error.failure, &api.conflict_id_pointer) {
             (super::client::Failure::Status { body, .. }, Some(pointer)) => {
                 serde_json::from_slice::<Value>(body).ok().and_then(|json| {
                     pointer
@@ -286,26 +281,12 @@ impl RestConnector {
             }
             _ => None,
         };
-        match existing {
-            Some(id) => match self.get(entity, &id, parent_id).await {
-                Ok(Some(record)) => {
-                    tracing::info!(side = %self.side, %entity, id = %id, "create answered 409: linking the existing record");
-                    Attempt::Created(record)
-                }
-                Ok(None) => Attempt::Failed(self.bad_record(
-                    entity,
-                    Some(&id),
-                    &error.label,
-                    format!(
-                        "answered 409 naming {id}, which cannot be found: {}",
-                        error.failure
-                    ),
-                )),
-                Err(error) => Attempt::Failed(error),
-            },
-            // Found below through the lookups.
-            None => Attempt::Conflict(error.to_string()),
-        }
+        Attempt::Failed(ConnectorError::Duplicate {
+            side: self.side.clone(),
+            entity,
+            existing_id,
+            message: error.to_string(),
+        })
     }
 
     /// After an unknown outcome: the record the create made, if it made
@@ -338,7 +319,12 @@ impl RestConnector {
                     .map(str::trim)
                     .filter(|v| !v.is_empty());
                 if let (true, Some(value)) = (configured, value) {
-                    return self.lookup(key, value).await.map_err(Some);
+                    let found = self.lookup(key, value).await.map_err(Some)?;
+                    // Ours holds what was sent; without a field to check
+                    // the key by, a lookup proves nothing.
+                    return Ok(found
+                        .into_iter()
+                        .find(|record| field.is_some() && holds(&record.fields, fields)));
                 }
             }
         }
@@ -560,7 +546,6 @@ impl Connector for RestConnector {
         let attempts = self.client.retry.max_attempts.max(1);
         let mut delays = backon::BackoffBuilder::build(self.client.backoff());
         let mut last = String::new();
-        let mut conflict = false;
         for attempt in 1..=attempts {
             match self
                 .create_once(entity, api, template, parent_id, &body)
@@ -572,23 +557,11 @@ impl Connector for RestConnector {
                     tracing::warn!(side = %self.side, %entity, attempt, problem = %why, "create's outcome is unknown; looking the record up before any re-send");
                     last = why;
                 }
-                Attempt::Conflict(why) => {
-                    conflict = true;
-                    last = why;
-                }
             }
             match self.find_created(entity, api, parent_id, &fields, started).await {
                 Ok(Some(record)) => {
                     tracing::info!(side = %self.side, %entity, id = %record.id, "found the record an earlier attempt created");
                     return Ok(record);
-                }
-                Ok(None) | Err(None) if conflict => {
-                    return Err(self.bad_record(
-                        entity,
-                        None,
-                        &template.text,
-                        format!("{last}; the existing record could not be found (set conflict_id_pointer to where the answer names it)"),
-                    ))
                 }
                 Ok(None) => {}
                 Err(None) => {
@@ -719,12 +692,12 @@ impl Connector for RestConnector {
         }
     }
 
-    async fn find_contact(
+    async fn find_contacts(
         &self,
         key: MatchKey,
         value: &str,
-    ) -> Result<Option<Record>, ConnectorError> {
-        let span = tracing::debug_span!("find_contact", side = %self.side, %key);
+    ) -> Result<Vec<Record>, ConnectorError> {
+        let span = tracing::debug_span!("find_contacts", side = %self.side, %key);
         self.lookup(key, value).instrument(span).await
     }
 }

@@ -101,7 +101,7 @@ pub(crate) async fn get_contact(
 }
 
 /// `POST /contacts/` → 201 `{contact}`; a duplicate email or phone is 400
-/// with the existing contact's id in `meta.contactId`.
+/// "This location does not allow duplicated contacts." (no contact named).
 pub(crate) async fn create_contact(State(sim): Sim, Extension(auth): Auth, body: Bytes) -> Result {
     let value = parse_json(&body)?;
     let input = validate_contact(&value, Mode::Create).map_err(ApiError::unprocessable)?;

@@ -32,8 +32,10 @@ pub enum SimError {
     #[error("appointment {0} not found")]
     AppointmentNotFound(String),
     /// The email or phone already belongs to another contact of the
-    /// location, which does not allow duplicates (HTTP: 400 with
-    /// `meta.contactId`).
+    /// location, which does not allow duplicates (HTTP: 400 with GHL's
+    /// message only: `BadRequestDTO` in the spec is `{statusCode,
+    /// message}`, so the existing contact is not named; a client finds
+    /// it with a duplicate search).
     #[error("duplicate contact: {field} matches contact {contact_id}")]
     Duplicate {
         /// The existing contact.
@@ -126,10 +128,7 @@ impl From<SimError> for ApiError {
             SimError::TaskNotFound(_) => ApiError::bad_request("Task not found"),
             SimError::NoteNotFound(_) => ApiError::bad_request("Note not found"),
             SimError::AppointmentNotFound(_) => ApiError::bad_request("Appointment not found"),
-            SimError::Duplicate { contact_id, field } => ApiError::bad_request(MSG_DUPLICATE).with(
-                "meta",
-                json!({"contactId": contact_id, "matchingField": field}),
-            ),
+            SimError::Duplicate { .. } => ApiError::bad_request(MSG_DUPLICATE),
             SimError::Invalid(messages) => ApiError::unprocessable(messages),
         }
     }

@@ -116,7 +116,9 @@ pub struct SimOptions {
     pub webhook_queue: usize,
     /// The location setting "allow duplicate contact". Off (the default):
     /// `POST /contacts/` with an email or phone already in the location
-    /// is refused with 400 and `meta.contactId`.
+    /// is refused with 400 "This location does not allow duplicated
+    /// contacts." (the message issue 13 saw; the body names no contact,
+    /// as the spec's `BadRequestDTO` has no field for it).
     pub allow_duplicate_contacts: bool,
     /// Whether writing a task, note or appointment also bumps the
     /// contact's `dateUpdated`. Off by default (the spec does not say it
