@@ -247,7 +247,10 @@ async fn a_lost_create_is_not_taken_for_another_person_sharing_its_phone() {
         )
         .await
         .unwrap_err();
-    assert!(error.is_duplicate(), "re-sent after a lookup, refused: {error}");
+    assert!(
+        error.is_duplicate(),
+        "re-sent after a lookup, refused: {error}"
+    );
     assert_eq!(handle.contacts(&location(&sim)).len(), 3);
     assert_eq!(
         handle.contact(existing["id"].as_str().unwrap()).unwrap(),

@@ -1094,7 +1094,13 @@ async fn create_answered_409_is_a_duplicate_naming_the_existing_record() {
         .await
         .unwrap_err();
     assert!(
-        matches!(&refused, ConnectorError::Duplicate { existing_id: None, .. }),
+        matches!(
+            &refused,
+            ConnectorError::Duplicate {
+                existing_id: None,
+                ..
+            }
+        ),
         "{refused:?}"
     );
     assert_eq!(crm.lock().unwrap().posts, 2, "one POST each, never re-sent");
@@ -1103,7 +1109,10 @@ async fn create_answered_409_is_a_duplicate_naming_the_existing_record() {
         .find_contacts(MatchKey::Email, "Grace@Example.com")
         .await
         .unwrap();
-    assert_eq!(found.iter().map(|r| r.id.as_str()).collect::<Vec<_>>(), ["c7"]);
+    assert_eq!(
+        found.iter().map(|r| r.id.as_str()).collect::<Vec<_>>(),
+        ["c7"]
+    );
     assert!(app
         .find_contacts(MatchKey::Email, "nobody@example.com")
         .await

@@ -130,7 +130,9 @@ impl Engine {
             else {
                 continue;
             };
-            if holds(&canonical, &written) && self.linked_elsewhere(pair, item, &child).await?.is_none() {
+            if holds(&canonical, &written)
+                && self.linked_elsewhere(pair, item, &child).await?.is_none()
+            {
                 return Ok(Existing::Found(child));
             }
         }
@@ -280,12 +282,7 @@ fn looked_up_failed(error: ConnectorError) -> Failure {
 
 /// The strongest match key `ours` shares with `theirs`' side, for a reason
 /// text (email when both say nothing else).
-fn strongest_shared(
-    pair: &PairRuntime,
-    side: Role,
-    ours: &Canonical,
-    theirs: &Record,
-) -> MatchKey {
+fn strongest_shared(pair: &PairRuntime, side: Role, ours: &Canonical, theirs: &Record) -> MatchKey {
     let map = &pair.settings.map;
     let Ok(canonical) = map.to_canonical(EntityKind::Contact, side, &theirs.fields) else {
         return MatchKey::Email;

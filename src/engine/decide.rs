@@ -252,7 +252,8 @@ impl<'a> Decider<'a> {
                 if entity == EntityKind::Contact {
                     self.remember_contact(source, &record.id, link);
                 }
-                if already_decided(link, src, &record) && !self.seen_but_diverged(source, &record, link)
+                if already_decided(link, src, &record)
+                    && !self.seen_but_diverged(source, &record, link)
                 {
                     self.report.stats.unchanged += 1;
                     continue;

@@ -431,11 +431,7 @@ mod tests {
         ) -> Result<Deletion, ConnectorError> {
             unreachable!("the test runs no writer")
         }
-        async fn find_contacts(
-            &self,
-            _: MatchKey,
-            _: &str,
-        ) -> Result<Vec<Record>, ConnectorError> {
+        async fn find_contacts(&self, _: MatchKey, _: &str) -> Result<Vec<Record>, ConnectorError> {
             if let Some(hook) = &self.on_find {
                 (hook.0)().await;
             }

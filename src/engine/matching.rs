@@ -149,7 +149,12 @@ pub async fn search(
 
 /// `record` of `side` verified against `ours`, or `None` when it is not
 /// the same person (or cannot be mapped).
-pub fn verify(pair: &PairRuntime, side: Role, ours: &Canonical, record: Record) -> Option<Verified> {
+pub fn verify(
+    pair: &PairRuntime,
+    side: Role,
+    ours: &Canonical,
+    record: Record,
+) -> Option<Verified> {
     let canonical = canonical_of(pair, side, &record)?;
     match verdict(&pair.settings.map, ours, &canonical) {
         Verdict::Same(key) => Some(Verified {

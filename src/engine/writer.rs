@@ -451,7 +451,12 @@ fn already_linked(pair: &PairRuntime, item: &OutboxItem, found: &Record, other: 
 /// an edit to another field made between our read and our write is in that
 /// version too, and must still count as a change when it is read (issue
 /// 13: "never mark a version seen that you did not read").
-fn holds_snapshot(pair: &PairRuntime, item: &OutboxItem, record: &Record, payload: &WritePayload) -> bool {
+fn holds_snapshot(
+    pair: &PairRuntime,
+    item: &OutboxItem,
+    record: &Record,
+    payload: &WritePayload,
+) -> bool {
     let Some(snapshot) = &payload.snapshot else {
         return true;
     };

@@ -170,12 +170,7 @@ impl FaultState {
 
     /// Runs `action` just before the handler of the next `method` request
     /// on `route` (once).
-    pub fn before_next(
-        &mut self,
-        method: Method,
-        route: &str,
-        action: Box<dyn FnOnce() + Send>,
-    ) {
+    pub fn before_next(&mut self, method: Method, route: &str, action: Box<dyn FnOnce() + Send>) {
         self.hooks.push(Hook {
             method,
             route: route.to_owned(),

@@ -47,6 +47,22 @@ pub async fn start_sims_with_webhooks(
     app_contacts: usize,
     server: Option<std::net::SocketAddr>,
 ) -> Sims {
+    start_sims_as(ghl_contacts, app_contacts, server, true).await
+}
+
+/// [`start_sims`] with a GHL location that refuses duplicate contacts
+/// (same email or phone), as GHL's default "Allow duplicate contact" off
+/// does: a second person sharing a phone is refused with 400.
+pub async fn start_sims_refusing_duplicates(ghl_contacts: usize, app_contacts: usize) -> Sims {
+    start_sims_as(ghl_contacts, app_contacts, None, false).await
+}
+
+async fn start_sims_as(
+    ghl_contacts: usize,
+    app_contacts: usize,
+    server: Option<std::net::SocketAddr>,
+    allow_duplicate_contacts: bool,
+) -> Sims {
     let ghl = GhlSim::start(SimOptions {
         contacts_per_location: ghl_contacts,
         rate_limit: RateLimitConfig {
@@ -54,7 +70,7 @@ pub async fn start_sims_with_webhooks(
             interval: Duration::from_secs(10),
             daily: 100_000_000,
         },
-        allow_duplicate_contacts: true,
+        allow_duplicate_contacts,
         webhook_url: server.map(|at| format!("http://{at}/webhooks/ghl")),
         ..SimOptions::default()
     })

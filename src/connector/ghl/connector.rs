@@ -573,5 +573,4 @@ impl Connector for GhlConnector {
             .into_iter()
             .collect()
     }
-
 }

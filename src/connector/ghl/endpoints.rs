@@ -118,9 +118,7 @@ impl GhlClient {
                     // Nothing identifies it: a re-send could duplicate.
                     return Ok(None);
                 }
-                let found = self
-                    .find_duplicate(fields.email(), fields.phone())
-                    .await?;
+                let found = self.find_duplicate(fields.email(), fields.phone()).await?;
                 Ok(found.filter(|contact| holds_match_keys(contact, fields)))
             },
         )
