@@ -291,7 +291,9 @@ impl fmt::Display for Unreadable {
 }
 
 impl Unreadable {
-    /// As a [`GhlError::Decode`], for callers that need every record.
+    /// As a [`GhlError::Decode`], for callers that need every record. The
+    /// status is not kept with the record: every answer read record by
+    /// record is a GHL `200`.
     pub fn into_error(self) -> GhlError {
         GhlError::Decode {
             call: self.call.clone(),
