@@ -707,3 +707,233 @@ async fn an_agency_install_mints_location_tokens_and_lists_installed_locations()
     assert_eq!(listed, expected);
     sim.shutdown().await;
 }
+
+// ------------------------------------------------- malformed records --
+
+/// Plants the two malformed contacts issue 13 saw in live-like data into
+/// `sim`'s location: an existing contact whose phone arrives as a number,
+/// and a contact without an id. Returns `(the bad contact's id, the ids of
+/// every readable contact)`.
+fn plant_malformed(sim: &RunningGhlSim) -> (String, HashSet<String>) {
+    let handle = sim.handle();
+    let location = location(sim);
+    let contacts = handle.contacts(&location);
+    let mut bad = contacts[1].clone();
+    let bad_id = bad["id"].as_str().unwrap().to_owned();
+    bad["phone"] = serde_json::json!(12345);
+    bad.as_object_mut().unwrap().remove("dateUpdated");
+    handle.plant_raw_contact(&location, bad).unwrap();
+    let planted = handle
+        .plant_raw_contact(
+            &location,
+            serde_json::json!({"email": "no.id@example.com", "firstName": "Nobody"}),
+        )
+        .unwrap();
+    assert_eq!(planted, "", "stored under the empty id");
+    let good = contacts
+        .iter()
+        .map(|c| c["id"].as_str().unwrap().to_owned())
+        .filter(|id| *id != bad_id)
+        .collect();
+    (bad_id, good)
+}
+
+/// Issue 13: one contact of the wrong shape (a number for `phone`) or
+/// without an id used to fail its whole page. Each is now set aside alone,
+/// named with its field, and every other contact of every paging style is
+/// read; the cursor moves past pages holding nothing but a bad contact, so
+/// the listings end.
+#[tokio::test]
+async fn a_malformed_contact_in_a_page_is_set_aside_and_the_rest_is_read() {
+    let sim = start(7).await;
+    let (bad_id, good) = plant_malformed(&sim);
+    let client = static_client(&sim, &WRITE);
+
+    let check = |pages: Vec<ghl_sync::connector::ghl::models::Listing<_>>, what: &str| {
+        let seen: Vec<String> = pages.iter().flat_map(|p| ids(&p.records)).collect();
+        assert_each_once(seen, &good, what);
+        let unreadable: Vec<_> = pages.into_iter().flat_map(|p| p.unreadable).collect();
+        assert_eq!(unreadable.len(), 2, "{what}: {unreadable:#?}");
+        let phone = unreadable
+            .iter()
+            .find(|u| u.id.as_deref() == Some(bad_id.as_str()))
+            .unwrap_or_else(|| panic!("{what}: {unreadable:#?}"));
+        assert_eq!(phone.field.as_deref(), Some("phone"), "{what}");
+        assert!(
+            phone.reason.contains("12345") && phone.reason.contains("expected a string"),
+            "{what}: {}",
+            phone.reason
+        );
+        assert!(
+            phone.updated_at.is_some(),
+            "{what}: the planted dateUpdated reads"
+        );
+        assert_eq!(phone.raw["phone"], 12345, "{what}: the raw record is kept");
+        let nameless = unreadable.iter().find(|u| u.id.is_none()).unwrap();
+        assert_eq!(nameless.field.as_deref(), Some("id"), "{what}");
+        assert!(
+            nameless.reason.contains("no.id@example.com"),
+            "{what}: {}",
+            nameless.reason
+        );
+    };
+
+    // Pages of 2 and of 1: some hold only a bad contact.
+    for limit in [2, 1] {
+        let pages: Vec<_> = client
+            .list_contact_pages(limit)
+            .try_collect()
+            .await
+            .expect("the listing completes");
+        assert_eq!(
+            pages.len(),
+            9usize.div_ceil(limit as usize),
+            "limit {limit}"
+        );
+        check(pages, &format!("GET /contacts/ by {limit}"));
+        let until = Utc::now() + chrono::Duration::seconds(1);
+        let query = SearchQuery::updated_between(Utc.timestamp_opt(0, 0).unwrap(), until, limit);
+        let pages: Vec<_> = client
+            .search_contact_pages(query)
+            .try_collect()
+            .await
+            .expect("the search completes");
+        check(pages, &format!("POST /contacts/search by {limit}"));
+    }
+
+    // The listings that promise every contact name the one they cannot
+    // read instead of failing as an unreadable body.
+    let error = client
+        .list_contacts(100)
+        .try_collect::<Vec<_>>()
+        .await
+        .unwrap_err()
+        .to_string();
+    let names_one = (error.contains(&bad_id) && error.contains("field `phone`"))
+        || error.contains("contact without an id: it has no `id`");
+    assert!(error.contains("GET /contacts/") && names_one, "{error}");
+    sim.shutdown().await;
+}
+
+/// Through the connector: the change feed's page carries the bad contacts
+/// as record errors (dead-lettered by the engine) next to the good ones,
+/// and a page whose only contact is bad still has a watermark, so the feed
+/// moves past it instead of reading it again forever.
+#[tokio::test]
+async fn the_change_feed_sets_bad_contacts_aside_and_moves_past_them() {
+    use ghl_sync::connector::{Connector, ConnectorError, EntityKind};
+    let sim = start(4).await;
+    let (bad_id, good) = plant_malformed(&sim);
+    let connector = ghl_sync::connector::ghl::GhlConnector::new("ghl", static_client(&sim, &WRITE));
+    let epoch = Utc.timestamp_opt(0, 0).unwrap();
+    // The simulator's clock ticks at least 1 ms per write, so the planted
+    // contacts may be stamped a moment ahead of ours.
+    let until = Utc::now() + chrono::Duration::seconds(1);
+
+    let pages: Vec<_> = connector
+        .changes(EntityKind::Contact, epoch, until)
+        .try_collect()
+        .await
+        .expect("the feed is readable");
+    let read: HashSet<String> = pages
+        .iter()
+        .flat_map(|p| p.records.iter().map(|r| r.id.clone()))
+        .collect();
+    assert_eq!(read, good);
+    let rejected: Vec<&ConnectorError> = pages.iter().flat_map(|p| &p.rejected).collect();
+    assert_eq!(rejected.len(), 2, "{rejected:#?}");
+    for error in &rejected {
+        let ConnectorError::Record {
+            side,
+            entity,
+            id,
+            message,
+        } = error
+        else {
+            panic!("a record error, not a side error: {error}")
+        };
+        assert_eq!((side.as_str(), *entity), ("ghl", EntityKind::Contact));
+        match id {
+            Some(id) => {
+                assert_eq!(id, &bad_id);
+                assert!(message.contains("field `phone` holds 12345"), "{message}");
+            }
+            None => assert!(message.contains("no `id`"), "{message}"),
+        }
+    }
+
+    // The id-less contact was planted last: a window holding only it is a
+    // page of one bad record, and its watermark is that record's time.
+    let nameless = sim.handle().contacts(&location(&sim)).pop().unwrap();
+    assert!(nameless.get("id").is_none());
+    let at: chrono::DateTime<Utc> = nameless["dateUpdated"].as_str().unwrap().parse().unwrap();
+    let pages: Vec<_> = connector
+        .changes(EntityKind::Contact, at, until)
+        .try_collect()
+        .await
+        .unwrap();
+    assert_eq!(pages.len(), 1, "{pages:#?}");
+    assert!(pages[0].records.is_empty());
+    assert_eq!(pages[0].rejected.len(), 1);
+    assert_eq!(
+        pages[0].watermark,
+        Some(at),
+        "the feed moves past the bad record"
+    );
+
+    // The full listing sets them aside the same way.
+    let pages: Vec<_> = connector.contact_pages().try_collect().await.unwrap();
+    let rejected: usize = pages.iter().map(|p| p.rejected.len()).sum();
+    assert_eq!(rejected, 2);
+    sim.shutdown().await;
+}
+
+/// A single GET of a malformed contact: the contact's own error, named
+/// with its field, answered at once (the same request would get the same
+/// record: no retries), and a record error for that id through the
+/// connector (dead-lettered), not the side being unavailable.
+#[tokio::test]
+async fn a_malformed_single_contact_is_a_record_error_not_an_outage() {
+    use ghl_sync::connector::{Connector, ConnectorError, EntityKind};
+    let sim = start(3).await;
+    let (bad_id, _) = plant_malformed(&sim);
+    let client = static_client(&sim, &WRITE);
+    let handle = sim.handle();
+
+    handle.reset_counters();
+    let unreadable = client
+        .read_contact(&bad_id)
+        .await
+        .expect("the call itself succeeds")
+        .unwrap_err();
+    assert_eq!(unreadable.id.as_deref(), Some(bad_id.as_str()));
+    assert_eq!(unreadable.field.as_deref(), Some("phone"));
+    let error = client.get_contact(&bad_id).await.unwrap_err();
+    let text = error.to_string();
+    assert!(matches!(error, GhlError::Decode { .. }), "{text}");
+    assert!(
+        text.contains(&format!("GET /contacts/{bad_id}"))
+            && text.contains(&bad_id)
+            && text.contains("field `phone`"),
+        "{text}"
+    );
+    assert_eq!(
+        handle.counters().total_requests,
+        2,
+        "one request per call: a malformed record is not retried"
+    );
+
+    let connector = ghl_sync::connector::ghl::GhlConnector::new("ghl", client);
+    let error = connector
+        .get(EntityKind::Contact, &bad_id, None)
+        .await
+        .unwrap_err();
+    match &error {
+        ConnectorError::Record { id, message, .. } => {
+            assert_eq!(id.as_deref(), Some(bad_id.as_str()));
+            assert!(message.contains("field `phone` holds 12345"), "{message}");
+        }
+        other => panic!("a record error for {bad_id}, not: {other}"),
+    }
+    sim.shutdown().await;
+}

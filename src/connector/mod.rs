@@ -63,6 +63,28 @@ pub trait Connector: Send + Sync + std::fmt::Debug {
         contact_id: &str,
     ) -> Result<Vec<Record>, ConnectorError>;
 
+    /// [`Connector::all_contacts`] with the records the side sent but that
+    /// could not be read set aside in each page's [`Page::rejected`],
+    /// which the engine dead-letters (and counts as present: a record
+    /// that cannot be read is not a deleted one). The default sets
+    /// nothing aside; a connector that reads record by record overrides
+    /// it. Reconciliation reads this one.
+    fn contact_pages(&self) -> BoxStream<'_, Result<Page, ConnectorError>> {
+        use futures::StreamExt;
+        self.all_contacts().map(|page| page.map(Page::new)).boxed()
+    }
+
+    /// [`Connector::children`] with the records that could not be read set
+    /// aside in [`Page::rejected`], as [`Connector::contact_pages`] does;
+    /// the engine reads this one.
+    async fn children_page(
+        &self,
+        entity: EntityKind,
+        contact_id: &str,
+    ) -> Result<Page, ConnectorError> {
+        self.children(entity, contact_id).await.map(Page::new)
+    }
+
     /// One record, or `None` when it does not exist (any more).
     async fn get(
         &self,

@@ -30,9 +30,12 @@ pub struct Page {
     /// once this page is durably recorded. `None` for an empty page.
     pub watermark: Option<DateTime<Utc>>,
     /// Records of this page the connector refused (no id, no or a
-    /// malformed `updated_at`, …), each a [`ConnectorError::Record`] naming
-    /// the side, call and record: the engine dead-letters them and goes on
-    /// with `records`. They do not move the watermark.
+    /// malformed `updated_at`, a field of the wrong type, …), each a
+    /// [`ConnectorError::Record`] naming the side and record: the engine
+    /// dead-letters them, in the commit that moves the watermark, and goes
+    /// on with `records`. A connector may move `watermark` past the ones
+    /// whose `updated_at` it could still read (the GHL connector does), so
+    /// a page of nothing but refused records does not hold the feed back.
     pub rejected: Vec<ConnectorError>,
 }
 

@@ -12,9 +12,9 @@ use tracing::Instrument;
 use super::decide::Decider;
 use super::report::PairReport;
 use super::{side_of, Engine, EngineError, Mode, PairRuntime};
-use crate::connector::EntityKind;
+use crate::connector::{ConnectorError, EntityKind};
 use crate::mapping::Role;
-use crate::store::{Change, Changeset, CommitReceipt, CursorAdvance, StoreError};
+use crate::store::{Change, Changeset, CommitReceipt, CursorAdvance, DeadLetterStatus, StoreError};
 
 /// A page's commit running while the next page is decided.
 struct InFlight {
@@ -93,7 +93,8 @@ impl Engine {
                     self.land(in_flight.take(), &mut decider).await?;
                 }
                 let ids: HashSet<String> = page.records.iter().map(|r| r.id.clone()).collect();
-                decider.rejected(source, entity, page.rejected).await?;
+                self.set_aside(pair, &mut decider, source, entity, page.rejected)
+                    .await?;
                 let changed = decider.records(source, entity, page.records).await?;
                 if entity == EntityKind::Contact {
                     self.children_of(pair, &mut decider, source, &changed)
@@ -174,8 +175,8 @@ impl Engine {
         let mut present = HashSet::new();
         let mut listed = HashSet::with_capacity(contacts.len());
         for contact in contacts {
-            let children = match connector.children(entity, contact).await {
-                Ok(children) => children,
+            let page = match connector.children_page(entity, contact).await {
+                Ok(page) => page,
                 // The contact is gone: its own deletion is found by
                 // reconciliation; its children are not "deleted" here.
                 Err(error) if error.is_record_error() => {
@@ -184,9 +185,18 @@ impl Engine {
                 }
                 Err(error) => return Err(error.into()),
             };
-            listed.insert(contact.clone());
-            present.extend(children.iter().map(|c| c.id.clone()));
-            decider.records(source, entity, children).await?;
+            // A child that could not be read is still there: never taken
+            // for gone. One without an id could be any of the contact's
+            // linked children, so none of them is taken for gone.
+            let (named, unnamed) = rejected_ids(&page.rejected);
+            if unnamed == 0 {
+                listed.insert(contact.clone());
+            }
+            present.extend(named);
+            present.extend(page.records.iter().map(|c| c.id.clone()));
+            self.set_aside(pair, decider, source, entity, page.rejected)
+                .await?;
+            decider.records(source, entity, page.records).await?;
         }
         for link in linked {
             let side = link.side(side_of(source));
@@ -200,6 +210,47 @@ impl Engine {
             }
         }
         Ok(())
+    }
+
+    /// Hands the records `source` refused to the decider, which
+    /// dead-letters each once per record and reason. A refused record
+    /// without an id cannot be recognised by id, so it is recognised here
+    /// by its reason, which says what the record holds: one that an open
+    /// dead letter already names is not dead-lettered again each time a
+    /// poll or a reconciliation reads it. (The open dead letters are only
+    /// read when such a record is refused: rare, and never per record.)
+    pub(super) async fn set_aside(
+        &self,
+        pair: &PairRuntime,
+        decider: &mut Decider<'_>,
+        source: Role,
+        entity: EntityKind,
+        mut rejected: Vec<ConnectorError>,
+    ) -> Result<(), EngineError> {
+        if rejected.iter().any(|error| record_id(error).is_none()) {
+            let side = side_of(source);
+            let open: HashSet<String> = self
+                .store
+                .dead_letters(Some(DeadLetterStatus::Open))
+                .await?
+                .into_iter()
+                .filter(|letter| {
+                    letter.pair == pair.name()
+                        && letter.side == side
+                        && letter.entity == entity
+                        && letter.record_id.is_none()
+                })
+                .map(|letter| letter.reason)
+                .collect();
+            let mut seen = HashSet::new();
+            rejected.retain(|error| {
+                record_id(error).is_some() || {
+                    let reason = error.to_string();
+                    !open.contains(&reason) && seen.insert(reason)
+                }
+            });
+        }
+        decider.rejected(source, entity, rejected).await
     }
 
     pub(super) fn advance(
@@ -280,6 +331,24 @@ impl Engine {
         }
         Ok(())
     }
+}
+
+/// The id a refused record is named by, if any.
+fn record_id(error: &ConnectorError) -> Option<&str> {
+    match error {
+        ConnectorError::Record { id, .. } => id.as_deref(),
+        _ => None,
+    }
+}
+
+/// The ids of refused records, and how many had none.
+pub(super) fn rejected_ids(rejected: &[ConnectorError]) -> (Vec<String>, usize) {
+    let named: Vec<String> = rejected
+        .iter()
+        .filter_map(|error| record_id(error).map(str::to_owned))
+        .collect();
+    let unnamed = rejected.len() - named.len();
+    (named, unnamed)
 }
 
 #[cfg(test)]

@@ -11,6 +11,7 @@ use futures::StreamExt;
 use tracing::Instrument;
 
 use super::decide::Decider;
+use super::detect::rejected_ids;
 use super::report::PairReport;
 use super::{side_of, Engine, EngineError, Mode, PairRuntime, ROLES};
 use crate::connector::EntityKind;
@@ -71,11 +72,22 @@ impl Engine {
             .live_side_ids(pair.name(), EntityKind::Contact, side_of(source))
             .await?;
         let mut present = HashSet::new();
-        let mut pages = connector.all_contacts();
+        // Records the side sent without an id that could be read.
+        let mut unnamed = 0usize;
+        let mut pages = connector.contact_pages();
         while let Some(page) = pages.next().await {
             let page = page?;
-            present.extend(page.iter().map(|r| r.id.clone()));
-            decider.records(source, EntityKind::Contact, page).await?;
+            // A record that could not be read is still there: dead-lettered,
+            // never taken for deleted.
+            let (named, without_id) = rejected_ids(&page.rejected);
+            unnamed += without_id;
+            present.extend(named);
+            present.extend(page.records.iter().map(|r| r.id.clone()));
+            self.set_aside(pair, decider, source, EntityKind::Contact, page.rejected)
+                .await?;
+            decider
+                .records(source, EntityKind::Contact, page.records)
+                .await?;
             let advance = self.advance(pair, source, EntityKind::Contact);
             self.commit(decider, advance, mode).await?;
         }
@@ -85,15 +97,29 @@ impl Engine {
             .map(|(link, _)| *link)
             .collect();
         drop(present);
-        self.deletions(
-            pair,
-            decider,
-            source,
-            EntityKind::Contact,
-            &gone,
-            live.len(),
-        )
-        .await?;
+        if unnamed > 0 && !gone.is_empty() {
+            // Any of them could be the record that came without an id:
+            // deleting its counterpart would lose it. They wait until the
+            // listing names every record again.
+            decider.report.stats.deletes_held += gone.len() as u64;
+            tracing::warn!(
+                side = %connector.side(),
+                gone = gone.len(),
+                without_id = unnamed,
+                "records missing from the listing are not taken for deleted while the side \
+                 sends records without an id (see `ghlsync dead-letters list`)"
+            );
+        } else {
+            self.deletions(
+                pair,
+                decider,
+                source,
+                EntityKind::Contact,
+                &gone,
+                live.len(),
+            )
+            .await?;
+        }
         let mut advance = self.advance(pair, source, EntityKind::Contact);
         advance.last_full_sync_at = Some(started);
         self.commit(decider, advance, mode).await

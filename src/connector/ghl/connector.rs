@@ -11,7 +11,8 @@ use serde_json::{Map, Value};
 use super::endpoints::Deleted;
 use super::error::GhlError;
 use super::models::{
-    Appointment, Contact, ContactFields, Note, NoteFields, SearchQuery, Task, TaskFields,
+    Appointment, Contact, ContactFields, Listing, Note, NoteFields, SearchQuery, Task, TaskFields,
+    Unreadable,
 };
 use super::GhlClient;
 use crate::connector::{
@@ -232,6 +233,70 @@ impl GhlConnector {
         })
     }
 
+    /// A record GHL sent that does not fit its model, as the record error
+    /// the engine dead-letters. The message is the record's own reason
+    /// (field, value, what is wrong) without the call: the same record
+    /// reached through the change feed, the full listing or a single GET
+    /// must give the same reason to be dead-lettered once. The call is
+    /// logged here instead.
+    fn unreadable(&self, entity: EntityKind, record: Unreadable) -> ConnectorError {
+        tracing::debug!(
+            side = %self.side,
+            call = %record.call,
+            record = record.id.as_deref().unwrap_or("-"),
+            field = record.field.as_deref().unwrap_or("-"),
+            reason = %record.reason,
+            "GHL record cannot be read; set aside"
+        );
+        ConnectorError::Record {
+            side: self.side.clone(),
+            entity,
+            id: record.id,
+            message: format!("GHL sent it unreadable: {}", record.reason),
+        }
+    }
+
+    /// A listing as a [`Page`]: the records that read and have a
+    /// timestamp, and the others set aside. The watermark is the newest
+    /// `updated_at` the page holds, the set-aside records' included where
+    /// it could be read: they are dead-lettered in the commit that moves
+    /// the watermark, so moving past them loses nothing, and a page of
+    /// nothing but bad records does not hold the change feed back.
+    fn page<T>(
+        &self,
+        entity: EntityKind,
+        listing: Listing<T>,
+        record: impl Fn(T) -> Result<Record, ConnectorError>,
+    ) -> Page {
+        let newest_unreadable = listing.unreadable.iter().filter_map(|u| u.updated_at).max();
+        let mut records = Vec::with_capacity(listing.records.len());
+        let mut rejected = Vec::new();
+        for item in listing.records {
+            match record(item) {
+                Ok(record) => records.push(record),
+                Err(error) => rejected.push(error),
+            }
+        }
+        rejected.extend(
+            listing
+                .unreadable
+                .into_iter()
+                .map(|u| self.unreadable(entity, u)),
+        );
+        let mut page = Page::with_rejected(records, rejected);
+        page.watermark = page.watermark.max(newest_unreadable);
+        page
+    }
+
+    /// The records of a page for callers of the plain listings, the ones
+    /// set aside logged (the engine reads the pages and dead-letters them).
+    fn records_only(&self, page: Page) -> Vec<Record> {
+        for error in &page.rejected {
+            tracing::warn!(side = %self.side, error = %error, "GHL record cannot be read; skipped");
+        }
+        page.records
+    }
+
     fn parent<'a>(
         &self,
         entity: EntityKind,
@@ -292,26 +357,27 @@ impl Connector for GhlConnector {
                 .boxed();
         }
         self.client
-            .search_contacts(SearchQuery::updated_between(since, until, CHANGE_PAGE))
+            .search_contact_pages(SearchQuery::updated_between(since, until, CHANGE_PAGE))
             .map(move |page| {
                 let contacts = page.map_err(|e| self.error(entity, None, e))?;
-                let records = contacts
-                    .into_iter()
-                    .map(|contact| self.contact_record(contact))
-                    .collect::<Result<Vec<_>, _>>()?;
-                Ok(Page::new(records))
+                Ok(self.page(entity, contacts, |c| self.contact_record(c)))
             })
             .boxed()
     }
 
     fn all_contacts(&self) -> BoxStream<'_, Result<Vec<Record>, ConnectorError>> {
+        self.contact_pages()
+            .map(move |page| page.map(|page| self.records_only(page)))
+            .boxed()
+    }
+
+    fn contact_pages(&self) -> BoxStream<'_, Result<Page, ConnectorError>> {
+        let entity = EntityKind::Contact;
         self.client
-            .list_contacts(LIST_PAGE)
+            .list_contact_pages(LIST_PAGE)
             .map(move |page| {
-                page.map_err(|e| self.error(EntityKind::Contact, None, e))?
-                    .into_iter()
-                    .map(|contact| self.contact_record(contact))
-                    .collect()
+                let contacts = page.map_err(|e| self.error(entity, None, e))?;
+                Ok(self.page(entity, contacts, |c| self.contact_record(c)))
             })
             .boxed()
     }
@@ -321,34 +387,35 @@ impl Connector for GhlConnector {
         entity: EntityKind,
         contact_id: &str,
     ) -> Result<Vec<Record>, ConnectorError> {
+        let page = self.children_page(entity, contact_id).await?;
+        Ok(self.records_only(page))
+    }
+
+    async fn children_page(
+        &self,
+        entity: EntityKind,
+        contact_id: &str,
+    ) -> Result<Page, ConnectorError> {
         let wrap = |e| self.error(entity, Some(contact_id), e);
-        match entity {
-            EntityKind::Task => self
-                .client
-                .list_tasks(contact_id)
-                .await
-                .map_err(wrap)?
-                .into_iter()
-                .map(|task| self.task_record(task, contact_id))
-                .collect(),
-            EntityKind::Note => self
-                .client
-                .list_notes(contact_id)
-                .await
-                .map_err(wrap)?
-                .into_iter()
-                .map(|note| self.note_record(note, contact_id))
-                .collect(),
-            EntityKind::Appointment => self
-                .client
-                .list_appointments(contact_id)
-                .await
-                .map_err(wrap)?
-                .into_iter()
-                .map(|event| self.appointment_record(event, contact_id))
-                .collect(),
-            EntityKind::Contact => Err(self.unsupported(entity, "list children of")),
-        }
+        Ok(match entity {
+            EntityKind::Task => {
+                let tasks = self.client.task_listing(contact_id).await.map_err(wrap)?;
+                self.page(entity, tasks, |t| self.task_record(t, contact_id))
+            }
+            EntityKind::Note => {
+                let notes = self.client.note_listing(contact_id).await.map_err(wrap)?;
+                self.page(entity, notes, |n| self.note_record(n, contact_id))
+            }
+            EntityKind::Appointment => {
+                let events = self
+                    .client
+                    .appointment_listing(contact_id)
+                    .await
+                    .map_err(wrap)?;
+                self.page(entity, events, |e| self.appointment_record(e, contact_id))
+            }
+            EntityKind::Contact => return Err(self.unsupported(entity, "list children of")),
+        })
     }
 
     async fn get(
@@ -358,11 +425,19 @@ impl Connector for GhlConnector {
         parent_id: Option<&str>,
     ) -> Result<Option<Record>, ConnectorError> {
         let found = match entity {
-            EntityKind::Contact => self
-                .client
-                .get_contact(id)
-                .await
-                .map(|c| self.contact_record(c)),
+            // A contact GHL sends but that cannot be read is that
+            // contact's problem (dead-letter it), not the side's.
+            EntityKind::Contact => match self.client.read_contact(id).await {
+                Ok(Ok(contact)) => Ok(self.contact_record(contact)),
+                Ok(Err(unreadable)) => {
+                    let mut error = self.unreadable(entity, unreadable);
+                    if let ConnectorError::Record { id: named, .. } = &mut error {
+                        named.get_or_insert_with(|| id.to_owned());
+                    }
+                    return Err(error);
+                }
+                Err(error) => Err(error),
+            },
             EntityKind::Task => {
                 let parent = self.parent(entity, parent_id)?;
                 self.client

@@ -5,17 +5,27 @@
 
 use reqwest::Method;
 use serde::Deserialize;
+use serde_json::value::RawValue;
 use serde_json::{json, Value};
 
 use super::client::{GhlClient, Request};
 use super::error::GhlError;
 use super::models::{
-    Appointment, Contact, ContactFields, Note, NoteFields, Task, TaskFields, Upserted,
+    read_record, read_records, Appointment, Contact, ContactFields, Listing, Note, NoteFields,
+    Task, TaskFields, Unreadable, Upserted,
 };
 
 #[derive(Deserialize)]
 struct ContactEnvelope {
     contact: Contact,
+}
+
+/// `GET /contacts/:id`'s answer with the contact kept raw, to be read on
+/// its own.
+#[derive(Deserialize)]
+struct RawContactEnvelope {
+    #[serde(default)]
+    contact: Option<Box<RawValue>>,
 }
 
 #[derive(Deserialize)]
@@ -36,10 +46,12 @@ struct TaskEnvelope {
     task: Task,
 }
 
+/// A contact's tasks kept raw, to be read one by one; a list that is
+/// absent or `null` is empty (so for notes and events).
 #[derive(Deserialize)]
 struct TaskList {
     #[serde(default)]
-    tasks: Vec<Task>,
+    tasks: Option<Vec<Box<RawValue>>>,
 }
 
 #[derive(Deserialize)]
@@ -50,13 +62,13 @@ struct NoteEnvelope {
 #[derive(Deserialize)]
 struct NoteList {
     #[serde(default)]
-    notes: Vec<Note>,
+    notes: Option<Vec<Box<RawValue>>>,
 }
 
 #[derive(Deserialize)]
 struct EventList {
     #[serde(default)]
-    events: Vec<Appointment>,
+    events: Option<Vec<Box<RawValue>>>,
 }
 
 #[derive(Deserialize)]
@@ -84,12 +96,30 @@ fn seg(id: &str) -> String {
 }
 
 impl GhlClient {
-    /// `GET /contacts/:contactId`
+    /// `GET /contacts/:contactId`. The outer error is the call's (GHL
+    /// unreachable, 404, a body that is not JSON: retried where that is
+    /// safe); the inner one is the contact's own: GHL answered, and what
+    /// it sent does not fit the model. That one is not retried (the same
+    /// request gets the same record) and names the record and the field.
+    pub async fn read_contact(&self, id: &str) -> Result<Result<Contact, Unreadable>, GhlError> {
+        let path = format!("/contacts/{}", seg(id));
+        let envelope: RawContactEnvelope = self.execute(&Request::get(path.clone())).await?;
+        let call = self.call(&Method::GET, &path);
+        let Some(raw) = envelope.contact else {
+            return Err(GhlError::Decode {
+                call,
+                status: 200,
+                detail: "the answer holds no `contact`".to_owned(),
+            });
+        };
+        Ok(read_record(&call, "contact", &raw))
+    }
+
+    /// `GET /contacts/:contactId`, as [`GhlClient::read_contact`] with a
+    /// contact that cannot be read returned as a [`GhlError::Decode`]
+    /// naming it.
     pub async fn get_contact(&self, id: &str) -> Result<Contact, GhlError> {
-        let envelope: ContactEnvelope = self
-            .execute(&Request::get(format!("/contacts/{}", seg(id))))
-            .await?;
-        Ok(envelope.contact)
+        self.read_contact(id).await?.map_err(Unreadable::into_error)
     }
 
     /// `POST /contacts/`. When the outcome is unknown (timeout, reset,
@@ -186,15 +216,19 @@ impl GhlClient {
         Ok(found.contact)
     }
 
-    /// `GET /contacts/:contactId/tasks`
+    /// `GET /contacts/:contactId/tasks`, each task read on its own: one
+    /// that cannot be read is set aside in [`Listing::unreadable`].
+    pub async fn task_listing(&self, contact_id: &str) -> Result<Listing<Task>, GhlError> {
+        let path = format!("/contacts/{}/tasks", seg(contact_id));
+        let list: TaskList = self.execute(&Request::get(path.clone())).await?;
+        let call = self.call(&Method::GET, &path);
+        Ok(read_records(&call, "task", list.tasks))
+    }
+
+    /// `GET /contacts/:contactId/tasks`, every task or an error naming the
+    /// first that cannot be read.
     pub async fn list_tasks(&self, contact_id: &str) -> Result<Vec<Task>, GhlError> {
-        let list: TaskList = self
-            .execute(&Request::get(format!(
-                "/contacts/{}/tasks",
-                seg(contact_id)
-            )))
-            .await?;
-        Ok(list.tasks)
+        self.task_listing(contact_id).await?.strict()
     }
 
     /// `GET /contacts/:contactId/tasks/:taskId`
@@ -297,15 +331,19 @@ impl GhlClient {
         deleted(sent)
     }
 
-    /// `GET /contacts/:contactId/notes`
+    /// `GET /contacts/:contactId/notes`, each note read on its own: one
+    /// that cannot be read is set aside in [`Listing::unreadable`].
+    pub async fn note_listing(&self, contact_id: &str) -> Result<Listing<Note>, GhlError> {
+        let path = format!("/contacts/{}/notes", seg(contact_id));
+        let list: NoteList = self.execute(&Request::get(path.clone())).await?;
+        let call = self.call(&Method::GET, &path);
+        Ok(read_records(&call, "note", list.notes))
+    }
+
+    /// `GET /contacts/:contactId/notes`, every note or an error naming the
+    /// first that cannot be read.
     pub async fn list_notes(&self, contact_id: &str) -> Result<Vec<Note>, GhlError> {
-        let list: NoteList = self
-            .execute(&Request::get(format!(
-                "/contacts/{}/notes",
-                seg(contact_id)
-            )))
-            .await?;
-        Ok(list.notes)
+        self.note_listing(contact_id).await?.strict()
     }
 
     /// `GET /contacts/:contactId/notes/:id`
@@ -376,15 +414,23 @@ impl GhlClient {
         deleted(sent)
     }
 
-    /// `GET /contacts/:contactId/appointments`
+    /// `GET /contacts/:contactId/appointments`, each event read on its
+    /// own: one that cannot be read is set aside in
+    /// [`Listing::unreadable`].
+    pub async fn appointment_listing(
+        &self,
+        contact_id: &str,
+    ) -> Result<Listing<Appointment>, GhlError> {
+        let path = format!("/contacts/{}/appointments", seg(contact_id));
+        let list: EventList = self.execute(&Request::get(path.clone())).await?;
+        let call = self.call(&Method::GET, &path);
+        Ok(read_records(&call, "appointment", list.events))
+    }
+
+    /// `GET /contacts/:contactId/appointments`, every event or an error
+    /// naming the first that cannot be read.
     pub async fn list_appointments(&self, contact_id: &str) -> Result<Vec<Appointment>, GhlError> {
-        let list: EventList = self
-            .execute(&Request::get(format!(
-                "/contacts/{}/appointments",
-                seg(contact_id)
-            )))
-            .await?;
-        Ok(list.events)
+        self.appointment_listing(contact_id).await?.strict()
     }
 
     /// `POST /contacts/:contactId/tags`: adds tags (idempotent: adding a

@@ -2,25 +2,37 @@
 //! pages. A page is requested again (with retries) until it succeeds, and
 //! the cursor moves only past a page that was received whole, so faults in
 //! the middle of a listing neither lose nor repeat a page.
+//!
+//! Pages are read record by record ([`Listing`]): a contact that does not
+//! fit the model is set aside on its own, and the cursor still moves past
+//! it, since it is worked out from the page's raw records (`searchAfter`
+//! of the last one, the envelope's `meta`, the number of records), never
+//! from what could be read of them.
 
-use futures::stream::{self, Stream};
+use futures::stream::{self, Stream, StreamExt};
 use reqwest::Method;
 use serde::Deserialize;
+use serde_json::value::RawValue;
 use serde_json::{json, Value};
 
 use super::client::{GhlClient, Request};
 use super::error::GhlError;
-use super::models::{Contact, SearchQuery};
+use super::models::{read_records, Contact, Listing, SearchQuery};
 
 /// Most contacts `GET /contacts/` returns per page.
 pub const LIST_LIMIT_MAX: u32 = 100;
 /// Most contacts a search returns per page.
 pub const SEARCH_LIMIT_MAX: u32 = 500;
 
+/// What [`Listing`]s name their records.
+const CONTACT: &str = "contact";
+
+/// A page of contacts, each kept as raw JSON until it is read on its own.
+/// `contacts: null` reads as no contacts, like an absent list.
 #[derive(Deserialize)]
 struct SearchPage {
     #[serde(default)]
-    contacts: Vec<Contact>,
+    contacts: Option<Vec<Box<RawValue>>>,
 }
 
 #[derive(Deserialize)]
@@ -35,9 +47,16 @@ struct ListMeta {
 #[derive(Deserialize)]
 struct ListPage {
     #[serde(default)]
-    contacts: Vec<Contact>,
+    contacts: Option<Vec<Box<RawValue>>>,
     #[serde(default)]
     meta: Option<ListMeta>,
+}
+
+/// The `searchAfter` of a raw search result, whatever else it holds.
+#[derive(Deserialize)]
+struct SearchAfter {
+    #[serde(default, rename = "searchAfter")]
+    search_after: Option<Value>,
 }
 
 /// Where the next search page starts.
@@ -52,11 +71,13 @@ enum SearchCursor {
 }
 
 impl GhlClient {
-    /// `POST /contacts/search`, page by page until the results run out.
-    pub fn search_contacts(
+    /// `POST /contacts/search`, page by page until the results run out;
+    /// contacts that cannot be read are set aside in each page's
+    /// [`Listing::unreadable`].
+    pub fn search_contact_pages(
         &self,
         query: SearchQuery,
-    ) -> impl Stream<Item = Result<Vec<Contact>, GhlError>> + '_ {
+    ) -> impl Stream<Item = Result<Listing<Contact>, GhlError>> + '_ {
         let limit = query.page_limit.clamp(1, SEARCH_LIMIT_MAX);
         stream::try_unfold(SearchCursor::First, move |cursor| {
             let query = query.clone();
@@ -76,31 +97,46 @@ impl GhlClient {
                 let request =
                     Request::write(Method::POST, "/contacts/search".into(), Some(&body)).reading();
                 let page: SearchPage = self.execute(&request).await?;
-                let full = page.contacts.len() as u32 >= limit;
-                let next = match (
-                    full,
-                    page.contacts
-                        .last()
-                        .and_then(|c| c.extra.get("searchAfter")),
-                ) {
+                let raw = page.contacts.unwrap_or_default();
+                let full = raw.len() as u32 >= limit;
+                let after = raw.last().and_then(|last| {
+                    serde_json::from_str::<SearchAfter>(last.get())
+                        .ok()?
+                        .search_after
+                        .filter(|after| !after.is_null())
+                });
+                let next = match (full, after) {
                     (false, _) => SearchCursor::Done,
-                    (true, Some(after)) => SearchCursor::After(after.clone()),
+                    (true, Some(after)) => SearchCursor::After(after),
                     (true, None) => SearchCursor::Page(match cursor {
                         SearchCursor::Page(page) => page + 1,
                         _ => 2,
                     }),
                 };
-                Ok(Some((page.contacts, next)))
+                let call = self.call(&Method::POST, "/contacts/search");
+                Ok(Some((read_records(&call, CONTACT, Some(raw)), next)))
             }
         })
     }
 
+    /// [`GhlClient::search_contact_pages`] for callers that need every
+    /// contact: a page with an unreadable one fails, naming it.
+    pub fn search_contacts(
+        &self,
+        query: SearchQuery,
+    ) -> impl Stream<Item = Result<Vec<Contact>, GhlError>> + '_ {
+        self.search_contact_pages(query)
+            .map(|page| page.and_then(Listing::strict))
+    }
+
     /// `GET /contacts/` (deprecated, still the cheapest full listing):
-    /// `startAfter` + `startAfterId` paging, `limit` at most 100.
-    pub fn list_contacts(
+    /// `startAfter` + `startAfterId` paging, `limit` at most 100; contacts
+    /// that cannot be read are set aside in each page's
+    /// [`Listing::unreadable`].
+    pub fn list_contact_pages(
         &self,
         limit: u32,
-    ) -> impl Stream<Item = Result<Vec<Contact>, GhlError>> + '_ {
+    ) -> impl Stream<Item = Result<Listing<Contact>, GhlError>> + '_ {
         let limit = limit.clamp(1, LIST_LIMIT_MAX);
         stream::try_unfold(Some(None::<(String, String)>), move |cursor| async move {
             let Some(after) = cursor else {
@@ -115,11 +151,12 @@ impl GhlClient {
                     .query("startAfterId", start_after_id.clone());
             }
             let page: ListPage = self.execute(&request).await?;
+            let raw = page.contacts.unwrap_or_default();
             let next = match page.meta {
                 Some(ListMeta {
                     start_after_id: Some(id),
                     start_after: Some(at),
-                }) if page.contacts.len() as u32 >= limit => {
+                }) if raw.len() as u32 >= limit => {
                     let at = match at {
                         Value::String(text) => text,
                         other => other.to_string(),
@@ -128,16 +165,29 @@ impl GhlClient {
                 }
                 _ => None,
             };
-            Ok(Some((page.contacts, next)))
+            let call = self.call(&Method::GET, "/contacts/");
+            Ok(Some((read_records(&call, CONTACT, Some(raw)), next)))
         })
     }
 
-    /// `GET /contacts/business/:businessId`: `skip`/`limit` paging.
-    pub fn list_business_contacts<'a>(
+    /// [`GhlClient::list_contact_pages`] for callers that need every
+    /// contact: a page with an unreadable one fails, naming it.
+    pub fn list_contacts(
+        &self,
+        limit: u32,
+    ) -> impl Stream<Item = Result<Vec<Contact>, GhlError>> + '_ {
+        self.list_contact_pages(limit)
+            .map(|page| page.and_then(Listing::strict))
+    }
+
+    /// `GET /contacts/business/:businessId`: `skip`/`limit` paging;
+    /// contacts that cannot be read are set aside in each page's
+    /// [`Listing::unreadable`].
+    pub fn list_business_contact_pages<'a>(
         &'a self,
         business_id: &'a str,
         limit: u32,
-    ) -> impl Stream<Item = Result<Vec<Contact>, GhlError>> + 'a {
+    ) -> impl Stream<Item = Result<Listing<Contact>, GhlError>> + 'a {
         let limit = limit.clamp(1, LIST_LIMIT_MAX);
         let path = format!(
             "/contacts/business/{}",
@@ -149,14 +199,27 @@ impl GhlClient {
                 let Some(skip) = skip else {
                     return Ok(None);
                 };
+                let call = self.call(&Method::GET, &path);
                 let request = Request::get(path)
                     .query("locationId", self.location_id())
                     .query("limit", limit.to_string())
                     .query("skip", skip.to_string());
                 let page: SearchPage = self.execute(&request).await?;
-                let next = (page.contacts.len() as u32 >= limit).then_some(skip + limit);
-                Ok(Some((page.contacts, next)))
+                let raw = page.contacts.unwrap_or_default();
+                let next = (raw.len() as u32 >= limit).then_some(skip + limit);
+                Ok(Some((read_records(&call, CONTACT, Some(raw)), next)))
             }
         })
+    }
+
+    /// [`GhlClient::list_business_contact_pages`] for callers that need
+    /// every contact: a page with an unreadable one fails, naming it.
+    pub fn list_business_contacts<'a>(
+        &'a self,
+        business_id: &'a str,
+        limit: u32,
+    ) -> impl Stream<Item = Result<Vec<Contact>, GhlError>> + 'a {
+        self.list_business_contact_pages(business_id, limit)
+            .map(|page| page.and_then(Listing::strict))
     }
 }

@@ -337,6 +337,28 @@ impl SimHandle {
         ))
     }
 
+    /// Stores `raw` as a contact of `location_id` exactly as given, with
+    /// none of the checks and normalisation of the API or of `*_as_user`,
+    /// and no webhook: a test's way to plant the malformed records issue
+    /// 13 observed in live-like data (`"phone": 12345`, a number where the
+    /// contract promises a string; a contact without an `id`), which the
+    /// simulator never produces on its own. `locationId`, `dateAdded` and
+    /// `dateUpdated` are filled in when absent (present ones are kept,
+    /// even `null` or of the wrong type), and the contact is listed and
+    /// searched as updated now. A contact with the same `id` is
+    /// overwritten (its tasks, notes and appointments kept); one without
+    /// a string `id` is stored under the empty id, one per location.
+    /// Returns the id it is stored under.
+    pub fn plant_raw_contact(&self, location_id: &str, raw: Value) -> Result<String, SimError> {
+        let Value::Object(data) = raw else {
+            return Err(SimError::Invalid(vec![
+                "a planted contact must be a JSON object".into(),
+            ]));
+        };
+        self.shared
+            .write(|db| db.plant_raw_contact(location_id, data))
+    }
+
     /// Deletes a contact with its tasks, notes and appointments.
     pub fn delete_contact_as_user(&self, contact_id: &str) -> Result<(), SimError> {
         self.shared
@@ -374,6 +396,23 @@ impl SimHandle {
                 Child::Note => SimError::NoteNotFound(child_id.into()),
                 Child::Appointment => SimError::AppointmentNotFound(child_id.into()),
             })
+    }
+
+    /// Stores `raw` as a task of `contact_id` exactly as given, with no
+    /// checks and no webhook: the task counterpart of
+    /// [`SimHandle::plant_raw_contact`] (issue 13's malformed records,
+    /// e.g. `"completed": "yes"`), never produced by the simulator on its
+    /// own. `contactId`, `dateAdded` and `dateUpdated` are filled in when
+    /// absent; a task with the same `id` is overwritten. Returns its id
+    /// (empty when it has no string one).
+    pub fn plant_raw_task(&self, contact_id: &str, raw: Value) -> Result<String, SimError> {
+        let Value::Object(data) = raw else {
+            return Err(SimError::Invalid(vec![
+                "a planted task must be a JSON object".into(),
+            ]));
+        };
+        self.shared
+            .write(|db| db.plant_raw_child(contact_id, Child::Task, data))
     }
 
     /// Creates a task (`title`, `dueDate`, `completed` required).

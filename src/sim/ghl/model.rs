@@ -907,6 +907,54 @@ impl Db {
         Ok(data)
     }
 
+    /// Stores `data` as a contact of `location_id` as it is: no
+    /// validation, no normalisation, no webhook (see
+    /// `SimHandle::plant_raw_contact`). `locationId`, `dateAdded` and
+    /// `dateUpdated` are filled in only when absent; the contact is placed
+    /// in the listings and the change feed as updated now. A contact with
+    /// the same `id` (its tasks, notes and appointments kept) is replaced;
+    /// a contact without a string `id` is stored under the empty id (one
+    /// per location). Returns that id.
+    pub fn plant_raw_contact(
+        &mut self,
+        location_id: &str,
+        mut data: Record,
+    ) -> Result<String, SimError> {
+        let id = id_of(&data).to_string();
+        if let Some(owner) = self.contact_loc.get(&id) {
+            if owner != location_id {
+                return Err(SimError::Invalid(vec![format!(
+                    "contact {id} belongs to location {owner}"
+                )]));
+            }
+        }
+        let location = self
+            .locations
+            .get_mut(location_id)
+            .ok_or_else(|| SimError::LocationNotFound(location_id.into()))?;
+        let ts = location.tick();
+        let old = location.remove_contact(&id);
+        let added_ms = old.as_ref().map_or(ts, |c| c.added_ms);
+        data.entry("locationId")
+            .or_insert_with(|| json!(location_id));
+        data.entry("dateAdded")
+            .or_insert_with(|| json!(iso(added_ms)));
+        data.entry("dateUpdated").or_insert_with(|| json!(iso(ts)));
+        let (tasks, notes, appointments) = old
+            .map(|c| (c.tasks, c.notes, c.appointments))
+            .unwrap_or_default();
+        location.insert_contact(Contact {
+            added_ms,
+            updated_ms: ts,
+            data,
+            tasks,
+            notes,
+            appointments,
+        });
+        self.contact_loc.insert(id.clone(), location_id.into());
+        Ok(id)
+    }
+
     /// Deletes a contact with its tasks, notes and appointments; emits
     /// `ContactDelete` only.
     pub fn delete_contact(&mut self, contact_id: &str) -> Result<Record, SimError> {
@@ -1066,6 +1114,39 @@ impl Db {
         };
         self.child_event(kind, event, &location_id, contact_id, &record);
         Ok(record)
+    }
+
+    /// Stores `data` as a task, note or appointment of `contact_id` as it
+    /// is, like [`Db::plant_raw_contact`]: no validation, no webhook, and
+    /// the contact is not touched. `contactId`, `dateAdded` and
+    /// `dateUpdated` are filled in only when absent. A child with the same
+    /// `id` is replaced, any other is added. Returns its id (empty when it
+    /// has no string one).
+    pub fn plant_raw_child(
+        &mut self,
+        contact_id: &str,
+        kind: Child,
+        mut data: Record,
+    ) -> Result<String, SimError> {
+        let id = id_of(&data).to_string();
+        let (location, _) = self.contact_mut(contact_id)?;
+        let ts = location.tick();
+        let contact = location
+            .contacts
+            .get_mut(contact_id)
+            .ok_or_else(|| SimError::ContactNotFound(contact_id.into()))?;
+        data.entry("contactId").or_insert_with(|| json!(contact_id));
+        data.entry("dateAdded").or_insert_with(|| json!(iso(ts)));
+        data.entry("dateUpdated").or_insert_with(|| json!(iso(ts)));
+        let list = Self::child_list(contact, kind);
+        match list.iter_mut().find(|r| !id.is_empty() && id_of(r) == id) {
+            Some(existing) => *existing = data,
+            None => list.push(data),
+        }
+        if !id.is_empty() {
+            self.child_owner.insert(id.clone(), contact_id.into());
+        }
+        Ok(id)
     }
 
     /// Updates a child record. Webhooks: `NoteUpdate`, `AppointmentUpdate`,
