@@ -39,7 +39,8 @@ use rand_chacha::ChaCha8Rng;
 use serde_json::{json, Map, Value};
 
 /// GHL pacing raised to match the simulator's raised limit.
-const FAST_GHL: &str = "[sides.ghl.rate_limit]\nmax_per_interval = 100000\ninterval = \"10s\"\n\n[pairs.demo]";
+const FAST_GHL: &str =
+    "[sides.ghl.rate_limit]\nmax_per_interval = 100000\ninterval = \"10s\"\n\n[pairs.demo]";
 
 #[tokio::main]
 async fn main() {
@@ -61,9 +62,10 @@ async fn start(ghl: usize, app: usize, dir: &std::path::Path) -> (Sims, Loaded, 
         interval: Duration::from_secs(10),
         daily: 100_000_000,
     });
-    let template = demo::DEMO_CONFIG
-        .replace("[pairs.demo]", FAST_GHL)
-        .replace("reconcile_interval = \"5s\"", "reconcile_interval = \"24h\"");
+    let template = demo::DEMO_CONFIG.replace("[pairs.demo]", FAST_GHL).replace(
+        "reconcile_interval = \"5s\"",
+        "reconcile_interval = \"24h\"",
+    );
     let loaded = sims.configure(&template, dir).unwrap();
     let engine = demo::engine(&loaded).await.unwrap();
     (sims, loaded, engine)
@@ -125,7 +127,10 @@ async fn shared_phones(count: usize) {
         .dead_letters(Some(DeadLetterStatus::Open))
         .await
         .unwrap();
-    let naming_phone = letters.iter().filter(|l| l.reason.contains("phone")).count();
+    let naming_phone = letters
+        .iter()
+        .filter(|l| l.reason.contains("phone"))
+        .count();
     let sharing = family_of.len() - 33;
     println!("1. shared phones: {count} app contacts, 33 numbers shared by {} of them, into a GHL location refusing duplicates", family_of.len());
     println!(
@@ -247,7 +252,10 @@ async fn concurrent_edits(ghl_contacts: usize, app_contacts: usize, seconds: u64
         if g.get("email") != a.get("email") {
             wrong_identity += 1;
         }
-        let differs: Vec<&String> = both_ways.iter().filter(|f| g.get(*f) != a.get(*f)).collect();
+        let differs: Vec<&String> = both_ways
+            .iter()
+            .filter(|f| g.get(*f) != a.get(*f))
+            .collect();
         if differs.is_empty() {
             equal += 1;
             continue;
@@ -258,12 +266,16 @@ async fn concurrent_edits(ghl_contacts: usize, app_contacts: usize, seconds: u64
             .await
             .unwrap()
             .unwrap();
-        let by_letter = named.iter().any(|t| t.contains(ghl_id.as_str()) || t.contains(app_id.as_str()));
+        let by_letter = named
+            .iter()
+            .any(|t| t.contains(ghl_id.as_str()) || t.contains(app_id.as_str()));
         if conflicts.contains(&link.id) || by_letter {
             accounted += 1;
         } else {
             unaccounted += 1;
-            println!("   UNACCOUNTED {ghl_id} / {app_id}: {differs:?}\n     GHL {g:?}\n     app {a:?}");
+            println!(
+                "   UNACCOUNTED {ghl_id} / {app_id}: {differs:?}\n     GHL {g:?}\n     app {a:?}"
+            );
         }
     }
     let ghl_requests = ghl.counters().total_requests;

@@ -466,3 +466,54 @@ async fn a_dead_letter_retry_of_an_accepted_create_makes_one_record() {
     let report = h.cycle(Mode::Apply, Reconcile::Always).await;
     assert_eq!(report.totals().planned(), 0, "{:?}", report.totals());
 }
+
+/// A webhook-triggered sync whose fetch of a task is refused for that
+/// record (a 422, not a "not found") dead-letters it: the record is
+/// unreadable, not gone, and its counterpart in the app is not deleted.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unreadable_record_is_not_taken_for_deleted() {
+    let h = Harness::new(start_sims(1, 0).await, &Template::with_children().render()).await;
+    let ghl_contact = text(&h.ghl_contacts()[0], "id");
+    let task = h
+        .ghl()
+        .create_task_as_user(
+            &ghl_contact,
+            json!({"title": "Keep me", "dueDate": "2027-02-01T09:00:00Z", "completed": false}),
+        )
+        .unwrap();
+    let task_id = text(&task, "id");
+    h.cycle(Mode::Apply, Reconcile::IfDue).await;
+    let link = h
+        .engine
+        .store
+        .link_by_side_id(PAIR, EntityKind::Task, SideRole::A, &task_id)
+        .await
+        .unwrap()
+        .expect("the task is synced");
+    let app_task = link.b.id.clone().expect("created in the app");
+    let pair = h.engine.pairs[0].clone();
+    h.ghl().fail_next(FaultKind::Status(422), 1);
+    let report = h
+        .engine
+        .sync_record(
+            &pair,
+            &Target {
+                pair: PAIR.into(),
+                source: Role::Ghl,
+                entity: EntityKind::Task,
+                id: task_id.clone(),
+                parent_id: Some(ghl_contact.clone()),
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!(report.stats.planned_deletes, 0, "{:?}", report.stats);
+    assert_eq!(report.stats.dead_letters, 1, "{:?}", report.stats);
+    h.engine.drain_outbox(&Shutdown::default()).await.unwrap();
+    assert!(h.app().task(&app_task).is_some(), "the app's task is kept");
+    assert!(h
+        .ghl()
+        .tasks(&ghl_contact)
+        .iter()
+        .any(|t| text(t, "id") == task_id));
+}

@@ -177,9 +177,12 @@ impl Engine {
                 }
             }
             Ok(None) => self.gone(pair, &mut decider, target).await?,
+            // Unreadable is not gone (a gone record is `Ok(None)`): taking
+            // it for deleted would delete its counterpart on the other
+            // side. It is one dead letter, as when a poll reads it.
             Err(error) if error.is_record_error() => {
-                tracing::debug!(error = %error, "record not readable; treated as gone");
-                self.gone(pair, &mut decider, target).await?;
+                tracing::warn!(error = %error, "record not readable; dead-lettered, not taken for deleted");
+                decider.rejected(source, entity, vec![error]).await?;
             }
             Err(error) => return Err(error.into()),
         }
