@@ -892,7 +892,10 @@ async fn dead_letters_are_requeued_or_closed_once(store: Store) {
     assert_eq!(item.id, claimed[0].id);
     assert_eq!(item.status, OutboxStatus::Pending);
     assert_eq!(item.attempts, 0, "a fresh set of attempts");
-    assert!(item.last_error.is_none());
+    assert!(
+        item.last_error.is_some(),
+        "the last error stays: it tells the writer to look before it re-creates"
+    );
     let letter = store.dead_letter(dead_letter_id).await.unwrap().unwrap();
     assert_eq!(letter.status, DeadLetterStatus::Retried);
     let last = store

@@ -71,7 +71,6 @@ pub fn key_text(map: &PairMap, record: &Canonical, key: MatchKey) -> Option<Stri
 #[derive(Debug, Clone)]
 pub struct Verified {
     pub record: Record,
-    pub canonical: Canonical,
     /// The key that identified it.
     pub key: MatchKey,
 }
@@ -123,17 +122,9 @@ pub async fn search(
             Err(error) => return Err(error),
         };
         for record in candidates {
-            let Some(canonical) = canonical_of(pair, side, &record) else {
-                continue;
-            };
+            let canonical = keys_of(pair, side, &record);
             match verdict(map, ours, &canonical) {
-                Verdict::Same(key) => {
-                    return Ok(Search::Found(Verified {
-                        record,
-                        canonical,
-                        key,
-                    }))
-                }
+                Verdict::Same(key) => return Ok(Search::Found(Verified { record, key })),
                 Verdict::SomeoneElse(stronger) => {
                     tracing::debug!(pair = %pair.name(), side = %connector.side(), candidate = %record.id, by = %key, differs = %stronger, "a record sharing a key is another person");
                     someone_else.get_or_insert((key, record));
@@ -155,29 +146,19 @@ pub fn verify(
     ours: &Canonical,
     record: Record,
 ) -> Option<Verified> {
-    let canonical = canonical_of(pair, side, &record)?;
+    let canonical = keys_of(pair, side, &record);
     match verdict(&pair.settings.map, ours, &canonical) {
-        Verdict::Same(key) => Some(Verified {
-            record,
-            canonical,
-            key,
-        }),
+        Verdict::Same(key) => Some(Verified { record, key }),
         Verdict::SomeoneElse(_) | Verdict::Unrelated => None,
     }
 }
 
-fn canonical_of(pair: &PairRuntime, side: Role, record: &Record) -> Option<Canonical> {
-    match pair
-        .settings
-        .map
-        .to_canonical(EntityKind::Contact, side, &record.fields)
-    {
-        Ok(canonical) => Some(canonical),
-        Err(error) => {
-            tracing::warn!(pair = %pair.name(), side = %pair.connector(side).side(), candidate = %record.id, error = %error, "a match candidate cannot be mapped; ignored");
-            None
-        }
-    }
+/// What tells who `record` is: its match keys as the map reads them
+/// (a key that cannot be read is absent; the rest of the record may be
+/// unmappable and still be recognised, and refused at linking with its
+/// own reason).
+fn keys_of(pair: &PairRuntime, side: Role, record: &Record) -> Canonical {
+    pair.settings.map.match_keys_of(side, &record.fields)
 }
 
 #[cfg(test)]

@@ -211,32 +211,60 @@ impl PairMap {
     ) -> Result<Canonical, MapError> {
         let mut canonical = Canonical::new();
         for field in self.fields_of(entity).filter(|f| f.flow.reads_from(role)) {
-            let Some(binding) = field.binding(role) else {
-                continue;
-            };
-            let error = |message: String| MapError {
-                entity,
-                field: field.name.clone(),
-                role: role.as_str(),
-                message,
-            };
-            let raw = match &binding.source {
-                Source::Constant { .. } => continue,
-                source => read(source, native),
-            };
-            let raw = raw.or_else(|| binding.default.clone());
-            let Some(raw) = raw.filter(|v| !v.is_null()) else {
-                continue;
-            };
-            let mut value = binding.format.decode(&raw).map_err(error)?;
-            for normalize in &field.normalize {
-                value = normalize.apply(value).map_err(error)?;
-            }
-            if !is_empty(&value) {
+            if let Some(value) = self.field_value(entity, role, field, native)? {
                 canonical.insert(field.name.clone(), value);
             }
         }
         Ok(canonical)
+    }
+
+    /// Only the match-key fields of a native contact of `role`, each that
+    /// can be read: enough to tell who a record is, even when another of
+    /// its fields cannot be mapped (a record whose phone is malformed is
+    /// still known by its email).
+    pub fn match_keys_of(&self, role: Role, native: &Map<String, Value>) -> Canonical {
+        self.fields_of(EntityKind::Contact)
+            .filter(|f| f.match_key.is_some() && f.flow.reads_from(role))
+            .filter_map(|field| {
+                let value = self
+                    .field_value(EntityKind::Contact, role, field, native)
+                    .ok()??;
+                Some((field.name.clone(), value))
+            })
+            .collect()
+    }
+
+    /// One field of a native record, decoded and normalised; `None` when
+    /// the record has no value for it.
+    fn field_value(
+        &self,
+        entity: EntityKind,
+        role: Role,
+        field: &FieldMap,
+        native: &Map<String, Value>,
+    ) -> Result<Option<Value>, MapError> {
+        let Some(binding) = field.binding(role) else {
+            return Ok(None);
+        };
+        let error = |message: String| MapError {
+            entity,
+            field: field.name.clone(),
+            role: role.as_str(),
+            message,
+        };
+        let raw = match &binding.source {
+            Source::Constant { .. } => return Ok(None),
+            source => read(source, native),
+        };
+        let raw = raw.or_else(|| binding.default.clone());
+        let Some(raw) = raw.filter(|v| !v.is_null()) else {
+            return Ok(None);
+        };
+        let mut value = binding.format.decode(&raw).map_err(error)?;
+        for normalize in &field.normalize {
+            value = normalize.apply(value).map_err(error)?;
+        }
+        Ok((!is_empty(&value)).then_some(value))
     }
 
     /// The native patch that writes `changes` (canonical field → new value,
