@@ -109,6 +109,7 @@ pub use model::{
     PairRegistration, PairSide, ParseEnumError, PayloadJson, SidePatch, SideRole, Snapshot,
     StoredToken,
 };
+pub use outbox::LeasedWrites;
 
 static SQLITE_MIGRATOR: Migrator = sqlx::migrate!("migrations/sqlite");
 static POSTGRES_MIGRATOR: Migrator = sqlx::migrate!("migrations/postgres");
