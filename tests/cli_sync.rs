@@ -260,6 +260,36 @@ async fn long_commands_stop_reading_at_the_first_signal() {
     }
 }
 
+/// `plan` stops reading at the first signal too, but prints no half plan
+/// (it would read as "nothing else to write"): it says so and exits 1.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_interrupted_plan_prints_no_half_plan() {
+    let sims = Sims::start(20, 20).await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let path = config(&sims, dir.path());
+    slow_down(&sims, Duration::from_millis(1500));
+    let child = spawn(&["plan"], &path, &[]);
+    wait_until("the first request", Duration::from_secs(20), || {
+        requests_answered(&sims) >= 1
+    })
+    .await;
+    signal(&child, "TERM");
+    let (output, took) = finish(child).await;
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(1), "{stderr}");
+    assert!(took < Duration::from_secs(3), "took {took:?}\n{stderr}");
+    assert!(
+        stderr
+            .contains("interrupted by a signal before the plan was complete; nothing was written"),
+        "{stderr}"
+    );
+    assert!(
+        output.stdout.is_empty(),
+        "{}",
+        String::from_utf8_lossy(&output.stdout)
+    );
+}
+
 /// After the first signal a write in flight is given `sync.shutdown_grace`
 /// (the process keeps running); a second signal ends it at once, with
 /// exit 1 and a log line saying so.
