@@ -255,6 +255,67 @@ fn an_unreachable_database_is_a_runtime_failure_without_the_password() {
     assert!(!text.contains(SENTINEL), "password leaked:\n{text}");
 }
 
+/// An invalid database URL is refused (exit 2) naming it with the password
+/// masked, from the file and from `GHLSYNC__DATABASE__URL`; a valid one the
+/// driver refuses (a password also passed as `?password=`, an unknown
+/// `sslmode`) fails with the driver's reason, scrubbed.
+#[test]
+fn a_database_url_password_is_never_printed() {
+    let dir = tempfile::tempdir().unwrap();
+    let state = format!("state_dir = \"{}\"\n", dir.path().join("state").display());
+    let invalid = format!("postgres://ghlsync:{SENTINEL}@127.0.0.1:notaport/ghlsync");
+    let shown = "postgres://ghlsync:***@127.0.0.1:notaport/ghlsync";
+
+    write(
+        dir.path(),
+        "ghlsync.toml",
+        &format!("{state}[database]\nurl = \"{invalid}\"\n"),
+    );
+    for command in ["check-config", "migrate", "status"] {
+        let run = ghlsync(dir.path()).arg(command).assert().code(2);
+        let text = output_text(run.get_output());
+        assert!(
+            text.contains(&format!("database.url = \"{shown}\"")),
+            "{text}"
+        );
+        assert!(
+            !text.contains(SENTINEL),
+            "password leaked by {command}:\n{text}"
+        );
+    }
+
+    write(dir.path(), "ghlsync.toml", &state);
+    let run = ghlsync(dir.path())
+        .env("GHLSYNC__DATABASE__URL", &invalid)
+        .arg("check-config")
+        .assert()
+        .code(2);
+    let text = output_text(run.get_output());
+    assert!(
+        text.contains(&format!(
+            "environment variable GHLSYNC__DATABASE__URL: database.url = \"{shown}\""
+        )),
+        "{text}"
+    );
+    assert!(!text.contains(SENTINEL), "password leaked:\n{text}");
+
+    for url in [
+        format!("postgres://ghlsync@127.0.0.1:1/ghlsync?password={SENTINEL}"),
+        format!("postgres://ghlsync:{SENTINEL}@127.0.0.1:1/ghlsync?sslmode=bogus"),
+    ] {
+        let run = ghlsync(dir.path())
+            .env("GHLSYNC__DATABASE__URL", &url)
+            .env("GHLSYNC__DATABASE__ACQUIRE_TIMEOUT", "2s")
+            .env("GHLSYNC__LOG__LEVEL", "trace")
+            .arg("migrate")
+            .assert()
+            .code(1);
+        let text = output_text(run.get_output());
+        assert!(text.contains("cannot open the mirror store at"), "{text}");
+        assert!(!text.contains(SENTINEL), "password leaked:\n{text}");
+    }
+}
+
 /// The sentinel secret appears in no output of any command, valid or not,
 /// at the most verbose log level.
 #[test]

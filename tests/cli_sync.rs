@@ -7,6 +7,7 @@ use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 use ghl_sync::demo::{Sims, DEMO_CONFIG};
+use ghl_sync::sim::faults::FaultConfig;
 use serde_json::Value;
 
 const BIN: &str = env!("CARGO_BIN_EXE_ghlsync");
@@ -162,6 +163,168 @@ async fn run_stops_cleanly_on_sigterm() {
     assert!(
         stopped.elapsed() < Duration::from_secs(10),
         "it stopped within the grace period (5 s in the demo config)"
+    );
+}
+
+/// Every request to either simulator takes `latency` from now on.
+fn slow_down(sims: &Sims, latency: Duration) {
+    let faults = FaultConfig {
+        latency,
+        ..FaultConfig::default()
+    };
+    sims.ghl.handle().set_faults(faults.clone());
+    sims.app.handle().set_faults(faults);
+}
+
+fn requests_answered(sims: &Sims) -> u64 {
+    sims.ghl.handle().counters().total_requests + sims.app.handle().counters().total_requests
+}
+
+/// Starts `ghlsync <args> --config <path>` in the background, logging at
+/// info, with `env` added.
+fn spawn(args: &[&str], path: &Path, env: &[(&str, &str)]) -> std::process::Child {
+    Command::new(BIN)
+        .args(args)
+        .arg("--config")
+        .arg(path)
+        .env_remove("RUST_LOG")
+        .env("GHLSYNC__LOG__LEVEL", "info")
+        .envs(env.iter().copied())
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap()
+}
+
+fn signal(child: &std::process::Child, name: &str) {
+    let sent = Command::new("kill")
+        .args([&format!("-{name}"), &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(sent.success(), "kill -{name} failed");
+}
+
+async fn wait_until(what: &str, limit: Duration, check: impl Fn() -> bool) {
+    let started = Instant::now();
+    while !check() {
+        assert!(started.elapsed() < limit, "timed out waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// The child's exit, its output, and how long it took from now.
+async fn finish(child: std::process::Child) -> (Output, Duration) {
+    let started = Instant::now();
+    let output = tokio::task::spawn_blocking(move || child.wait_with_output().unwrap())
+        .await
+        .unwrap();
+    (output, started.elapsed())
+}
+
+/// `backfill` and `sync --once` stop reading at the first SIGTERM or
+/// SIGINT: with every request taking 1.5 s they would otherwise read on
+/// for many seconds. They report what they did and exit 0.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn long_commands_stop_reading_at_the_first_signal() {
+    for (args, name) in [
+        (&["backfill"][..], "TERM"),
+        (&["sync", "--once", "--reconcile"][..], "INT"),
+    ] {
+        let sims = Sims::start(20, 20).await.unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let path = config(&sims, dir.path());
+        slow_down(&sims, Duration::from_millis(1500));
+        let child = spawn(args, &path, &[]);
+        // Its first request answered: it is reading, signals are handled.
+        wait_until("the first request", Duration::from_secs(20), || {
+            requests_answered(&sims) >= 1
+        })
+        .await;
+        signal(&child, name);
+        let (output, took) = finish(child).await;
+        let stdout = String::from_utf8_lossy(&output.stdout);
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert_eq!(
+            output.status.code(),
+            Some(0),
+            "{args:?}\n{stdout}\n{stderr}"
+        );
+        assert!(
+            took < Duration::from_secs(3),
+            "{args:?} took {took:?} to stop after SIG{name}\n{stderr}"
+        );
+        assert!(stderr.contains(&format!("SIG{name} received")), "{stderr}");
+        assert!(stdout.contains("interrupted by a signal"), "{stdout}");
+        assert_eq!(writes_received(&sims), 0, "nothing was planned yet");
+    }
+}
+
+/// `plan` stops reading at the first signal too, but prints no half plan
+/// (it would read as "nothing else to write"): it says so and exits 1.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_interrupted_plan_prints_no_half_plan() {
+    let sims = Sims::start(20, 20).await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let path = config(&sims, dir.path());
+    slow_down(&sims, Duration::from_millis(1500));
+    let child = spawn(&["plan"], &path, &[]);
+    wait_until("the first request", Duration::from_secs(20), || {
+        requests_answered(&sims) >= 1
+    })
+    .await;
+    signal(&child, "TERM");
+    let (output, took) = finish(child).await;
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(1), "{stderr}");
+    assert!(took < Duration::from_secs(3), "took {took:?}\n{stderr}");
+    assert!(
+        stderr
+            .contains("interrupted by a signal before the plan was complete; nothing was written"),
+        "{stderr}"
+    );
+    assert!(
+        output.stdout.is_empty(),
+        "{}",
+        String::from_utf8_lossy(&output.stdout)
+    );
+}
+
+/// After the first signal a write in flight is given `sync.shutdown_grace`
+/// (the process keeps running); a second signal ends it at once, with
+/// exit 1 and a log line saying so.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_second_signal_exits_at_once() {
+    let sims = Sims::start(4, 4).await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let path = config(&sims, dir.path());
+    let child = spawn(
+        &["backfill"],
+        &path,
+        &[("GHLSYNC__SYNC__SHUTDOWN_GRACE", "60s")],
+    );
+    wait_until("the first write", Duration::from_secs(30), || {
+        writes_received(&sims) >= 1
+    })
+    .await;
+    // The writes that follow hang for 10 s each.
+    slow_down(&sims, Duration::from_secs(10));
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    signal(&child, "TERM");
+    tokio::time::sleep(Duration::from_millis(700)).await;
+    let mut child = child;
+    assert!(
+        child.try_wait().unwrap().is_none(),
+        "the write in flight is given the grace period"
+    );
+    signal(&child, "INT");
+    let (output, took) = finish(child).await;
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(1), "{stderr}");
+    assert!(took < Duration::from_secs(2), "took {took:?}\n{stderr}");
+    assert!(
+        stderr.contains("SIGINT received while stopping: exiting at once"),
+        "{stderr}"
     );
 }
 

@@ -333,6 +333,49 @@ fn a_secret_of_the_wrong_type_is_not_echoed() {
     assert!(!found[0].to_string().contains("987654321"), "{}", found[0]);
 }
 
+/// An invalid `database.url` is quoted with its password masked, whether
+/// it came from the file or from `GHLSYNC__DATABASE__URL`, and whatever
+/// makes it invalid (even a password that breaks the URL's structure).
+#[test]
+fn an_invalid_database_url_never_shows_its_password() {
+    const PASSWORD: &str = "db-sentinel-4e1b";
+    let cases = [
+        (
+            format!("postgres://sync:{PASSWORD}@db.internal:notaport/ghlsync"),
+            "postgres://sync:***@db.internal:notaport/ghlsync",
+        ),
+        (
+            format!("postgres://sync:{PASSWORD}@/ghlsync"),
+            "postgres://sync:***@/ghlsync",
+        ),
+        (
+            format!("mysql://sync:{PASSWORD}@db.internal/ghlsync"),
+            "mysql://sync:***@db.internal/ghlsync",
+        ),
+        (
+            format!("postgres://sync:a/{PASSWORD}@db.internal/ghlsync"),
+            "postgres://sync:***@db.internal/ghlsync",
+        ),
+        (
+            format!("postgres://sync@db.internal:x/ghlsync?password={PASSWORD}&sslmode=require"),
+            "postgres://sync@db.internal:x/ghlsync?password=***&sslmode=require",
+        ),
+    ];
+    for (url, shown) in &cases {
+        let from_file = problems(&format!("{VALID}\n[database]\nurl = \"{url}\"\n"));
+        let (_dir, from_env) = load_with_env(VALID, &[("GHLSYNC__DATABASE__URL", url)]);
+        let from_env = from_env.unwrap_err().problems().to_vec();
+        for found in [from_file, from_env] {
+            assert_eq!(found.len(), 1, "{found:?}");
+            let text = found[0].to_string();
+            assert_eq!(found[0].key, "database.url", "{text}");
+            assert_eq!(found[0].value.as_deref(), Some(*shown), "{text}");
+            assert!(!text.contains(PASSWORD), "password leaked: {text}");
+            assert!(!format!("{:?}", found[0]).contains(PASSWORD), "{text}");
+        }
+    }
+}
+
 const FIELDS: &str = r#"
 [[pairs.main.fields]]
 name = "email"

@@ -824,11 +824,97 @@ async fn oversized_body_is_refused_and_named() {
     record_error_is_named(&app, "huge", "exceeds the 1024-byte limit (max_body_bytes)").await;
 }
 
-#[tokio::test]
-async fn a_listing_that_is_not_json_is_named_and_retriable() {
-    let router = Router::new().route("/contacts", get(|| async { "<html>Bad gateway</html>" }));
+/// A proxy in front of the app that answers its login page with `200` and
+/// `text/html` to the first `html_answers` requests, then lets them through.
+async fn behind_a_login_proxy(html_answers: usize) -> (RestConnector, Arc<Mutex<usize>>) {
+    let calls = Arc::new(Mutex::new(0));
+    let counter = calls.clone();
+    let router = Router::new().route(
+        "/contacts",
+        get(move || {
+            let call = {
+                let mut calls = counter.lock().unwrap();
+                *calls += 1;
+                *calls
+            };
+            async move {
+                if call <= html_answers {
+                    (
+                        [("content-type", "text/html; charset=utf-8")],
+                        format!(
+                            "<!DOCTYPE html><html><head><title>Sign in</title></head><body>{}</body></html>",
+                            "<p>Your session expired.</p>".repeat(20)
+                        ),
+                    )
+                        .into_response()
+                } else {
+                    Json(json!({"data": five()})).into_response()
+                }
+            }
+        }),
+    );
     let base = serve(router).await;
-    let app = connector(&side(&base, "", FEED));
+    let app = connector(&side(
+        &base,
+        "[sides.app.retry]\nmax_attempts = 3\nmin_delay = \"10ms\"\nmax_delay = \"20ms\"",
+        FEED,
+    ));
+    (app, calls)
+}
+
+/// An HTML `200` to a listing is an unreadable answer like a 503: the
+/// client's retry policy tries again, and the listing goes through once
+/// the app answers.
+#[tokio::test]
+async fn a_listing_answered_200_with_html_is_retried() {
+    let (app, calls) = behind_a_login_proxy(2).await;
+    let pages = changes(&app, ms(0), ms(10_000)).await;
+    let records: Vec<&Record> = pages.iter().flat_map(|p| &p.records).collect();
+    assert_eq!(records.len(), 5);
+    assert_eq!(*calls.lock().unwrap(), 3, "two HTML answers, then JSON");
+}
+
+/// When every attempt gets the HTML page, the side is unavailable (the
+/// pass is retried later, no record is blamed), and the error names the
+/// side, the call, the status, the content type and the start of the body.
+#[tokio::test]
+async fn a_listing_that_stays_html_is_named_after_the_retries() {
+    let (app, calls) = behind_a_login_proxy(usize::MAX).await;
+    let error = app
+        .changes(EntityKind::Contact, ms(0), ms(1))
+        .try_collect::<Vec<_>>()
+        .await
+        .unwrap_err();
+    let text = error.to_string();
+    assert!(
+        matches!(error, ConnectorError::Unavailable { .. }),
+        "{text}"
+    );
+    assert_eq!(*calls.lock().unwrap(), 3, "max_attempts = 3");
+    for part in [
+        "side `app`",
+        "GET /contacts: answered 200 OK with an unreadable body",
+        "content type text/html; charset=utf-8",
+        "the body is not JSON: \"<!DOCTYPE html><html><head><title>Sign in</title>",
+    ] {
+        assert!(text.contains(part), "missing {part:?} in {text}");
+    }
+    assert!(
+        !text.contains("Your session expired.</p>".repeat(5).as_str()),
+        "only the start of the body is quoted: {text}"
+    );
+}
+
+/// An empty `200` is unreadable too, and so named.
+#[tokio::test]
+async fn a_listing_answered_with_an_empty_200_is_named() {
+    let router = Router::new().route("/contacts", get(|| async { "" }));
+    let base = serve(router).await;
+    let app = connector(&side(
+        &base,
+        "[sides.app.retry]\nmax_attempts = 2\nmin_delay = \"10ms\"\nmax_delay = \"20ms\"",
+        FEED,
+    ));
     let error = app
         .changes(EntityKind::Contact, ms(0), ms(1))
         .try_collect::<Vec<_>>()
@@ -840,7 +926,8 @@ async fn a_listing_that_is_not_json_is_named_and_retriable() {
         "{text}"
     );
     assert!(
-        text.contains("side `app`") && text.contains("GET /contacts: the body is not JSON"),
+        text.contains("GET /contacts: answered 200 OK with an unreadable body")
+            && text.contains("0 bytes): the body is empty, expected JSON"),
         "{text}"
     );
 }

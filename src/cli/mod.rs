@@ -64,6 +64,13 @@ pub enum Command {
     /// finish the writes in flight within sync.shutdown_grace.
     Run,
     /// One full cycle (detect on every pair, drain the outbox), then exit.
+    ///
+    /// Writes another writer left under a lease (a daemon killed mid-batch)
+    /// are waited for up to sync.writer_lease and taken over as their
+    /// leases run out; any still leased after that are listed and the exit
+    /// code is 1. On SIGTERM/SIGINT it stops reading at once, lets the write
+    /// in flight finish within sync.shutdown_grace and exits 0; a second
+    /// signal exits 1 at once.
     Sync {
         /// Required: one cycle and exit (the daemon is `ghlsync run`).
         #[arg(long, required = true)]
@@ -83,6 +90,8 @@ pub enum Command {
     },
     /// The initial load: reconcile every pair in full and write what it
     /// finds, with progress.
+    ///
+    /// Leases and signals as for `sync --once`.
     Backfill {
         #[arg(long)]
         json: bool,

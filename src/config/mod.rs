@@ -236,9 +236,11 @@ fn parse_log_filter(text: &str) -> Result<String, String> {
 }
 
 fn read_database(table: &mut Table<'_>, state_dir: &Path) -> Option<DatabaseSettings> {
-    let url = table.parse(
+    // The URL may carry the password: a problem quotes it redacted.
+    let url = table.parse_shown_as(
         "url",
         "a database URL: \"sqlite://<path>\" or \"postgres://user@host/db\"",
+        database::redact_url,
         parse_database_url,
     );
     let password = table.secret("password", "password_file");

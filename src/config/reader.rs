@@ -260,6 +260,19 @@ impl<'c> Table<'c> {
         expected: &str,
         parse: impl FnOnce(&str) -> Result<T, String>,
     ) -> Got<T> {
+        self.parse_shown_as(key, expected, str::to_owned, parse)
+    }
+
+    /// Like [`Table::parse`], for a value that may hold a secret (a
+    /// database URL with its password): a problem quotes it as `show`
+    /// renders it, never as written.
+    pub fn parse_shown_as<T>(
+        &mut self,
+        key: &'static str,
+        expected: &str,
+        show: impl FnOnce(&str) -> String,
+        parse: impl FnOnce(&str) -> Result<T, String>,
+    ) -> Got<T> {
         let Some(value) = self.take(key) else {
             return Got::Absent;
         };
@@ -279,7 +292,7 @@ impl<'c> Table<'c> {
                 } else {
                     format!(" ({why})")
                 };
-                self.report(key, Some(text), format!("expected {expected}{why}"));
+                self.report(key, Some(show(&text)), format!("expected {expected}{why}"));
                 Got::Invalid
             }
         }

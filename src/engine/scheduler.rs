@@ -2,6 +2,7 @@
 //! interval with jitter, a reconciliation when due), one outbox writer, and
 //! an orderly stop.
 
+use std::future::Future;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -52,6 +53,33 @@ impl Shutdown {
             _ = tokio::time::sleep(duration) => true,
             _ = self.stopped() => false,
         }
+    }
+
+    /// Runs `work` unless a stop comes first: then `work` is dropped where
+    /// it stands and the result is `None`. For reading (detection): a page
+    /// is committed with its watermark in one transaction, so whatever the
+    /// interrupted pass had not committed is simply read again next time.
+    pub async fn unless_stopped<F: Future>(&self, work: F) -> Option<F::Output> {
+        tokio::select! {
+            // A stop already requested never starts the work.
+            biased;
+            _ = self.stopped() => None,
+            output = work => Some(output),
+        }
+    }
+
+    /// Runs `work` to its end, but once a stop is requested for at most
+    /// `grace` more (`sync.shutdown_grace`); `None` if the grace ran out.
+    /// For writing: the writer stops between items on its own, so this only
+    /// bounds the write in flight; an item dropped mid-write keeps its lease
+    /// until it expires and is retried then.
+    pub async fn within_grace<F: Future>(&self, grace: Duration, work: F) -> Option<F::Output> {
+        tokio::pin!(work);
+        tokio::select! {
+            output = &mut work => return Some(output),
+            _ = self.stopped() => {}
+        }
+        tokio::time::timeout(grace, work).await.ok()
     }
 }
 
@@ -123,7 +151,13 @@ impl Engine {
     }
 
     /// One whole cycle: detection on every pair, then the outbox drained.
-    /// `sync --once`, `backfill`, and the demo's steps.
+    /// `sync --once`, `backfill`, `plan`, and the demo's steps.
+    ///
+    /// `stop` ends it the way it ends the daemon ([`run_daemon`]): reading
+    /// stops at once (what was not committed is read again next time), no
+    /// new write starts, and the write in flight gets
+    /// `sync.shutdown_grace`. What was done until then is reported; the
+    /// caller sees the stop with [`Shutdown::is_stopping`].
     pub async fn cycle(
         &self,
         mode: Mode,
@@ -132,12 +166,26 @@ impl Engine {
     ) -> Result<Report, EngineError> {
         let mut report = Report::default();
         for pair in &self.pairs {
-            let pair_report = self.detect_pair(pair, mode, reconcile).await?;
-            report.pair(pair.name()).absorb(pair_report);
+            let detected = stop
+                .unless_stopped(self.detect_pair(pair, mode, reconcile))
+                .await;
+            let Some(pair_report) = detected else {
+                tracing::info!(pair = %pair.name(), "stopping: detection interrupted; what it had not committed is read again at the next run");
+                break;
+            };
+            report.pair(pair.name()).absorb(pair_report?);
         }
         if mode == Mode::Apply {
-            let written = self.drain_outbox(stop).await?;
-            report.pair("*").stats.add(&written);
+            if !stop.is_stopping() {
+                let grace = self.sync.shutdown_grace;
+                match stop.within_grace(grace, self.drain_outbox(stop)).await {
+                    Some(written) => report.pair("*").stats.add(&written?),
+                    None => tracing::warn!(
+                        grace = ?grace,
+                        "writes still in flight after the grace period; their leases expire and they are retried at the next start"
+                    ),
+                }
+            }
             report.pairs.retain(|_, p| *p != PairReport::default());
         }
         Ok(report)

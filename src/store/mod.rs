@@ -49,7 +49,7 @@ use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
 };
 
-use crate::config::database::{Backend, DatabaseSettings};
+use crate::config::database::{scrub_url_secrets, Backend, DatabaseSettings};
 
 /// Runs `$body` with `$p` bound to the store's concrete pool (`&SqlitePool`
 /// or `&PgPool`). The body must evaluate to the same type for both.
@@ -109,6 +109,7 @@ pub use model::{
     PairRegistration, PairSide, ParseEnumError, PayloadJson, SidePatch, SideRole, Snapshot,
     StoredToken,
 };
+pub use outbox::LeasedWrites;
 
 static SQLITE_MIGRATOR: Migrator = sqlx::migrate!("migrations/sqlite");
 static POSTGRES_MIGRATOR: Migrator = sqlx::migrate!("migrations/postgres");
@@ -187,7 +188,7 @@ impl Store {
         let connect_err = |reason: String| StoreError::Connect {
             backend: settings.backend.as_str(),
             url: settings.redacted_url(),
-            reason: scrub(&reason, raw_url, &settings.redacted_url()),
+            reason: scrub_url_secrets(&reason, raw_url),
         };
         let (pool, checkpointer) = match settings.backend {
             Backend::Sqlite => {
@@ -357,56 +358,5 @@ fn ensure_parent_dir(file: &Path) -> Result<()> {
                 source,
             }),
         _ => Ok(()),
-    }
-}
-
-/// Removes the URL and its password (raw and percent-decoded) from a driver
-/// message before it goes into an error.
-fn scrub(message: &str, raw_url: &str, redacted_url: &str) -> String {
-    let mut out = message.replace(raw_url, redacted_url);
-    if let Ok(url) = url::Url::parse(raw_url) {
-        if let Some(password) = url.password().filter(|p| !p.is_empty()) {
-            out = out.replace(password, "***");
-            let decoded = percent_decode(password);
-            if !decoded.is_empty() {
-                out = out.replace(&decoded, "***");
-            }
-        }
-    }
-    out
-}
-
-fn percent_decode(text: &str) -> String {
-    fn hex(b: u8) -> Option<u8> {
-        (b as char).to_digit(16).map(|d| d as u8)
-    }
-    let bytes = text.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        if bytes[i] == b'%' && i + 2 < bytes.len() {
-            if let (Some(hi), Some(lo)) = (hex(bytes[i + 1]), hex(bytes[i + 2])) {
-                out.push(hi * 16 + lo);
-                i += 3;
-                continue;
-            }
-        }
-        out.push(bytes[i]);
-        i += 1;
-    }
-    String::from_utf8_lossy(&out).into_owned()
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn scrub_removes_password_and_url() {
-        let raw = "postgres://u:s%40cret@db:5432/x";
-        let msg = format!("failed for {raw}: password s@cret rejected (s%40cret)");
-        let out = scrub(&msg, raw, "postgres://u:***@db:5432/x");
-        assert!(!out.contains("s@cret"), "{out}");
-        assert!(!out.contains("s%40cret"), "{out}");
     }
 }

@@ -47,6 +47,30 @@ const CLAIM_POSTGRES: &str = "WITH picked AS ( \
 
 const INSERT_COLS: usize = 13;
 
+/// Pending writes held under a live lease, for one pair and target side:
+/// what a writer has claimed and not finished. At the end of a
+/// `sync --once` its own writer holds nothing, so these belong to another
+/// process: a daemon running now, or one killed before it could finish
+/// (its leases run out at `until`, and the items are claimable again).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct LeasedWrites {
+    pub pair: String,
+    /// The side the writes are aimed at.
+    pub side: SideRole,
+    pub count: i64,
+    /// When the first of these leases runs out.
+    pub first_expiry: DateTime<Utc>,
+    /// When the last of them runs out.
+    pub until: DateTime<Utc>,
+}
+
+/// One text for both backends: the same aggregate over the pending rows a
+/// claim would skip because of their lease.
+const LEASED_OUTBOX: &str = "SELECT pair, target_side, COUNT(*), MIN(locked_until), \
+            MAX(locked_until) \
+     FROM outbox WHERE status = 'pending' AND locked_until > $1 \
+     GROUP BY pair, target_side ORDER BY pair, target_side";
+
 /// Enqueues outbox rows, skipping keys already present; returns the new
 /// rows' ids by idempotency key. Every value (`now` too) is bound per row
 /// in column order, so SQLite binds them anonymously (see `sql::dialect`).
@@ -418,6 +442,27 @@ impl Store {
             }
         }
         Ok(depth)
+    }
+
+    /// Pending items under a live lease right now, per pair and target
+    /// side (see [`LeasedWrites`]); empty when no writer holds anything.
+    pub async fn leased_outbox(&self) -> Result<Vec<LeasedWrites>> {
+        let now = now();
+        type Row = (String, SideRole, i64, DateTime<Utc>, DateTime<Utc>);
+        let rows: Vec<Row> = on_pool!(self, |p| {
+            sqlx::query_as(LEASED_OUTBOX).bind(now).fetch_all(p).await
+        })
+        .map_err(op_err(|| "leased_outbox"))?;
+        Ok(rows
+            .into_iter()
+            .map(|(pair, side, count, first_expiry, until)| LeasedWrites {
+                pair,
+                side,
+                count,
+                first_expiry,
+                until,
+            })
+            .collect())
     }
 
     /// Deletes done and cancelled items completed before `older_than`, so

@@ -9,13 +9,14 @@ use backon::{ExponentialBuilder, Retryable};
 use bytes::Bytes;
 use chrono::Utc;
 use governor::{DefaultDirectRateLimiter, Quota};
-use reqwest::header::{HeaderMap, LOCATION};
+use reqwest::header::{HeaderMap, CONTENT_TYPE, LOCATION};
 use reqwest::{Method, StatusCode};
 use serde_json::Value;
 use tokio::time::Instant;
 use url::Url;
 
 use super::auth::{Auth, TokenFailure, Used};
+use super::records::parse_json;
 use super::spec::RestRateLimit;
 use crate::connector::ghl::RetryPolicy;
 use crate::connector::http::{read_limited, retry_after, snippet, ReadFailure};
@@ -63,6 +64,21 @@ pub(crate) enum Failure {
     TooLarge(String),
     /// No token could be had from the token endpoint.
     Token(TokenFailure),
+    /// A 2xx answer to a call whose answer is read as JSON, with a body
+    /// that is not JSON: a proxy's or captive portal's login page sent with
+    /// 200, a maintenance page, an empty body. Nothing in it can be trusted
+    /// as the app's answer, and the next attempt may reach the app, so it
+    /// is retried like a 503 (unlike a GHL answer that is JSON but cannot
+    /// be read as a record, which no retry changes).
+    Unreadable {
+        status: StatusCode,
+        /// The `Content-Type` header as sent, if any.
+        content_type: Option<String>,
+        /// The body's length in bytes.
+        bytes: usize,
+        /// Why it is not JSON, with the first characters of the body.
+        detail: String,
+    },
 }
 
 impl Failure {
@@ -74,6 +90,7 @@ impl Failure {
                 matches!(status.as_u16(), 408 | 429 | 500 | 502 | 503 | 504)
             }
             Failure::Token(token) => token.transient,
+            Failure::Unreadable { .. } => true,
             Failure::Redirect { .. } | Failure::TooLarge(_) => false,
         }
     }
@@ -86,7 +103,8 @@ impl Failure {
             Failure::Status { status, .. } => {
                 !matches!(status.as_u16(), 408 | 429) && status.is_server_error()
             }
-            Failure::TooLarge(_) => true,
+            // A 2xx came back: whatever answered may have passed it on.
+            Failure::TooLarge(_) | Failure::Unreadable { .. } => true,
             Failure::Redirect { .. } | Failure::Token(_) => false,
         }
     }
@@ -129,6 +147,16 @@ impl std::fmt::Display for Failure {
             ),
             Failure::TooLarge(detail) => f.write_str(detail),
             Failure::Token(token) => f.write_str(&token.message),
+            Failure::Unreadable {
+                status,
+                content_type,
+                bytes,
+                detail,
+            } => write!(
+                f,
+                "answered {status} with an unreadable body (content type {}, {bytes} bytes): {detail}",
+                content_type.as_deref().unwrap_or("not given")
+            ),
         }
     }
 }
@@ -216,7 +244,36 @@ impl Client {
     /// Sends a request with pacing, credentials and retries; a 2xx answer
     /// is returned whole, anything else as a [`CallError`].
     pub async fn execute(&self, request: &Request) -> Result<Reply, CallError> {
-        let attempt = || async { self.attempt(request).await };
+        self.with_retries(request, || self.attempt(request)).await
+    }
+
+    /// Like [`Client::execute`], for a call whose answer must be JSON (a
+    /// listing): a 2xx whose body is not JSON is a failed attempt
+    /// ([`Failure::Unreadable`]), retried under the same policy, and the
+    /// last one names the call, the status, the content type and the first
+    /// characters of what came back.
+    pub async fn execute_json(&self, request: &Request) -> Result<(Reply, Value), CallError> {
+        self.with_retries(request, || async {
+            let reply = self.attempt(request).await?;
+            match read_json(&reply) {
+                Ok(json) => Ok((reply, json)),
+                Err(failure) => Err(CallError {
+                    label: request.label.clone(),
+                    failure,
+                }),
+            }
+        })
+        .await
+    }
+
+    /// Runs `attempt` under the side's retry policy: transient failures
+    /// again after a backoff (or the app's `Retry-After`), a write whose
+    /// outcome is unknown only when it is idempotent.
+    async fn with_retries<T, F, Fut>(&self, request: &Request, attempt: F) -> Result<T, CallError>
+    where
+        F: FnMut() -> Fut,
+        Fut: std::future::Future<Output = Result<T, CallError>>,
+    {
         attempt
             .retry(self.backoff())
             .sleep(tokio::time::sleep)
@@ -415,6 +472,19 @@ pub(crate) fn error_message(body: &[u8]) -> String {
         }
         Err(_) => format!("non-JSON body {}", snippet(body)),
     }
+}
+
+/// The JSON of a 2xx answer, or why it is unreadable.
+fn read_json(reply: &Reply) -> Result<Value, Failure> {
+    parse_json(&reply.body).map_err(|detail| Failure::Unreadable {
+        status: reply.status,
+        content_type: reply
+            .headers
+            .get(CONTENT_TYPE)
+            .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned()),
+        bytes: reply.body.len(),
+        detail,
+    })
 }
 
 /// A body that starts as JSON and ends before the document does.

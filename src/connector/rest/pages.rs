@@ -12,7 +12,7 @@ use tracing::Instrument;
 use url::Url;
 
 use super::client::Request;
-use super::records::{parse_json, Reader};
+use super::records::Reader;
 use super::spec::{EntityApi, Pagination, Template};
 use super::{same_origin, RestConnector};
 use crate::connector::{ConnectorError, EntityKind, Record};
@@ -150,9 +150,11 @@ impl RestConnector {
             message: format!("{label}: {message}"),
             retry_after: None,
         };
-        let reply = self
+        // A 2xx that is not JSON (a proxy's login page, an empty body) is
+        // retried by the client, then named as unreadable.
+        let (reply, body) = self
             .client
-            .execute(&request)
+            .execute_json(&request)
             .await
             .map_err(|e| match &listing.parent {
                 // A contact's records: a 404 or other 4xx is that
@@ -161,7 +163,6 @@ impl RestConnector {
                 None => self.side_error(e),
             })?;
         state.pages += 1;
-        let body = parse_json(&reply.body).map_err(page_error)?;
         let reader = Reader {
             entity: listing.entity,
             api,
