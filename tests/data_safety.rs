@@ -18,11 +18,11 @@ use axum::http::Method;
 use engine_helpers::{
     start_sims, start_sims_refusing_duplicates, text, with_postgres, Harness, Template,
 };
-use ghl_sync::engine::{Mode, Reconcile, Shutdown, Target};
+use ghl_sync::engine::{Mode, PairReport, Reconcile, Shutdown, Target};
 use ghl_sync::mapping::Role;
 use ghl_sync::sim::faults::FaultKind;
 use ghl_sync::store::{
-    Changeset, DeadLetterStatus, EntityKind, LinkUpdate, LinkWrite, OutboxDepth, SidePatch,
+    Changeset, DeadLetterStatus, EntityKind, Link, LinkUpdate, LinkWrite, OutboxDepth, SidePatch,
     SideRole,
 };
 use serde_json::{json, Value};
@@ -40,14 +40,31 @@ struct Person {
 /// The GHL and app ids of the link holding the app contact with `email`.
 async fn linked_ids(h: &Harness, email: &str) -> (String, String) {
     let app_id = text(&h.app_by_email(email), "id");
-    let link = h
-        .engine
+    let link = link_of(h, EntityKind::Contact, SideRole::B, &app_id).await;
+    (link.a.id.clone().expect("the GHL side is created"), app_id)
+}
+
+/// The link holding record `id` of `side` (panics when there is none).
+async fn link_of(h: &Harness, entity: EntityKind, side: SideRole, id: &str) -> Link {
+    h.engine
         .store
-        .link_by_side_id(PAIR, EntityKind::Contact, SideRole::B, &app_id)
+        .link_by_side_id(PAIR, entity, side, id)
         .await
         .unwrap()
-        .unwrap_or_else(|| panic!("{email} is linked"));
-    (link.a.id.clone().expect("the GHL side is created"), app_id)
+        .unwrap_or_else(|| panic!("{entity} {id} of side {side} is linked"))
+}
+
+/// A targeted sync of one task of the pair, as a webhook would ask for.
+async fn sync_task(h: &Harness, source: Role, id: &str, contact: &str) -> PairReport {
+    let pair = h.engine.pairs[0].clone();
+    let target = Target {
+        pair: PAIR.into(),
+        source,
+        entity: EntityKind::Task,
+        id: id.to_owned(),
+        parent_id: Some(contact.to_owned()),
+    };
+    h.engine.sync_record(&pair, &target).await.unwrap()
 }
 
 async fn outbox(h: &Harness) -> OutboxDepth {
@@ -141,7 +158,7 @@ async fn shared_phones_case(database: Option<String>) {
             .find(|l| l.reason.contains(&app_id))
             .unwrap_or_else(|| panic!("no dead letter names app contact {app_id}: {letters:#?}"));
         assert!(
-            letter.reason.contains("phone") && letter.reason.contains(&holder),
+            letter.reason.contains("phone") & letter.reason.contains(&holder),
             "the reason names the shared key and the GHL contact holding it: {}",
             letter.reason
         );
@@ -198,13 +215,7 @@ async fn one_email_twice_on_one_side_links_one_and_names_the_other() {
     let app = h.app().contacts();
     assert_eq!(app.len(), 1, "{app:#?}");
     let app_id = text(&app[0], "id");
-    let linked = h
-        .engine
-        .store
-        .link_by_side_id(PAIR, EntityKind::Contact, SideRole::B, &app_id)
-        .await
-        .unwrap()
-        .unwrap();
+    let linked = link_of(&h, EntityKind::Contact, SideRole::B, &app_id).await;
     let kept = linked.a.id.clone().unwrap();
     let (kept_record, other) = if kept == text(&first, "id") {
         (&first, text(&second, "id"))
@@ -341,26 +352,14 @@ async fn reconciliation_repairs_a_version_wrongly_marked_seen() {
     let email = text(&h.ghl_contacts()[0], "email");
     let (ghl_id, app_id) = {
         let ghl_id = text(&h.ghl_by_email(&email), "id");
-        let link = h
-            .engine
-            .store
-            .link_by_side_id(PAIR, EntityKind::Contact, SideRole::A, &ghl_id)
-            .await
-            .unwrap()
-            .unwrap();
+        let link = link_of(&h, EntityKind::Contact, SideRole::A, &ghl_id).await;
         (ghl_id, link.b.id.clone().unwrap())
     };
     h.ghl()
         .update_contact_as_user(&ghl_id, json!({"lastName": "Diverged"}))
         .unwrap();
     // The mirror claims a later GHL version was already taken in.
-    let link = h
-        .engine
-        .store
-        .link_by_side_id(PAIR, EntityKind::Contact, SideRole::A, &ghl_id)
-        .await
-        .unwrap()
-        .unwrap();
+    let link = link_of(&h, EntityKind::Contact, SideRole::A, &ghl_id).await;
     let mut changeset = Changeset::default();
     changeset.links.push(LinkWrite::Update(LinkUpdate {
         id: link.id,
@@ -407,20 +406,7 @@ async fn a_dead_letter_retry_of_an_accepted_create_makes_one_record() {
         .unwrap();
     // Decided through a targeted sync, so that no poll request meets the
     // faults below.
-    let pair = h.engine.pairs[0].clone();
-    h.engine
-        .sync_record(
-            &pair,
-            &Target {
-                pair: PAIR.into(),
-                source: Role::App,
-                entity: EntityKind::Task,
-                id: text(&task, "id"),
-                parent_id: Some(app_id.clone()),
-            },
-        )
-        .await
-        .unwrap();
+    sync_task(&h, Role::App, &text(&task, "id"), &app_id).await;
     let ghl = h.ghl();
     ghl.fail_next(FaultKind::LoseResponse, 1);
     let refuse = ghl.clone();
@@ -454,13 +440,7 @@ async fn a_dead_letter_retry_of_an_accepted_create_makes_one_record() {
     );
     let depth = outbox(&h).await;
     assert_eq!((depth.pending, depth.dead), (0, 0), "{depth:?}");
-    let link = h
-        .engine
-        .store
-        .link_by_side_id(PAIR, EntityKind::Task, SideRole::B, &text(&task, "id"))
-        .await
-        .unwrap()
-        .unwrap();
+    let link = link_of(&h, EntityKind::Task, SideRole::B, &text(&task, "id")).await;
     assert!(link.a.id.is_some(), "linked to the GHL task");
     h.reset_counters();
     let report = h.cycle(Mode::Apply, Reconcile::Always).await;
@@ -483,30 +463,10 @@ async fn an_unreadable_record_is_not_taken_for_deleted() {
         .unwrap();
     let task_id = text(&task, "id");
     h.cycle(Mode::Apply, Reconcile::IfDue).await;
-    let link = h
-        .engine
-        .store
-        .link_by_side_id(PAIR, EntityKind::Task, SideRole::A, &task_id)
-        .await
-        .unwrap()
-        .expect("the task is synced");
+    let link = link_of(&h, EntityKind::Task, SideRole::A, &task_id).await;
     let app_task = link.b.id.clone().expect("created in the app");
-    let pair = h.engine.pairs[0].clone();
     h.ghl().fail_next(FaultKind::Status(422), 1);
-    let report = h
-        .engine
-        .sync_record(
-            &pair,
-            &Target {
-                pair: PAIR.into(),
-                source: Role::Ghl,
-                entity: EntityKind::Task,
-                id: task_id.clone(),
-                parent_id: Some(ghl_contact.clone()),
-            },
-        )
-        .await
-        .unwrap();
+    let report = sync_task(&h, Role::Ghl, &task_id, &ghl_contact).await;
     assert_eq!(report.stats.planned_deletes, 0, "{:?}", report.stats);
     assert_eq!(report.stats.dead_letters, 1, "{:?}", report.stats);
     h.engine.drain_outbox(&Shutdown::default()).await.unwrap();
