@@ -255,8 +255,7 @@ async fn lost_create_answers_never_duplicate_on_the_simulator() {
     assert_eq!(handle.contact_count(), before + 1);
 }
 
-/// Injected faults: 503s and truncated bodies are retried; an HTML page
-/// for one record is that record's error.
+/// Injected faults: 503s, truncated bodies and HTML pages are retried.
 #[tokio::test]
 async fn simulator_faults_are_retried_or_contained() {
     use ghl_sync::connector::EntityKind;
@@ -278,17 +277,13 @@ async fn simulator_faults_are_retried_or_contained() {
         .await
         .unwrap()
         .is_some());
+    // An HTML page (a proxy's) is the side's trouble, not the record's:
+    // asked again, like a 503.
     handle.fail_next(FaultKind::Html, 1);
-    let error = fixture
+    assert!(fixture
         .connector
         .get(EntityKind::Contact, &id, None)
         .await
-        .unwrap_err();
-    assert!(error.is_record_error(), "{error}");
-    assert!(
-        error
-            .to_string()
-            .contains(&format!("GET /contacts/{id}: the body is not JSON")),
-        "{error}"
-    );
+        .unwrap()
+        .is_some());
 }

@@ -747,21 +747,61 @@ async fn next_one_still_works(app: &RestConnector) {
 }
 
 #[tokio::test]
-async fn non_json_html_body_is_a_named_record_error() {
-    let (app, _) = broken_get("", |_| {
-        (
-            [("content-type", "text/html")],
-            "<html><body><h1>Maintenance</h1></body></html>",
-        )
-            .into_response()
-    })
-    .await;
-    record_error_is_named(
-        &app,
-        "html",
-        "the body is not JSON: \"<html><body><h1>Maintenance",
+async fn an_html_page_for_one_record_is_the_sides_trouble_not_the_records() {
+    // A proxy's maintenance page says nothing about the record: retried,
+    // then the side is unavailable; the record is never dead-lettered
+    // for it (issue 13).
+    let (app, _) = broken_get(
+        "[sides.app.retry]\nmax_attempts = 2\nmin_delay = \"10ms\"\nmax_delay = \"10ms\"",
+        |_| {
+            (
+                [("content-type", "text/html")],
+                "<html><body><h1>Maintenance</h1></body></html>",
+            )
+                .into_response()
+        },
     )
     .await;
+    let error = app
+        .get(EntityKind::Contact, "html", None)
+        .await
+        .unwrap_err();
+    let text = error.to_string();
+    assert!(
+        matches!(error, ConnectorError::Unavailable { .. }),
+        "{text}"
+    );
+    assert!(text.contains("GET /contacts/html"), "{text}");
+    assert!(text.contains("text/html"), "{text}");
+    next_one_still_works(&app).await;
+}
+
+#[tokio::test]
+async fn a_delete_answered_with_an_html_page_is_not_taken_as_done() {
+    let router = Router::new().route(
+        "/contacts/{id}",
+        axum::routing::delete(|| async {
+            (
+                [("content-type", "text/html; charset=utf-8")],
+                "<html><body>Please sign in</body></html>",
+            )
+        }),
+    );
+    let base = serve(router).await;
+    let app = connector(&side(
+        &base,
+        "",
+        &format!("{FEED}\ndelete = \"DELETE /contacts/{{id}}\""),
+    ));
+    let error = app
+        .delete(EntityKind::Contact, "c1", None)
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(error, ConnectorError::Unavailable { .. }),
+        "{error}"
+    );
+    assert!(error.to_string().contains("HTML page"), "{error}");
 }
 
 #[tokio::test]

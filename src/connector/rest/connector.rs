@@ -190,9 +190,9 @@ impl RestConnector {
         };
         let template = self.template(entity, template, "look up", key_name)?;
         let request = self.request(template, &[(VALUE, value)], None);
-        let reply = self
+        let (_, body) = self
             .client
-            .execute(&request)
+            .execute_json(&request)
             .await
             .map_err(|e| self.side_error(e))?;
         let page_error = |why: String| ConnectorError::Unavailable {
@@ -200,7 +200,6 @@ impl RestConnector {
             message: format!("{}: {why}", request.label),
             retry_after: None,
         };
-        let body = parse_json(&reply.body).map_err(page_error)?;
         let reader = Reader { entity, api };
         let items = reader.array(&body).map_err(page_error)?;
         let wanted = normalise(key, value);
@@ -360,6 +359,15 @@ impl RestConnector {
     }
 }
 
+/// Whether a 2xx answer is an HTML page (a proxy's, not the app's).
+fn is_html(reply: &Reply) -> bool {
+    reply
+        .headers
+        .get(reqwest::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.trim_start().to_ascii_lowercase().starts_with("text/html"))
+}
+
 /// A match key's value as compared: emails without case, phones as digits.
 fn normalise(key: MatchKey, value: &str) -> String {
     match key {
@@ -507,11 +515,11 @@ impl Connector for RestConnector {
         let template = self.template(entity, api.get.as_ref(), "read", "get")?;
         let vars = self.vars(entity, template, Some(id), parent_id)?;
         let request = self.request(template, &vars, None);
-        match self.client.execute(&request).await {
-            Ok(reply) => {
-                let json = self.answer_json(entity, Some(id), &request.label, &reply)?;
-                self.single(entity, api, Some(id), parent_id, &request.label, &json)
-            }
+        // A 2xx that is not JSON (a proxy's maintenance or login page) is
+        // the side's trouble, not the record's: retried, then the side is
+        // unavailable; the record is never dead-lettered for it.
+        match self.client.execute_json(&request).await {
+            Ok((_, json)) => self.single(entity, api, Some(id), parent_id, &request.label, &json),
             Err(error) if matches!(error.failure.status(), Some(404 | 410)) => Ok(None),
             Err(error) => Err(self.record_error(entity, Some(id), error)),
         }
@@ -684,6 +692,18 @@ impl Connector for RestConnector {
         let vars = self.vars(entity, template, Some(id), parent_id)?;
         let request = self.request(template, &vars, None);
         match self.client.execute(&request).await {
+            // A proxy's login or maintenance page answered instead of the
+            // app: nothing says the record is gone, so it is not taken for
+            // deleted (its link would be tombstoned with the record alive).
+            Ok(reply) if is_html(&reply) => Err(ConnectorError::Unavailable {
+                side: self.side.clone(),
+                message: format!(
+                    "{}: answered {} with an HTML page, not the app's answer; \
+                     the delete is not taken as done",
+                    request.label, reply.status
+                ),
+                retry_after: None,
+            }),
             Ok(_) => Ok(Deletion::Deleted),
             Err(error) if matches!(error.failure.status(), Some(404 | 410)) => {
                 Ok(Deletion::AlreadyGone)
