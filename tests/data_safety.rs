@@ -301,9 +301,12 @@ async fn a_lookup_answered_with_unrelated_records_links_nothing() {
 /// An edit to another field of the target, made between the daemon's
 /// read of it and its write, reaches the other side (it used to survive
 /// in the target only: the post-write version was marked seen).
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn an_edit_made_while_we_write_reaches_the_other_side() {
-    let h = Harness::new(start_sims(3, 3).await, &Template::contacts().render()).await;
+async fn edit_while_writing_case(database: Option<String>) {
+    let template = Template {
+        database,
+        ..Template::contacts()
+    };
+    let h = Harness::new(start_sims(3, 3).await, &template.render()).await;
     h.cycle(Mode::Apply, Reconcile::IfDue).await;
     let email = text(&h.app().contacts()[0], "email_address");
     let (ghl_id, app_id) = linked_ids(&h, &email).await;
@@ -340,6 +343,20 @@ async fn an_edit_made_while_we_write_reaches_the_other_side() {
     h.reset_counters();
     let report = h.cycle(Mode::Apply, Reconcile::Always).await;
     assert_eq!(report.totals().planned(), 0, "{:?}", report.totals());
+    h.engine.store.close().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_edit_made_while_we_write_reaches_the_other_side() {
+    edit_while_writing_case(None).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_edit_made_while_we_write_reaches_the_other_side_on_postgres() {
+    with_postgres("edit_while_writing_on_postgres", |url| async move {
+        edit_while_writing_case(Some(url)).await;
+    })
+    .await;
 }
 
 /// A divergence that got past the polls (a version recorded as seen that
@@ -391,9 +408,12 @@ async fn reconciliation_repairs_a_version_wrongly_marked_seen() {
 /// followed was refused, and the write was dead-lettered. The operator's
 /// `dead-letters retry` finds the task GHL already holds instead of
 /// creating it a second time.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_dead_letter_retry_of_an_accepted_create_makes_one_record() {
-    let h = Harness::new(start_sims(1, 1).await, &Template::with_children().render()).await;
+async fn dead_letter_retry_case(database: Option<String>) {
+    let template = Template {
+        database,
+        ..Template::with_children()
+    };
+    let h = Harness::new(start_sims(1, 1).await, &template.render()).await;
     h.cycle(Mode::Apply, Reconcile::IfDue).await;
     let email = text(&h.app().contacts()[0], "email_address");
     let (ghl_id, app_id) = linked_ids(&h, &email).await;
@@ -445,6 +465,20 @@ async fn a_dead_letter_retry_of_an_accepted_create_makes_one_record() {
     h.reset_counters();
     let report = h.cycle(Mode::Apply, Reconcile::Always).await;
     assert_eq!(report.totals().planned(), 0, "{:?}", report.totals());
+    h.engine.store.close().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dead_letter_retry_of_an_accepted_create_makes_one_record() {
+    dead_letter_retry_case(None).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dead_letter_retry_of_an_accepted_create_makes_one_record_on_postgres() {
+    with_postgres("dead_letter_retry_on_postgres", |url| async move {
+        dead_letter_retry_case(Some(url)).await;
+    })
+    .await;
 }
 
 /// A webhook-triggered sync whose fetch of a task is refused for that
