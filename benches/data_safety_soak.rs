@@ -274,11 +274,26 @@ async fn concurrent_edits(ghl_contacts: usize, app_contacts: usize, seconds: u64
         } else {
             unaccounted += 1;
             println!(
-                "   UNACCOUNTED {ghl_id} / {app_id}: {differs:?}\n     GHL {g:?}\n     app {a:?}"
+                "   UNACCOUNTED {ghl_id} / {app_id}: {differs:?}\n     GHL {g:?}\n     app {a:?}\n     base {:?}",
+                link.snapshot
             );
+            for item in engine.store.outbox_for_link(link.id).await.unwrap() {
+                println!(
+                    "     outbox {} {:?} {} {:?} attempts {} {:?} {}",
+                    item.id,
+                    item.status,
+                    item.op,
+                    item.target_side,
+                    item.attempts,
+                    item.last_error,
+                    item.idempotency_key
+                );
+            }
         }
     }
     let ghl_requests = ghl.counters().total_requests;
+    let depth = engine.store.outbox_depth().await.unwrap();
+    println!("   outbox after: {depth:?}");
     println!(
         "2. concurrent edits: {ghl_contacts} GHL + {app_contacts} app contacts ({} linked pairs), {seconds} s of edits at 0-1 s latency ({} in GHL, {} in the app), then two reconciliations",
         links.len(),

@@ -245,18 +245,26 @@ impl<'a> Decider<'a> {
         let mut changed = Vec::new();
         self.records_read
             .fetch_add(records.len() as u64, Ordering::Relaxed);
-        for record in records {
+        for mut record in records {
             self.report.stats.read += 1;
             let link = links.get(&record.id);
             if let Some(link) = link {
                 if entity == EntityKind::Contact {
                     self.remember_contact(source, &record.id, link);
                 }
-                if already_decided(link, src, &record)
-                    && !self.seen_but_diverged(source, &record, link)
-                {
-                    self.report.stats.unchanged += 1;
-                    continue;
+                if already_decided(link, src, &record) {
+                    if !self.seen_but_diverged(source, &record, link) {
+                        self.report.stats.unchanged += 1;
+                        continue;
+                    }
+                    // Decided again from its content, as a newer version:
+                    // the writes of the old one did not happen, and their
+                    // idempotency keys are taken.
+                    if let Some(seen) = link.side(src).updated_at {
+                        record.updated_at = record
+                            .updated_at
+                            .max(seen + chrono::Duration::microseconds(1));
+                    }
                 }
             }
             if entity == EntityKind::Contact

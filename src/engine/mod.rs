@@ -22,6 +22,7 @@ mod health;
 pub mod matching;
 pub mod merge;
 mod reconcile;
+mod redecide;
 mod report;
 mod resolve;
 mod retry;

@@ -7,8 +7,7 @@
 
 use tracing::Instrument;
 
-use super::decide::Decider;
-use super::{role_of, side_of, Engine, EngineError, Mode};
+use super::{role_of, side_of, Engine, EngineError};
 use crate::connector::{ConnectorError, Record};
 use crate::mapping::Role;
 use crate::store::{DeadLetter, DeadLetterStage, DeadLetterStatus, StoreError};
@@ -122,36 +121,17 @@ impl Engine {
             .record_id
             .clone()
             .ok_or(RetryError::NoRecord { id })?;
-        let (role, mut record) = self.fetch(&letter, &record_id).await?;
-
-        // A linked record whose failed version is recorded as seen would be
-        // skipped as a re-read: decide it as one moment newer, so a mapping
-        // fixed in the configuration takes effect without an edit.
-        let link = self
-            .store
-            .link_by_side_id(pair.name(), letter.entity, side_of(role), &record.id)
-            .await
-            .map_err(RetryError::Store)?;
-        if let Some(seen) = link.and_then(|l| l.side(side_of(role)).updated_at) {
-            if seen >= record.updated_at {
-                record.updated_at = seen + chrono::Duration::microseconds(1);
-            }
-        }
+        let (role, record) = self.fetch(&letter, &record_id).await?;
 
         // Retried first, so that failing again opens a new dead letter
-        // instead of being taken for a re-read of this one.
+        // instead of being taken for a re-read of this one. A version
+        // already recorded as seen is decided again as a newer one, so a
+        // mapping fixed in the configuration takes effect without an edit.
         self.store
             .close_dead_letter(id, DeadLetterStatus::Retried)
             .await
             .map_err(|e| store_error(id, e))?;
-        let decided = async {
-            let mut decider = Decider::new(self, pair, Mode::Apply);
-            decider.records(role, letter.entity, vec![record]).await?;
-            let changeset = decider.take_changeset();
-            self.store.commit(&changeset).await?;
-            Ok::<_, EngineError>((decider.report.stats.clone(), changeset))
-        }
-        .await;
+        let decided = self.decide_again(pair, role, record).await;
         let (stats, changeset) = match decided {
             Ok(done) => done,
             Err(source) => {
@@ -168,9 +148,6 @@ impl Engine {
                 record: record_id,
                 reason: again.reason.clone(),
             });
-        }
-        if stats.planned() > 0 {
-            self.wake.notify_one();
         }
         Ok(Retried::Reprocessed {
             record: record_id,

@@ -156,9 +156,10 @@ impl Engine {
                 }
             }
             Written::Withdrawn(reason) => {
-                tracing::info!(reason = %reason, "write withdrawn; the next poll merges the newer edit");
+                tracing::info!(reason = %reason, "write withdrawn; the record is decided again with the newer state");
                 match self.store.cancel_outbox(item.id, &reason).await {
-                    Ok(()) | Err(StoreError::OutboxNotPending { .. }) => {}
+                    Ok(()) => self.decide_source_again(pair, &item).await?,
+                    Err(StoreError::OutboxNotPending { .. }) => {}
                     Err(error) => return Err(error.into()),
                 }
             }
@@ -237,6 +238,45 @@ impl Engine {
             Ok(record) => Written::Done(record),
             Err(error) => Written::Failed(error.into()),
         })
+    }
+
+    /// After a withdrawn write: the source record decided again against
+    /// the target as it is now. The target's change may have been our own
+    /// earlier write, whose echo no poll decides, so without this the
+    /// source's edit would wait for a reconciliation (and its write's key
+    /// would be taken by the withdrawn row). A failure here only delays
+    /// it: reconciliation compares content and decides it then.
+    async fn decide_source_again(
+        &self,
+        pair: &PairRuntime,
+        item: &OutboxItem,
+    ) -> Result<(), EngineError> {
+        let Some(link) = (match item.link_id {
+            Some(id) => self.store.link_by_id(id).await?,
+            None => None,
+        }) else {
+            return Ok(());
+        };
+        let source = item.target_side.other();
+        let Some(id) = link.side(source).id.clone() else {
+            return Ok(());
+        };
+        let parent = link.side(source).parent_id.clone();
+        let role = role_of(source);
+        match pair
+            .connector(role)
+            .get(item.entity, &id, parent.as_deref())
+            .await
+        {
+            Ok(Some(record)) => {
+                self.decide_again(pair, role, record).await?;
+            }
+            Ok(None) => {}
+            Err(error) => {
+                tracing::warn!(record = %id, error = %error, "deciding the record again failed; the next reconciliation does");
+            }
+        }
+        Ok(())
     }
 
     /// The owning contact's id on the target side, for tasks and notes.
