@@ -1,6 +1,6 @@
 //! Drift from the official contract fails CI: every request the GHL client
 //! can build is captured by a recording server and checked against
-//! `../shared/ghl-api/apps/contacts.json` (the operation exists for that
+//! `spec/ghl-api/apps/contacts.json`, the vendored official spec (the operation exists for that
 //! method and path, required headers and query parameters are present, and
 //! the body matches the request schema).
 

@@ -1,4 +1,4 @@
-//! The GHL OpenAPI specs (`../shared/ghl-api/apps/*.json`) as test oracles:
+//! The GHL OpenAPI specs (`spec/ghl-api/apps/*.json`, vendored) as test oracles:
 //! load a spec with every `$ref` resolved (including those into
 //! `../common/common-schemas.json`), find the operation of a concrete
 //! request (`POST /contacts/abc/tasks` → `/contacts/{contactId}/tasks`),
@@ -35,13 +35,10 @@ use serde_json::{json, Map, Value};
 /// `apps/contacts.json`.
 pub const CONTACTS_SPEC: &str = concat!(
     env!("CARGO_MANIFEST_DIR"),
-    "/../shared/ghl-api/apps/contacts.json"
+    "/spec/ghl-api/apps/contacts.json"
 );
 /// `apps/oauth.json`.
-pub const OAUTH_SPEC: &str = concat!(
-    env!("CARGO_MANIFEST_DIR"),
-    "/../shared/ghl-api/apps/oauth.json"
-);
+pub const OAUTH_SPEC: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/spec/ghl-api/apps/oauth.json");
 
 /// Schemas as published that no real body can satisfy, and how [`Spec::load`]
 /// relaxes them: `(component, property, extra type, why)`. The property's
