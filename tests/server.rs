@@ -420,11 +420,13 @@ async fn app_routes_and_bodies_over_the_limit_are_refused_unread() {
     daemon.stop().await;
 }
 
-/// A delivery that finds the targeted-sync queue full gets 503 and is not
-/// remembered: once the worker has made room, the sender's retry of the
-/// same delivery is accepted, not refused as a replay.
+/// A delivery that finds the targeted-sync queue full gets 429 with a
+/// `Retry-After` (GHL retries a webhook only on 429: FIELD-NOTES.md,
+/// "Webhook retries"; a 503 would lose the event) and is not remembered:
+/// once the worker has made room, the sender's retry of the same delivery
+/// is accepted, not refused as a replay.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_full_queue_answers_503_and_its_retry_is_no_replay() {
+async fn a_full_queue_answers_429_and_its_retry_is_no_replay() {
     let signer = Signer::new(9);
     let dir = tempfile::tempdir().unwrap();
     let listen = listener().await;
@@ -450,19 +452,30 @@ async fn a_full_queue_answers_503_and_its_retry_is_no_replay() {
     let (status, _) = post(&url, &signed(&first), first).await;
     assert_eq!(status, 200);
     let second = event(&location, &id(1), "wh-second", Utc::now());
-    let (status, answer) = post(&url, &signed(&second), second.clone()).await;
+    let busy = reqwest::Client::new()
+        .post(&url)
+        .header("x-wh-signature", signer.rsa_signature(&second))
+        .body(second.clone())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(busy.status().as_u16(), 429);
     assert_eq!(
-        (status, answer["result"].as_str()),
-        (503, Some("queue_full")),
-        "{answer}"
+        busy.headers()
+            .get("retry-after")
+            .and_then(|v| v.to_str().ok()),
+        Some("60"),
+        "a 429 says when to come back"
     );
+    let answer: Value = busy.json().await.unwrap();
+    assert_eq!(answer["result"], "queue_full", "{answer}");
 
     // The worker takes the queued target; the retry gets in.
     let worker = tokio::spawn(run_targets(engine.clone(), receiver, stop.clone()));
     let started = std::time::Instant::now();
     let (status, answer) = loop {
         let (status, answer) = post(&url, &signed(&second), second.clone()).await;
-        if status != 503 || started.elapsed() > Duration::from_secs(20) {
+        if status != 429 || started.elapsed() > Duration::from_secs(20) {
             break (status, answer);
         }
         tokio::time::sleep(Duration::from_millis(50)).await;

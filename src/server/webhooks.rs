@@ -77,11 +77,26 @@ impl Outcome {
         } else {
             json!({"result": self.result, "error": self.message})
         };
-        (self.status, Json(body)).into_response()
+        let mut response = (self.status, Json(body)).into_response();
+        if self.status == BUSY {
+            response.headers_mut().insert(
+                axum::http::header::RETRY_AFTER,
+                axum::http::HeaderValue::from(BUSY_RETRY_AFTER_SECONDS),
+            );
+        }
+        response
     }
 }
 
 const UNKNOWN: &str = "unknown";
+
+/// What a delivery that cannot be taken now is answered with: 429, the
+/// only status GHL retries (`FIELD-NOTES.md`, "Webhook retries": any other,
+/// a 5xx included, is final and the event is lost), with a `Retry-After`
+/// in seconds. GHL retries about ten minutes apart whatever it says; a
+/// minute is what we would need.
+const BUSY: StatusCode = StatusCode::TOO_MANY_REQUESTS;
+const BUSY_RETRY_AFTER_SECONDS: u64 = 60;
 
 /// `POST /webhooks/ghl`.
 pub(super) async fn ghl(
@@ -204,11 +219,7 @@ async fn accept_ghl(
             );
         }
         Err(error) => {
-            return refuse(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "store_unavailable",
-                error.to_string(),
-            );
+            return refuse(BUSY, "store_unavailable", error.to_string());
         }
     }
     let record = Record {
@@ -253,7 +264,7 @@ fn dispatch(
     }
 }
 
-/// Places for `n` targets, or a 503 the sender retries later (before the
+/// Places for `n` targets, or a 429 the sender retries later (before the
 /// delivery is remembered, so the retry is not taken for a replay).
 fn reserve<'s>(
     state: &'s ServerState,
@@ -263,14 +274,7 @@ fn reserve<'s>(
     (0..n)
         .map(|_| state.targets.reserve())
         .collect::<Result<_, _>>()
-        .map_err(|full| {
-            Outcome::refused(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "queue_full",
-                kind,
-                full.to_string(),
-            )
-        })
+        .map_err(|full| Outcome::refused(BUSY, "queue_full", kind, full.to_string()))
 }
 
 /// `POST /webhooks/app`: the one app side, when there is exactly one.
