@@ -520,3 +520,44 @@ app = "/title"
     assert!(pointer.message.contains("starts with \"/\""), "{pointer}");
     assert_eq!(line(pointer), Some(VALID.lines().count() + 4));
 }
+
+/// Out of the box, GHL's deliveries of today (Ed25519 only, since
+/// 2026-07-01) are checked against GHL's published Ed25519 key; the
+/// override replaces it (a key rotation) and then verifies a delivery
+/// signed by the new key.
+#[test]
+fn webhooks_verify_ed25519_by_default_and_the_key_can_be_overridden() {
+    use base64::Engine as _;
+    use ed25519_dalek::pkcs8::EncodePublicKey as _;
+    use ed25519_dalek::Signer as _;
+    use ghl_sync::connector::ghl::webhook::{Verified, WebhookError, ED25519_HEADER};
+
+    let key = ed25519_dalek::SigningKey::from_bytes(&[9; 32]);
+    let body = br#"{"type":"ContactCreate","id":"c9"}"#;
+    let signature = base64::engine::general_purpose::STANDARD.encode(key.sign(body).to_bytes());
+    let mut headers = reqwest::header::HeaderMap::new();
+    headers.insert(ED25519_HEADER, signature.parse().unwrap());
+
+    let (_dir, loaded) = load_text(VALID);
+    let keys = &loaded.unwrap().settings.webhooks.ghl_keys;
+    assert_eq!(
+        keys.verify(&headers, body),
+        Err(WebhookError::BadSignature {
+            header: ED25519_HEADER
+        }),
+        "the Ed25519 signature is checked with no configuration"
+    );
+
+    let pem = key
+        .verifying_key()
+        .to_public_key_pem(ed25519_dalek::pkcs8::spki::der::pem::LineEnding::LF)
+        .unwrap();
+    let text = format!("{VALID}\n[webhooks]\nghl_ed25519_public_key = \"\"\"\n{pem}\"\"\"\n");
+    let (_dir, loaded) = load_text(&text);
+    let keys = &loaded
+        .unwrap_or_else(|e| panic!("{e}\n{text}"))
+        .settings
+        .webhooks
+        .ghl_keys;
+    assert_eq!(keys.verify(&headers, body), Ok(Verified::Ed25519));
+}

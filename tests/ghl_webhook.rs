@@ -115,3 +115,59 @@ fn keys_that_do_not_parse_are_named() {
     assert_eq!(error.which, "RSA");
     assert!(GhlEvent::parse(b"<html>").is_err());
 }
+
+/// GHL's published Ed25519 key (FIELD-NOTES.md, "Webhook signatures"),
+/// pinned: a change to the shipped default must be deliberate.
+#[test]
+fn the_published_ed25519_key_is_shipped_as_it_was_published() {
+    assert_eq!(
+        ghl_sync::connector::ghl::webhook::GHL_WEBHOOK_ED25519_PUBLIC_KEY,
+        "-----BEGIN PUBLIC KEY-----\n\
+         MCowBQYDK2VwAyEAi2HR1srL4o18O8BRa7gVJY7G7bupbN3H9AwJrHCDiOg=\n\
+         -----END PUBLIC KEY-----\n"
+    );
+}
+
+/// An Ed25519-only delivery (every delivery since 2026-07-01) signed by
+/// `key`, with the legacy header holding "N/A" as GHL sends it.
+fn ed25519_only(key: &ed25519_dalek::SigningKey, body: &[u8]) -> HeaderMap {
+    use ed25519_dalek::Signer as _;
+    let signature = base64::engine::general_purpose::STANDARD.encode(key.sign(body).to_bytes());
+    let mut headers = HeaderMap::new();
+    headers.insert(ED25519_HEADER, HeaderValue::from_str(&signature).unwrap());
+    headers.insert(RSA_HEADER, HeaderValue::from_static("N/A"));
+    headers
+}
+
+#[test]
+fn the_default_keys_check_ed25519_and_na_counts_as_absent() {
+    use ed25519_dalek::pkcs8::EncodePublicKey as _;
+    let key = ed25519_dalek::SigningKey::from_bytes(&[7; 32]);
+    let body = br#"{"type":"ContactUpdate","id":"c1"}"#;
+    let headers = ed25519_only(&key, body);
+
+    // With no configuration, the Ed25519 header is checked (against GHL's
+    // key, which did not sign this): refused as a bad signature, not
+    // waved through nor "missing"; and "N/A" is no malformed RSA header.
+    assert_eq!(
+        WebhookKeys::ghl_default().verify(&headers, body),
+        Err(WebhookError::BadSignature {
+            header: ED25519_HEADER
+        })
+    );
+
+    // The override (as for a key rotation) verifies a delivery signed by it.
+    let pem = key
+        .verifying_key()
+        .to_public_key_pem(ed25519_dalek::pkcs8::spki::der::pem::LineEnding::LF)
+        .unwrap();
+    let rotated = WebhookKeys::from_pem(
+        Some(ghl_sync::connector::ghl::webhook::GHL_WEBHOOK_PUBLIC_KEY),
+        Some(&pem),
+    )
+    .unwrap();
+    assert_eq!(rotated.verify(&headers, body), Ok(Verified::Ed25519));
+    let mut tampered = body.to_vec();
+    tampered[2] = b'X';
+    assert!(rotated.verify(&headers, &tampered).is_err());
+}

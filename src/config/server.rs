@@ -41,8 +41,8 @@ pub struct WebhookSettings {
     pub trust_for: Duration,
     /// The polling interval of a side while its webhooks are healthy.
     pub safety_poll_interval: Duration,
-    /// The keys GHL deliveries are verified with (GHL's published RSA key
-    /// unless configured, for rotation).
+    /// The keys GHL deliveries are verified with (GHL's published Ed25519
+    /// and RSA keys unless configured, for rotation).
     pub ghl_keys: WebhookKeys,
 }
 
@@ -123,7 +123,10 @@ pub(crate) fn read_webhooks(root: &mut Table<'_>) -> Option<WebhookSettings> {
             let rsa = rsa.unwrap_or_else(|| {
                 crate::connector::ghl::webhook::GHL_WEBHOOK_PUBLIC_KEY.to_owned()
             });
-            match WebhookKeys::from_pem(Some(&rsa), ed25519.as_deref()) {
+            let ed25519 = ed25519.unwrap_or_else(|| {
+                crate::connector::ghl::webhook::GHL_WEBHOOK_ED25519_PUBLIC_KEY.to_owned()
+            });
+            match WebhookKeys::from_pem(Some(&rsa), Some(&ed25519)) {
                 Ok(keys) => Some(keys),
                 Err(error) => {
                     let key = if error.which == "RSA" {

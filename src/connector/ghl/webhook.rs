@@ -1,10 +1,13 @@
 //! Verifying GHL's signed webhooks (`docs/oauth/WebhookAuthentication.md`).
 //!
-//! GHL signs the raw body with RSA-SHA256 (PKCS#1 v1.5) in
-//! `x-wh-signature`; newer deliveries may carry an Ed25519 signature in
-//! `x-ghl-signature` instead of or beside it. Every signature present for
-//! which a key is configured must verify, and at least one must: a forged
-//! header never rides along with a genuine one.
+//! Since 2026-07-01 GHL signs the raw body with Ed25519 only, in
+//! `x-ghl-signature` (field notes, "Webhook signatures"); older deliveries
+//! carry RSA-SHA256 (PKCS#1 v1.5) in `x-wh-signature`. Both of GHL's
+//! published keys are the default, so a genuine delivery of today verifies
+//! with no configuration. A header holding the literal `N/A` means "not
+//! signed with this scheme" and counts as absent. Every signature present
+//! for which a key is configured must verify, and at least one must: a
+//! forged header never rides along with a genuine one.
 
 use base64::Engine as _;
 use ed25519_dalek::pkcs8::DecodePublicKey as _;
@@ -31,6 +34,16 @@ pub const GHL_WEBHOOK_PUBLIC_KEY: &str = concat!(
     "HULgCsnuDJHcrGNd5/Ddm5hxGQ0ASitgHeMZ0kcIOwKDOzOU53lDza6/Y09T7sYJ\n",
     "PQe7z0cvj7aE4B+Ax1ZoZGPzpJlZtGXCsu9aTEGEnKzmsFqwcSsnw3JB31IGKAyk\n",
     "T1hhTiaCeIY/OwwwNUY2yvcCAwEAAQ==\n",
+    "-----END PUBLIC KEY-----\n",
+);
+
+/// GHL's published Ed25519 webhook verification key (SPKI PEM), the one
+/// every delivery since 2026-07-01 is signed with: a public key, embedded
+/// by GHL's own SDK (field notes, "Webhook signatures"). Configurable for
+/// rotation (`webhooks.ghl_ed25519_public_key`).
+pub const GHL_WEBHOOK_ED25519_PUBLIC_KEY: &str = concat!(
+    "-----BEGIN PUBLIC KEY-----\n",
+    "MCowBQYDK2VwAyEAi2HR1srL4o18O8BRa7gVJY7G7bupbN3H9AwJrHCDiOg=\n",
     "-----END PUBLIC KEY-----\n",
 );
 
@@ -72,9 +85,13 @@ pub struct KeyError {
 }
 
 impl WebhookKeys {
-    /// GHL's published RSA key; no Ed25519 key.
+    /// GHL's published keys: Ed25519 (today's deliveries) and RSA (legacy).
     pub fn ghl_default() -> Self {
-        Self::from_pem(Some(GHL_WEBHOOK_PUBLIC_KEY), None).expect("the published key parses")
+        Self::from_pem(
+            Some(GHL_WEBHOOK_PUBLIC_KEY),
+            Some(GHL_WEBHOOK_ED25519_PUBLIC_KEY),
+        )
+        .expect("the published keys parse")
     }
 
     /// Keys from SPKI PEM text (`-----BEGIN PUBLIC KEY-----`).
@@ -143,6 +160,10 @@ fn signature(headers: &HeaderMap, header: &'static str) -> Result<Option<Vec<u8>
     let text = value
         .to_str()
         .map_err(|_| WebhookError::NotBase64 { header })?;
+    if text.trim().eq_ignore_ascii_case("N/A") {
+        // "Not signed with this scheme" (field notes): absent, not forged.
+        return Ok(None);
+    }
     base64::engine::general_purpose::STANDARD
         .decode(text.trim())
         .map(Some)
