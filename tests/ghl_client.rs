@@ -937,3 +937,37 @@ async fn a_malformed_single_contact_is_a_record_error_not_an_outage() {
     }
     sim.shutdown().await;
 }
+
+/// A 2xx with an empty body where the contract promises JSON is a failure
+/// of that call, named, and not retried: asking again gets the same
+/// (issue 15 saw it retried six times as if it were transient).
+#[tokio::test]
+async fn an_empty_200_is_named_and_not_retried() {
+    let sim = start(2).await;
+    let handle = sim.handle();
+    let id = handle.contacts(&location(&sim))[0]["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let client = static_client(&sim, &WRITE);
+    handle.reset_counters();
+    handle.fail_next(FaultKind::EmptyBody, 1);
+    let error = client.get_contact(&id).await.unwrap_err();
+    assert!(
+        matches!(error, GhlError::EmptyBody { status: 200, .. }),
+        "{error}"
+    );
+    let text = error.to_string();
+    assert!(
+        text.contains(&format!("GET /contacts/{id}")) && text.contains("empty body"),
+        "{text}"
+    );
+    assert_eq!(
+        handle
+            .counters()
+            .count_route("GET", "/contacts/{contactId}"),
+        1,
+        "asked once"
+    );
+    sim.shutdown().await;
+}

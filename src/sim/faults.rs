@@ -80,6 +80,10 @@ pub enum FaultKind {
     Reset,
     /// Run the handler, send half the body.
     Truncate,
+    /// Run the handler, send status 200 with an empty body (seen from
+    /// GHL stand-ins built from the spec alone, issue 15: a 2xx whose
+    /// promised JSON body never comes).
+    EmptyBody,
     /// Run the handler, send an HTML page (200).
     Html,
     /// Run the handler of a write, then drop the connection. Only
@@ -98,6 +102,7 @@ impl FaultKind {
             FaultKind::Reset => "reset".into(),
             FaultKind::Truncate => "truncate".into(),
             FaultKind::Html => "html".into(),
+            FaultKind::EmptyBody => "empty_body".into(),
             FaultKind::LoseResponse => "lose_response".into(),
         }
     }
@@ -329,7 +334,9 @@ pub(crate) fn apply_before(
             response: drop_connection(conn, StatusCode::INTERNAL_SERVER_ERROR.into_response()),
             dropped: true,
         }),
-        FaultKind::Truncate | FaultKind::Html | FaultKind::LoseResponse => None,
+        FaultKind::Truncate | FaultKind::Html | FaultKind::EmptyBody | FaultKind::LoseResponse => {
+            None
+        }
     }
 }
 
@@ -343,6 +350,7 @@ pub(crate) async fn apply_after(
     match kind {
         FaultKind::Truncate => Applied::sent(truncate(response).await),
         FaultKind::Html => Applied::sent(html_response(StatusCode::OK, "text/html; charset=utf-8")),
+        FaultKind::EmptyBody => Applied::sent(StatusCode::OK.into_response()),
         FaultKind::LoseResponse => Applied {
             response: drop_connection(conn, response),
             dropped: true,

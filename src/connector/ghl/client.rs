@@ -403,6 +403,12 @@ fn decode<T: DeserializeOwned>(
     status: StatusCode,
     body: &[u8],
 ) -> Result<T, GhlError> {
+    if body.iter().all(u8::is_ascii_whitespace) {
+        return Err(GhlError::EmptyBody {
+            call: call.clone(),
+            status: status.as_u16(),
+        });
+    }
     serde_json::from_slice(body).map_err(|error| GhlError::Decode {
         call: call.clone(),
         status: status.as_u16(),

@@ -106,6 +106,11 @@ pub enum GhlError {
         /// was established): a create must be looked up, not re-sent.
         maybe_applied: bool,
     },
+    /// A 2xx with no body at all where the contract promises JSON. Asking
+    /// again gets the same: a failure of this call, named, not retried
+    /// (issue 15: it was retried six times as if it were transient).
+    #[error("{call}: response {status} has an empty body where GHL's contract promises JSON")]
+    EmptyBody { call: Call, status: u16 },
     /// A 2xx whose body is not the JSON the contract promises.
     #[error("{call}: response {status} is not the expected JSON: {detail}")]
     Decode {
@@ -143,6 +148,7 @@ impl GhlError {
             | GhlError::Status { call, .. }
             | GhlError::Transport { call, .. }
             | GhlError::Decode { call, .. }
+            | GhlError::EmptyBody { call, .. }
             | GhlError::Budget { call, .. }
             | GhlError::Auth { call, .. } => call,
         }
@@ -167,7 +173,8 @@ impl GhlError {
     pub fn maybe_applied(&self) -> bool {
         match self {
             GhlError::Transport { maybe_applied, .. } => *maybe_applied,
-            GhlError::Server { .. } | GhlError::Decode { .. } => true,
+            // A 2xx: GHL took the request; a create must be looked up.
+            GhlError::Server { .. } | GhlError::Decode { .. } | GhlError::EmptyBody { .. } => true,
             _ => false,
         }
     }
