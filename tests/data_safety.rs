@@ -55,14 +55,14 @@ async fn link_of(h: &Harness, entity: EntityKind, side: SideRole, id: &str) -> L
 }
 
 /// A targeted sync of one task of the pair, as a webhook would ask for.
-async fn sync_task(h: &Harness, source: Role, id: &str, contact: &str) -> PairReport {
+async fn sync_task(h: &Harness, source: Role, id: &str, contact: Option<&str>) -> PairReport {
     let pair = h.engine.pairs[0].clone();
     let target = Target {
         pair: PAIR.into(),
         source,
         entity: EntityKind::Task,
         id: id.to_owned(),
-        parent_id: Some(contact.to_owned()),
+        parent_id: contact.map(str::to_owned),
     };
     h.engine.sync_record(&pair, &target).await.unwrap()
 }
@@ -426,7 +426,7 @@ async fn dead_letter_retry_case(database: Option<String>) {
         .unwrap();
     // Decided through a targeted sync, so that no poll request meets the
     // faults below.
-    sync_task(&h, Role::App, &text(&task, "id"), &app_id).await;
+    sync_task(&h, Role::App, &text(&task, "id"), Some(&app_id)).await;
     let ghl = h.ghl();
     ghl.fail_next(FaultKind::LoseResponse, 1);
     let refuse = ghl.clone();
@@ -500,7 +500,7 @@ async fn an_unreadable_record_is_not_taken_for_deleted() {
     let link = link_of(&h, EntityKind::Task, SideRole::A, &task_id).await;
     let app_task = link.b.id.clone().expect("created in the app");
     h.ghl().fail_next(FaultKind::Status(422), 1);
-    let report = sync_task(&h, Role::Ghl, &task_id, &ghl_contact).await;
+    let report = sync_task(&h, Role::Ghl, &task_id, Some(&ghl_contact)).await;
     assert_eq!(report.stats.planned_deletes, 0, "{:?}", report.stats);
     assert_eq!(report.stats.dead_letters, 1, "{:?}", report.stats);
     h.engine.drain_outbox(&Shutdown::default()).await.unwrap();
@@ -560,4 +560,51 @@ async fn a_write_withdrawn_because_of_our_own_write_is_decided_again() {
         "the second write was withdrawn: {depth:?}"
     );
     assert_eq!(depth.pending, 0, "{depth:?}");
+}
+
+/// A task event that does not name its contact (GHL's `TaskCreate` has
+/// been seen without `contactId`): a linked task is read under the contact
+/// the mirror knows, and its change syncs; a new one is left to its
+/// contact's next read and to reconciliation, with no dead letter and no
+/// failed request.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_task_event_without_its_contact_is_read_under_the_known_one() {
+    let h = Harness::new(start_sims(1, 0).await, &Template::with_children().render()).await;
+    let ghl_contact = text(&h.ghl_contacts()[0], "id");
+    let task = h
+        .ghl()
+        .create_task_as_user(
+            &ghl_contact,
+            json!({"title": "Before", "dueDate": "2027-02-01T09:00:00Z", "completed": false}),
+        )
+        .unwrap();
+    let task_id = text(&task, "id");
+    h.cycle(Mode::Apply, Reconcile::IfDue).await;
+    let link = link_of(&h, EntityKind::Task, SideRole::A, &task_id).await;
+    let app_task = link.b.id.clone().expect("created in the app");
+
+    h.ghl()
+        .update_task_as_user(&task_id, json!({"title": "After"}))
+        .unwrap();
+    let report = sync_task(&h, Role::Ghl, &task_id, None).await;
+    assert_eq!(report.stats.dead_letters, 0, "{:?}", report.stats);
+    h.engine.drain_outbox(&Shutdown::default()).await.unwrap();
+    assert_eq!(h.app().task(&app_task).unwrap()["name"], "After");
+
+    let new = h
+        .ghl()
+        .create_task_as_user(
+            &ghl_contact,
+            json!({"title": "New", "dueDate": "2027-03-01T09:00:00Z", "completed": false}),
+        )
+        .unwrap();
+    h.reset_counters();
+    let report = sync_task(&h, Role::Ghl, &text(&new, "id"), None).await;
+    assert_eq!(report.stats.read, 0, "{:?}", report.stats);
+    assert_eq!(
+        h.ghl().counters().total_requests,
+        0,
+        "nothing fetched blind"
+    );
+    assert!(h.engine.store.dead_letters(None).await.unwrap().is_empty());
 }

@@ -164,10 +164,31 @@ impl Engine {
         if !connector.capabilities().of(entity).read || !pair.entities().contains(&entity) {
             return Ok(PairReport::default());
         }
+        // A task or note is read under its contact. An event may not name
+        // it (GHL's `TaskCreate` has been seen without `contactId`: field
+        // notes, "Tasks and notes"): the mirror knows it for a linked
+        // record; a new one is found with its contact's next read or by
+        // reconciliation, never fetched blind (that would fail, and a
+        // failure is not a deletion).
+        let parent = match (&target.parent_id, entity) {
+            (Some(parent), _) => Some(parent.clone()),
+            (None, EntityKind::Contact) => None,
+            (None, _) => {
+                let link = self
+                    .store
+                    .link_by_side_id(pair.name(), entity, side_of(source), &target.id)
+                    .await?;
+                match link.and_then(|l| l.side(side_of(source)).parent_id.clone()) {
+                    Some(parent) => Some(parent),
+                    None => {
+                        tracing::info!(pair = %pair.name(), %entity, record = %target.id, "the event does not name the record's contact, and the mirror does not know it yet: left to its contact's next read and to reconciliation");
+                        return Ok(PairReport::default());
+                    }
+                }
+            }
+        };
         let mut decider = Decider::new(self, pair, Mode::Apply);
-        let fetched = connector
-            .get(entity, &target.id, target.parent_id.as_deref())
-            .await;
+        let fetched = connector.get(entity, &target.id, parent.as_deref()).await;
         match fetched {
             Ok(Some(record)) => {
                 let changed = decider.records(source, entity, vec![record]).await?;
