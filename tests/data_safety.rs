@@ -67,6 +67,14 @@ async fn sync_task(h: &Harness, source: Role, id: &str, contact: Option<&str>) -
     h.engine.sync_record(&pair, &target).await.unwrap()
 }
 
+/// Settled: a further full cycle plans nothing and sends no write.
+async fn assert_settled(h: &Harness) {
+    h.reset_counters();
+    let report = h.cycle(Mode::Apply, Reconcile::Always).await;
+    assert_eq!(report.totals().planned(), 0, "{:?}", report.totals());
+    assert_eq!(h.writes(), (0, 0), "write requests (GHL, app) once settled");
+}
+
 async fn outbox(h: &Harness) -> OutboxDepth {
     h.engine.store.outbox_depth().await.unwrap()
 }
@@ -167,10 +175,7 @@ async fn shared_phones_case(database: Option<String>) {
     assert_eq!(depth.pending, 0, "nothing stuck: {depth:?}");
 
     // Settled: another full cycle writes nothing and adds no dead letter.
-    h.reset_counters();
-    let report = h.cycle(Mode::Apply, Reconcile::Always).await;
-    assert_eq!(report.totals().planned(), 0, "{:?}", report.totals());
-    assert_eq!(h.writes(), (0, 0));
+    assert_settled(&h).await;
     h.engine.store.close().await;
 }
 
@@ -340,9 +345,7 @@ async fn edit_while_writing_case(database: Option<String>) {
         "the edit reached the app"
     );
     assert_eq!(in_app["first_name"], "Renamed");
-    h.reset_counters();
-    let report = h.cycle(Mode::Apply, Reconcile::Always).await;
-    assert_eq!(report.totals().planned(), 0, "{:?}", report.totals());
+    assert_settled(&h).await;
     h.engine.store.close().await;
 }
 
@@ -462,9 +465,7 @@ async fn dead_letter_retry_case(database: Option<String>) {
     assert_eq!((depth.pending, depth.dead), (0, 0), "{depth:?}");
     let link = link_of(&h, EntityKind::Task, SideRole::B, &text(&task, "id")).await;
     assert!(link.a.id.is_some(), "linked to the GHL task");
-    h.reset_counters();
-    let report = h.cycle(Mode::Apply, Reconcile::Always).await;
-    assert_eq!(report.totals().planned(), 0, "{:?}", report.totals());
+    assert_settled(&h).await;
     h.engine.store.close().await;
 }
 
