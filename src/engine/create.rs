@@ -23,8 +23,8 @@ use super::decide::WritePayload;
 use super::matching::{self, Search};
 use super::writer::{Failure, Written};
 use super::{role_of, Engine, EngineError, PairRuntime};
-use crate::connector::{ConnectorError, EntityKind, MatchKey, Record};
-use crate::mapping::{Canonical, Role};
+use crate::connector::{ConnectorError, EntityKind, Record};
+use crate::mapping::Canonical;
 use crate::store::OutboxItem;
 
 /// What a look for an existing record found.
@@ -157,7 +157,10 @@ impl Engine {
                 Ok(Some(record)) => match matching::verify(pair, target, ours, record.clone()) {
                     Some(verified) => Search::Found(verified),
                     None => Search::Nothing {
-                        someone_else: Some((strongest_shared(pair, target, ours, &record), record)),
+                        someone_else: Some((
+                            matching::shared_key(pair, target, ours, &record),
+                            record,
+                        )),
                     },
                 },
                 Ok(None) => Search::Nothing { someone_else: None },
@@ -278,22 +281,6 @@ fn looked_up_failed(error: ConnectorError) -> Failure {
             "looking for an earlier attempt's record before creating: {reason}"
         )),
     }
-}
-
-/// The strongest match key `ours` shares with `theirs`' side, for a reason
-/// text (email when both say nothing else).
-fn strongest_shared(pair: &PairRuntime, side: Role, ours: &Canonical, theirs: &Record) -> MatchKey {
-    let map = &pair.settings.map;
-    let Ok(canonical) = map.to_canonical(EntityKind::Contact, side, &theirs.fields) else {
-        return MatchKey::Email;
-    };
-    [MatchKey::Email, MatchKey::Phone]
-        .into_iter()
-        .find(|key| {
-            let a = matching::key_text(map, ours, *key);
-            a.is_some() && a == matching::key_text(map, &canonical, *key)
-        })
-        .unwrap_or(MatchKey::Email)
 }
 
 /// Whether `record` holds every value of `written` (absent and null alike).

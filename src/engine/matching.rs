@@ -153,6 +153,20 @@ pub fn verify(
     }
 }
 
+/// The strongest match key `ours` shares with `record` of `side`, for a
+/// reason an operator reads (email when they share none readable).
+pub fn shared_key(pair: &PairRuntime, side: Role, ours: &Canonical, record: &Record) -> MatchKey {
+    let map = &pair.settings.map;
+    let theirs = keys_of(pair, side, record);
+    STRENGTH
+        .into_iter()
+        .find(|key| {
+            let text = key_text(map, ours, *key);
+            text.is_some() && text == key_text(map, &theirs, *key)
+        })
+        .unwrap_or(MatchKey::Email)
+}
+
 /// What tells who `record` is: its match keys as the map reads them
 /// (a key that cannot be read is absent; the rest of the record may be
 /// unmappable and still be recognised, and refused at linking with its

@@ -5,7 +5,7 @@
 //!
 //! The contact is found in the mirror first: an id on either side, or an
 //! email in the base snapshot. Only when the mirror knows no such email are
-//! the sides asked (`find_contact`), which needs them reachable.
+//! the sides asked (`find_contacts`, verified by `engine::matching`), which needs them reachable.
 
 use std::collections::{BTreeMap, HashMap};
 
