@@ -29,11 +29,12 @@ use std::time::{Duration, Instant};
 
 use ghl_sync::config::Loaded;
 use ghl_sync::demo::{self, Sims};
+use ghl_sync::domain::{EntityKind, Side};
 use ghl_sync::engine::{self, Engine, Mode, Reconcile, Shutdown};
-use ghl_sync::mapping::Role;
+
 use ghl_sync::sim::faults::FaultConfig;
 use ghl_sync::sim::ghl::RateLimitConfig;
-use ghl_sync::store::{DeadLetterStatus, EntityKind, SideRole};
+use ghl_sync::store::DeadLetterStatus;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use serde_json::{json, Map, Value};
@@ -152,7 +153,7 @@ async fn concurrent_edits(ghl_contacts: usize, app_contacts: usize, seconds: u64
     let links: Vec<(String, String)> = {
         let live = engine
             .store
-            .live_side_ids(pair.name(), EntityKind::Contact, SideRole::A)
+            .live_side_ids(pair.name(), EntityKind::Contact, Side::Ghl)
             .await
             .unwrap();
         let mut both = Vec::new();
@@ -217,7 +218,7 @@ async fn concurrent_edits(ghl_contacts: usize, app_contacts: usize, seconds: u64
     let map = &pair.settings.map;
     let both_ways: Vec<String> = map
         .fields_of(EntityKind::Contact)
-        .filter(|f| f.flow.reads_from(Role::Ghl) && f.flow.reads_from(Role::App))
+        .filter(|f| f.flow.reads_from(Side::Ghl) && f.flow.reads_from(Side::App))
         .map(|f| f.name.clone())
         .collect();
     let conflicts: HashSet<i64> = engine
@@ -248,7 +249,7 @@ async fn concurrent_edits(ghl_contacts: usize, app_contacts: usize, seconds: u64
             map.to_canonical(EntityKind::Contact, role, &fields)
                 .unwrap_or_default()
         };
-        let (g, a) = (canonical(Role::Ghl, &g), canonical(Role::App, &a));
+        let (g, a) = (canonical(Side::Ghl, &g), canonical(Side::App, &a));
         if g.get("email") != a.get("email") {
             wrong_identity += 1;
         }
@@ -262,7 +263,7 @@ async fn concurrent_edits(ghl_contacts: usize, app_contacts: usize, seconds: u64
         }
         let link = engine
             .store
-            .link_by_side_id(pair.name(), EntityKind::Contact, SideRole::A, ghl_id)
+            .link_by_side_id(pair.name(), EntityKind::Contact, Side::Ghl, ghl_id)
             .await
             .unwrap()
             .unwrap();

@@ -29,11 +29,11 @@ use chrono::{DateTime, Duration, TimeZone, Utc};
 use futures::stream::{self, BoxStream, StreamExt};
 use ghl_sync::config::{self, DatabaseSettings, LoadOptions};
 use ghl_sync::connector::{
-    Capabilities, Connector, ConnectorError, Deletion, EntityCaps, EntityKind, MatchKey, Page,
-    Record,
+    Capabilities, Connector, ConnectorError, Deletion, EntityCaps, Page, Record,
 };
+use ghl_sync::domain::{EntityKind, MatchKey, Side};
 use ghl_sync::engine::{Engine, Mode, PairRuntime};
-use ghl_sync::mapping::Role;
+
 use ghl_sync::store::{PairRegistration, PairSide, Store};
 use serde_json::{json, Map, Value};
 
@@ -692,7 +692,7 @@ async fn main() {
         let pair = engine.pairs[0].clone();
         let started = Instant::now();
         let report = engine
-            .poll(&pair, Role::Ghl, EntityKind::Contact, Mode::Apply)
+            .poll(&pair, Side::Ghl, EntityKind::Contact, Mode::Apply)
             .await
             .unwrap();
         // The checkpointer copies the log beside the commits; what it has
@@ -709,7 +709,7 @@ async fn main() {
         assert_eq!(report.stats.planned_creates as usize, records);
         let started = Instant::now();
         let again = engine
-            .poll(&pair, Role::Ghl, EntityKind::Contact, Mode::Apply)
+            .poll(&pair, Side::Ghl, EntityKind::Contact, Mode::Apply)
             .await
             .unwrap();
         let reread = again.stats.read;
@@ -765,7 +765,7 @@ async fn memory(settings: &config::Settings, total: usize) {
         ghl.count.store(total * step / 4, Ordering::Relaxed);
         reset_peak_rss();
         engine
-            .poll(&pair, Role::Ghl, EntityKind::Contact, Mode::Apply)
+            .poll(&pair, Side::Ghl, EntityKind::Contact, Mode::Apply)
             .await
             .unwrap();
         let links = engine
@@ -782,7 +782,7 @@ async fn memory(settings: &config::Settings, total: usize) {
     for _ in 0..10 {
         ghl.count.fetch_add(100, Ordering::Relaxed);
         engine
-            .poll(&pair, Role::Ghl, EntityKind::Contact, Mode::Apply)
+            .poll(&pair, Side::Ghl, EntityKind::Contact, Mode::Apply)
             .await
             .unwrap();
     }

@@ -24,7 +24,8 @@ use std::time::{Duration, Instant};
 
 use daemon_helpers::{configure, listener, sim_keys, start_sims, Daemon};
 use ghl_sync::demo::wait_for;
-use ghl_sync::mapping::Role;
+use ghl_sync::domain::Side;
+
 use serde_json::json;
 
 fn percentile(sorted: &[Duration], p: f64) -> Duration {
@@ -101,7 +102,7 @@ async fn main() {
     // timing that wait would measure the backfill, not the webhook path.
     let pair = daemon.engine.pairs[0].clone();
     wait_for("the first pass to finish", Duration::from_secs(120), || {
-        [Role::Ghl, Role::App]
+        [Side::Ghl, Side::App]
             .iter()
             .all(|role| pair.signals.side(*role).last_success.is_some())
     })

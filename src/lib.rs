@@ -8,6 +8,7 @@ pub mod config;
 pub mod connector;
 pub mod daemon;
 pub mod demo;
+pub mod domain;
 pub mod engine;
 pub mod mapping;
 pub mod metrics;

@@ -14,13 +14,14 @@ use std::time::Duration;
 
 use chrono::{SubsecRound, Utc};
 use engine_helpers::{start_sims, text, Harness, Template};
+use ghl_sync::domain::{EntityKind, Side};
 use ghl_sync::engine::{Mode, Reconcile, Shutdown};
 use ghl_sync::sim::faults::FaultKind;
 use ghl_sync::store::{
-    Changeset, ConflictStatus, DeadLetterStage, DeadLetterStatus, EntityKind, FailOutcome,
-    JournalAction, LinkRef, LinkSide, LinkWrite, NewConflict, NewDeadLetter, NewJournalEntry,
-    NewLink, NewOutboxItem, OutboxOp, OutboxRef, OutboxStatus, PairRegistration, PairSide,
-    SideHealth, SideOutbox, SideRole, Snapshot, Store, StoreError,
+    Changeset, ConflictStatus, DeadLetterStage, DeadLetterStatus, FailOutcome, JournalAction,
+    LinkRef, LinkSide, LinkWrite, NewConflict, NewDeadLetter, NewJournalEntry, NewLink,
+    NewOutboxItem, OutboxOp, OutboxRef, OutboxStatus, PairRegistration, PairSide, SideHealth,
+    SideOutbox, Snapshot, Store, StoreError,
 };
 use serde_json::{json, Value};
 
@@ -514,7 +515,7 @@ async fn conflict_resolved_with_a_value_reaches_both_sides() {
     let link = h
         .engine
         .store
-        .link_by_side_id(PAIR, EntityKind::Contact, SideRole::A, &ghl_id)
+        .link_by_side_id(PAIR, EntityKind::Contact, Side::Ghl, &ghl_id)
         .await
         .unwrap()
         .unwrap();
@@ -770,7 +771,7 @@ fn store_write(key: &str, link: i64) -> NewOutboxItem {
     NewOutboxItem {
         idempotency_key: key.to_owned(),
         pair: STORE_PAIR.to_owned(),
-        target_side: SideRole::A,
+        target_side: Side::Ghl,
         entity: EntityKind::Contact,
         op: OutboxOp::Update,
         link: Some(LinkRef::Existing(link)),
@@ -856,7 +857,7 @@ async fn dead_letters_are_requeued_or_closed_once(store: Store) {
             outbox: vec![store_write("w1", link)],
             dead_letters: vec![NewDeadLetter {
                 pair: STORE_PAIR.to_owned(),
-                side: SideRole::B,
+                side: Side::App,
                 entity: EntityKind::Contact,
                 record_id: Some("P9".to_owned()),
                 outbox_id: None,
@@ -961,7 +962,7 @@ async fn side_health_and_backlog_per_side(store: Store) {
     let link = store_pair_with_link(&store).await;
     assert!(store.side_health(STORE_PAIR).await.unwrap().is_empty());
     let at = Utc::now().trunc_subsecs(6);
-    let reading = |side: SideRole, daily: Option<i64>| SideHealth {
+    let reading = |side: Side, daily: Option<i64>| SideHealth {
         pair: STORE_PAIR.to_owned(),
         side,
         side_name: side.to_string(),
@@ -972,20 +973,17 @@ async fn side_health_and_backlog_per_side(store: Store) {
         recorded_at: at,
     };
     store
-        .record_side_health(&[
-            reading(SideRole::A, Some(1_000)),
-            reading(SideRole::B, None),
-        ])
+        .record_side_health(&[reading(Side::Ghl, Some(1_000)), reading(Side::App, None)])
         .await
         .unwrap();
     store
-        .record_side_health(&[reading(SideRole::A, Some(999))])
+        .record_side_health(&[reading(Side::Ghl, Some(999))])
         .await
         .unwrap();
     let health = store.side_health(STORE_PAIR).await.unwrap();
     assert_eq!(
         health,
-        [reading(SideRole::A, Some(999)), reading(SideRole::B, None)],
+        [reading(Side::Ghl, Some(999)), reading(Side::App, None)],
         "one row per side, replaced"
     );
 
@@ -993,7 +991,7 @@ async fn side_health_and_backlog_per_side(store: Store) {
         .commit(&Changeset {
             outbox: vec![store_write("a1", link), store_write("a2", link), {
                 let mut to_b = store_write("b1", link);
-                to_b.target_side = SideRole::B;
+                to_b.target_side = Side::App;
                 to_b
             }],
             ..Changeset::default()
@@ -1007,16 +1005,16 @@ async fn side_health_and_backlog_per_side(store: Store) {
     assert_eq!(claimed.len(), 1);
     let backlog = store.pair_backlog(STORE_PAIR).await.unwrap();
     assert_eq!(
-        backlog.outbox(SideRole::A),
+        backlog.outbox(Side::Ghl),
         SideOutbox {
             pending: 2,
             in_flight: 1,
             failed: 0
         }
     );
-    assert_eq!(backlog.outbox(SideRole::B).pending, 1);
+    assert_eq!(backlog.outbox(Side::App).pending, 1);
     assert_eq!(backlog.open_conflicts, 0);
-    assert_eq!(backlog.dead_letters(SideRole::A), 0);
+    assert_eq!(backlog.dead_letters(Side::Ghl), 0);
     assert_eq!(
         store.pair_backlog("other").await.unwrap(),
         Default::default()

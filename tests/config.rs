@@ -9,6 +9,7 @@ use std::path::{Path, PathBuf};
 
 use config_helpers::{load_in, VALID};
 use ghl_sync::config::{self, Backend, LoadOptions, Origin, SecretSource};
+use ghl_sync::domain::{EntityKind, MatchKey};
 use secrecy::ExposeSecret;
 
 fn write(dir: &Path, name: &str, text: &str) -> PathBuf {
@@ -424,7 +425,6 @@ app = { constant = "ghl", pointer = "/origin" }
 
 #[test]
 fn field_maps_and_policies_are_read_into_the_pair() {
-    use ghl_sync::connector::{EntityKind, MatchKey};
     use ghl_sync::mapping::{DeletePolicy, Flow, Format, Normalize, Policy, Source, TimeFormat};
 
     let text = format!("{VALID}default_policy = \"app_wins\"\ndeletes = \"tag\"\ndelete_tag = \"deleted-in-ghl\"\n{FIELDS}");
@@ -468,7 +468,7 @@ fn field_maps_and_policies_are_read_into_the_pair() {
     let canonical = map
         .to_canonical(
             EntityKind::Contact,
-            ghl_sync::mapping::Role::Ghl,
+            ghl_sync::domain::Side::Ghl,
             native.as_object().unwrap(),
         )
         .unwrap();

@@ -145,7 +145,7 @@ async fn appointments_are_read_only() {
     let caps = fixture
         .connector
         .capabilities()
-        .of(ghl_sync::connector::EntityKind::Appointment);
+        .of(ghl_sync::domain::EntityKind::Appointment);
     assert!(caps.read && !caps.writable());
     let contact = fixture.sim.handle().contacts(&fixture.location)[0]["id"]
         .as_str()
@@ -154,7 +154,7 @@ async fn appointments_are_read_only() {
     let refused = fixture
         .connector
         .create(
-            ghl_sync::connector::EntityKind::Appointment,
+            ghl_sync::domain::EntityKind::Appointment,
             Some(&contact),
             &Map::new(),
         )

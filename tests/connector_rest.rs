@@ -13,6 +13,7 @@ use async_trait::async_trait;
 use ghl_sync::config::{self, LoadOptions, SideKind};
 use ghl_sync::connector::rest::RestConnector;
 use ghl_sync::connector::{Connector, Record};
+use ghl_sync::domain::{EntityKind, MatchKey};
 use ghl_sync::sim::app::{AppSim, AppSimOptions, RunningAppSim};
 use serde_json::{json, Map, Value};
 
@@ -158,7 +159,6 @@ connector_suite_tests!(fixture());
 
 #[tokio::test]
 async fn app_sim_toml_declares_everything_the_simulator_offers() {
-    use ghl_sync::connector::{EntityKind, MatchKey};
     let fixture = fixture().await;
     let caps = fixture.connector.capabilities();
     for entity in [EntityKind::Contact, EntityKind::Task, EntityKind::Note] {
@@ -176,7 +176,6 @@ async fn app_sim_toml_declares_everything_the_simulator_offers() {
 /// A webhook the simulator signs passes `verify_webhook` as configured.
 #[tokio::test]
 async fn simulator_webhooks_verify_with_app_sim_toml() {
-    use ghl_sync::connector::EntityKind;
     use ghl_sync::sim::app::{webhook_signature, DEFAULT_WEBHOOK_SECRET};
     use reqwest::header::{HeaderMap, HeaderValue};
     let fixture = fixture().await;
@@ -205,7 +204,6 @@ async fn simulator_webhooks_verify_with_app_sim_toml() {
 /// never created twice.
 #[tokio::test]
 async fn lost_create_answers_never_duplicate_on_the_simulator() {
-    use ghl_sync::connector::EntityKind;
     use ghl_sync::sim::app::FaultKind;
     let fixture = fixture().await;
     let handle = fixture.sim.handle();
@@ -258,7 +256,6 @@ async fn lost_create_answers_never_duplicate_on_the_simulator() {
 /// Injected faults: 503s, truncated bodies and HTML pages are retried.
 #[tokio::test]
 async fn simulator_faults_are_retried_or_contained() {
-    use ghl_sync::connector::EntityKind;
     use ghl_sync::sim::app::FaultKind;
     let fixture = fixture().await;
     let handle = fixture.sim.handle();

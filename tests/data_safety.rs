@@ -18,12 +18,12 @@ use axum::http::Method;
 use engine_helpers::{
     start_sims, start_sims_refusing_duplicates, text, with_postgres, Harness, Template,
 };
+use ghl_sync::domain::{EntityKind, Side};
 use ghl_sync::engine::{Mode, PairReport, Reconcile, Shutdown, Target};
-use ghl_sync::mapping::Role;
+
 use ghl_sync::sim::faults::FaultKind;
 use ghl_sync::store::{
-    Changeset, DeadLetterStatus, EntityKind, Link, LinkUpdate, LinkWrite, OutboxDepth, SidePatch,
-    SideRole,
+    Changeset, DeadLetterStatus, Link, LinkUpdate, LinkWrite, OutboxDepth, SidePatch,
 };
 use serde_json::{json, Value};
 
@@ -40,12 +40,12 @@ struct Person {
 /// The GHL and app ids of the link holding the app contact with `email`.
 async fn linked_ids(h: &Harness, email: &str) -> (String, String) {
     let app_id = text(&h.app_by_email(email), "id");
-    let link = link_of(h, EntityKind::Contact, SideRole::B, &app_id).await;
+    let link = link_of(h, EntityKind::Contact, Side::App, &app_id).await;
     (link.a.id.clone().expect("the GHL side is created"), app_id)
 }
 
 /// The link holding record `id` of `side` (panics when there is none).
-async fn link_of(h: &Harness, entity: EntityKind, side: SideRole, id: &str) -> Link {
+async fn link_of(h: &Harness, entity: EntityKind, side: Side, id: &str) -> Link {
     h.engine
         .store
         .link_by_side_id(PAIR, entity, side, id)
@@ -55,7 +55,7 @@ async fn link_of(h: &Harness, entity: EntityKind, side: SideRole, id: &str) -> L
 }
 
 /// A targeted sync of one task of the pair, as a webhook would ask for.
-async fn sync_task(h: &Harness, source: Role, id: &str, contact: Option<&str>) -> PairReport {
+async fn sync_task(h: &Harness, source: Side, id: &str, contact: Option<&str>) -> PairReport {
     let pair = h.engine.pairs[0].clone();
     let target = Target {
         pair: PAIR.into(),
@@ -220,7 +220,7 @@ async fn one_email_twice_on_one_side_links_one_and_names_the_other() {
     let app = h.app().contacts();
     assert_eq!(app.len(), 1, "{app:#?}");
     let app_id = text(&app[0], "id");
-    let linked = link_of(&h, EntityKind::Contact, SideRole::B, &app_id).await;
+    let linked = link_of(&h, EntityKind::Contact, Side::App, &app_id).await;
     let kept = linked.a.id.clone().unwrap();
     let (kept_record, other) = if kept == text(&first, "id") {
         (&first, text(&second, "id"))
@@ -372,14 +372,14 @@ async fn reconciliation_repairs_a_version_wrongly_marked_seen() {
     let email = text(&h.ghl_contacts()[0], "email");
     let (ghl_id, app_id) = {
         let ghl_id = text(&h.ghl_by_email(&email), "id");
-        let link = link_of(&h, EntityKind::Contact, SideRole::A, &ghl_id).await;
+        let link = link_of(&h, EntityKind::Contact, Side::Ghl, &ghl_id).await;
         (ghl_id, link.b.id.clone().unwrap())
     };
     h.ghl()
         .update_contact_as_user(&ghl_id, json!({"lastName": "Diverged"}))
         .unwrap();
     // The mirror claims a later GHL version was already taken in.
-    let link = link_of(&h, EntityKind::Contact, SideRole::A, &ghl_id).await;
+    let link = link_of(&h, EntityKind::Contact, Side::Ghl, &ghl_id).await;
     let mut changeset = Changeset::default();
     changeset.links.push(LinkWrite::Update(LinkUpdate {
         id: link.id,
@@ -429,7 +429,7 @@ async fn dead_letter_retry_case(database: Option<String>) {
         .unwrap();
     // Decided through a targeted sync, so that no poll request meets the
     // faults below.
-    sync_task(&h, Role::App, &text(&task, "id"), Some(&app_id)).await;
+    sync_task(&h, Side::App, &text(&task, "id"), Some(&app_id)).await;
     let ghl = h.ghl();
     ghl.fail_next(FaultKind::LoseResponse, 1);
     let refuse = ghl.clone();
@@ -463,7 +463,7 @@ async fn dead_letter_retry_case(database: Option<String>) {
     );
     let depth = outbox(&h).await;
     assert_eq!((depth.pending, depth.dead), (0, 0), "{depth:?}");
-    let link = link_of(&h, EntityKind::Task, SideRole::B, &text(&task, "id")).await;
+    let link = link_of(&h, EntityKind::Task, Side::App, &text(&task, "id")).await;
     assert!(link.a.id.is_some(), "linked to the GHL task");
     assert_settled(&h).await;
     h.engine.store.close().await;
@@ -498,10 +498,10 @@ async fn an_unreadable_record_is_not_taken_for_deleted() {
         .unwrap();
     let task_id = text(&task, "id");
     h.cycle(Mode::Apply, Reconcile::IfDue).await;
-    let link = link_of(&h, EntityKind::Task, SideRole::A, &task_id).await;
+    let link = link_of(&h, EntityKind::Task, Side::Ghl, &task_id).await;
     let app_task = link.b.id.clone().expect("created in the app");
     h.ghl().fail_next(FaultKind::Status(422), 1);
-    let report = sync_task(&h, Role::Ghl, &task_id, Some(&ghl_contact)).await;
+    let report = sync_task(&h, Side::Ghl, &task_id, Some(&ghl_contact)).await;
     assert_eq!(report.stats.planned_deletes, 0, "{:?}", report.stats);
     assert_eq!(report.stats.dead_letters, 1, "{:?}", report.stats);
     h.engine.drain_outbox(&Shutdown::default()).await.unwrap();
@@ -528,7 +528,7 @@ async fn a_write_withdrawn_because_of_our_own_write_is_decided_again() {
     let pair = h.engine.pairs[0].clone();
     let target = Target {
         pair: PAIR.into(),
-        source: Role::App,
+        source: Side::App,
         entity: EntityKind::Contact,
         id: app_id.clone(),
         parent_id: None,
@@ -581,13 +581,13 @@ async fn a_task_event_without_its_contact_is_read_under_the_known_one() {
         .unwrap();
     let task_id = text(&task, "id");
     h.cycle(Mode::Apply, Reconcile::IfDue).await;
-    let link = link_of(&h, EntityKind::Task, SideRole::A, &task_id).await;
+    let link = link_of(&h, EntityKind::Task, Side::Ghl, &task_id).await;
     let app_task = link.b.id.clone().expect("created in the app");
 
     h.ghl()
         .update_task_as_user(&task_id, json!({"title": "After"}))
         .unwrap();
-    let report = sync_task(&h, Role::Ghl, &task_id, None).await;
+    let report = sync_task(&h, Side::Ghl, &task_id, None).await;
     assert_eq!(report.stats.dead_letters, 0, "{:?}", report.stats);
     h.engine.drain_outbox(&Shutdown::default()).await.unwrap();
     assert_eq!(h.app().task(&app_task).unwrap()["name"], "After");
@@ -600,7 +600,7 @@ async fn a_task_event_without_its_contact_is_read_under_the_known_one() {
         )
         .unwrap();
     h.reset_counters();
-    let report = sync_task(&h, Role::Ghl, &text(&new, "id"), None).await;
+    let report = sync_task(&h, Side::Ghl, &text(&new, "id"), None).await;
     assert_eq!(report.stats.read, 0, "{:?}", report.stats);
     assert_eq!(
         h.ghl().counters().total_requests,

@@ -21,9 +21,10 @@ use engine_helpers::{
     app_writes, emails, eventually, ghl_writes, load, render, start_sims, text, with_postgres,
     Harness, Template,
 };
+use ghl_sync::domain::{EntityKind, Side};
 use ghl_sync::engine::{Mode, Reconcile, Shutdown};
 use ghl_sync::sim::faults::{FaultConfig, FaultKind};
-use ghl_sync::store::{EntityKind, OutboxDepth, SideRole, Store};
+use ghl_sync::store::{OutboxDepth, Store};
 use serde_json::{json, Value};
 
 /// The pair every template configures.
@@ -99,7 +100,7 @@ async fn linked_ids(h: &Harness, email: &str) -> (String, String) {
     let link = h
         .engine
         .store
-        .link_by_side_id(PAIR, EntityKind::Contact, SideRole::A, &ghl_id)
+        .link_by_side_id(PAIR, EntityKind::Contact, Side::Ghl, &ghl_id)
         .await
         .expect("link lookup")
         .unwrap_or_else(|| panic!("GHL contact {ghl_id} ({email}) has no link"));
@@ -352,7 +353,7 @@ async fn manual_policy_parks_the_field_and_syncs_the_others() {
     let link = h
         .engine
         .store
-        .link_by_side_id(PAIR, EntityKind::Contact, SideRole::A, &ghl_id)
+        .link_by_side_id(PAIR, EntityKind::Contact, Side::Ghl, &ghl_id)
         .await
         .unwrap()
         .unwrap();
@@ -583,7 +584,7 @@ async fn malformed_record_is_dead_lettered_once_and_the_rest_syncs() {
     let letters = h.engine.store.dead_letters(None).await.unwrap();
     assert_eq!(letters.len(), 1, "{letters:#?}");
     let letter = &letters[0];
-    assert_eq!(letter.side, SideRole::A);
+    assert_eq!(letter.side, Side::Ghl);
     assert_eq!(letter.entity, EntityKind::Contact);
     assert_eq!(letter.record_id.as_deref(), Some(bad_id.as_str()));
     assert!(
@@ -681,7 +682,7 @@ async fn reconciliation_racing_the_writer_deletes_nothing() {
     let pair = h.engine.pairs[0].clone();
     // The contact whose app tasks a reconciliation lists first.
     let live = store
-        .live_side_ids(PAIR, EntityKind::Contact, SideRole::B)
+        .live_side_ids(PAIR, EntityKind::Contact, Side::App)
         .await
         .unwrap();
     let (link_id, app_id) = live[0].clone();

@@ -19,8 +19,9 @@ use std::collections::BTreeMap;
 
 use chrono::{DateTime, Utc};
 use engine_helpers::{start_sims, text, with_postgres, Harness, Template};
+use ghl_sync::domain::{EntityKind, Side};
 use ghl_sync::engine::{Mode, Reconcile};
-use ghl_sync::store::{DeadLetter, DeadLetterStage, EntityKind, SideRole};
+use ghl_sync::store::{DeadLetter, DeadLetterStage};
 use serde_json::json;
 
 /// The pair every template configures.
@@ -52,7 +53,7 @@ async fn dead_letters(h: &Harness) -> Vec<DeadLetter> {
 async fn ghl_cursor(h: &Harness) -> ghl_sync::store::Cursor {
     h.engine
         .store
-        .load_cursor(PAIR, SideRole::A, EntityKind::Contact, "")
+        .load_cursor(PAIR, Side::Ghl, EntityKind::Contact, "")
         .await
         .expect("load the cursor")
         .expect("the GHL contact feed has a cursor")
@@ -133,7 +134,7 @@ async fn bad_contacts_case(database: Option<String>) {
     );
     for letter in &letters {
         assert_eq!(letter.pair, PAIR);
-        assert_eq!(letter.side, SideRole::A, "{letter:#?}");
+        assert_eq!(letter.side, Side::Ghl, "{letter:#?}");
         assert_eq!(letter.entity, EntityKind::Contact, "{letter:#?}");
         assert_eq!(letter.stage, DeadLetterStage::Read, "{letter:#?}");
     }
@@ -240,7 +241,7 @@ async fn a_synced_contact_sent_malformed_is_dead_lettered_not_deleted() {
     let link = h
         .engine
         .store
-        .link_by_side_id(PAIR, EntityKind::Contact, SideRole::A, &id)
+        .link_by_side_id(PAIR, EntityKind::Contact, Side::Ghl, &id)
         .await
         .unwrap()
         .expect("still linked");

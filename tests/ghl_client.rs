@@ -15,6 +15,7 @@ use ghl_sync::connector::ghl::{
     ClientOptions, ContactFields, Credentials, GhlClient, GhlError, OAuthApp, OAuthSession,
     RateLimiter, RateLimits, RetryPolicy, SearchQuery, TaskFields, TokenSource,
 };
+use ghl_sync::domain::EntityKind;
 use ghl_sync::sim::ghl::{FaultConfig, FaultKind, GhlSim, RunningGhlSim, SimOptions};
 use ghl_sync::store::{Store, StoredToken};
 use secrecy::{ExposeSecret, SecretString};
@@ -821,7 +822,7 @@ async fn a_malformed_contact_in_a_page_is_set_aside_and_the_rest_is_read() {
 /// moves past it instead of reading it again forever.
 #[tokio::test]
 async fn the_change_feed_sets_bad_contacts_aside_and_moves_past_them() {
-    use ghl_sync::connector::{Connector, ConnectorError, EntityKind};
+    use ghl_sync::connector::{Connector, ConnectorError};
     let sim = start(4).await;
     let (bad_id, good) = plant_malformed(&sim);
     let connector = ghl_sync::connector::ghl::GhlConnector::new("ghl", static_client(&sim, &WRITE));
@@ -894,7 +895,7 @@ async fn the_change_feed_sets_bad_contacts_aside_and_moves_past_them() {
 /// connector (dead-lettered), not the side being unavailable.
 #[tokio::test]
 async fn a_malformed_single_contact_is_a_record_error_not_an_outage() {
-    use ghl_sync::connector::{Connector, ConnectorError, EntityKind};
+    use ghl_sync::connector::{Connector, ConnectorError};
     let sim = start(3).await;
     let (bad_id, _) = plant_malformed(&sim);
     let client = static_client(&sim, &WRITE);

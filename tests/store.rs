@@ -10,12 +10,13 @@ use std::collections::HashSet;
 use std::time::Duration;
 
 use chrono::{DateTime, SubsecRound, TimeZone, Utc};
+use ghl_sync::domain::{EntityKind, Side};
 use ghl_sync::store::{
     Change, Changeset, Completion, ConflictStatus, CursorAdvance, DeadLetterStage,
-    DeadLetterStatus, Direction, EntityKind, FailOutcome, JournalAction, LinkRef, LinkSide,
-    LinkUpdate, LinkWrite, NewConflict, NewDeadLetter, NewJournalEntry, NewLink, NewOutboxItem,
-    OutboxOp, OutboxRef, OutboxStatus, PairRegistration, PairSide, SidePatch, SideRole, Snapshot,
-    Store, StoreError, StoredToken,
+    DeadLetterStatus, Direction, FailOutcome, JournalAction, LinkRef, LinkSide, LinkUpdate,
+    LinkWrite, NewConflict, NewDeadLetter, NewJournalEntry, NewLink, NewOutboxItem, OutboxOp,
+    OutboxRef, OutboxStatus, PairRegistration, PairSide, SidePatch, Snapshot, Store, StoreError,
+    StoredToken,
 };
 use secrecy::{ExposeSecret, SecretString};
 use serde_json::{json, Value};
@@ -101,7 +102,7 @@ fn outbox_item(key: &str, link: Option<LinkRef>) -> NewOutboxItem {
     NewOutboxItem {
         idempotency_key: key.to_owned(),
         pair: PAIR.to_owned(),
-        target_side: SideRole::B,
+        target_side: Side::App,
         entity: EntityKind::Contact,
         op: OutboxOp::Create,
         link,
@@ -186,7 +187,7 @@ async fn register_pair_and_rebound(store: Store) {
             now,
         } => {
             assert_eq!(pair, "p");
-            assert_eq!(*side, SideRole::A);
+            assert_eq!(*side, Side::Ghl);
             assert_eq!(was.as_deref(), Some("loc-1"));
             assert_eq!(now.as_deref(), Some("loc-2"));
         }
@@ -200,7 +201,7 @@ async fn register_pair_and_rebound(store: Store) {
     assert!(matches!(
         store.register_pair(&b_rebound).await,
         Err(StoreError::PairRebound {
-            side: SideRole::B,
+            side: Side::App,
             ..
         })
     ));
@@ -234,7 +235,7 @@ async fn commit_round_trip_with_local_refs(store: Store) {
     seen.link = Some(LinkRef::New(8));
     seen.a_id = Some("A-task".to_owned());
 
-    let mut cursor = CursorAdvance::new(PAIR, SideRole::A, EntityKind::Contact, "search");
+    let mut cursor = CursorAdvance::new(PAIR, Side::Ghl, EntityKind::Contact, "search");
     cursor.watermark = Change::Set(t0);
     cursor.cursor = Change::Set("after:123".to_owned());
     cursor.last_poll_at = Some(t0);
@@ -257,7 +258,7 @@ async fn commit_round_trip_with_local_refs(store: Store) {
         }],
         dead_letters: vec![NewDeadLetter {
             pair: PAIR.to_owned(),
-            side: SideRole::A,
+            side: Side::Ghl,
             entity: EntityKind::Contact,
             record_id: Some("A-bad".to_owned()),
             outbox_id: None,
@@ -287,7 +288,7 @@ async fn commit_round_trip_with_local_refs(store: Store) {
     assert_eq!(contact.snapshot, new_link(Some("A-contact"), None).snapshot);
     assert_eq!(contact.created_at, receipt.committed_at);
     let task = store
-        .link_by_side_id(PAIR, EntityKind::Task, SideRole::A, "A-task")
+        .link_by_side_id(PAIR, EntityKind::Task, Side::Ghl, "A-task")
         .await
         .unwrap()
         .expect("task by side id");
@@ -295,7 +296,7 @@ async fn commit_round_trip_with_local_refs(store: Store) {
     assert_eq!(task.a.parent_id.as_deref(), Some("A-contact"));
     assert_eq!(task.a.updated_at, Some(t0));
     assert!(store
-        .link_by_side_id(PAIR, EntityKind::Contact, SideRole::A, "A-task")
+        .link_by_side_id(PAIR, EntityKind::Contact, Side::Ghl, "A-task")
         .await
         .unwrap()
         .is_none());
@@ -306,7 +307,7 @@ async fn commit_round_trip_with_local_refs(store: Store) {
     assert_eq!(item.link_id, Some(contact_id));
     assert_eq!(item.status, OutboxStatus::Pending);
     assert_eq!(item.op, OutboxOp::Create);
-    assert_eq!(item.target_side, SideRole::B);
+    assert_eq!(item.target_side, Side::App);
     assert_eq!(item.attempts, 0);
     assert_eq!(
         item.payload,
@@ -354,7 +355,7 @@ async fn commit_round_trip_with_local_refs(store: Store) {
 
     // Cursor.
     let stored = store
-        .load_cursor(PAIR, SideRole::A, EntityKind::Contact, "search")
+        .load_cursor(PAIR, Side::Ghl, EntityKind::Contact, "search")
         .await
         .unwrap()
         .expect("cursor");
@@ -690,7 +691,7 @@ async fn complete_outbox_updates_link_and_journal_atomically(store: Store) {
     assert_eq!(link.a, before.a);
     assert_eq!(link.snapshot, new_snapshot);
     let by_b = store
-        .link_by_side_id(PAIR, EntityKind::Contact, SideRole::B, "B-new")
+        .link_by_side_id(PAIR, EntityKind::Contact, Side::App, "B-new")
         .await
         .unwrap();
     assert_eq!(by_b.map(|l| l.id), Some(link_id));
@@ -805,7 +806,7 @@ async fn fail_outbox_retries_then_dead_letters(store: Store) {
     assert_eq!(item.status, OutboxStatus::Dead);
     let letter = store.dead_letter(dead_letter_id).await.unwrap().unwrap();
     assert_eq!(letter.stage, DeadLetterStage::Write);
-    assert_eq!(letter.side, SideRole::B);
+    assert_eq!(letter.side, Side::App);
     assert_eq!(letter.outbox_id, Some(id));
     assert_eq!(letter.reason, "HTTP 422: email is invalid");
     assert_eq!(letter.payload.as_ref(), Some(&item.payload));
@@ -910,7 +911,7 @@ async fn links_by_side_ids_over_many_chunks(store: Store) {
     let mut wanted: Vec<String> = (0..N).map(|i| format!("A{i}")).collect();
     wanted.push("A-unknown".to_owned());
     let found = store
-        .links_by_side_ids(PAIR, EntityKind::Contact, SideRole::A, &wanted)
+        .links_by_side_ids(PAIR, EntityKind::Contact, Side::Ghl, &wanted)
         .await
         .unwrap();
     assert_eq!(found.len(), N);
@@ -921,7 +922,7 @@ async fn links_by_side_ids_over_many_chunks(store: Store) {
         .links_by_side_ids(
             PAIR,
             EntityKind::Contact,
-            SideRole::B,
+            Side::App,
             &(600..N).map(|i| format!("B{i}")).collect::<Vec<_>>(),
         )
         .await
@@ -975,7 +976,7 @@ async fn timestamps_round_trip_at_microsecond_precision(store: Store) {
     link.a.updated_at = Some(precise);
     link.b.updated_at = Some(whole);
     link.deleted_at = Some(millis);
-    let mut cursor = CursorAdvance::new(PAIR, SideRole::A, EntityKind::Contact, "");
+    let mut cursor = CursorAdvance::new(PAIR, Side::Ghl, EntityKind::Contact, "");
     cursor.watermark = Change::Set(precise);
     let mut item = outbox_item("k", None);
     item.not_before = Some(precise);
@@ -1000,7 +1001,7 @@ async fn timestamps_round_trip_at_microsecond_precision(store: Store) {
     assert_eq!(stored.created_at, receipt.committed_at);
     assert_eq!(receipt.committed_at, micros(receipt.committed_at));
     let cursor = store
-        .load_cursor(PAIR, SideRole::A, EntityKind::Contact, "")
+        .load_cursor(PAIR, Side::Ghl, EntityKind::Contact, "")
         .await
         .unwrap()
         .unwrap();
@@ -1167,16 +1168,16 @@ async fn cursors_upsert(store: Store) {
     let t2 = Utc.with_ymd_and_hms(2024, 1, 2, 0, 0, 0).unwrap();
     let t3 = Utc.with_ymd_and_hms(2024, 1, 3, 0, 0, 0).unwrap();
     assert!(store
-        .load_cursor(PAIR, SideRole::A, EntityKind::Contact, "search")
+        .load_cursor(PAIR, Side::Ghl, EntityKind::Contact, "search")
         .await
         .unwrap()
         .is_none());
 
-    let mut first = CursorAdvance::new(PAIR, SideRole::A, EntityKind::Contact, "search");
+    let mut first = CursorAdvance::new(PAIR, Side::Ghl, EntityKind::Contact, "search");
     first.watermark = Change::Set(t1);
     first.cursor = Change::Set("page-2".to_owned());
     first.last_poll_at = Some(t1);
-    let mut other = CursorAdvance::new(PAIR, SideRole::A, EntityKind::Contact, "business:9");
+    let mut other = CursorAdvance::new(PAIR, Side::Ghl, EntityKind::Contact, "business:9");
     other.last_full_sync_at = Some(t1);
     store
         .commit(&Changeset {
@@ -1188,10 +1189,10 @@ async fn cursors_upsert(store: Store) {
 
     // Keep the watermark, clear the page cursor, record a success; two
     // advances of one key in a changeset are applied in order.
-    let mut second = CursorAdvance::new(PAIR, SideRole::A, EntityKind::Contact, "search");
+    let mut second = CursorAdvance::new(PAIR, Side::Ghl, EntityKind::Contact, "search");
     second.cursor = Change::Clear;
     second.last_success_at = Some(t2);
-    let mut third = CursorAdvance::new(PAIR, SideRole::A, EntityKind::Contact, "search");
+    let mut third = CursorAdvance::new(PAIR, Side::Ghl, EntityKind::Contact, "search");
     third.last_success_at = Some(t3);
     let receipt = store
         .commit(&Changeset {
@@ -1202,7 +1203,7 @@ async fn cursors_upsert(store: Store) {
         .unwrap();
     assert_eq!(receipt.cursors_advanced, 1);
     let cursor = store
-        .load_cursor(PAIR, SideRole::A, EntityKind::Contact, "search")
+        .load_cursor(PAIR, Side::Ghl, EntityKind::Contact, "search")
         .await
         .unwrap()
         .unwrap();
@@ -1224,7 +1225,7 @@ async fn failed_commit_leaves_nothing_behind(store: Store) {
     let existing = one_link(&store, "A-taken").await;
     let baseline_depth = store.outbox_depth().await.unwrap();
 
-    let mut cursor = CursorAdvance::new(PAIR, SideRole::A, EntityKind::Contact, "");
+    let mut cursor = CursorAdvance::new(PAIR, Side::Ghl, EntityKind::Contact, "");
     cursor.watermark = Change::Set(Utc::now());
     let mut journal = NewJournalEntry::new(PAIR, EntityKind::Contact, JournalAction::Planned);
     journal.a_id = Some("A-fresh".to_owned());
@@ -1267,7 +1268,7 @@ async fn failed_commit_leaves_nothing_behind(store: Store) {
             journal: vec![journal],
             dead_letters: vec![NewDeadLetter {
                 pair: PAIR.to_owned(),
-                side: SideRole::A,
+                side: Side::Ghl,
                 entity: EntityKind::Contact,
                 record_id: None,
                 outbox_id: None,
@@ -1292,7 +1293,7 @@ async fn failed_commit_leaves_nothing_behind(store: Store) {
 
     assert_eq!(store.outbox_depth().await.unwrap(), baseline_depth);
     assert!(store
-        .link_by_side_id(PAIR, EntityKind::Contact, SideRole::A, "A-fresh")
+        .link_by_side_id(PAIR, EntityKind::Contact, Side::Ghl, "A-fresh")
         .await
         .unwrap()
         .is_none());
@@ -1313,7 +1314,7 @@ async fn failed_commit_leaves_nothing_behind(store: Store) {
     assert!(store.dead_letters(None).await.unwrap().is_empty());
     assert!(store.open_conflicts(None).await.unwrap().is_empty());
     assert!(store
-        .load_cursor(PAIR, SideRole::A, EntityKind::Contact, "")
+        .load_cursor(PAIR, Side::Ghl, EntityKind::Contact, "")
         .await
         .unwrap()
         .is_none());

@@ -310,7 +310,7 @@ impl Progress {
         for pair in &engine.pairs {
             linked += engine
                 .store
-                .count_links(pair.name(), crate::connector::EntityKind::Contact)
+                .count_links(pair.name(), crate::domain::EntityKind::Contact)
                 .await
                 .unwrap_or(0);
         }
@@ -402,11 +402,7 @@ async fn print_report(
             .pairs
             .iter()
             .find(|p| p.name() == l.pair)
-            .map(|p| {
-                p.connector(crate::engine::role_of(l.side))
-                    .side()
-                    .to_owned()
-            })
+            .map(|p| p.connector(l.side).side().to_owned())
             .unwrap_or_else(|| l.side.to_string());
         println!(
             "pair `{}`: {} write(s) to `{side}` leased by another writer until {}",

@@ -8,7 +8,8 @@ use serde_json::Value;
 
 use super::reader::{Got, Table};
 use super::sides::{SideKind, SideSettings};
-use crate::connector::{EntityKind, MatchKey};
+use crate::domain::{EntityKind, MatchKey};
+
 use crate::mapping::{
     phone_region, Binding, DeletePolicy, FieldMap, Flow, Format, Normalize, PairMap, Policy,
     Source, TimeFormat,
@@ -310,13 +311,13 @@ fn read_field(table: &mut Table<'_>, region: &str) -> Option<FieldMap> {
             })
         )
     };
-    if (flow.reads_from(crate::mapping::Role::Ghl) && reads_constant(&ghl))
-        || (flow.reads_from(crate::mapping::Role::App) && reads_constant(&app))
+    if (flow.reads_from(crate::domain::Side::Ghl) && reads_constant(&ghl))
+        || (flow.reads_from(crate::domain::Side::App) && reads_constant(&app))
     {
         table.report("flow", None, "a constant is only written, never read: make the field flow toward the side that has the constant");
         valid = false;
     }
-    if entity == EntityKind::Appointment && flow.writes_to(crate::mapping::Role::Ghl) {
+    if entity == EntityKind::Appointment && flow.writes_to(crate::domain::Side::Ghl) {
         table.report(
             "flow",
             None,

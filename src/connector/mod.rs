@@ -9,14 +9,13 @@ pub mod rest;
 
 mod record;
 
-pub use record::{Capabilities, ConnectorError, Deletion, EntityCaps, MatchKey, Page, Record};
+pub use record::{Capabilities, ConnectorError, Deletion, EntityCaps, Page, Record};
 
+use crate::domain::{EntityKind, MatchKey};
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use futures::stream::BoxStream;
 use serde_json::{Map, Value};
-
-pub use crate::store::EntityKind;
 
 /// One side of a sync pair, whatever system is behind it.
 ///

@@ -1,14 +1,12 @@
 //! What crosses the [`super::Connector`] boundary: records, pages,
 //! capabilities and errors.
 
+use crate::domain::{EntityKind, MatchKey};
 use std::collections::BTreeMap;
-use std::fmt;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use serde_json::{Map, Value};
-
-use crate::store::EntityKind;
 
 /// A record as one side holds it.
 #[derive(Debug, Clone, PartialEq)]
@@ -62,22 +60,6 @@ pub enum Deletion {
     /// Already gone: deleted elsewhere, or by an attempt whose answer was
     /// lost.
     AlreadyGone,
-}
-
-/// A field by which the same person is recognised on both sides.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub enum MatchKey {
-    Email,
-    Phone,
-}
-
-impl fmt::Display for MatchKey {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
-            MatchKey::Email => "email",
-            MatchKey::Phone => "phone",
-        })
-    }
 }
 
 /// What a side can do with one kind of record.

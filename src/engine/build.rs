@@ -2,11 +2,12 @@
 //! pair, register the pairs in the mirror, and check that each field map
 //! asks only for what its sides can do.
 
+use crate::domain::Side;
 use std::sync::Arc;
 
 use tokio::sync::Notify;
 
-use super::{Engine, PairRuntime, ROLES};
+use super::{Engine, PairRuntime};
 use crate::config::{Settings, SideKind};
 use crate::connector::ghl::{self, AuthError, GhlConnector, LimiterRegistry};
 use crate::connector::http::api_client;
@@ -34,7 +35,7 @@ pub enum BuildError {
     #[error("pair `{pair}`, {entity} field `{field}`: {message}")]
     Map {
         pair: String,
-        entity: crate::connector::EntityKind,
+        entity: crate::domain::EntityKind,
         field: String,
         message: String,
     },
@@ -118,7 +119,7 @@ fn registration(settings: &Settings, name: &str) -> PairSide {
 /// `check-config` warns).
 fn check_map(pair: &PairRuntime) -> Result<(), BuildError> {
     for field in &pair.settings.map.fields {
-        for role in ROLES {
+        for role in Side::BOTH {
             let connector = pair.connector(role);
             let caps = connector.capabilities().of(field.entity);
             let error = |message: String| BuildError::Map {
@@ -135,7 +136,7 @@ fn check_map(pair: &PairRuntime) -> Result<(), BuildError> {
                 )));
             }
             let read_only_scope = matches!(
-                connector.capabilities().of(crate::connector::EntityKind::Contact),
+                connector.capabilities().of(crate::domain::EntityKind::Contact),
                 c if c.read && !c.writable()
             );
             if field.flow.writes_to(role)
@@ -148,7 +149,7 @@ fn check_map(pair: &PairRuntime) -> Result<(), BuildError> {
                     "side `{}` cannot write {}s; set flow = \"to_{}\" for this field",
                     connector.side(),
                     field.entity,
-                    role.other().as_str()
+                    role.other().name()
                 )));
             }
         }

@@ -22,8 +22,9 @@ use serde_json::{Map, Value};
 use super::decide::WritePayload;
 use super::matching::{self, Search};
 use super::writer::{Failure, Written};
-use super::{role_of, Engine, EngineError, PairRuntime};
-use crate::connector::{ConnectorError, EntityKind, Record};
+use super::{Engine, EngineError, PairRuntime};
+use crate::connector::{ConnectorError, Record};
+use crate::domain::EntityKind;
 use crate::mapping::Canonical;
 use crate::store::OutboxItem;
 
@@ -48,7 +49,7 @@ impl Engine {
         fields: &Map<String, Value>,
         parent: Option<&str>,
     ) -> Result<Written, EngineError> {
-        let target = role_of(item.target_side);
+        let target = item.target_side;
         let connector = pair.connector(target);
         let ours = payload.snapshot.clone().unwrap_or_default();
         if may_have_been_sent(item) {
@@ -98,7 +99,7 @@ impl Engine {
         payload: &WritePayload,
         parent: Option<&str>,
     ) -> Result<Existing, EngineError> {
-        let target = role_of(item.target_side);
+        let target = item.target_side;
         if item.entity == EntityKind::Contact {
             let ours = payload.snapshot.clone().unwrap_or_default();
             return Ok(match matching::search(pair, target, &ours).await {
@@ -150,7 +151,7 @@ impl Engine {
         message: &str,
         parent: Option<&str>,
     ) -> Result<Existing, EngineError> {
-        let target = role_of(item.target_side);
+        let target = item.target_side;
         let connector = pair.connector(target);
         let search = match existing_id {
             Some(id) => match connector.get(item.entity, &id, parent).await {
@@ -242,7 +243,7 @@ async fn adopt(
     payload: &WritePayload,
     parent: Option<&str>,
 ) -> Written {
-    let target = role_of(item.target_side);
+    let target = item.target_side;
     let holds = pair
         .settings
         .map

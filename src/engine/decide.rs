@@ -14,13 +14,14 @@ use serde_json::{Map, Value};
 use super::matching::{self, Search};
 use super::merge::{merge, Merge, SideState};
 use super::report::{PairReport, PlannedWrite};
-use super::{side_of, snapshot, Engine, EngineError, Mode, PairRuntime, ROLES};
-use crate::connector::{ConnectorError, EntityKind, Record};
-use crate::mapping::{Canonical, DeletePolicy, Role};
+use super::{snapshot, Engine, EngineError, Mode, PairRuntime};
+use crate::connector::{ConnectorError, Record};
+use crate::domain::{EntityKind, Side};
+use crate::mapping::{Canonical, DeletePolicy};
 use crate::store::{
     Change, Changeset, DeadLetterStage, Direction, JournalAction, Link, LinkRef, LinkSide,
     LinkUpdate, LinkWrite, NewConflict, NewDeadLetter, NewJournalEntry, NewLink, NewOutboxItem,
-    OutboxOp, OutboxRef, PayloadJson, SidePatch, SideRole, Store,
+    OutboxOp, OutboxRef, PayloadJson, SidePatch, Store,
 };
 
 /// What an outbox item carries to the writer.
@@ -73,11 +74,11 @@ impl WritePayload {
 fn change_key(
     pair: &str,
     entity: EntityKind,
-    source: SideRole,
+    source: Side,
     source_id: &str,
     updated_at: DateTime<Utc>,
     op: OutboxOp,
-    target: SideRole,
+    target: Side,
 ) -> String {
     format!(
         "{pair}/{entity}/{source}:{source_id}@{}/{op}->{target}",
@@ -113,13 +114,13 @@ pub struct Decider<'a> {
     changeset: Changeset,
     pub report: PairReport,
     next_ref: u32,
-    contacts: HashMap<(Role, String), ContactRef>,
+    contacts: HashMap<(Side, String), ContactRef>,
     /// Other-side ids linked by this batch: two records matching the same
     /// record must not both link to it.
-    claimed: HashSet<(EntityKind, Role, String)>,
+    claimed: HashSet<(EntityKind, Side, String)>,
     /// The same for the previous page while its commit is in flight (see
     /// [`Decider::take_page`]): the mirror does not show those links yet.
-    claimed_in_flight: HashSet<(EntityKind, Role, String)>,
+    claimed_in_flight: HashSet<(EntityKind, Side, String)>,
     /// Dead letters (side, entity, record id, reason) of this batch, and of
     /// the previous page while its commit is in flight: what
     /// `has_open_dead_letter` cannot see yet.
@@ -131,7 +132,7 @@ pub struct Decider<'a> {
     compare_content: bool,
 }
 
-type DeadLetterKey = (SideRole, EntityKind, String, String);
+type DeadLetterKey = (Side, EntityKind, String, String);
 
 impl<'a> Decider<'a> {
     pub fn new(engine: &'a Engine, pair: &'a PairRuntime, mode: Mode) -> Self {
@@ -160,12 +161,12 @@ impl<'a> Decider<'a> {
 
     /// For a version already recorded as seen: whether a reconciliation
     /// must decide it anyway because what it holds is not the base.
-    fn seen_but_diverged(&self, source: Role, record: &Record, link: &Link) -> bool {
+    fn seen_but_diverged(&self, source: Side, record: &Record, link: &Link) -> bool {
         // A link whose other record is still being created has no base
         // yet: its create is on its way, nothing diverged.
         if !self.compare_content
             || link.deleted_at.is_some()
-            || link.side(side_of(source.other())).id.is_none()
+            || link.side(source.other()).id.is_none()
         {
             return false;
         }
@@ -215,7 +216,7 @@ impl<'a> Decider<'a> {
         self.dead_in_flight.clear();
     }
 
-    fn is_claimed(&self, claim: &(EntityKind, Role, String)) -> bool {
+    fn is_claimed(&self, claim: &(EntityKind, Side, String)) -> bool {
         self.claimed.contains(claim) || self.claimed_in_flight.contains(claim)
     }
 
@@ -224,14 +225,14 @@ impl<'a> Decider<'a> {
     /// whose children the caller may want to read.
     pub async fn records(
         &mut self,
-        source: Role,
+        source: Side,
         entity: EntityKind,
         mut records: Vec<Record>,
     ) -> Result<Vec<String>, EngineError> {
         // The newest version of each id only.
         records.sort_by(|a, b| a.id.cmp(&b.id).then(b.updated_at.cmp(&a.updated_at)));
         records.dedup_by(|later, kept| later.id == kept.id);
-        let src = side_of(source);
+        let src = source;
         let ids: Vec<String> = records.iter().map(|r| r.id.clone()).collect();
         let links = self
             .store
@@ -268,7 +269,7 @@ impl<'a> Decider<'a> {
                 }
             }
             if entity == EntityKind::Contact
-                && source == Role::Ghl
+                && source == Side::Ghl
                 && !self.pair.settings.filter.admits(&record.fields)
             {
                 self.report.stats.filtered += 1;
@@ -304,7 +305,7 @@ impl<'a> Decider<'a> {
     /// dead letters, once each.
     pub async fn rejected(
         &mut self,
-        source: Role,
+        source: Side,
         entity: EntityKind,
         errors: Vec<ConnectorError>,
     ) -> Result<(), EngineError> {
@@ -329,12 +330,12 @@ impl<'a> Decider<'a> {
     /// `gone` no longer holds the record of `link`: applies the pair's
     /// delete policy to the other side, and tombstones the link so neither
     /// side's copy is synced again.
-    pub async fn deletion(&mut self, gone: Role, link: &Link) -> Result<(), EngineError> {
+    pub async fn deletion(&mut self, gone: Side, link: &Link) -> Result<(), EngineError> {
         if link.deleted_at.is_some() {
             return Ok(());
         }
         let target = gone.other();
-        let target_id = link.side(side_of(target)).id.clone();
+        let target_id = link.side(target).id.clone();
         let caps = self.pair.connector(target).capabilities().of(link.entity);
         let now = Utc::now();
         self.changeset.links.push(LinkWrite::Update(LinkUpdate {
@@ -343,7 +344,7 @@ impl<'a> Decider<'a> {
             ..LinkUpdate::default()
         }));
         let mut entry = self.journal(link.entity, JournalAction::Seen, link);
-        entry.direction = Some(Direction::towards(side_of(target)));
+        entry.direction = Some(Direction::towards(target));
         entry.detail = Some(format!(
             "deleted on side `{}`",
             self.pair.connector(gone).side()
@@ -371,7 +372,7 @@ impl<'a> Decider<'a> {
             link.entity,
             link.id,
             op,
-            side_of(target)
+            target
         );
         self.enqueue(
             key,
@@ -380,9 +381,9 @@ impl<'a> Decider<'a> {
             op,
             LinkRef::Existing(link.id),
             Some(target_id),
-            link.side(side_of(target)).parent_id.clone(),
+            link.side(target).parent_id.clone(),
             payload,
-            link.side(side_of(gone)).id.clone(),
+            link.side(gone).id.clone(),
         );
         Ok(())
     }
@@ -392,7 +393,7 @@ impl<'a> Decider<'a> {
     /// The canonical form of a record, or `None` after dead-lettering it.
     async fn canonical(
         &mut self,
-        role: Role,
+        role: Side,
         record: &Record,
         link: Option<&Link>,
     ) -> Result<Option<Canonical>, EngineError> {
@@ -438,14 +439,14 @@ impl<'a> Decider<'a> {
 
     async fn dead_letter(
         &mut self,
-        role: Role,
+        role: Side,
         entity: EntityKind,
         record_id: Option<String>,
         stage: DeadLetterStage,
         reason: String,
         payload: Option<Value>,
     ) -> Result<(), EngineError> {
-        let side = side_of(role);
+        let side = role;
         if let Some(id) = &record_id {
             let key = (side, entity, id.clone(), reason.clone());
             if self.dead_in_flight.contains(&key)
@@ -469,8 +470,8 @@ impl<'a> Decider<'a> {
         self.report.stats.dead_letters += 1;
         let mut entry = NewJournalEntry::new(self.name(), entity, JournalAction::DeadLettered);
         match side {
-            crate::store::SideRole::A => entry.a_id = record_id.clone(),
-            crate::store::SideRole::B => entry.b_id = record_id.clone(),
+            crate::domain::Side::Ghl => entry.a_id = record_id.clone(),
+            crate::domain::Side::App => entry.b_id = record_id.clone(),
         }
         entry.detail = Some(reason.clone());
         self.changeset.journal.push(entry);
@@ -487,11 +488,11 @@ impl<'a> Decider<'a> {
         Ok(())
     }
 
-    fn remember_contact(&mut self, source: Role, id: &str, link: &Link) {
+    fn remember_contact(&mut self, source: Side, id: &str, link: &Link) {
         self.contacts.insert(
             (source, id.to_owned()),
             ContactRef {
-                other_id: link.side(side_of(source.other())).id.clone(),
+                other_id: link.side(source.other()).id.clone(),
             },
         );
     }
@@ -500,7 +501,7 @@ impl<'a> Decider<'a> {
     /// the mirror.
     async fn parent_links(
         &mut self,
-        source: Role,
+        source: Side,
         records: &[Record],
     ) -> Result<HashMap<String, ContactRef>, EngineError> {
         let mut found = HashMap::new();
@@ -518,14 +519,14 @@ impl<'a> Decider<'a> {
         if !missing.is_empty() {
             let links = self
                 .store
-                .links_by_side_ids(self.name(), EntityKind::Contact, side_of(source), &missing)
+                .links_by_side_ids(self.name(), EntityKind::Contact, source, &missing)
                 .await?;
             for (id, link) in links {
                 if link.deleted_at.is_none() {
                     found.insert(
                         id,
                         ContactRef {
-                            other_id: link.side(side_of(source.other())).id.clone(),
+                            other_id: link.side(source.other()).id.clone(),
                         },
                     );
                 }
@@ -538,7 +539,7 @@ impl<'a> Decider<'a> {
     /// current state against the base snapshot.
     async fn linked(
         &mut self,
-        source: Role,
+        source: Side,
         record: &Record,
         canonical: Canonical,
         link: &Link,
@@ -558,21 +559,21 @@ impl<'a> Decider<'a> {
         // Nothing this side feeds differs from the base: our own write
         // coming back, or an edit of unmapped fields. Never a write.
         let unchanged = agrees_with_base(self.pair, entity, source, &canonical, &base);
-        if unchanged && link.side(side_of(other)).id.is_some() {
+        if unchanged && link.side(other).id.is_some() {
             self.report.stats.echoes += 1;
             self.changeset.links.push(LinkWrite::Update(update));
             let mut entry = self.journal(entity, JournalAction::SkippedEcho, link);
-            entry.direction = Some(Direction::towards(side_of(other)));
+            entry.direction = Some(Direction::towards(other));
             self.changeset.journal.push(entry);
             return Ok(());
         }
 
         // The other side as it is now, so that its own edits since the base
         // are merged, not overwritten.
-        let other_record = match &link.side(side_of(other)).id {
+        let other_record = match &link.side(other).id {
             None => None,
             Some(other_id) => {
-                let parent = link.side(side_of(other)).parent_id.as_deref();
+                let parent = link.side(other).parent_id.as_deref();
                 match self
                     .pair
                     .connector(other)
@@ -637,7 +638,7 @@ impl<'a> Decider<'a> {
             source,
             source_id: record.id.clone(),
             updated_at: record.updated_at,
-            other_id: link.side(side_of(other)).id.clone(),
+            other_id: link.side(other).id.clone(),
             ghl_parent: link.a.parent_id.clone(),
             app_parent: link.b.parent_id.clone(),
         };
@@ -657,7 +658,7 @@ impl<'a> Decider<'a> {
     /// side, or plan its creation there.
     async fn unlinked(
         &mut self,
-        source: Role,
+        source: Side,
         record: &Record,
         canonical: Canonical,
         parent: Option<ContactRef>,
@@ -703,12 +704,12 @@ impl<'a> Decider<'a> {
             source_id: record.id.clone(),
             updated_at: record.updated_at,
             other_id: None,
-            ghl_parent: if source == Role::Ghl {
+            ghl_parent: if source == Side::Ghl {
                 record.parent_id.clone()
             } else {
                 other_parent.clone()
             },
-            app_parent: if source == Role::App {
+            app_parent: if source == Side::App {
                 record.parent_id.clone()
             } else {
                 other_parent
@@ -730,7 +731,7 @@ impl<'a> Decider<'a> {
     /// somebody else who shares a phone with it.
     async fn find_match(
         &mut self,
-        source: Role,
+        source: Side,
         canonical: &Canonical,
     ) -> Result<Option<Record>, EngineError> {
         match matching::search(self.pair, source.other(), canonical).await? {
@@ -743,7 +744,7 @@ impl<'a> Decider<'a> {
     /// key, merging the two as records that never agreed (no base).
     async fn link_match(
         &mut self,
-        source: Role,
+        source: Side,
         record: &Record,
         canonical: Canonical,
         found: Record,
@@ -755,12 +756,12 @@ impl<'a> Decider<'a> {
             None
         } else {
             self.store
-                .link_by_side_id(self.name(), entity, side_of(other), &found.id)
+                .link_by_side_id(self.name(), entity, other, &found.id)
                 .await?
         };
         if found_link
             .as_ref()
-            .is_some_and(|l| l.deleted_at.is_none() && l.side(side_of(source)).id.is_none())
+            .is_some_and(|l| l.deleted_at.is_none() && l.side(source).id.is_none())
         {
             // `found` is linked but has no record on this side yet: its
             // create here is outstanding (its answer was lost, or we were
@@ -773,12 +774,12 @@ impl<'a> Decider<'a> {
         }
         if let Some(link) = found_link
             .as_ref()
-            .filter(|l| l.side(side_of(source)).id.as_deref() == Some(record.id.as_str()))
+            .filter(|l| l.side(source).id.as_deref() == Some(record.id.as_str()))
         {
             // `found` is linked to this very record: the writer recorded
             // our create of it after this batch read its links. Decide it
             // as the linked record it now is (an echo unless edited since).
-            if already_decided(link, side_of(source), record) {
+            if already_decided(link, source, record) {
                 self.report.stats.unchanged += 1;
                 return Ok(());
             }
@@ -851,7 +852,7 @@ impl<'a> Decider<'a> {
     /// Inserts the link of a record first seen on `source`, with `other`
     /// as its state on the other side; a contact is remembered for its
     /// children in this batch. Returns the link's local reference.
-    fn insert_link(&mut self, source: Role, record: &Record, other: LinkSide) -> u32 {
+    fn insert_link(&mut self, source: Side, record: &Record, other: LinkSide) -> u32 {
         let local_ref = self.next_ref();
         if record.entity == EntityKind::Contact {
             self.contacts.insert(
@@ -867,8 +868,8 @@ impl<'a> Decider<'a> {
             updated_at: Some(record.updated_at),
         };
         let (a, b) = match source {
-            Role::Ghl => (this, other),
-            Role::App => (other, this),
+            Side::Ghl => (this, other),
+            Side::App => (other, this),
         };
         self.changeset.links.push(LinkWrite::Insert {
             local_ref,
@@ -917,7 +918,7 @@ impl<'a> Decider<'a> {
         }
 
         let mut planned = false;
-        for target in ROLES {
+        for target in Side::BOTH {
             let writes = merged.writes_to(target);
             if writes.is_empty() {
                 continue;
@@ -951,7 +952,7 @@ impl<'a> Decider<'a> {
                     self.report.stats.dead_letters += 1;
                     self.changeset.dead_letters.push(NewDeadLetter {
                         pair: self.name().to_owned(),
-                        side: side_of(target),
+                        side: target,
                         entity,
                         record_id: Some(ids.source_id.clone()),
                         outbox_id: None,
@@ -968,17 +969,17 @@ impl<'a> Decider<'a> {
                 ids.other_id.clone()
             };
             let parent = match target {
-                Role::Ghl => ids.ghl_parent.clone(),
-                Role::App => ids.app_parent.clone(),
+                Side::Ghl => ids.ghl_parent.clone(),
+                Side::App => ids.app_parent.clone(),
             };
             let key = change_key(
                 self.name(),
                 entity,
-                side_of(ids.source),
+                ids.source,
                 &ids.source_id,
                 ids.updated_at,
                 op,
-                side_of(target),
+                target,
             );
             let expect = current.get(target).map(|now| {
                 writes
@@ -1013,7 +1014,7 @@ impl<'a> Decider<'a> {
             seen.link = Some(link);
             ids.fill(&mut seen);
             seen.fields = merged.changed.clone();
-            seen.direction = Some(Direction::towards(side_of(ids.source.other())));
+            seen.direction = Some(Direction::towards(ids.source.other()));
             self.changeset.journal.push(seen);
         }
         match link {
@@ -1043,7 +1044,7 @@ impl<'a> Decider<'a> {
     fn enqueue(
         &mut self,
         idempotency_key: String,
-        target: Role,
+        target: Side,
         entity: EntityKind,
         op: OutboxOp,
         link: LinkRef,
@@ -1079,12 +1080,12 @@ impl<'a> Decider<'a> {
         }
         let mut planned = NewJournalEntry::new(self.name(), entity, JournalAction::Planned);
         planned.link = Some(link);
-        planned.direction = Some(Direction::towards(side_of(target)));
+        planned.direction = Some(Direction::towards(target));
         planned.fields = payload.changed.clone();
         let (target_ref, source_ref) = (target_id.clone(), source_id.clone());
         (planned.a_id, planned.b_id) = match target {
-            Role::Ghl => (target_ref, source_ref),
-            Role::App => (source_ref, target_ref),
+            Side::Ghl => (target_ref, source_ref),
+            Side::App => (source_ref, target_ref),
         };
         planned.outbox = Some(OutboxRef::Key(idempotency_key.clone()));
         planned.detail = Some(op.to_string());
@@ -1092,7 +1093,7 @@ impl<'a> Decider<'a> {
         self.changeset.outbox.push(NewOutboxItem {
             idempotency_key,
             pair: self.name().to_owned(),
-            target_side: side_of(target),
+            target_side: target,
             entity,
             op,
             link: Some(link),
@@ -1119,7 +1120,7 @@ impl<'a> Decider<'a> {
 
 /// The ids a decision's rows carry.
 struct Ids {
-    source: Role,
+    source: Side,
     source_id: String,
     updated_at: DateTime<Utc>,
     other_id: Option<String>,
@@ -1130,8 +1131,8 @@ struct Ids {
 impl Ids {
     fn fill(&self, entry: &mut NewJournalEntry) {
         let (ghl, app) = match self.source {
-            Role::Ghl => (Some(self.source_id.clone()), self.other_id.clone()),
-            Role::App => (self.other_id.clone(), Some(self.source_id.clone())),
+            Side::Ghl => (Some(self.source_id.clone()), self.other_id.clone()),
+            Side::App => (self.other_id.clone(), Some(self.source_id.clone())),
         };
         entry.a_id = ghl;
         entry.b_id = app;
@@ -1147,30 +1148,30 @@ struct Sides<'c> {
 }
 
 impl<'c> Sides<'c> {
-    fn of(source: Role, this: Option<&'c Canonical>, that: Option<&'c Canonical>) -> Self {
+    fn of(source: Side, this: Option<&'c Canonical>, that: Option<&'c Canonical>) -> Self {
         match source {
-            Role::Ghl => Sides {
+            Side::Ghl => Sides {
                 ghl: this,
                 app: that,
             },
-            Role::App => Sides {
+            Side::App => Sides {
                 ghl: that,
                 app: this,
             },
         }
     }
 
-    fn get(self, role: Role) -> Option<&'c Canonical> {
+    fn get(self, role: Side) -> Option<&'c Canonical> {
         match role {
-            Role::Ghl => self.ghl,
-            Role::App => self.app,
+            Side::Ghl => self.ghl,
+            Side::App => self.app,
         }
     }
 }
 
 /// Whether `record`, read from side `src`, is a version its link has
 /// already taken in (or the link is a tombstone): a re-read, not a change.
-fn already_decided(link: &Link, src: SideRole, record: &Record) -> bool {
+fn already_decided(link: &Link, src: Side, record: &Record) -> bool {
     let seen = link.side(src).updated_at;
     link.deleted_at.is_some() || seen.is_some_and(|seen| seen >= record.updated_at)
 }
@@ -1181,7 +1182,7 @@ fn already_decided(link: &Link, src: SideRole, record: &Record) -> bool {
 fn agrees_with_base(
     pair: &PairRuntime,
     entity: EntityKind,
-    source: Role,
+    source: Side,
     canonical: &Canonical,
     base: &Canonical,
 ) -> bool {
@@ -1193,10 +1194,10 @@ fn agrees_with_base(
 }
 
 /// The patch of `role`'s side of a link update.
-fn side_patch(update: &mut LinkUpdate, role: Role) -> &mut SidePatch {
+fn side_patch(update: &mut LinkUpdate, role: Side) -> &mut SidePatch {
     match role {
-        Role::Ghl => &mut update.a,
-        Role::App => &mut update.b,
+        Side::Ghl => &mut update.a,
+        Side::App => &mut update.b,
     }
 }
 
@@ -1205,7 +1206,7 @@ fn merge_roles(
     pair: &PairRuntime,
     entity: EntityKind,
     base: Option<&Canonical>,
-    source: (Role, &Canonical, DateTime<Utc>),
+    source: (Side, &Canonical, DateTime<Utc>),
     other: Option<(&Canonical, DateTime<Utc>)>,
 ) -> Merge {
     let (role, canonical, updated_at) = source;
@@ -1218,8 +1219,8 @@ fn merge_roles(
         updated_at,
     });
     let (ghl, app) = match role {
-        Role::Ghl => (this, that),
-        Role::App => (that, this),
+        Side::Ghl => (this, that),
+        Side::App => (that, this),
     };
     merge(
         &pair.settings.map,
@@ -1236,7 +1237,8 @@ mod tests {
     use chrono::{TimeZone, Utc};
 
     use super::{change_key, change_of_key};
-    use crate::store::{EntityKind, OutboxOp, SideRole};
+    use crate::domain::{EntityKind, Side};
+    use crate::store::OutboxOp;
 
     #[test]
     fn a_change_key_gives_back_its_record_and_time() {
@@ -1245,11 +1247,11 @@ mod tests {
         let key = change_key(
             "main",
             EntityKind::Task,
-            SideRole::A,
+            Side::Ghl,
             "abc:12",
             at,
             OutboxOp::Update,
-            SideRole::B,
+            Side::App,
         );
         assert_eq!(
             key,

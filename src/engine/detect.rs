@@ -11,9 +11,10 @@ use tracing::Instrument;
 
 use super::decide::Decider;
 use super::report::PairReport;
-use super::{side_of, Engine, EngineError, Mode, PairRuntime};
-use crate::connector::{ConnectorError, EntityKind};
-use crate::mapping::Role;
+use super::{Engine, EngineError, Mode, PairRuntime};
+use crate::connector::ConnectorError;
+use crate::domain::{EntityKind, Side};
+
 use crate::store::{Change, Changeset, CommitReceipt, CursorAdvance, DeadLetterStatus, StoreError};
 
 /// A page's commit running while the next page is decided.
@@ -33,7 +34,7 @@ impl Engine {
     pub async fn poll(
         &self,
         pair: &PairRuntime,
-        source: Role,
+        source: Side,
         entity: EntityKind,
         mode: Mode,
     ) -> Result<PairReport, EngineError> {
@@ -56,11 +57,11 @@ impl Engine {
     async fn poll_feed(
         &self,
         pair: &PairRuntime,
-        source: Role,
+        source: Side,
         entity: EntityKind,
         mode: Mode,
     ) -> Result<PairReport, EngineError> {
-        let side = side_of(source);
+        let side = source;
         let started = Utc::now();
         let cursor = self
             .store
@@ -137,7 +138,7 @@ impl Engine {
         &self,
         pair: &PairRuntime,
         decider: &mut Decider<'_>,
-        source: Role,
+        source: Side,
         contacts: &[String],
     ) -> Result<(), EngineError> {
         if contacts.is_empty() {
@@ -161,7 +162,7 @@ impl Engine {
         &self,
         pair: &PairRuntime,
         decider: &mut Decider<'_>,
-        source: Role,
+        source: Side,
         entity: EntityKind,
         contacts: &[String],
     ) -> Result<(), EngineError> {
@@ -170,7 +171,7 @@ impl Engine {
         // creates and links meanwhile may not be listed, and is not gone.
         let linked = self
             .store
-            .links_by_parent_ids(pair.name(), entity, side_of(source), contacts)
+            .links_by_parent_ids(pair.name(), entity, source, contacts)
             .await?;
         let mut present = HashSet::new();
         let mut listed = HashSet::with_capacity(contacts.len());
@@ -199,7 +200,7 @@ impl Engine {
             decider.records(source, entity, page.records).await?;
         }
         for link in linked {
-            let side = link.side(side_of(source));
+            let side = link.side(source);
             let gone = side.parent_id.as_ref().is_some_and(|p| listed.contains(p))
                 && side.id.as_ref().is_some_and(|id| !present.contains(id));
             if gone {
@@ -223,12 +224,12 @@ impl Engine {
         &self,
         pair: &PairRuntime,
         decider: &mut Decider<'_>,
-        source: Role,
+        source: Side,
         entity: EntityKind,
         mut rejected: Vec<ConnectorError>,
     ) -> Result<(), EngineError> {
         if rejected.iter().any(|error| record_id(error).is_none()) {
-            let side = side_of(source);
+            let side = source;
             let open: HashSet<String> = self
                 .store
                 .dead_letters(Some(DeadLetterStatus::Open))
@@ -256,10 +257,10 @@ impl Engine {
     pub(super) fn advance(
         &self,
         pair: &PairRuntime,
-        source: Role,
+        source: Side,
         entity: EntityKind,
     ) -> CursorAdvance {
-        CursorAdvance::new(pair.name(), side_of(source), entity, STREAM)
+        CursorAdvance::new(pair.name(), source, entity, STREAM)
     }
 
     /// Starts committing the page the decider holds, with `advance` (one
@@ -363,13 +364,12 @@ mod tests {
 
     use crate::config::{self, LoadOptions};
     use crate::connector::{
-        Capabilities, Connector, ConnectorError, Deletion, EntityCaps, EntityKind, MatchKey, Page,
-        Record,
+        Capabilities, Connector, ConnectorError, Deletion, EntityCaps, Page, Record,
     };
+    use crate::domain::{EntityKind, MatchKey, Side};
     use crate::engine::{Engine, Mode, PairRuntime};
-    use crate::mapping::Role;
     use crate::store::{
-        Changeset, LinkUpdate, LinkWrite, PairRegistration, PairSide, SidePatch, SideRole, Store,
+        Changeset, LinkUpdate, LinkWrite, PairRegistration, PairSide, SidePatch, Store,
     };
 
     /// Runs while a match lookup is in flight (what else the daemon does
@@ -573,7 +573,7 @@ mod tests {
         let engine = engine(dir.path(), ghl, Feed::new("app", Vec::new())).await;
         let pair = engine.pairs[0].clone();
         let report = engine
-            .poll(&pair, Role::Ghl, EntityKind::Contact, Mode::Apply)
+            .poll(&pair, Side::Ghl, EntityKind::Contact, Mode::Apply)
             .await
             .unwrap();
         assert_eq!(report.stats.read, 4);
@@ -594,7 +594,7 @@ mod tests {
         let engine = engine(dir.path(), ghl, Feed::new("app", Vec::new())).await;
         let pair = engine.pairs[0].clone();
         engine
-            .poll(&pair, Role::Ghl, EntityKind::Contact, Mode::Apply)
+            .poll(&pair, Side::Ghl, EntityKind::Contact, Mode::Apply)
             .await
             .unwrap();
         let items = engine
@@ -615,7 +615,7 @@ mod tests {
         let native = pair
             .settings
             .map
-            .to_native(EntityKind::Contact, Role::App, &writes)
+            .to_native(EntityKind::Contact, Side::App, &writes)
             .unwrap();
         assert!(native.values().any(|v| v == "x@example.com"), "{native:?}");
         engine.store.close().await;
@@ -638,7 +638,7 @@ mod tests {
         let engine = engine(dir.path(), ghl, Feed::new("app", Vec::new())).await;
         let pair = engine.pairs[0].clone();
         let error = engine
-            .poll(&pair, Role::Ghl, EntityKind::Contact, Mode::Apply)
+            .poll(&pair, Side::Ghl, EntityKind::Contact, Mode::Apply)
             .await
             .unwrap_err();
         assert!(error.to_string().contains("gone mid-poll"), "{error}");
@@ -646,7 +646,7 @@ mod tests {
         assert_eq!(links.await.unwrap(), 3);
         let cursor = engine
             .store
-            .load_cursor("demo", crate::store::SideRole::A, EntityKind::Contact, "")
+            .load_cursor("demo", crate::domain::Side::Ghl, EntityKind::Contact, "")
             .await
             .unwrap()
             .unwrap();
@@ -704,20 +704,20 @@ mod tests {
 
         // The app contact is read first: its create in GHL is planned.
         let report = engine
-            .poll(&pair, Role::App, EntityKind::Contact, Mode::Apply)
+            .poll(&pair, Side::App, EntityKind::Contact, Mode::Apply)
             .await
             .unwrap();
         assert_eq!(report.stats.planned_creates, 1, "{:?}", report.stats);
         let link = engine
             .store
-            .link_by_side_id("demo", EntityKind::Contact, SideRole::B, "ct")
+            .link_by_side_id("demo", EntityKind::Contact, Side::App, "ct")
             .await
             .unwrap()
             .expect("linked");
         assert!(recorded.set((engine.store.clone(), link.id)).is_ok());
 
         let report = engine
-            .poll(&pair, Role::Ghl, EntityKind::Contact, Mode::Apply)
+            .poll(&pair, Side::Ghl, EntityKind::Contact, Mode::Apply)
             .await
             .unwrap();
         assert_eq!(

@@ -2,9 +2,10 @@
 //! `ghlsync status`: the limiter's state lives in the daemon's memory, and
 //! `status` runs as another process.
 
+use crate::domain::Side;
 use chrono::Utc;
 
-use super::{side_of, Engine, ROLES};
+use super::Engine;
 use crate::store::SideHealth;
 
 impl Engine {
@@ -16,12 +17,12 @@ impl Engine {
         let now = Utc::now();
         let mut readings = Vec::with_capacity(self.pairs.len() * 2);
         for pair in &self.pairs {
-            for role in ROLES {
+            for role in Side::BOTH {
                 let connector = pair.connector(role);
                 let budget = connector.budget();
                 readings.push(SideHealth {
                     pair: pair.name().to_owned(),
-                    side: side_of(role),
+                    side: role,
                     side_name: connector.side().to_owned(),
                     interval_remaining: budget.and_then(|b| b.interval_remaining).map(i64::from),
                     daily_remaining: budget.map(|b| i64::from(b.daily_remaining)),

@@ -20,8 +20,9 @@
 use serde_json::Value;
 
 use super::PairRuntime;
-use crate::connector::{ConnectorError, EntityKind, MatchKey, Record};
-use crate::mapping::{Canonical, PairMap, Role};
+use crate::connector::{ConnectorError, Record};
+use crate::domain::{EntityKind, MatchKey, Side};
+use crate::mapping::{Canonical, PairMap};
 
 /// The identity keys, strongest first.
 const STRENGTH: [MatchKey; 2] = [MatchKey::Email, MatchKey::Phone];
@@ -94,7 +95,7 @@ pub enum Search {
 /// were there when the side could not be asked.
 pub async fn search(
     pair: &PairRuntime,
-    side: Role,
+    side: Side,
     ours: &Canonical,
 ) -> Result<Search, ConnectorError> {
     let connector = pair.connector(side);
@@ -142,7 +143,7 @@ pub async fn search(
 /// the same person (or cannot be mapped).
 pub fn verify(
     pair: &PairRuntime,
-    side: Role,
+    side: Side,
     ours: &Canonical,
     record: Record,
 ) -> Option<Verified> {
@@ -155,7 +156,7 @@ pub fn verify(
 
 /// The strongest match key `ours` shares with `record` of `side`, for a
 /// reason an operator reads (email when they share none readable).
-pub fn shared_key(pair: &PairRuntime, side: Role, ours: &Canonical, record: &Record) -> MatchKey {
+pub fn shared_key(pair: &PairRuntime, side: Side, ours: &Canonical, record: &Record) -> MatchKey {
     let map = &pair.settings.map;
     let theirs = keys_of(pair, side, record);
     STRENGTH
@@ -171,14 +172,15 @@ pub fn shared_key(pair: &PairRuntime, side: Role, ours: &Canonical, record: &Rec
 /// (a key that cannot be read is absent; the rest of the record may be
 /// unmappable and still be recognised, and refused at linking with its
 /// own reason).
-fn keys_of(pair: &PairRuntime, side: Role, record: &Record) -> Canonical {
+fn keys_of(pair: &PairRuntime, side: Side, record: &Record) -> Canonical {
     pair.settings.map.match_keys_of(side, &record.fields)
 }
 
 #[cfg(test)]
 mod tests {
     use super::{verdict, Verdict};
-    use crate::connector::{EntityKind, MatchKey};
+
+    use crate::domain::{EntityKind, MatchKey};
     use crate::mapping::{Binding, Canonical, FieldMap, Flow, PairMap};
 
     fn map() -> PairMap {

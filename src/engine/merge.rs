@@ -12,8 +12,8 @@
 use chrono::{DateTime, Utc};
 use serde_json::Value;
 
-use crate::connector::EntityKind;
-use crate::mapping::{Canonical, FieldMap, PairMap, Policy, Role};
+use crate::domain::{EntityKind, Side};
+use crate::mapping::{Canonical, FieldMap, PairMap, Policy};
 
 /// One side's current state of a record.
 #[derive(Debug, Clone, Copy)]
@@ -52,10 +52,10 @@ impl Merge {
         self.to_ghl.is_empty() && self.to_app.is_empty() && self.conflicts.is_empty()
     }
 
-    pub fn writes_to(&self, role: Role) -> &Canonical {
+    pub fn writes_to(&self, role: Side) -> &Canonical {
         match role {
-            Role::Ghl => &self.to_ghl,
-            Role::App => &self.to_app,
+            Side::Ghl => &self.to_ghl,
+            Side::App => &self.to_app,
         }
     }
 }
@@ -79,8 +79,8 @@ pub fn merge(
         let name = field.name.as_str();
         let b = base.get(name);
         // A side the field does not flow from cannot change it.
-        let g = seen(field, ghl, Role::Ghl);
-        let a = seen(field, app, Role::App);
+        let g = seen(field, ghl, Side::Ghl);
+        let a = seen(field, app, Side::App);
         let g_changed = g.is_some_and(|g| g != b);
         let a_changed = a.is_some_and(|a| a != b);
 
@@ -126,8 +126,8 @@ pub fn merge(
         if merged.as_ref() != b {
             out.changed.push(name.to_owned());
         }
-        plan_write(&mut out.to_ghl, field, Role::Ghl, ghl, merged.as_ref());
-        plan_write(&mut out.to_app, field, Role::App, app, merged.as_ref());
+        plan_write(&mut out.to_ghl, field, Side::Ghl, ghl, merged.as_ref());
+        plan_write(&mut out.to_app, field, Side::App, app, merged.as_ref());
         if let Some(value) = merged {
             out.merged.insert(name.to_owned(), value);
         }
@@ -140,7 +140,7 @@ pub fn merge(
 fn seen<'a>(
     field: &FieldMap,
     side: Option<SideState<'a>>,
-    role: Role,
+    role: Side,
 ) -> Option<Option<&'a Value>> {
     match side {
         Some(state) if field.flow.reads_from(role) => Some(state.canonical.get(&field.name)),
@@ -154,7 +154,7 @@ fn seen<'a>(
 fn plan_write(
     writes: &mut Canonical,
     field: &FieldMap,
-    role: Role,
+    role: Side,
     side: Option<SideState<'_>>,
     merged: Option<&Value>,
 ) {

@@ -36,9 +36,10 @@ use std::fmt;
 use std::sync::Arc;
 
 use crate::config::{PairSettings, SyncSettings};
-use crate::connector::{Connector, ConnectorError, EntityKind};
-use crate::mapping::Role;
-use crate::store::{SideRole, Store, StoreError};
+use crate::connector::{Connector, ConnectorError};
+use crate::domain::{EntityKind, PerSide, Side};
+
+use crate::store::{Store, StoreError};
 
 pub use build::{build, BuildError};
 pub use report::{PairReport, PlannedWrite, Report, Stats};
@@ -72,8 +73,7 @@ pub enum EngineError {
 /// One configured pair with its two connected sides.
 pub struct PairRuntime {
     pub settings: PairSettings,
-    ghl: Arc<dyn Connector>,
-    app: Arc<dyn Connector>,
+    connectors: PerSide<Arc<dyn Connector>>,
     /// What the daemon's tasks know about this pair while it runs.
     pub signals: PairSignals,
 }
@@ -82,8 +82,8 @@ impl fmt::Debug for PairRuntime {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("PairRuntime")
             .field("pair", &self.settings.name)
-            .field("ghl", &self.ghl.side())
-            .field("app", &self.app.side())
+            .field("ghl", &self.connectors.ghl.side())
+            .field("app", &self.connectors.app.side())
             .finish()
     }
 }
@@ -92,8 +92,7 @@ impl PairRuntime {
     pub fn new(settings: PairSettings, ghl: Arc<dyn Connector>, app: Arc<dyn Connector>) -> Self {
         PairRuntime {
             settings,
-            ghl,
-            app,
+            connectors: PerSide::new(ghl, app),
             signals: PairSignals::default(),
         }
     }
@@ -102,11 +101,8 @@ impl PairRuntime {
         &self.settings.name
     }
 
-    pub fn connector(&self, role: Role) -> &dyn Connector {
-        match role {
-            Role::Ghl => self.ghl.as_ref(),
-            Role::App => self.app.as_ref(),
-        }
+    pub fn connector(&self, role: Side) -> &dyn Connector {
+        self.connectors[role].as_ref()
     }
 
     /// The entities this pair maps, contacts first (children need their
@@ -133,20 +129,3 @@ pub struct Engine {
     /// Records read from either side since start (progress output).
     pub records_read: Arc<std::sync::atomic::AtomicU64>,
 }
-
-/// The store's name for a role: the GHL side is `a`, the other side `b`.
-pub fn side_of(role: Role) -> SideRole {
-    match role {
-        Role::Ghl => SideRole::A,
-        Role::App => SideRole::B,
-    }
-}
-
-pub fn role_of(side: SideRole) -> Role {
-    match side {
-        SideRole::A => Role::Ghl,
-        SideRole::B => Role::App,
-    }
-}
-
-pub const ROLES: [Role; 2] = [Role::Ghl, Role::App];

@@ -13,9 +13,8 @@ use tracing::Instrument;
 use super::decide::Decider;
 use super::detect::rejected_ids;
 use super::report::PairReport;
-use super::{side_of, Engine, EngineError, Mode, PairRuntime, ROLES};
-use crate::connector::EntityKind;
-use crate::mapping::Role;
+use super::{Engine, EngineError, Mode, PairRuntime};
+use crate::domain::{EntityKind, Side};
 
 /// Contacts whose children are read per commit.
 const CHILDREN_PER_COMMIT: usize = 50;
@@ -30,7 +29,7 @@ impl Engine {
         let span = tracing::info_span!("reconcile", pair = %pair.name());
         async {
             let mut decider = Decider::new(self, pair, mode).comparing_content();
-            for source in ROLES {
+            for source in Side::BOTH {
                 self.reconcile_contacts(pair, &mut decider, source, mode)
                     .await?;
             }
@@ -38,7 +37,7 @@ impl Engine {
                 if entity == EntityKind::Contact {
                     continue;
                 }
-                for source in ROLES {
+                for source in Side::BOTH {
                     if pair.connector(source).capabilities().of(entity).read {
                         self.reconcile_children(pair, &mut decider, source, entity, mode)
                             .await?;
@@ -56,7 +55,7 @@ impl Engine {
         &self,
         pair: &PairRuntime,
         decider: &mut Decider<'_>,
-        source: Role,
+        source: Side,
         mode: Mode,
     ) -> Result<(), EngineError> {
         let connector = pair.connector(source);
@@ -69,7 +68,7 @@ impl Engine {
         // is not gone.
         let live = self
             .store
-            .live_side_ids(pair.name(), EntityKind::Contact, side_of(source))
+            .live_side_ids(pair.name(), EntityKind::Contact, source)
             .await?;
         let mut present = HashSet::new();
         // Records the side sent without an id that could be read.
@@ -129,13 +128,13 @@ impl Engine {
         &self,
         pair: &PairRuntime,
         decider: &mut Decider<'_>,
-        source: Role,
+        source: Side,
         entity: EntityKind,
         mode: Mode,
     ) -> Result<(), EngineError> {
         let contacts: Vec<String> = self
             .store
-            .live_side_ids(pair.name(), EntityKind::Contact, side_of(source))
+            .live_side_ids(pair.name(), EntityKind::Contact, source)
             .await?
             .into_iter()
             .map(|(_, id)| id)
@@ -155,7 +154,7 @@ impl Engine {
         &self,
         pair: &PairRuntime,
         decider: &mut Decider<'_>,
-        gone_from: Role,
+        gone_from: Side,
         entity: EntityKind,
         gone: &[i64],
         live: usize,

@@ -10,9 +10,10 @@ use chrono::Duration;
 
 use super::decide::Decider;
 use super::report::Stats;
-use super::{side_of, Engine, EngineError, Mode, PairRuntime};
+use super::{Engine, EngineError, Mode, PairRuntime};
 use crate::connector::Record;
-use crate::mapping::Role;
+use crate::domain::Side;
+
 use crate::store::Changeset;
 
 impl Engine {
@@ -24,14 +25,14 @@ impl Engine {
     pub(super) async fn decide_again(
         &self,
         pair: &PairRuntime,
-        role: Role,
+        role: Side,
         mut record: Record,
     ) -> Result<(Stats, Changeset), EngineError> {
         let link = self
             .store
-            .link_by_side_id(pair.name(), record.entity, side_of(role), &record.id)
+            .link_by_side_id(pair.name(), record.entity, role, &record.id)
             .await?;
-        if let Some(seen) = link.and_then(|l| l.side(side_of(role)).updated_at) {
+        if let Some(seen) = link.and_then(|l| l.side(role).updated_at) {
             if seen >= record.updated_at {
                 record.updated_at = seen + Duration::microseconds(1);
             }

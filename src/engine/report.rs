@@ -4,7 +4,7 @@ use std::collections::BTreeMap;
 
 use serde::Serialize;
 
-use crate::connector::EntityKind;
+use crate::domain::EntityKind;
 use crate::store::OutboxOp;
 
 /// Counters of one pair (or of a whole run, summed).

@@ -9,9 +9,10 @@
 use serde_json::Value;
 
 use super::decide::WritePayload;
-use super::{side_of, snapshot, Engine, PairRuntime, ROLES};
+use super::{snapshot, Engine, PairRuntime};
 use crate::connector::ConnectorError;
-use crate::mapping::{Canonical, Role};
+use crate::domain::Side;
+use crate::mapping::Canonical;
 use crate::store::{
     Changeset, Conflict, ConflictStatus, Direction, JournalAction, LinkRef, LinkUpdate, LinkWrite,
     NewJournalEntry, NewOutboxItem, OutboxOp, OutboxRef, PayloadJson, StoreError,
@@ -22,7 +23,7 @@ use crate::store::{
 pub enum Choice {
     /// The value that side held when the conflict was parked (or last
     /// refreshed): what `conflicts show` displays.
-    Take(Role),
+    Take(Side),
     /// A value of the operator's own.
     Value(Value),
 }
@@ -39,14 +40,14 @@ pub enum ResolveError {
     #[error("conflict {id}: its {entity} (link {link}) is gone from the mirror or deleted")]
     LinkGone {
         id: i64,
-        entity: crate::store::EntityKind,
+        entity: crate::domain::EntityKind,
         link: i64,
     },
     #[error("conflict {id}: field `{field}` is no longer mapped for {entity}s in pair `{pair}`")]
     FieldGone {
         id: i64,
         pair: String,
-        entity: crate::store::EntityKind,
+        entity: crate::domain::EntityKind,
         field: String,
     },
     #[error("conflict {id}: the value cannot be written to side `{side}`: {message}")]
@@ -139,8 +140,8 @@ impl Engine {
         let (value, resolution) = match &choice {
             Choice::Take(role) => {
                 let value = match role {
-                    Role::Ghl => conflict.a_value.clone(),
-                    Role::App => conflict.b_value.clone(),
+                    Side::Ghl => conflict.a_value.clone(),
+                    Side::App => conflict.b_value.clone(),
                 };
                 let side = pair.connector(*role).side();
                 let note = format!("took side `{side}` ({})", shown(&value));
@@ -162,8 +163,8 @@ impl Engine {
 
         let mut changeset = Changeset::default();
         let mut queued = Vec::new();
-        for role in ROLES {
-            let Some(record_id) = link.side(side_of(role)).id.clone() else {
+        for role in Side::BOTH {
+            let Some(record_id) = link.side(role).id.clone() else {
                 continue;
             };
             let connector = pair.connector(role);
@@ -171,7 +172,7 @@ impl Engine {
             if !field.flow.writes_to(role) || !caps.update {
                 continue;
             }
-            let parent = link.side(side_of(role)).parent_id.clone();
+            let parent = link.side(role).parent_id.clone();
             let current = current_value(
                 pair,
                 role,
@@ -219,11 +220,11 @@ impl Engine {
                 "{}/{entity}/conflict:{id}/{}->{}",
                 pair.name(),
                 OutboxOp::Update,
-                side_of(role)
+                role
             );
             let mut planned = NewJournalEntry::new(pair.name(), entity, JournalAction::Planned);
             planned.link = Some(LinkRef::Existing(link.id));
-            planned.direction = Some(Direction::towards(side_of(role)));
+            planned.direction = Some(Direction::towards(role));
             planned.a_id = link.a.id.clone();
             planned.b_id = link.b.id.clone();
             planned.fields = vec![field.name.clone()];
@@ -233,7 +234,7 @@ impl Engine {
             changeset.outbox.push(NewOutboxItem {
                 idempotency_key: key.clone(),
                 pair: pair.name().to_owned(),
-                target_side: side_of(role),
+                target_side: role,
                 entity,
                 op: OutboxOp::Update,
                 link: Some(LinkRef::Existing(link.id)),
@@ -308,8 +309,8 @@ fn already_resolved(conflict: &Conflict) -> ResolveError {
 /// the record is gone there and will not be written).
 async fn current_value(
     pair: &PairRuntime,
-    role: Role,
-    entity: crate::store::EntityKind,
+    role: Side,
+    entity: crate::domain::EntityKind,
     id: &str,
     parent: Option<&str>,
     field: &str,

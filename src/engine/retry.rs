@@ -7,9 +7,10 @@
 
 use tracing::Instrument;
 
-use super::{role_of, side_of, Engine, EngineError};
+use super::{Engine, EngineError};
 use crate::connector::{ConnectorError, Record};
-use crate::mapping::Role;
+use crate::domain::Side;
+
 use crate::store::{DeadLetter, DeadLetterStage, DeadLetterStatus, StoreError};
 
 /// Why a dead letter could not be retried. It stays open.
@@ -31,14 +32,14 @@ pub enum RetryError {
     )]
     Gone {
         id: i64,
-        entity: crate::store::EntityKind,
+        entity: crate::domain::EntityKind,
         record: String,
         side: String,
     },
     #[error("dead letter {id}: fetching {entity} {record} from side `{side}` failed: {source}")]
     Side {
         id: i64,
-        entity: crate::store::EntityKind,
+        entity: crate::domain::EntityKind,
         record: String,
         side: String,
         #[source]
@@ -162,14 +163,14 @@ impl Engine {
         &self,
         letter: &DeadLetter,
         record_id: &str,
-    ) -> Result<(Role, Record), RetryError> {
+    ) -> Result<(Side, Record), RetryError> {
         let pair = self
             .pairs
             .iter()
             .find(|p| p.name() == letter.pair)
             .expect("checked by the caller");
-        let first = role_of(letter.side);
-        let roles: &[Role] = if letter.stage == DeadLetterStage::Map {
+        let first = letter.side;
+        let roles: &[Side] = if letter.stage == DeadLetterStage::Map {
             &[first, first.other()]
         } else {
             &[first]
@@ -181,10 +182,10 @@ impl Engine {
         for role in roles.iter().copied() {
             let parent = self
                 .store
-                .link_by_side_id(pair.name(), letter.entity, side_of(role), record_id)
+                .link_by_side_id(pair.name(), letter.entity, role, record_id)
                 .await
                 .map_err(RetryError::Store)?
-                .and_then(|l| l.side(side_of(role)).parent_id.clone());
+                .and_then(|l| l.side(role).parent_id.clone());
             let connector = pair.connector(role);
             match connector
                 .get(letter.entity, record_id, parent.as_deref())

@@ -11,9 +11,9 @@ use rand::Rng;
 use tokio::sync::watch;
 
 use super::report::{PairReport, Report};
-use super::{side_of, Engine, EngineError, Mode, PairRuntime, ROLES};
-use crate::connector::{ConnectorError, EntityKind};
-use crate::mapping::Role;
+use super::{Engine, EngineError, Mode, PairRuntime};
+use crate::connector::ConnectorError;
+use crate::domain::{EntityKind, Side};
 
 /// A stop signal shared by every task of a run.
 #[derive(Debug, Clone)]
@@ -102,7 +102,7 @@ impl Engine {
         mode: Mode,
         reconcile: Reconcile,
     ) -> Result<PairReport, EngineError> {
-        self.detect_sides(pair, &ROLES, mode, reconcile).await
+        self.detect_sides(pair, &Side::BOTH, mode, reconcile).await
     }
 
     /// Detection of the feeds of `sources` only (the daemon polls a side
@@ -111,7 +111,7 @@ impl Engine {
     pub async fn detect_sides(
         &self,
         pair: &PairRuntime,
-        sources: &[Role],
+        sources: &[Side],
         mode: Mode,
         reconcile: Reconcile,
     ) -> Result<PairReport, EngineError> {
@@ -137,10 +137,10 @@ impl Engine {
 
     async fn reconcile_due(&self, pair: &PairRuntime) -> Result<bool, EngineError> {
         let interval = chrono::Duration::from_std(self.sync.reconcile_interval).unwrap_or_default();
-        for source in ROLES {
+        for source in Side::BOTH {
             let cursor = self
                 .store
-                .load_cursor(pair.name(), side_of(source), EntityKind::Contact, "")
+                .load_cursor(pair.name(), source, EntityKind::Contact, "")
                 .await?;
             let last = cursor.and_then(|c| c.last_full_sync_at);
             if last.is_none_or(|at| Utc::now() - at >= interval) {
@@ -257,7 +257,7 @@ async fn detection_loop(engine: &Engine, pair: &PairRuntime, stop: &Shutdown, sc
     let mut next_poll = [Instant::now(); 2];
     while !stop.is_stopping() {
         let now = Instant::now();
-        let due: Vec<Role> = ROLES
+        let due: Vec<Side> = Side::BOTH
             .iter()
             .zip(next_poll)
             .filter(|(_, at)| *at <= now)
@@ -285,7 +285,7 @@ async fn detection_loop(engine: &Engine, pair: &PairRuntime, stop: &Shutdown, sc
             }
             Err(error) => {
                 if let EngineError::Side(ConnectorError::Auth { side, message }) = &error {
-                    for role in ROLES {
+                    for role in Side::BOTH {
                         if pair.connector(role).side() == side {
                             pair.signals.credentials_refused(role, message.clone());
                         }
@@ -296,7 +296,7 @@ async fn detection_loop(engine: &Engine, pair: &PairRuntime, stop: &Shutdown, sc
         }
         engine.record_health().await;
         let jitter = engine.sync.poll_jitter.as_millis() as u64;
-        for (slot, role) in next_poll.iter_mut().zip(ROLES) {
+        for (slot, role) in next_poll.iter_mut().zip(Side::BOTH) {
             if due.contains(&role) {
                 let jitter = Duration::from_millis(rand::thread_rng().gen_range(0..=jitter));
                 *slot = Instant::now() + interval(engine, pair, role, schedule) + jitter;
@@ -312,7 +312,7 @@ async fn detection_loop(engine: &Engine, pair: &PairRuntime, stop: &Shutdown, sc
 }
 
 /// `role`'s polling interval now: longer while its webhooks arrive.
-fn interval(engine: &Engine, pair: &PairRuntime, role: Role, schedule: Schedule) -> Duration {
+fn interval(engine: &Engine, pair: &PairRuntime, role: Side, schedule: Schedule) -> Duration {
     match schedule.webhooks {
         Some((trust_for, safety)) if pair.signals.webhooks_healthy(role, trust_for, Utc::now()) => {
             safety.max(engine.sync.poll_interval)

@@ -10,7 +10,7 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use tokio::sync::Notify;
 
-use crate::mapping::Role;
+use crate::domain::{PerSide, Side};
 
 /// One side of a pair as the running daemon sees it.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -26,7 +26,7 @@ pub struct SideSignals {
 /// The shared state of one pair.
 #[derive(Debug, Default)]
 pub struct PairSignals {
-    sides: Mutex<[SideSignals; 2]>,
+    sides: Mutex<PerSide<SideSignals>>,
     reconcile_requested: AtomicBool,
     wake: Notify,
     /// Detection passes and targeted syncs of one pair take turns: two
@@ -34,43 +34,36 @@ pub struct PairSignals {
     pub(crate) turn: tokio::sync::Mutex<()>,
 }
 
-fn index(role: Role) -> usize {
-    match role {
-        Role::Ghl => 0,
-        Role::App => 1,
-    }
-}
-
 impl PairSignals {
-    pub fn side(&self, role: Role) -> SideSignals {
-        self.lock()[index(role)].clone()
+    pub fn side(&self, role: Side) -> SideSignals {
+        self.lock()[role].clone()
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, [SideSignals; 2]> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, PerSide<SideSignals>> {
         self.sides.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     /// A pass polled `role` without error.
-    pub fn polled(&self, role: Role, at: DateTime<Utc>) {
+    pub fn polled(&self, role: Side, at: DateTime<Utc>) {
         let mut sides = self.lock();
-        let side = &mut sides[index(role)];
+        let side = &mut sides[role];
         side.last_success = Some(at);
         side.credentials_refused = None;
     }
 
     /// `role` refused our credentials.
-    pub fn credentials_refused(&self, role: Role, message: String) {
-        self.lock()[index(role)].credentials_refused = Some(message);
+    pub fn credentials_refused(&self, role: Side, message: String) {
+        self.lock()[role].credentials_refused = Some(message);
     }
 
     /// A verified webhook from `role` arrived.
-    pub fn webhook_arrived(&self, role: Role, at: DateTime<Utc>) {
-        self.lock()[index(role)].last_webhook = Some(at);
+    pub fn webhook_arrived(&self, role: Side, at: DateTime<Utc>) {
+        self.lock()[role].last_webhook = Some(at);
     }
 
     /// Whether `role`'s webhooks are arriving: one verified within
     /// `trust_for`. Polling then only runs as the safety net.
-    pub fn webhooks_healthy(&self, role: Role, trust_for: Duration, now: DateTime<Utc>) -> bool {
+    pub fn webhooks_healthy(&self, role: Side, trust_for: Duration, now: DateTime<Utc>) -> bool {
         let trust_for = chrono::Duration::from_std(trust_for).unwrap_or(chrono::Duration::MAX);
         self.side(role)
             .last_webhook

@@ -12,16 +12,15 @@ use tracing::Instrument;
 
 use super::decide::Decider;
 use super::report::PairReport;
-use super::{side_of, Engine, EngineError, Mode, PairRuntime, Shutdown};
-use crate::connector::EntityKind;
-use crate::mapping::Role;
+use super::{Engine, EngineError, Mode, PairRuntime, Shutdown};
+use crate::domain::{EntityKind, Side};
 
 /// One record to sync now.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct Target {
     pub pair: String,
     /// The side whose webhook named the record.
-    pub source: Role,
+    pub source: Side,
     pub entity: EntityKind,
     pub id: String,
     /// The owning contact of a task, note or appointment.
@@ -176,9 +175,9 @@ impl Engine {
             (None, _) => {
                 let link = self
                     .store
-                    .link_by_side_id(pair.name(), entity, side_of(source), &target.id)
+                    .link_by_side_id(pair.name(), entity, source, &target.id)
                     .await?;
-                match link.and_then(|l| l.side(side_of(source)).parent_id.clone()) {
+                match link.and_then(|l| l.side(source).parent_id.clone()) {
                     Some(parent) => Some(parent),
                     None => {
                         tracing::info!(pair = %pair.name(), %entity, record = %target.id, "the event does not name the record's contact, and the mirror does not know it yet: left to its contact's next read and to reconciliation");
@@ -229,12 +228,7 @@ impl Engine {
         }
         let link = self
             .store
-            .link_by_side_id(
-                pair.name(),
-                target.entity,
-                side_of(target.source),
-                &target.id,
-            )
+            .link_by_side_id(pair.name(), target.entity, target.source, &target.id)
             .await?;
         if let Some(link) = link {
             decider.deletion(target.source, &link).await?;

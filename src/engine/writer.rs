@@ -12,9 +12,10 @@ use tracing::Instrument;
 
 use super::decide::{change_of_key, WritePayload};
 use super::report::Stats;
-use super::{role_of, snapshot, Engine, EngineError, PairRuntime};
-use crate::connector::{ConnectorError, EntityKind, Record};
-use crate::mapping::Role;
+use super::{snapshot, Engine, EngineError, PairRuntime};
+use crate::connector::{ConnectorError, Record};
+use crate::domain::{EntityKind, Side};
+
 use crate::store::{
     Change, Completion, Direction, JournalAction, LinkRef, LinkUpdate, LinkWrite, NewJournalEntry,
     OutboxItem, OutboxOp, OutboxRef, SidePatch, StoreError,
@@ -99,7 +100,7 @@ impl Engine {
             self.store.fail_outbox(item.id, &reason, None).await?;
             return Ok(());
         };
-        let target = role_of(item.target_side);
+        let target = item.target_side;
         let span = tracing::info_span!(
             "write",
             pair = %item.pair,
@@ -173,7 +174,7 @@ impl Engine {
 
     /// Performs one write on its target side.
     async fn apply(&self, pair: &PairRuntime, item: &OutboxItem) -> Result<Written, EngineError> {
-        let target = role_of(item.target_side);
+        let target = item.target_side;
         let connector = pair.connector(target);
         let payload = payload(item);
         let fields = match native_fields(pair, item, &payload) {
@@ -262,7 +263,7 @@ impl Engine {
             return Ok(());
         };
         let parent = link.side(source).parent_id.clone();
-        let role = role_of(source);
+        let role = source;
         match pair
             .connector(role)
             .get(item.entity, &id, parent.as_deref())
@@ -328,7 +329,7 @@ impl Engine {
         payload: &WritePayload,
     ) -> Option<Result<String, ConnectorError>> {
         let expect = payload.expect.as_ref()?;
-        let target = role_of(item.target_side);
+        let target = item.target_side;
         let current = match pair.connector(target).get(item.entity, id, parent).await {
             Ok(Some(current)) => current,
             Ok(None) => return Some(Ok("the record was deleted there".to_owned())),
@@ -358,7 +359,7 @@ impl Engine {
     async fn retag(
         &self,
         pair: &PairRuntime,
-        target: Role,
+        target: Side,
         item: &OutboxItem,
         id: &str,
         payload: &WritePayload,
@@ -399,10 +400,10 @@ impl Engine {
 /// The one `info` event of an applied change (field names only; values
 /// at `debug` when `log.values` is on), its propagation time and count.
 fn applied(pair: &PairRuntime, item: &OutboxItem, record: Option<&Record>) {
-    let target = role_of(item.target_side);
+    let target = item.target_side;
     let source = match target {
-        Role::Ghl => Role::App,
-        Role::App => Role::Ghl,
+        Side::Ghl => Side::App,
+        Side::App => Side::Ghl,
     };
     let direction = Direction::towards(item.target_side);
     let payload = payload(item);
@@ -452,7 +453,7 @@ fn native_fields(
     if !payload.fields.is_empty() || payload.snapshot.is_none() {
         return Ok(payload.fields.clone());
     }
-    let target = role_of(item.target_side);
+    let target = item.target_side;
     pair.settings
         .map
         .to_native(item.entity, target, &payload.writes())
@@ -473,7 +474,7 @@ pub(super) fn payload(item: &OutboxItem) -> WritePayload {
 /// Why a write answered with a record that another link holds is not
 /// completed.
 fn already_linked(pair: &PairRuntime, item: &OutboxItem, found: &Record, other: &str) -> String {
-    let target = role_of(item.target_side);
+    let target = item.target_side;
     format!(
         "side `{}` answered the {} of this {} with {} {}, which is already linked to {} record          {other}: not linking a second record to it (two records of side `{}` may be one person,          or the side matched the wrong record); nothing more was written",
         pair.connector(target).side(),
@@ -500,7 +501,7 @@ fn holds_snapshot(
     let Some(snapshot) = &payload.snapshot else {
         return true;
     };
-    let target = role_of(item.target_side);
+    let target = item.target_side;
     let map = &pair.settings.map;
     let Ok(canonical) = map.to_canonical(item.entity, target, &record.fields) else {
         return false;
@@ -523,8 +524,8 @@ fn completion(pair: &PairRuntime, item: &OutboxItem, record: Option<&Record>) ->
         .map(|r| r.id.clone())
         .or_else(|| item.target_id.clone());
     match item.target_side {
-        crate::store::SideRole::A => entry.a_id = written_id,
-        crate::store::SideRole::B => entry.b_id = written_id,
+        crate::domain::Side::Ghl => entry.a_id = written_id,
+        crate::domain::Side::App => entry.b_id = written_id,
     }
     let Some(link_id) = item.link_id else {
         return Completion {
@@ -551,8 +552,8 @@ fn completion(pair: &PairRuntime, item: &OutboxItem, record: Option<&Record>) ->
         updated_at: seen.map(|r| r.updated_at),
     };
     match item.target_side {
-        crate::store::SideRole::A => update.a = side,
-        crate::store::SideRole::B => update.b = side,
+        crate::domain::Side::Ghl => update.a = side,
+        crate::domain::Side::App => update.b = side,
     }
     if item.op == OutboxOp::Delete {
         update.deleted_at = Change::Set(Utc::now());

@@ -9,37 +9,12 @@
 
 mod transform;
 
+use crate::domain::{EntityKind, MatchKey, Side};
 use std::collections::BTreeMap;
 
 use serde_json::{Map, Value};
 
 pub use transform::{phone_region, Format, Normalize, TimeFormat};
-
-use crate::connector::{EntityKind, MatchKey};
-
-/// The two roles of a pair. Which side plays which is configuration
-/// (`[pairs.<name>] ghl = …, app = …`); field maps and policies name roles.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub enum Role {
-    Ghl,
-    App,
-}
-
-impl Role {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Role::Ghl => "ghl",
-            Role::App => "app",
-        }
-    }
-
-    pub fn other(self) -> Role {
-        match self {
-            Role::Ghl => Role::App,
-            Role::App => Role::Ghl,
-        }
-    }
-}
 
 /// Which way a field's changes travel.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -54,15 +29,15 @@ pub enum Flow {
 
 impl Flow {
     /// Whether the field's value on `role` is a source of changes.
-    pub fn reads_from(self, role: Role) -> bool {
+    pub fn reads_from(self, role: Side) -> bool {
         matches!(
             (self, role),
-            (Flow::Both, _) | (Flow::ToApp, Role::Ghl) | (Flow::ToGhl, Role::App)
+            (Flow::Both, _) | (Flow::ToApp, Side::Ghl) | (Flow::ToGhl, Side::App)
         )
     }
 
     /// Whether the field is written to `role`.
-    pub fn writes_to(self, role: Role) -> bool {
+    pub fn writes_to(self, role: Side) -> bool {
         self.reads_from(role.other())
     }
 }
@@ -162,10 +137,10 @@ pub struct FieldMap {
 }
 
 impl FieldMap {
-    pub fn binding(&self, role: Role) -> Option<&Binding> {
+    pub fn binding(&self, role: Side) -> Option<&Binding> {
         match role {
-            Role::Ghl => self.ghl.as_ref(),
-            Role::App => self.app.as_ref(),
+            Side::Ghl => self.ghl.as_ref(),
+            Side::App => self.app.as_ref(),
         }
     }
 }
@@ -206,7 +181,7 @@ impl PairMap {
     pub fn to_canonical(
         &self,
         entity: EntityKind,
-        role: Role,
+        role: Side,
         native: &Map<String, Value>,
     ) -> Result<Canonical, MapError> {
         let mut canonical = Canonical::new();
@@ -222,7 +197,7 @@ impl PairMap {
     /// can be read: enough to tell who a record is, even when another of
     /// its fields cannot be mapped (a record whose phone is malformed is
     /// still known by its email).
-    pub fn match_keys_of(&self, role: Role, native: &Map<String, Value>) -> Canonical {
+    pub fn match_keys_of(&self, role: Side, native: &Map<String, Value>) -> Canonical {
         self.fields_of(EntityKind::Contact)
             .filter(|f| f.match_key.is_some() && f.flow.reads_from(role))
             .filter_map(|field| {
@@ -239,7 +214,7 @@ impl PairMap {
     fn field_value(
         &self,
         entity: EntityKind,
-        role: Role,
+        role: Side,
         field: &FieldMap,
         native: &Map<String, Value>,
     ) -> Result<Option<Value>, MapError> {
@@ -249,7 +224,7 @@ impl PairMap {
         let error = |message: String| MapError {
             entity,
             field: field.name.clone(),
-            role: role.as_str(),
+            role: role.name(),
             message,
         };
         let raw = match &binding.source {
@@ -274,7 +249,7 @@ impl PairMap {
     pub fn to_native(
         &self,
         entity: EntityKind,
-        role: Role,
+        role: Side,
         changes: &Canonical,
     ) -> Result<Map<String, Value>, MapError> {
         let mut patch = Map::new();
@@ -295,7 +270,7 @@ impl PairMap {
                 binding.format.encode(value).map_err(|message| MapError {
                     entity,
                     field: field.name.clone(),
-                    role: role.as_str(),
+                    role: role.name(),
                     message,
                 })?
             };

@@ -127,10 +127,10 @@ fn two_spellings_of_the_same_contact_have_one_canonical_form() {
         "tier": 1
     }));
     let mut from_ghl = map
-        .to_canonical(EntityKind::Contact, Role::Ghl, &ghl)
+        .to_canonical(EntityKind::Contact, Side::Ghl, &ghl)
         .unwrap();
     let mut from_app = map
-        .to_canonical(EntityKind::Contact, Role::App, &app)
+        .to_canonical(EntityKind::Contact, Side::App, &app)
         .unwrap();
     assert_eq!(from_ghl["phone"], "+14155550100");
     assert_eq!(from_ghl["since"], "2026-01-01T00:00:00.000Z");
@@ -158,7 +158,7 @@ fn writing_back_uses_each_sides_own_spelling() {
     .map(|(k, v)| (k.to_owned(), v))
     .collect();
     let app = map
-        .to_native(EntityKind::Contact, Role::App, &changes)
+        .to_native(EntityKind::Contact, Side::App, &changes)
         .unwrap();
     assert_eq!(
         Value::Object(app),
@@ -171,7 +171,7 @@ fn writing_back_uses_each_sides_own_spelling() {
         })
     );
     let ghl = map
-        .to_native(EntityKind::Contact, Role::Ghl, &changes)
+        .to_native(EntityKind::Contact, Side::Ghl, &changes)
         .unwrap();
     assert_eq!(ghl["firstName"], "Grace Brewster");
     assert_eq!(ghl["lastName"], "Hopper");
@@ -187,7 +187,7 @@ fn clearing_a_field_writes_null() {
     let map = contacts();
     let changes: Canonical = [("phone".to_owned(), Value::Null)].into_iter().collect();
     let app = map
-        .to_native(EntityKind::Contact, Role::App, &changes)
+        .to_native(EntityKind::Contact, Side::App, &changes)
         .unwrap();
     assert_eq!(app["mobile"], Value::Null);
 }
@@ -229,7 +229,7 @@ fn a_value_that_does_not_fit_names_the_field_and_side() {
     let map = contacts();
     let bad = object(json!({"mobile": "not a phone"}));
     let error = map
-        .to_canonical(EntityKind::Contact, Role::App, &bad)
+        .to_canonical(EntityKind::Contact, Side::App, &bad)
         .unwrap_err();
     assert_eq!(error.field, "phone");
     assert_eq!(error.role, "app");
@@ -242,7 +242,7 @@ fn a_value_that_does_not_fit_names_the_field_and_side() {
 
     let bad = object(json!({"tier": 7}));
     let error = map
-        .to_canonical(EntityKind::Contact, Role::App, &bad)
+        .to_canonical(EntityKind::Contact, Side::App, &bad)
         .unwrap_err();
     assert!(error.message.contains("not in the value table"), "{error}");
 }
@@ -265,7 +265,7 @@ fn defaults_fill_absent_values() {
         }],
     };
     let canonical = map
-        .to_canonical(EntityKind::Task, Role::Ghl, &Map::new())
+        .to_canonical(EntityKind::Task, Side::Ghl, &Map::new())
         .unwrap();
     assert_eq!(canonical["done"], false);
 }

@@ -4,6 +4,7 @@
 //! refused our credentials since its last good poll, and every side of
 //! every pair was polled successfully within `server.ready_max_poll_age`.
 
+use crate::domain::Side;
 use std::sync::Arc;
 
 use axum::extract::State;
@@ -14,7 +15,7 @@ use chrono::{DateTime, Utc};
 use serde::Serialize;
 
 use super::ServerState;
-use crate::engine::{side_of, Engine, ROLES};
+use crate::engine::Engine;
 
 /// `GET /healthz`: the process answers.
 pub(super) async fn healthz() -> &'static str {
@@ -53,7 +54,7 @@ pub async fn readiness(
     });
     let max_age = chrono::Duration::from_std(max_poll_age).unwrap_or(chrono::Duration::MAX);
     for pair in &engine.pairs {
-        for role in ROLES {
+        for role in Side::BOTH {
             let side = pair.connector(role).side().to_owned();
             let signals = pair.signals.side(role);
             let name = Some(pair.name().to_owned());
@@ -161,9 +162,9 @@ async fn store_gauges(engine: &Engine) -> Result<(), crate::store::StoreError> {
         let name = pair.name().to_owned();
         let backlog = engine.store.pair_backlog(&name).await?;
         metrics::gauge!(OPEN_CONFLICTS, "pair" => name.clone()).set(backlog.open_conflicts as f64);
-        for role in ROLES {
+        for role in Side::BOTH {
             let side = pair.connector(role).side().to_owned();
-            let outbox = backlog.outbox(side_of(role));
+            let outbox = backlog.outbox(role);
             for (status, count) in [
                 ("pending", outbox.pending - outbox.in_flight),
                 ("in_flight", outbox.in_flight),
@@ -173,13 +174,13 @@ async fn store_gauges(engine: &Engine) -> Result<(), crate::store::StoreError> {
                     .set(count as f64);
             }
             metrics::gauge!(DEAD_LETTERS, "pair" => name.clone(), "side" => side)
-                .set(backlog.dead_letters(side_of(role)) as f64);
+                .set(backlog.dead_letters(role) as f64);
         }
         for cursor in engine.store.cursors(&name).await? {
             let Some(watermark) = cursor.watermark else {
                 continue;
             };
-            let Some(role) = ROLES.into_iter().find(|r| side_of(*r) == cursor.side) else {
+            let Some(role) = Side::BOTH.into_iter().find(|r| *r == cursor.side) else {
                 continue;
             };
             let connector = pair.connector(role);

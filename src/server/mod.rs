@@ -23,8 +23,8 @@ use metrics_exporter_prometheus::PrometheusHandle;
 use tokio::net::TcpListener;
 
 use crate::config::{ServerSettings, Settings, SideKind, WebhookSettings};
-use crate::engine::{Engine, Shutdown, TargetQueue, ROLES};
-use crate::mapping::Role;
+use crate::domain::Side;
+use crate::engine::{Engine, Shutdown, TargetQueue};
 
 pub use health::{readiness, Readiness};
 
@@ -35,7 +35,7 @@ pub struct ServerState {
     server: ServerSettings,
     webhooks: WebhookSettings,
     /// GHL location id -> the (pair, role) it is a side of.
-    ghl_locations: HashMap<String, Vec<(String, Role)>>,
+    ghl_locations: HashMap<String, Vec<(String, Side)>>,
     /// The other sides (REST apps), which take `/webhooks/app/<side>`.
     app_sides: Vec<String>,
     metrics: PrometheusHandle,
@@ -43,13 +43,13 @@ pub struct ServerState {
 
 impl ServerState {
     pub fn new(engine: Engine, settings: &Settings, targets: TargetQueue) -> Arc<ServerState> {
-        let mut ghl_locations: HashMap<String, Vec<(String, Role)>> = HashMap::new();
+        let mut ghl_locations: HashMap<String, Vec<(String, Side)>> = HashMap::new();
         let mut app_sides = Vec::new();
         for pair in &engine.pairs {
-            for role in ROLES {
+            for role in Side::BOTH {
                 let name = match role {
-                    Role::Ghl => &pair.settings.ghl,
-                    Role::App => &pair.settings.app,
+                    Side::Ghl => &pair.settings.ghl,
+                    Side::App => &pair.settings.app,
                 };
                 match settings.sides.get(name).map(|s| &s.kind) {
                     Some(SideKind::Ghl(ghl)) => ghl_locations

@@ -17,9 +17,9 @@ use serde_json::json;
 use super::ServerState;
 use crate::connector::ghl::webhook::{EventAction, GhlEvent, WebhookError as GhlWebhookError};
 use crate::connector::rest::WebhookError as AppWebhookError;
-use crate::connector::EntityKind;
-use crate::engine::{Target, TargetSlot, ROLES};
-use crate::mapping::Role;
+use crate::domain::{EntityKind, Side};
+
+use crate::engine::{Target, TargetSlot};
 
 /// How a delivery ended, for the answer, the log and the metric.
 struct Outcome {
@@ -243,7 +243,7 @@ struct Record {
 /// side's webhooks are arriving.
 fn dispatch(
     state: &ServerState,
-    routes: Vec<(String, Role)>,
+    routes: Vec<(String, Side)>,
     slots: Vec<TargetSlot<'_>>,
     record: &Record,
     now: DateTime<Utc>,
@@ -320,11 +320,11 @@ pub(super) async fn app(
 async fn accept_app(state: &ServerState, side: &str, headers: &HeaderMap, body: &[u8]) -> Outcome {
     let received = Instant::now();
     let now = Utc::now();
-    let routes: Vec<(String, Role)> = state
+    let routes: Vec<(String, Side)> = state
         .engine
         .pairs
         .iter()
-        .flat_map(|pair| ROLES.map(|role| (pair.clone(), role)))
+        .flat_map(|pair| Side::BOTH.map(|role| (pair.clone(), role)))
         .filter(|(pair, role)| pair.connector(*role).side() == side)
         .map(|(pair, role)| (pair.name().to_owned(), role))
         .collect();

@@ -4,10 +4,11 @@
 
 use super::error::{op_err, Result};
 use super::links::{LinkRow, LINK_COLUMNS};
-use super::model::{EntityKind, Link, OutboxItem};
+use super::model::{Link, OutboxItem};
 use super::outbox::OUTBOX_COLUMNS;
 use super::Store;
 use crate::config::database::Backend;
+use crate::domain::EntityKind;
 
 impl Store {
     /// The links of a pair and entity whose base snapshot has `field` equal

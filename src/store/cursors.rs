@@ -5,9 +5,10 @@
 use chrono::{DateTime, Utc};
 
 use super::error::{op_err, Result};
-use super::model::{Cursor, CursorAdvance, EntityKind, SideRole};
+use super::model::{Cursor, CursorAdvance};
 use super::sql::{us, us_opt};
 use super::{Store, Tx};
+use crate::domain::{EntityKind, Side};
 
 const CURSOR_COLUMNS: &str = "pair, side, entity, stream, watermark, cursor, last_poll_at, \
      last_success_at, last_full_sync_at, updated_at";
@@ -55,7 +56,7 @@ impl Store {
     pub async fn load_cursor(
         &self,
         pair: &str,
-        side: SideRole,
+        side: Side,
         entity: EntityKind,
         stream: &str,
     ) -> Result<Option<Cursor>> {

@@ -7,12 +7,13 @@ use sqlx::types::Json;
 use super::error::{op_err, Result, StoreError};
 use super::journal::journal_item_and_commit;
 use super::model::{
-    DeadLetter, DeadLetterStage, DeadLetterStatus, Direction, EntityKind, JournalAction,
-    NewDeadLetter, NewJournalEntry, OutboxItem, SideRole,
+    DeadLetter, DeadLetterStage, DeadLetterStatus, Direction, JournalAction, NewDeadLetter,
+    NewJournalEntry, OutboxItem,
 };
 use super::outbox::OUTBOX_COLUMNS;
 use super::sql::{dialect, now, rows_per_statement, values_with_suffix};
 use super::{Store, Tx};
+use crate::domain::{EntityKind, Side};
 
 const DEAD_LETTER_COLUMNS: &str = "id, pair, side, entity, record_id, outbox_id, stage, reason, \
      payload, status, created_at, updated_at";
@@ -80,7 +81,7 @@ impl Store {
     pub async fn has_open_dead_letter(
         &self,
         pair: &str,
-        side: SideRole,
+        side: Side,
         entity: EntityKind,
         record_id: &str,
         reason: &str,
@@ -239,8 +240,8 @@ impl Store {
         let mut entry = NewJournalEntry::new(&item.pair, item.entity, JournalAction::Planned);
         entry.direction = Some(Direction::towards(item.target_side));
         match item.target_side {
-            SideRole::A => entry.a_id = item.target_id.clone(),
-            SideRole::B => entry.b_id = item.target_id.clone(),
+            Side::Ghl => entry.a_id = item.target_id.clone(),
+            Side::App => entry.b_id = item.target_id.clone(),
         }
         entry.fields = item
             .payload

@@ -6,7 +6,8 @@
 
 use std::path::PathBuf;
 
-use super::model::{DeadLetterStatus, OutboxStatus, SideRole};
+use super::model::{DeadLetterStatus, OutboxStatus};
+use crate::domain::Side;
 
 /// Result of every store operation.
 pub type Result<T, E = StoreError> = std::result::Result<T, E>;
@@ -60,7 +61,7 @@ pub enum StoreError {
     )]
     PairRebound {
         pair: String,
-        side: SideRole,
+        side: Side,
         was: Option<String>,
         now: Option<String>,
     },

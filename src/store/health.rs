@@ -5,8 +5,10 @@
 
 use chrono::{DateTime, Utc};
 
+use crate::domain::{PerSide, Side};
+
 use super::error::{op_err, Result};
-use super::model::{OutboxStatus, SideRole};
+use super::model::OutboxStatus;
 use super::sql::{now, us};
 use super::Store;
 
@@ -14,7 +16,7 @@ use super::Store;
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct SideHealth {
     pub pair: String,
-    pub side: SideRole,
+    pub side: Side,
     /// The configured side name, so a reading stays readable after a rename.
     pub side_name: String,
     /// The server's last `X-RateLimit-Remaining` in the burst window.
@@ -33,7 +35,7 @@ pub struct SideHealth {
 #[derive(sqlx::FromRow)]
 struct SideHealthRow {
     pair: String,
-    side: SideRole,
+    side: Side,
     side_name: String,
     interval_remaining: Option<i64>,
     daily_remaining: Option<i64>,
@@ -69,30 +71,22 @@ pub struct SideOutbox {
 }
 
 /// A pair's backlog, per side (`a`, `b`).
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct PairBacklog {
-    /// Writes aimed at side a / side b.
-    pub outbox_a: SideOutbox,
-    pub outbox_b: SideOutbox,
-    /// Open dead letters of records or writes of side a / side b.
-    pub dead_letters_a: i64,
-    pub dead_letters_b: i64,
+    /// Writes aimed at each side.
+    outbox: PerSide<SideOutbox>,
+    /// Open dead letters of each side's records or writes.
+    dead_letters: PerSide<i64>,
     pub open_conflicts: i64,
 }
 
 impl PairBacklog {
-    pub fn outbox(&self, side: SideRole) -> SideOutbox {
-        match side {
-            SideRole::A => self.outbox_a,
-            SideRole::B => self.outbox_b,
-        }
+    pub fn outbox(&self, side: Side) -> SideOutbox {
+        self.outbox[side]
     }
 
-    pub fn dead_letters(&self, side: SideRole) -> i64 {
-        match side {
-            SideRole::A => self.dead_letters_a,
-            SideRole::B => self.dead_letters_b,
-        }
+    pub fn dead_letters(&self, side: Side) -> i64 {
+        self.dead_letters[side]
     }
 }
 
@@ -149,7 +143,7 @@ impl Store {
     /// side: three small aggregate queries.
     pub async fn pair_backlog(&self, pair: &str) -> Result<PairBacklog> {
         let now = now();
-        let outbox: Vec<(SideRole, OutboxStatus, i64, i64)> = on_pool!(self, |p| {
+        let outbox: Vec<(Side, OutboxStatus, i64, i64)> = on_pool!(self, |p| {
             sqlx::query_as(
                 "SELECT target_side, status, COUNT(*), \
                         COALESCE(SUM(CASE WHEN locked_until > $2 THEN 1 ELSE 0 END), 0) \
@@ -162,7 +156,7 @@ impl Store {
             .await
         })
         .map_err(op_err(|| format!("pair_backlog(pair={pair}): outbox")))?;
-        let letters: Vec<(SideRole, i64)> = on_pool!(self, |p| {
+        let letters: Vec<(Side, i64)> = on_pool!(self, |p| {
             sqlx::query_as(
                 "SELECT side, COUNT(*) FROM dead_letters WHERE pair = $1 AND status = 'open' \
                  GROUP BY side",
@@ -187,10 +181,7 @@ impl Store {
             ..PairBacklog::default()
         };
         for (side, status, count, leased) in outbox {
-            let slot = match side {
-                SideRole::A => &mut backlog.outbox_a,
-                SideRole::B => &mut backlog.outbox_b,
-            };
+            let slot = &mut backlog.outbox[side];
             match status {
                 OutboxStatus::Pending => {
                     slot.pending = count;
@@ -201,10 +192,7 @@ impl Store {
             }
         }
         for (side, count) in letters {
-            match side {
-                SideRole::A => backlog.dead_letters_a = count,
-                SideRole::B => backlog.dead_letters_b = count,
-            }
+            backlog.dead_letters[side] = count;
         }
         Ok(backlog)
     }

@@ -7,13 +7,14 @@ use serde_json::Value;
 use sqlx::types::Json;
 
 use super::error::{op_err, Result, StoreError};
-use super::model::{EntityKind, Link, LinkSide, LinkUpdate, NewLink, SideRole, Snapshot};
+use super::model::{Link, LinkSide, LinkUpdate, NewLink, Snapshot};
 use super::sql::{
     dialect, placeholder_list, rows_per_ordered_statement, sqlite_insert, sqlite_time, us, us_opt,
     values_rows, MAX_IDS_PER_LOOKUP,
 };
 use super::{Pool, Store, Tx};
 use crate::config::database::Backend;
+use crate::domain::{EntityKind, Side};
 
 pub(super) const LINK_COLUMNS: &str = "id, pair, entity, a_id, b_id, a_parent_id, b_parent_id, \
      content, content_hash, a_updated_at, b_updated_at, deleted_at, created_at, updated_at";
@@ -65,10 +66,10 @@ impl From<LinkRow> for Link {
     }
 }
 
-fn id_column(side: SideRole) -> &'static str {
+fn id_column(side: Side) -> &'static str {
     match side {
-        SideRole::A => "a_id",
-        SideRole::B => "b_id",
+        Side::Ghl => "a_id",
+        Side::App => "b_id",
     }
 }
 
@@ -90,7 +91,7 @@ impl Store {
         &self,
         pair: &str,
         entity: EntityKind,
-        side: SideRole,
+        side: Side,
         id: &str,
     ) -> Result<Option<Link>> {
         let sql = format!(
@@ -118,7 +119,7 @@ impl Store {
         &self,
         pair: &str,
         entity: EntityKind,
-        side: SideRole,
+        side: Side,
         ids: &[String],
     ) -> Result<HashMap<String, Link>> {
         let links = self
@@ -137,12 +138,12 @@ impl Store {
         &self,
         pair: &str,
         entity: EntityKind,
-        side: SideRole,
+        side: Side,
         parent_ids: &[String],
     ) -> Result<Vec<Link>> {
         let column = match side {
-            SideRole::A => "a_parent_id",
-            SideRole::B => "b_parent_id",
+            Side::Ghl => "a_parent_id",
+            Side::App => "b_parent_id",
         };
         self.links_where_in(pair, entity, column, parent_ids, "links_by_parent_ids")
             .await
@@ -213,7 +214,7 @@ impl Store {
         &self,
         pair: &str,
         entity: EntityKind,
-        side: SideRole,
+        side: Side,
     ) -> Result<Vec<(i64, String)>> {
         let sql = format!(
             "SELECT id, {col} FROM links WHERE pair = $1 AND entity = $2 \

@@ -103,11 +103,10 @@ pub use error::{Result, StoreError};
 pub use health::{PairBacklog, SideHealth, SideOutbox};
 pub use model::{
     Change, Conflict, ConflictStatus, Cursor, CursorAdvance, DeadLetter, DeadLetterStage,
-    DeadLetterStatus, Direction, EntityKind, FailOutcome, JournalAction, JournalEntry, Link,
-    LinkRef, LinkSide, LinkUpdate, LinkWrite, NewConflict, NewDeadLetter, NewJournalEntry, NewLink,
-    NewOutboxItem, OutboxDepth, OutboxItem, OutboxOp, OutboxRef, OutboxStatus, Pair,
-    PairRegistration, PairSide, ParseEnumError, PayloadJson, SidePatch, SideRole, Snapshot,
-    StoredToken,
+    DeadLetterStatus, Direction, FailOutcome, JournalAction, JournalEntry, Link, LinkRef, LinkSide,
+    LinkUpdate, LinkWrite, NewConflict, NewDeadLetter, NewJournalEntry, NewLink, NewOutboxItem,
+    OutboxDepth, OutboxItem, OutboxOp, OutboxRef, OutboxStatus, Pair, PairRegistration, PairSide,
+    PayloadJson, SidePatch, Snapshot, StoredToken,
 };
 pub use outbox::LeasedWrites;
 

@@ -1,155 +1,13 @@
 //! The records of the mirror and the values the engine hands to the store.
 //!
 //! Enumerations are stored as short lowercase TEXT (guarded by CHECK
-//! constraints in the schema); each has `as_str()` and `FromStr`, and
-//! encodes/decodes itself on both backends.
-
-use std::fmt;
-use std::str::FromStr;
+//! constraints in the schema), declared with `domain::text_enum!`.
 
 use chrono::{DateTime, Utc};
 use secrecy::SecretString;
 use serde_json::Value;
 
-/// An enumeration value read from the database or the CLI that the store
-/// does not know (a newer schema, a typo in an operator command).
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("unknown {what} {value:?}; expected one of: {expected}")]
-pub struct ParseEnumError {
-    pub what: &'static str,
-    pub value: String,
-    pub expected: &'static str,
-}
-
-/// Declares a TEXT-backed enumeration with `as_str`, `Display`, `FromStr`,
-/// serde and sqlx encode/decode for any backend that stores `str`.
-macro_rules! text_enum {
-    (
-        $(#[$meta:meta])*
-        pub enum $name:ident as $what:literal {
-            $( $(#[$vmeta:meta])* $variant:ident => $text:literal ),+ $(,)?
-        }
-    ) => {
-        $(#[$meta])*
-        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-        pub enum $name {
-            $( $(#[$vmeta])* $variant ),+
-        }
-
-        impl $name {
-            /// Every value, in declaration order.
-            pub const ALL: &'static [$name] = &[$($name::$variant),+];
-
-            /// The text stored in the database (and shown to operators).
-            pub fn as_str(self) -> &'static str {
-                match self {
-                    $( $name::$variant => $text ),+
-                }
-            }
-        }
-
-        impl fmt::Display for $name {
-            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                f.write_str(self.as_str())
-            }
-        }
-
-        impl FromStr for $name {
-            type Err = ParseEnumError;
-
-            fn from_str(s: &str) -> Result<Self, Self::Err> {
-                match s {
-                    $( $text => Ok($name::$variant), )+
-                    _ => Err(ParseEnumError {
-                        what: $what,
-                        value: s.to_owned(),
-                        expected: concat!($($text, " "),+),
-                    }),
-                }
-            }
-        }
-
-        impl serde::Serialize for $name {
-            fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-                serializer.serialize_str(self.as_str())
-            }
-        }
-
-        impl<'de> serde::Deserialize<'de> for $name {
-            fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-                let text = String::deserialize(deserializer)?;
-                text.parse().map_err(serde::de::Error::custom)
-            }
-        }
-
-        impl<DB: sqlx::Database> sqlx::Type<DB> for $name
-        where
-            str: sqlx::Type<DB>,
-        {
-            fn type_info() -> DB::TypeInfo {
-                <str as sqlx::Type<DB>>::type_info()
-            }
-
-            fn compatible(ty: &DB::TypeInfo) -> bool {
-                <str as sqlx::Type<DB>>::compatible(ty)
-            }
-        }
-
-        impl<'q, DB: sqlx::Database> sqlx::Encode<'q, DB> for $name
-        where
-            &'q str: sqlx::Encode<'q, DB>,
-        {
-            fn encode_by_ref(
-                &self,
-                buf: &mut <DB as sqlx::Database>::ArgumentBuffer<'q>,
-            ) -> Result<sqlx::encode::IsNull, sqlx::error::BoxDynError> {
-                <&'q str as sqlx::Encode<'q, DB>>::encode(self.as_str(), buf)
-            }
-        }
-
-        impl<'r, DB: sqlx::Database> sqlx::Decode<'r, DB> for $name
-        where
-            &'r str: sqlx::Decode<'r, DB>,
-        {
-            fn decode(
-                value: <DB as sqlx::Database>::ValueRef<'r>,
-            ) -> Result<Self, sqlx::error::BoxDynError> {
-                let text = <&'r str as sqlx::Decode<'r, DB>>::decode(value)?;
-                Ok(text.parse::<$name>()?)
-            }
-        }
-    };
-}
-
-text_enum! {
-    /// What kind of record a link, outbox item or journal row is about.
-    pub enum EntityKind as "entity kind" {
-        Contact => "contact",
-        Task => "task",
-        Note => "note",
-        Appointment => "appointment",
-    }
-}
-
-text_enum! {
-    /// One of the two sides of a pair. The engine maps configured roles
-    /// (e.g. "ghl", "app") to `a` and `b` once, at load time, so the store
-    /// and the engine never depend on which connector is which.
-    pub enum SideRole as "side" {
-        A => "a",
-        B => "b",
-    }
-}
-
-impl SideRole {
-    /// The other side of the pair.
-    pub fn other(self) -> SideRole {
-        match self {
-            SideRole::A => SideRole::B,
-            SideRole::B => SideRole::A,
-        }
-    }
-}
+use crate::domain::{text_enum, EntityKind, Side};
 
 text_enum! {
     /// Which way a change flows.
@@ -161,10 +19,10 @@ text_enum! {
 
 impl Direction {
     /// The direction of a write that lands on `target`.
-    pub fn towards(target: SideRole) -> Direction {
+    pub fn towards(target: Side) -> Direction {
         match target {
-            SideRole::A => Direction::BToA,
-            SideRole::B => Direction::AToB,
+            Side::Ghl => Direction::BToA,
+            Side::App => Direction::AToB,
         }
     }
 }
@@ -348,10 +206,10 @@ pub struct Link {
 
 impl Link {
     /// The link's state on `role`'s side.
-    pub fn side(&self, role: SideRole) -> &LinkSide {
+    pub fn side(&self, role: Side) -> &LinkSide {
         match role {
-            SideRole::A => &self.a,
-            SideRole::B => &self.b,
+            Side::Ghl => &self.a,
+            Side::App => &self.b,
         }
     }
 }
@@ -438,7 +296,7 @@ pub enum LinkRef {
 #[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
 pub struct Cursor {
     pub pair: String,
-    pub side: SideRole,
+    pub side: Side,
     pub entity: EntityKind,
     /// Distinguishes several feeds of one entity, e.g. `search` vs
     /// `business:<id>`; empty for the default feed.
@@ -459,7 +317,7 @@ pub struct Cursor {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CursorAdvance {
     pub pair: String,
-    pub side: SideRole,
+    pub side: Side,
     pub entity: EntityKind,
     pub stream: String,
     pub watermark: Change<DateTime<Utc>>,
@@ -471,7 +329,7 @@ pub struct CursorAdvance {
 
 impl CursorAdvance {
     /// An advance that changes nothing yet; set the fields to move.
-    pub fn new(pair: &str, side: SideRole, entity: EntityKind, stream: &str) -> Self {
+    pub fn new(pair: &str, side: Side, entity: EntityKind, stream: &str) -> Self {
         CursorAdvance {
             pair: pair.to_owned(),
             side,
@@ -485,7 +343,7 @@ impl CursorAdvance {
         }
     }
 
-    pub(crate) fn key(&self) -> (&str, SideRole, EntityKind, &str) {
+    pub(crate) fn key(&self) -> (&str, Side, EntityKind, &str) {
         (&self.pair, self.side, self.entity, &self.stream)
     }
 
@@ -542,7 +400,7 @@ pub struct NewOutboxItem {
     /// hash) so that re-detecting the same change enqueues nothing new.
     pub idempotency_key: String,
     pub pair: String,
-    pub target_side: SideRole,
+    pub target_side: Side,
     pub entity: EntityKind,
     pub op: OutboxOp,
     pub link: Option<LinkRef>,
@@ -561,7 +419,7 @@ pub struct OutboxItem {
     pub id: i64,
     pub idempotency_key: String,
     pub pair: String,
-    pub target_side: SideRole,
+    pub target_side: Side,
     pub entity: EntityKind,
     pub op: OutboxOp,
     pub link_id: Option<i64>,
@@ -709,7 +567,7 @@ pub struct Conflict {
 pub struct NewDeadLetter {
     pub pair: String,
     /// The side whose record (read, map) or write failed.
-    pub side: SideRole,
+    pub side: Side,
     pub entity: EntityKind,
     pub record_id: Option<String>,
     pub outbox_id: Option<i64>,
@@ -723,7 +581,7 @@ pub struct NewDeadLetter {
 pub struct DeadLetter {
     pub id: i64,
     pub pair: String,
-    pub side: SideRole,
+    pub side: Side,
     pub entity: EntityKind,
     pub record_id: Option<String>,
     pub outbox_id: Option<i64>,

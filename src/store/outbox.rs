@@ -11,13 +11,14 @@ use super::error::{op_err, Result, StoreError};
 use super::journal::journal_item_and_commit;
 use super::model::{
     DeadLetterStage, Direction, FailOutcome, JournalAction, NewDeadLetter, NewJournalEntry,
-    NewOutboxItem, OutboxDepth, OutboxItem, OutboxStatus, SideRole,
+    NewOutboxItem, OutboxDepth, OutboxItem, OutboxStatus,
 };
 use super::sql::{
     dialect, now, placeholder_list, rows_per_ordered_statement, sqlite_insert, sqlite_time, us,
 };
 use super::{dead_letters, Store, Tx};
 use crate::config::database::Backend;
+use crate::domain::Side;
 
 pub(super) const OUTBOX_COLUMNS: &str = "id, idempotency_key, pair, target_side, entity, op, \
      link_id, target_id, parent_id, payload, status, attempts, next_attempt_at, locked_until, \
@@ -56,7 +57,7 @@ const INSERT_COLS: usize = 13;
 pub struct LeasedWrites {
     pub pair: String,
     /// The side the writes are aimed at.
-    pub side: SideRole,
+    pub side: Side,
     pub count: i64,
     /// When the first of these leases runs out.
     pub first_expiry: DateTime<Utc>,
@@ -448,7 +449,7 @@ impl Store {
     /// side (see [`LeasedWrites`]); empty when no writer holds anything.
     pub async fn leased_outbox(&self) -> Result<Vec<LeasedWrites>> {
         let now = now();
-        type Row = (String, SideRole, i64, DateTime<Utc>, DateTime<Utc>);
+        type Row = (String, Side, i64, DateTime<Utc>, DateTime<Utc>);
         let rows: Vec<Row> = on_pool!(self, |p| {
             sqlx::query_as(LEASED_OUTBOX).bind(now).fetch_all(p).await
         })
@@ -512,7 +513,7 @@ async fn record_ids(tx: &mut Tx, item: &OutboxItem) -> Result<(Option<String>, O
         }
     }
     Ok(match item.target_side {
-        SideRole::A => (item.target_id.clone(), None),
-        SideRole::B => (None, item.target_id.clone()),
+        Side::Ghl => (item.target_id.clone(), None),
+        Side::App => (None, item.target_id.clone()),
     })
 }

@@ -4,9 +4,10 @@
 use chrono::{DateTime, Utc};
 
 use super::error::{op_err, Result, StoreError};
-use super::model::{Pair, PairRegistration, PairSide, SideRole};
+use super::model::{Pair, PairRegistration, PairSide};
 use super::sql::now;
 use super::Store;
+use crate::domain::Side;
 
 const PAIR_COLUMNS: &str =
     "name, a_side, a_kind, a_location, b_side, b_kind, b_location, created_at, updated_at";
@@ -85,8 +86,8 @@ impl Store {
         .map_err(op_err(ctx))?
         .into();
         for (side, was, wanted) in [
-            (SideRole::A, &stored.a.location, &reg.a.location),
-            (SideRole::B, &stored.b.location, &reg.b.location),
+            (Side::Ghl, &stored.a.location, &reg.a.location),
+            (Side::App, &stored.b.location, &reg.b.location),
         ] {
             if was != wanted {
                 return Err(StoreError::PairRebound {

@@ -12,7 +12,8 @@ use std::collections::HashSet;
 use async_trait::async_trait;
 use chrono::{Duration, Utc};
 use futures::TryStreamExt;
-use ghl_sync::connector::{Connector, ConnectorError, Deletion, EntityKind, MatchKey, Record};
+use ghl_sync::connector::{Connector, ConnectorError, Deletion, Record};
+use ghl_sync::domain::{EntityKind, MatchKey};
 use serde_json::{Map, Value};
 
 /// A connector under test and the system behind it.

@@ -11,9 +11,10 @@ use serde_json::Value;
 
 use super::output::{print_json, time, value, Table};
 use crate::config::Loaded;
+use crate::domain::{EntityKind, Side};
 use crate::engine::{Choice, Resolution};
-use crate::mapping::Role;
-use crate::store::{Conflict, EntityKind, Store};
+
+use crate::store::{Conflict, Store};
 
 #[derive(Debug, Subcommand)]
 pub enum ConflictsCommand {
@@ -90,8 +91,8 @@ pub async fn run(loaded: Loaded, command: ConflictsCommand) -> anyhow::Result<()
             json,
         } => {
             let choice = match (take, value) {
-                (Some(TakeSide::Ghl), _) => Choice::Take(Role::Ghl),
-                (Some(TakeSide::App), _) => Choice::Take(Role::App),
+                (Some(TakeSide::Ghl), _) => Choice::Take(Side::Ghl),
+                (Some(TakeSide::App), _) => Choice::Take(Side::App),
                 (None, Some(text)) => Choice::Value(parse_value(&text)),
                 (None, None) => bail!("give --take ghl|app or --value VALUE"),
             };

@@ -11,8 +11,9 @@ use serde_json::Value;
 
 use super::output::{clip, print_json, time, Table};
 use crate::config::Loaded;
+use crate::domain::{EntityKind, Side};
 use crate::engine::{Retried, Shutdown};
-use crate::store::{DeadLetter, DeadLetterStatus, EntityKind, SideRole, Store, StoreError};
+use crate::store::{DeadLetter, DeadLetterStatus, Store, StoreError};
 
 #[derive(Debug, Subcommand)]
 pub enum DeadLettersCommand {
@@ -48,7 +49,7 @@ pub enum DeadLettersCommand {
 struct LetterView {
     id: i64,
     pair: String,
-    side: SideRole,
+    side: Side,
     /// The configured side name.
     side_name: Option<String>,
     entity: EntityKind,
@@ -85,8 +86,8 @@ pub async fn run(loaded: Loaded, command: DeadLettersCommand) -> anyhow::Result<
 
 fn view(loaded: &Loaded, d: DeadLetter) -> LetterView {
     let side_name = loaded.settings.pairs.get(&d.pair).map(|p| match d.side {
-        SideRole::A => p.ghl.clone(),
-        SideRole::B => p.app.clone(),
+        Side::Ghl => p.ghl.clone(),
+        Side::App => p.app.clone(),
     });
     LetterView {
         id: d.id,

@@ -16,11 +16,12 @@ use serde_json::Value;
 
 use super::output::{clip, print_json, time, Table};
 use crate::config::{Loaded, PairSettings};
-use crate::connector::MatchKey;
+use crate::domain::{EntityKind, MatchKey, Side};
+
 use crate::engine::matching::{self, Search};
-use crate::engine::{self, side_of, ROLES};
+use crate::engine::{self};
 use crate::mapping::Canonical;
-use crate::store::{Direction, EntityKind, JournalEntry, Link, OutboxItem, SideRole, Store};
+use crate::store::{Direction, JournalEntry, Link, OutboxItem, Store};
 
 /// Journal rows read per link or record: the newest ones.
 const DEFAULT_LIMIT: u32 = 1000;
@@ -119,7 +120,7 @@ pub async fn run(
                 found.push((pair, Some(link), Vec::new()));
             }
         } else {
-            for side in [SideRole::A, SideRole::B] {
+            for side in [Side::Ghl, Side::App] {
                 if let Some(link) = store
                     .link_by_side_id(&pair.name, EntityKind::Contact, side, &query)
                     .await?
@@ -139,7 +140,7 @@ pub async fn run(
             let Some(pair) = pairs.iter().find(|p| p.name == runtime.name()) else {
                 continue;
             };
-            for role in ROLES {
+            for role in Side::BOTH {
                 let connector = runtime.connector(role);
                 if !connector
                     .capabilities()
@@ -168,7 +169,7 @@ pub async fn run(
                 };
                 let record = verified.record;
                 let link = store
-                    .link_by_side_id(&pair.name, EntityKind::Contact, side_of(role), &record.id)
+                    .link_by_side_id(&pair.name, EntityKind::Contact, role, &record.id)
                     .await?;
                 found.push((pair, link, vec![record.id]));
             }
@@ -288,7 +289,7 @@ async fn subject(
     if let (EntityKind::Contact, Some(link)) = (entity, link) {
         let mut child_links: Vec<Link> = Vec::new();
         for child in [EntityKind::Task, EntityKind::Note, EntityKind::Appointment] {
-            for side in [SideRole::A, SideRole::B] {
+            for side in [Side::Ghl, Side::App] {
                 let Some(parent) = link.side(side).id.clone() else {
                     continue;
                 };

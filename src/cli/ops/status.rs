@@ -12,7 +12,8 @@ use serde::Serialize;
 use super::output::{age, print_json, span, time_and_age, Table};
 use crate::config::{GhlAuth, Loaded, OAuthInstall, SideKind};
 use crate::connector::ghl::OAuthSession;
-use crate::store::{Cursor, SideHealth, SideOutbox, SideRole, Store};
+use crate::domain::Side;
+use crate::store::{Cursor, SideHealth, SideOutbox, Store};
 
 /// What `status` says of a side without a stored reading.
 const NO_READING: &str = "unknown (daemon has not run)";
@@ -34,7 +35,7 @@ struct PairStatus {
 #[derive(Debug, Serialize)]
 struct SideStatus {
     /// `a` (the GHL side) or `b`.
-    role: SideRole,
+    role: Side,
     side: String,
     kind: String,
     location: Option<String>,
@@ -104,7 +105,7 @@ async fn collect(loaded: &Loaded, store: &Store) -> anyhow::Result<Status> {
         let backlog = store.pair_backlog(&pair.name).await?;
         let health = store.side_health(&pair.name).await?;
         let mut sides = Vec::new();
-        for (role, name) in [(SideRole::A, &pair.ghl), (SideRole::B, &pair.app)] {
+        for (role, name) in [(Side::Ghl, &pair.ghl), (Side::App, &pair.app)] {
             let settings = loaded.settings.sides.get(name);
             let kind = settings.map_or("unknown", |s| s.kind.name()).to_owned();
             let location = match settings.map(|s| &s.kind) {

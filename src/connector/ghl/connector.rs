@@ -16,9 +16,9 @@ use super::models::{
 };
 use super::GhlClient;
 use crate::connector::{
-    Capabilities, Connector, ConnectorError, Deletion, EntityCaps, EntityKind, MatchKey, Page,
-    Record,
+    Capabilities, Connector, ConnectorError, Deletion, EntityCaps, Page, Record,
 };
+use crate::domain::{EntityKind, MatchKey};
 
 /// Contacts per search page when detecting changes.
 const CHANGE_PAGE: u32 = 100;

@@ -9,6 +9,7 @@
 //! for which a key is configured must verify, and at least one must: a
 //! forged header never rides along with a genuine one.
 
+use crate::domain::EntityKind;
 use base64::Engine as _;
 use ed25519_dalek::pkcs8::DecodePublicKey as _;
 use reqwest::header::HeaderMap;
@@ -202,7 +203,7 @@ pub struct AppointmentRef {
 pub enum EventAction {
     /// Fetch this record and sync it (it may be gone: a delete event).
     Sync {
-        entity: crate::connector::EntityKind,
+        entity: crate::domain::EntityKind,
         id: String,
         parent_id: Option<String>,
     },
@@ -221,7 +222,6 @@ impl GhlEvent {
     /// Which record the event is about, by its type
     /// (`docs/webhooks/*.md`).
     pub fn action(&self) -> EventAction {
-        use crate::connector::EntityKind;
         let (entity, id, parent_id) = match self.kind.as_str() {
             "ContactCreate" | "ContactUpdate" | "ContactDelete" | "ContactTagUpdate"
             | "ContactDndUpdate" => (EntityKind::Contact, self.id.clone(), None),

@@ -13,9 +13,8 @@ use super::pages::Listing;
 use super::records::{digits, holds, parse_json, Reader};
 use super::spec::{EntityApi, Template, CONTACT_ID, ID, VALUE};
 use super::{usable_id, RestConnector};
-use crate::connector::{
-    Capabilities, Connector, ConnectorError, Deletion, EntityKind, MatchKey, Page, Record,
-};
+use crate::connector::{Capabilities, Connector, ConnectorError, Deletion, Page, Record};
+use crate::domain::{EntityKind, MatchKey};
 
 /// How far before a create's first attempt the change feed is searched
 /// for the record it may have made (the app's clock may lag ours).

@@ -40,7 +40,8 @@ use self::client::{CallError, Client, Failure, Pacer, Request};
 use self::spec::Part;
 use crate::config::{RestSide, Secret};
 use crate::connector::http::api_client;
-use crate::connector::{Capabilities, ConnectorError, EntityCaps, EntityKind, MatchKey};
+use crate::connector::{Capabilities, ConnectorError, EntityCaps};
+use crate::domain::{EntityKind, MatchKey};
 
 /// Rejected records kept for [`RestConnector::take_rejected`] at most; the
 /// oldest are dropped (they were logged).

@@ -15,7 +15,8 @@ use super::client::Request;
 use super::records::Reader;
 use super::spec::{EntityApi, Pagination, Template};
 use super::{same_origin, RestConnector};
-use crate::connector::{ConnectorError, EntityKind, Record};
+use crate::connector::{ConnectorError, Record};
+use crate::domain::EntityKind;
 
 /// What to list.
 pub(crate) struct Listing<'a> {

@@ -6,7 +6,8 @@ use serde_json::{Map, Value};
 
 use super::spec::{type_name, EntityApi, JsonPointer};
 use crate::connector::http::{looks_like_json, snippet};
-use crate::connector::{EntityKind, Record};
+use crate::connector::Record;
+use crate::domain::EntityKind;
 
 /// Why a body could not be read as JSON.
 pub(crate) fn parse_json(body: &[u8]) -> Result<Value, String> {

@@ -14,7 +14,7 @@ use sha2::Sha256;
 use super::records::id_text;
 use super::spec::{type_name, SignatureEncoding};
 use super::RestConnector;
-use crate::connector::EntityKind;
+use crate::domain::EntityKind;
 
 /// What a verified webhook is about.
 #[derive(Debug, Clone, PartialEq, Eq)]
