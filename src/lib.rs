@@ -12,7 +12,6 @@ pub mod engine;
 pub mod mapping;
 pub mod metrics;
 pub mod server;
-pub mod sim;
 pub mod store;
 pub mod telemetry;
 

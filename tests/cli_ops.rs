@@ -15,13 +15,13 @@ use std::time::Duration;
 use chrono::{SubsecRound, Utc};
 use engine_helpers::{start_sims, text, Harness, Template};
 use ghl_sync::engine::{Mode, Reconcile, Shutdown};
-use ghl_sync::sim::faults::FaultKind;
 use ghl_sync::store::{
     Changeset, ConflictStatus, DeadLetterStage, DeadLetterStatus, EntityKind, FailOutcome,
     JournalAction, LinkRef, LinkSide, LinkWrite, NewConflict, NewDeadLetter, NewJournalEntry,
     NewLink, NewOutboxItem, OutboxOp, OutboxRef, OutboxStatus, PairRegistration, PairSide,
     SideHealth, SideOutbox, SideRole, Snapshot, Store, StoreError,
 };
+use ghlsync_sim::faults::FaultKind;
 use serde_json::{json, Value};
 
 const BIN: &str = env!("CARGO_BIN_EXE_ghlsync");

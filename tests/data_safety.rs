@@ -20,11 +20,11 @@ use engine_helpers::{
 };
 use ghl_sync::engine::{Mode, PairReport, Reconcile, Shutdown, Target};
 use ghl_sync::mapping::Role;
-use ghl_sync::sim::faults::FaultKind;
 use ghl_sync::store::{
     Changeset, DeadLetterStatus, EntityKind, Link, LinkUpdate, LinkWrite, OutboxDepth, SidePatch,
     SideRole,
 };
+use ghlsync_sim::faults::FaultKind;
 use serde_json::{json, Value};
 
 /// The pair every template configures.

@@ -22,8 +22,8 @@ use engine_helpers::{
     Harness, Template,
 };
 use ghl_sync::engine::{Mode, Reconcile, Shutdown};
-use ghl_sync::sim::faults::{FaultConfig, FaultKind};
 use ghl_sync::store::{EntityKind, OutboxDepth, SideRole, Store};
+use ghlsync_sim::faults::{FaultConfig, FaultKind};
 use serde_json::{json, Value};
 
 /// The pair every template configures.

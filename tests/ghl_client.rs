@@ -15,8 +15,8 @@ use ghl_sync::connector::ghl::{
     ClientOptions, ContactFields, Credentials, GhlClient, GhlError, OAuthApp, OAuthSession,
     RateLimiter, RateLimits, RetryPolicy, SearchQuery, TaskFields, TokenSource,
 };
-use ghl_sync::sim::ghl::{FaultConfig, FaultKind, GhlSim, RunningGhlSim, SimOptions};
 use ghl_sync::store::{Store, StoredToken};
+use ghlsync_sim::ghl::{FaultConfig, FaultKind, GhlSim, RunningGhlSim, SimOptions};
 use secrecy::{ExposeSecret, SecretString};
 
 const WRITE: [&str; 2] = ["contacts.readonly", "contacts.write"];

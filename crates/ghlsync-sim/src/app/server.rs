@@ -1,6 +1,6 @@
 //! The HTTP side: the request pipeline (faults, authentication, rate
 //! limit, counters, logging) and the router. Connections are served by
-//! the shared [`crate::sim::faults`] listener so faults can reset them;
+//! the shared [`crate::faults`] listener so faults can reset them;
 //! the fault and counting steps of the pipeline are the shared
 //! [`Exchange`].
 
@@ -19,10 +19,10 @@ use super::error::{ApiError, AppJson};
 use super::limits::{CounterSnapshot, Decision, Limiter};
 use super::model::Db;
 use super::webhooks;
-use crate::sim::controls::SimCore;
-use crate::sim::faults::FaultKind;
-pub(crate) use crate::sim::server::lock;
-use crate::sim::server::{bearer, health, matched_route, Exchange};
+use crate::controls::SimCore;
+use crate::faults::FaultKind;
+pub(crate) use crate::server::lock;
+use crate::server::{bearer, health, matched_route, Exchange};
 
 /// The path every API route lives under.
 pub const API_PREFIX: &str = "/api/v1";

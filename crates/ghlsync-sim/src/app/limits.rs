@@ -16,7 +16,7 @@
 use std::collections::{HashMap, VecDeque};
 use std::time::{Duration, Instant};
 
-use crate::sim::counters::{counter_snapshot, prune, retry_after};
+use crate::counters::{counter_snapshot, prune, retry_after};
 
 /// The limiter's window.
 pub const RATE_WINDOW: Duration = Duration::from_secs(1);

@@ -7,7 +7,7 @@
 //!
 //! ```no_run
 //! # async fn demo() -> anyhow::Result<()> {
-//! use ghl_sync::sim::app::{AppSim, AppSimOptions};
+//! use ghlsync_sim::app::{AppSim, AppSimOptions};
 //! let sim = AppSim::start(AppSimOptions { contacts: 50, ..AppSimOptions::default() }).await?;
 //! sim.handle().add_token("secret-token");
 //! // GET {base_url}/api/v1/contacts with `Authorization: Bearer secret-token`
@@ -139,12 +139,12 @@ use chrono::{DateTime, Utc};
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 
-use crate::sim::controls::SimCore;
-use crate::sim::running::{seed_anchor, Launch};
-use crate::sim::RunningSim;
+use crate::controls::SimCore;
+use crate::running::{seed_anchor, Launch};
+use crate::RunningSim;
 
-pub use crate::sim::counters::RouteKey;
-pub use crate::sim::faults::{FaultArgs, FaultConfig, FaultKind};
+pub use crate::counters::RouteKey;
+pub use crate::faults::{FaultArgs, FaultConfig, FaultKind};
 pub use api::{DEFAULT_LIMIT, MAX_LIMIT};
 pub use cli::{serve_cli, start_from_args, AppSimArgs};
 pub use error::AppSimError;

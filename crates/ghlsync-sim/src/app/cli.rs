@@ -6,7 +6,7 @@ use super::{
     AppSim, AppSimOptions, RunningAppSim, API_PREFIX, DEFAULT_RATE_LIMIT, DEFAULT_TOKEN,
     DEFAULT_WEBHOOK_SECRET,
 };
-use crate::sim::faults::FaultArgs;
+use crate::faults::FaultArgs;
 
 /// Options of `ghlsync sim app`.
 #[derive(Debug, Clone, clap::Args)]
@@ -131,7 +131,7 @@ pub async fn start_from_args(args: &AppSimArgs) -> anyhow::Result<(RunningAppSim
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::sim::parse_args;
+    use crate::parse_args;
     use std::time::Duration;
 
     #[test]

@@ -13,7 +13,7 @@ use axum::response::Response;
 use serde_json::{json, Map, Value};
 
 use super::model::Entity;
-use crate::sim::server::JsonStyle;
+use crate::server::JsonStyle;
 
 /// Why an operation on the app was refused. The HTTP API maps each
 /// variant to its status and body (see `ApiError::from`).
@@ -60,7 +60,7 @@ impl JsonStyle for AppJson {
 }
 
 /// An HTTP error answer of the app simulator.
-pub(crate) type ApiError = crate::sim::server::ApiError<AppJson>;
+pub(crate) type ApiError = crate::server::ApiError<AppJson>;
 
 impl ApiError {
     pub fn new(status: StatusCode, code: &str, message: impl Into<String>) -> Self {
@@ -124,5 +124,5 @@ impl From<AppSimError> for ApiError {
 
 /// A JSON response.
 pub(crate) fn json_response(status: StatusCode, value: &Value) -> Response {
-    crate::sim::server::json_response(status, value, AppJson::CONTENT_TYPE)
+    crate::server::json_response(status, value, AppJson::CONTENT_TYPE)
 }

@@ -11,7 +11,7 @@ use super::error::AppSimError;
 use super::limits::CounterSnapshot;
 use super::model::{str_field, validate_contact, Child, Record};
 use super::server::{lock, Shared};
-use crate::sim::controls::sim_controls;
+use crate::controls::sim_controls;
 
 /// A cheap, cloneable handle on a running app simulator.
 #[derive(Clone)]

@@ -10,7 +10,7 @@ use axum::http::{header, StatusCode};
 use axum::response::Response;
 use serde_json::{json, Map, Value};
 
-use crate::sim::server::JsonStyle;
+use crate::server::JsonStyle;
 
 /// Why a simulator operation was refused. The HTTP API maps each variant
 /// to the status and message GHL answers with (see `ApiError::from`).
@@ -78,7 +78,7 @@ impl JsonStyle for GhlJson {
 }
 
 /// An HTTP error answer of the GHL simulator.
-pub(crate) type ApiError = crate::sim::server::ApiError<GhlJson>;
+pub(crate) type ApiError = crate::server::ApiError<GhlJson>;
 
 impl ApiError {
     pub fn new(status: StatusCode, message: impl Into<Value>) -> Self {
@@ -110,7 +110,7 @@ impl ApiError {
             .header(header::RETRY_AFTER, &retry_after.to_string())
     }
     /// The body of an injected error status (502/503/504 get an HTML
-    /// page instead, see [`crate::sim::faults`]).
+    /// page instead, see [`crate::faults`]).
     pub fn injected(status: StatusCode) -> Self {
         if status == StatusCode::INTERNAL_SERVER_ERROR {
             Self::new(status, "Internal server error")
@@ -150,5 +150,5 @@ pub(crate) fn trace_id() -> String {
 
 /// A JSON response with GHL's content type.
 pub(crate) fn json_response(status: StatusCode, value: &Value) -> Response {
-    crate::sim::server::json_response(status, value, GhlJson::CONTENT_TYPE)
+    crate::server::json_response(status, value, GhlJson::CONTENT_TYPE)
 }

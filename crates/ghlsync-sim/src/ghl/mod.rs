@@ -5,7 +5,7 @@
 //!
 //! ```no_run
 //! # async fn demo() -> anyhow::Result<()> {
-//! use ghl_sync::sim::ghl::{GhlSim, SimOptions};
+//! use ghlsync_sim::ghl::{GhlSim, SimOptions};
 //! let sim = GhlSim::start(SimOptions { contacts_per_location: 50, ..SimOptions::default() }).await?;
 //! let handle = sim.handle();
 //! let location = handle.location_ids()[0].clone();
@@ -71,12 +71,12 @@ use chrono::{DateTime, Utc};
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 
-use crate::sim::controls::SimCore;
-use crate::sim::running::{seed_anchor, Launch};
-use crate::sim::RunningSim;
+use crate::controls::SimCore;
+use crate::running::{seed_anchor, Launch};
+use crate::RunningSim;
 
-pub use crate::sim::counters::RouteKey;
-pub use crate::sim::faults::{FaultArgs, FaultConfig, FaultKind};
+pub use crate::counters::RouteKey;
+pub use crate::faults::{FaultArgs, FaultConfig, FaultKind};
 pub use auth::{TokenInfo, UserType, DEFAULT_APP_ID};
 pub use cli::{serve_cli, start_from_args, GhlSimArgs, TokenArg};
 pub use error::SimError;

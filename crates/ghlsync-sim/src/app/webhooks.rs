@@ -11,7 +11,7 @@
 //! the attempt>` and `X-App-Signature: sha256=<lowercase hex
 //! HMAC-SHA256(secret, raw body)>`.
 //!
-//! Deliveries go through the shared [`crate::sim::webhook_queue`] and
+//! Deliveries go through the shared [`crate::webhook_queue`] and
 //! never delay an API response: events go, in the order of the writes, to
 //! one bounded queue served by one worker, so every event arrives in order
 //! (a receiver that is down delays the ones behind it). A full queue drops
@@ -29,8 +29,8 @@ use sha2::Sha256;
 use tokio::sync::watch;
 
 use super::model::{base36_id, Event};
-pub use crate::sim::webhook_queue::WebhookStats;
-use crate::sim::webhook_queue::{Outgoing, Signer, WebhookQueue};
+pub use crate::webhook_queue::WebhookStats;
+use crate::webhook_queue::{Outgoing, Signer, WebhookQueue};
 
 /// The signature header's value for a body: `sha256=<hex>`.
 pub fn signature(secret: &str, body: &[u8]) -> String {

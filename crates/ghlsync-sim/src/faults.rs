@@ -68,8 +68,8 @@ pub struct FaultConfig {
 }
 
 /// One fault, for `fail_next` on a simulator's handle
-/// ([`crate::sim::ghl::SimHandle::fail_next`],
-/// [`crate::sim::app::AppSimHandle::fail_next`]).
+/// ([`crate::ghl::SimHandle::fail_next`],
+/// [`crate::app::AppSimHandle::fail_next`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum FaultKind {
     /// Answer with this status (no handler run).

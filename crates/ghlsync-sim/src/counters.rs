@@ -97,7 +97,7 @@ macro_rules! counter_snapshot {
         #[derive(Debug, Clone, Default)]
         pub struct $name {
             /// Requests by method, route template and status.
-            pub requests: ::std::collections::BTreeMap<$crate::sim::counters::RouteKey, u64>,
+            pub requests: ::std::collections::BTreeMap<$crate::counters::RouteKey, u64>,
             /// Every request received on an API route.
             pub total_requests: u64,
             /// 429 answers sent (limiter and 429 storm).
@@ -112,12 +112,12 @@ macro_rules! counter_snapshot {
         impl $name {
             /// Requests with this method, route template and status.
             pub fn count(&self, method: &str, route: &str, status: u16) -> u64 {
-                $crate::sim::counters::count(&self.requests, method, route, status)
+                $crate::counters::count(&self.requests, method, route, status)
             }
 
             /// Requests with this method and route template, any status.
             pub fn count_route(&self, method: &str, route: &str) -> u64 {
-                $crate::sim::counters::count_route(&self.requests, method, route)
+                $crate::counters::count_route(&self.requests, method, route)
             }
 
             /// Requests that may change data: every method but GET, except
@@ -137,11 +137,11 @@ macro_rules! counter_snapshot {
             }
         }
 
-        impl $crate::sim::counters::Snapshot for $name {
+        impl $crate::counters::Snapshot for $name {
             type Key = $key;
             const PEAK_SPAN: ::std::time::Duration = $span;
-            fn tallies(&mut self) -> $crate::sim::counters::Tallies<'_, $key> {
-                $crate::sim::counters::Tallies {
+            fn tallies(&mut self) -> $crate::counters::Tallies<'_, $key> {
+                $crate::counters::Tallies {
                     requests: &mut self.requests,
                     total_requests: &mut self.total_requests,
                     too_many_requests: &mut self.too_many_requests,

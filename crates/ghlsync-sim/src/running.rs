@@ -53,7 +53,7 @@ impl Launch {
     }
 
     /// Serves `router` (with resettable connections, see
-    /// [`crate::sim::faults`]) until the simulator is stopped. `label`
+    /// [`crate::faults`]) until the simulator is stopped. `label`
     /// names the simulator in the logs.
     pub fn serve<H>(self, router: Router, handle: H, label: &str, seed: u64) -> RunningSim<H> {
         let mut signal = self.stopping;

@@ -1,6 +1,6 @@
 //! The HTTP side: the request pipeline (faults, authentication, rate
 //! limits, `Version` header, scopes, counters, logging) and the router.
-//! Connections are served by the shared [`crate::sim::faults`] listener so
+//! Connections are served by the shared [`crate::faults`] listener so
 //! faults can reset them; the fault and counting steps of the pipeline are
 //! the shared [`Exchange`].
 
@@ -23,9 +23,9 @@ use super::limits::{CounterSnapshot, Decision, Limiter};
 use super::model::Db;
 use super::oauth_api;
 use super::webhooks;
-use crate::sim::controls::SimCore;
-pub(crate) use crate::sim::server::lock;
-use crate::sim::server::{bearer, health, matched_route, Exchange};
+use crate::controls::SimCore;
+pub(crate) use crate::server::lock;
+use crate::server::{bearer, health, matched_route, Exchange};
 
 /// The API version every `/contacts` route (and the OAuth routes that list
 /// it) requires in the `Version` header.

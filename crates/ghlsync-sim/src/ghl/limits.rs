@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 
 use chrono::Utc;
 
-use crate::sim::counters::{counter_snapshot, prune, retry_after};
+use crate::counters::{counter_snapshot, prune, retry_after};
 
 /// Limits per `(app, location)`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -55,23 +55,23 @@ macro_rules! sim_controls {
         }
 
         /// Replaces the random faults.
-        pub fn set_faults(&self, faults: $crate::sim::faults::FaultConfig) {
-            $crate::sim::server::lock(&self.shared.core.faults).config = faults;
+        pub fn set_faults(&self, faults: $crate::faults::FaultConfig) {
+            $crate::server::lock(&self.shared.core.faults).config = faults;
         }
 
         /// The random faults in force.
-        pub fn faults(&self) -> $crate::sim::faults::FaultConfig {
-            $crate::sim::server::lock(&self.shared.core.faults)
+        pub fn faults(&self) -> $crate::faults::FaultConfig {
+            $crate::server::lock(&self.shared.core.faults)
                 .config
                 .clone()
         }
 
         /// Applies `kind` to the next `count` eligible requests (before any
         /// random fault).
-        /// [`FaultKind::LoseResponse`](crate::sim::faults::FaultKind::LoseResponse)
+        /// [`FaultKind::LoseResponse`](crate::faults::FaultKind::LoseResponse)
         /// is consumed by writes only.
-        pub fn fail_next(&self, kind: $crate::sim::faults::FaultKind, count: u32) {
-            $crate::sim::server::lock(&self.shared.core.faults).push(kind, count);
+        pub fn fail_next(&self, kind: $crate::faults::FaultKind, count: u32) {
+            $crate::server::lock(&self.shared.core.faults).push(kind, count);
         }
 
         /// Runs `edit` just before the handler of the next `method` request
@@ -86,7 +86,7 @@ macro_rules! sim_controls {
             route: &str,
             edit: impl FnOnce() + Send + 'static,
         ) {
-            $crate::sim::server::lock(&self.shared.core.faults).before_next(
+            $crate::server::lock(&self.shared.core.faults).before_next(
                 method,
                 route,
                 Box::new(edit),
@@ -96,26 +96,26 @@ macro_rules! sim_controls {
         /// Turns every fault off (random and queued, and pending
         /// `before_next` edits).
         pub fn clear_faults(&self) {
-            let mut faults = $crate::sim::server::lock(&self.shared.core.faults);
-            faults.config = $crate::sim::faults::FaultConfig::default();
+            let mut faults = $crate::server::lock(&self.shared.core.faults);
+            faults.config = $crate::faults::FaultConfig::default();
             faults.clear_queue();
         }
 
         /// The "429 storm" switch.
         pub fn set_429_storm(&self, on: bool) {
-            $crate::sim::server::lock(&self.shared.core.faults)
+            $crate::server::lock(&self.shared.core.faults)
                 .config
                 .storm_429 = on;
         }
 
         /// A copy of the counters.
         pub fn counters(&self) -> $snapshot {
-            $crate::sim::server::lock(&self.shared.core.counters).snapshot()
+            $crate::server::lock(&self.shared.core.counters).snapshot()
         }
 
         /// Zeroes the counters (not the rate limiter).
         pub fn reset_counters(&self) {
-            $crate::sim::server::lock(&self.shared.core.counters).reset();
+            $crate::server::lock(&self.shared.core.counters).reset();
         }
 
         /// Where webhooks go (`None` stops deliveries; queued ones still go).
@@ -124,7 +124,7 @@ macro_rules! sim_controls {
         }
 
         /// Webhook delivery counters.
-        pub fn webhook_stats(&self) -> $crate::sim::webhook_queue::WebhookStats {
+        pub fn webhook_stats(&self) -> $crate::webhook_queue::WebhookStats {
             self.shared.core.webhooks.stats()
         }
 

@@ -18,7 +18,7 @@ use super::model::{
 use super::query::all_contacts;
 use super::server::{lock, Shared};
 use super::webhooks::{signing_keys, WebhookPublicKeys};
-use crate::sim::controls::sim_controls;
+use crate::controls::sim_controls;
 
 /// The source recorded on contacts created by `*_as_user`.
 const USER_SOURCE: &str = "crm ui";

@@ -10,7 +10,7 @@
 //! builds). Their public halves are published as PEM (SPKI, `BEGIN PUBLIC
 //! KEY`, like the key in `WebhookAuthentication.md`).
 //!
-//! Deliveries go through the shared [`crate::sim::webhook_queue`]: they
+//! Deliveries go through the shared [`crate::webhook_queue`]: they
 //! never delay an API response; the queue is sharded by contact id (one
 //! worker per shard, so the events of one contact are delivered in
 //! order); a full queue drops the event and counts it; a delivery is
@@ -28,8 +28,8 @@ use sha2::{Digest, Sha256};
 use tokio::sync::watch;
 
 use super::model::{gen_id, iso, now_ms, Event};
-pub use crate::sim::webhook_queue::WebhookStats;
-use crate::sim::webhook_queue::{Outgoing, Signer, WebhookQueue};
+pub use crate::webhook_queue::WebhookStats;
+use crate::webhook_queue::{Outgoing, Signer, WebhookQueue};
 
 /// The simulator's webhook public keys, PEM encoded.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -4,7 +4,7 @@ use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
 
 use super::{GhlSim, RateLimitConfig, SimOptions};
-use crate::sim::faults::FaultArgs;
+use crate::faults::FaultArgs;
 
 /// A `--token` value: `TOKEN=scope,scope` or `TOKEN@LOCATION=scope,scope`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -220,8 +220,8 @@ pub async fn start_from_args(args: &GhlSimArgs) -> anyhow::Result<(super::Runnin
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::sim::faults::parse_error_rate;
-    use crate::sim::parse_args;
+    use crate::faults::parse_error_rate;
+    use crate::parse_args;
 
     #[test]
     fn arguments_parse_into_options() {
