@@ -7,6 +7,8 @@
 //! or 2); 0 to 3 labels each; about 15% have no email address, 20% no
 //! mobile, 30% no company. Emails are unique (`first.last.N@…`).
 
+use std::collections::HashSet;
+
 use rand::seq::SliceRandom;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
@@ -77,31 +79,74 @@ pub(crate) struct SeedSpec {
 /// Seeded records, in load order: each contact, then its tasks and notes
 /// in creation order.
 pub(crate) fn generate(spec: &SeedSpec) -> Vec<(Entity, Record)> {
-    let rng = &mut ChaCha8Rng::seed_from_u64(spec.seed);
+    let mut seeder = Seeder {
+        rng: ChaCha8Rng::seed_from_u64(spec.seed),
+        anchor_ms: spec.anchor_ms,
+        used: HashSet::new(),
+        stamps: HashSet::new(),
+    };
     let mut out = Vec::new();
-    let mut used = std::collections::HashSet::new();
-    let mut stamps = std::collections::HashSet::new();
-    // A distinct time in [from, anchor) (past the anchor only if that
-    // span is used up).
-    let mut stamp = |rng: &mut ChaCha8Rng, from: i64| -> i64 {
-        let mut t = rng.gen_range(from..spec.anchor_ms.max(from + 1));
-        while !stamps.insert(t) {
+    for n in 0..spec.contacts {
+        let contact = seeder.contact(n);
+        out.push((Entity::Contact, contact.record));
+        let mut children = seeder.tasks(&contact.id, &contact.name, contact.created);
+        children.extend(seeder.notes(&contact.id, contact.created));
+        // Loaded in creation order (each list keeps that order).
+        children.sort_by_key(|(_, record)| record.get("created_at").and_then(Value::as_i64));
+        out.extend(children);
+    }
+    out
+}
+
+/// A seeded contact, with what its tasks and notes take from it.
+struct SeededContact {
+    record: Record,
+    id: String,
+    /// First and last name, for task details.
+    name: String,
+    created: i64,
+}
+
+/// The generator's state: one RNG drawn from in a fixed order (which is
+/// what makes a seed reproduce the same data), and the ids and timestamps
+/// handed out so far, so none repeats.
+struct Seeder {
+    rng: ChaCha8Rng,
+    anchor_ms: i64,
+    used: HashSet<String>,
+    stamps: HashSet<i64>,
+}
+
+impl Seeder {
+    /// A distinct time in [from, anchor) (past the anchor only if that
+    /// span is used up).
+    fn stamp(&mut self, from: i64) -> i64 {
+        let mut t = self.rng.gen_range(from..self.anchor_ms.max(from + 1));
+        while !self.stamps.insert(t) {
             t += 1;
         }
         t
-    };
-    let mut id = |rng: &mut ChaCha8Rng, prefix: &str| loop {
-        let id = base36_id(rng, prefix, 12);
-        if used.insert(id.clone()) {
-            return id;
+    }
+
+    /// An id not handed out before: `prefix` and 12 base36 characters.
+    fn id(&mut self, prefix: &str) -> String {
+        loop {
+            let id = base36_id(&mut self.rng, prefix, 12);
+            if self.used.insert(id.clone()) {
+                return id;
+            }
         }
-    };
-    for n in 0..spec.contacts {
+    }
+
+    /// The `n`th contact.
+    fn contact(&mut self, n: usize) -> SeededContact {
+        let rng = &mut self.rng;
         let first = *FIRST.choose(rng).unwrap_or(&"Ada");
         let last = *LAST.choose(rng).unwrap_or(&"Abbott");
-        let created = stamp(rng, spec.anchor_ms - YEAR_MS);
-        let updated = stamp(rng, created);
-        let contact_id = id(rng, "ct_");
+        let created = self.stamp(self.anchor_ms - YEAR_MS);
+        let updated = self.stamp(created);
+        let contact_id = self.id("ct_");
+        let rng = &mut self.rng;
         let mut contact = Record::new();
         contact.insert("id".into(), json!(contact_id));
         for key in CONTACT_STRINGS {
@@ -137,54 +182,71 @@ pub(crate) fn generate(spec: &SeedSpec) -> Vec<(Entity, Record)> {
         contact.insert("labels".into(), json!(labels));
         contact.insert("created_at".into(), json!(created));
         contact.insert("updated_at".into(), json!(updated));
-        out.push((Entity::Contact, contact));
-        let mut children = Vec::new();
-
-        if rng.gen_bool(0.4) {
-            for _ in 0..rng.gen_range(1..=3) {
-                let created = stamp(rng, created);
-                let updated = stamp(rng, created);
-                let due = chrono::DateTime::from_timestamp_millis(
-                    created + rng.gen_range(1..60) * 86_400_000,
-                )
-                .unwrap_or_default()
-                .format("%Y-%m-%dT09:00:00Z")
-                .to_string();
-                let mut task = Record::new();
-                task.insert("id".into(), json!(id(rng, "tk_")));
-                task.insert("contact_id".into(), json!(contact_id));
-                task.insert("name".into(), json!(TASKS.choose(rng).unwrap_or(&"Call")));
-                task.insert(
-                    "details".into(),
-                    if rng.gen_bool(0.5) {
-                        json!(format!("Re: {first} {last}"))
-                    } else {
-                        Value::Null
-                    },
-                );
-                task.insert("due_on".into(), json!(due));
-                task.insert("done".into(), json!(rng.gen_bool(0.3)));
-                task.insert("created_at".into(), json!(created));
-                task.insert("updated_at".into(), json!(updated));
-                children.push((Entity::Task, task));
-            }
+        SeededContact {
+            record: contact,
+            id: contact_id,
+            name: format!("{first} {last}"),
+            created,
         }
-        if rng.gen_bool(0.4) {
-            for _ in 0..rng.gen_range(1..=2) {
-                let created = stamp(rng, created);
-                let updated = stamp(rng, created);
-                let mut note = Record::new();
-                note.insert("id".into(), json!(id(rng, "nt_")));
-                note.insert("contact_id".into(), json!(contact_id));
-                note.insert("text".into(), json!(NOTES.choose(rng).unwrap_or(&"Note.")));
-                note.insert("created_at".into(), json!(created));
-                note.insert("updated_at".into(), json!(updated));
-                children.push((Entity::Note, note));
-            }
-        }
-        // Loaded in creation order (each list keeps that order).
-        children.sort_by_key(|(_, record)| record.get("created_at").and_then(Value::as_i64));
-        out.extend(children);
     }
-    out
+
+    /// One to three tasks for about 40% of the contacts, none for the rest.
+    fn tasks(&mut self, contact_id: &str, name: &str, after: i64) -> Vec<(Entity, Record)> {
+        let mut tasks = Vec::new();
+        if !self.rng.gen_bool(0.4) {
+            return tasks;
+        }
+        for _ in 0..self.rng.gen_range(1..=3) {
+            let created = self.stamp(after);
+            let updated = self.stamp(created);
+            let due = chrono::DateTime::from_timestamp_millis(
+                created + self.rng.gen_range(1..60) * 86_400_000,
+            )
+            .unwrap_or_default()
+            .format("%Y-%m-%dT09:00:00Z")
+            .to_string();
+            let mut task = Record::new();
+            task.insert("id".into(), json!(self.id("tk_")));
+            let rng = &mut self.rng;
+            task.insert("contact_id".into(), json!(contact_id));
+            task.insert("name".into(), json!(TASKS.choose(rng).unwrap_or(&"Call")));
+            task.insert(
+                "details".into(),
+                if rng.gen_bool(0.5) {
+                    json!(format!("Re: {name}"))
+                } else {
+                    Value::Null
+                },
+            );
+            task.insert("due_on".into(), json!(due));
+            task.insert("done".into(), json!(rng.gen_bool(0.3)));
+            task.insert("created_at".into(), json!(created));
+            task.insert("updated_at".into(), json!(updated));
+            tasks.push((Entity::Task, task));
+        }
+        tasks
+    }
+
+    /// One or two notes for about 40% of the contacts, none for the rest.
+    fn notes(&mut self, contact_id: &str, after: i64) -> Vec<(Entity, Record)> {
+        let mut notes = Vec::new();
+        if !self.rng.gen_bool(0.4) {
+            return notes;
+        }
+        for _ in 0..self.rng.gen_range(1..=2) {
+            let created = self.stamp(after);
+            let updated = self.stamp(created);
+            let mut note = Record::new();
+            note.insert("id".into(), json!(self.id("nt_")));
+            note.insert("contact_id".into(), json!(contact_id));
+            note.insert(
+                "text".into(),
+                json!(NOTES.choose(&mut self.rng).unwrap_or(&"Note.")),
+            );
+            note.insert("created_at".into(), json!(created));
+            note.insert("updated_at".into(), json!(updated));
+            notes.push((Entity::Note, note));
+        }
+        notes
+    }
 }

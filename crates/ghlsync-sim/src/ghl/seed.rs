@@ -209,6 +209,27 @@ fn pick<'a>(rng: &mut ChaCha8Rng, items: &'a [&'a str]) -> &'a str {
     items.choose(rng).copied().unwrap_or_default()
 }
 
+/// Who a seeded contact is: what its tasks, notes and appointments name,
+/// and the span their times are drawn from (`added_ms` to `anchor_ms`).
+struct Person<'a> {
+    id: &'a str,
+    first: &'a str,
+    last: &'a str,
+    added_ms: i64,
+    anchor_ms: i64,
+}
+
+impl Person<'_> {
+    /// A time for one of the contact's tasks, notes or appointments.
+    fn child_time(&self, rng: &mut ChaCha8Rng) -> i64 {
+        rng.gen_range(self.added_ms..=self.anchor_ms)
+    }
+}
+
+/// One seeded contact with its tasks, notes and appointments. The draws
+/// from `rng` happen in a fixed order (the contact's fields, then its
+/// tasks, notes and appointment), which is what makes a seed reproduce
+/// the same data byte for byte.
 fn contact(
     rng: &mut ChaCha8Rng,
     spec: &SeedSpec,
@@ -226,6 +247,13 @@ fn contact(
     } else {
         rng.gen_range(added_ms..=spec.anchor_ms)
     };
+    let person = Person {
+        id: &id,
+        first,
+        last,
+        added_ms,
+        anchor_ms: spec.anchor_ms,
+    };
     let mut data = Record::new();
     data.insert("id".into(), json!(id));
     data.insert("locationId".into(), json!(location.id));
@@ -237,6 +265,27 @@ fn contact(
     );
     let number = location_index * spec.contacts_per_location.max(1) + index;
     data.insert("phone".into(), json!(seed_phone(number)));
+    describe(rng, &mut data, location, businesses);
+    data.insert("dateAdded".into(), json!(iso(added_ms)));
+    data.insert("dateUpdated".into(), json!(iso(updated_ms)));
+    derive_contact_fields(&mut data);
+
+    let tasks = tasks(rng, &person, location);
+    let notes = notes(rng, &person, location);
+    let appointments = appointments(rng, &person, location);
+    Contact {
+        added_ms,
+        updated_ms,
+        data,
+        tasks,
+        notes,
+        appointments,
+    }
+}
+
+/// The rest of a contact's fields, drawn: company, tags, DND, custom
+/// fields, business, source, type, address, timezone and owner.
+fn describe(rng: &mut ChaCha8Rng, data: &mut Record, location: &Location, businesses: &[String]) {
     if rng.gen_bool(0.7) {
         data.insert("companyName".into(), json!(pick(rng, COMPANIES)));
     }
@@ -245,19 +294,7 @@ fn contact(
     tags.sort_unstable();
     data.insert("tags".into(), json!(tags));
     data.insert("dnd".into(), json!(rng.gen_bool(0.1)));
-    let mut custom: Vec<Value> = Vec::new();
-    for def in &location.custom_fields {
-        if rng.gen_bool(0.4) {
-            let value = match def.key.as_str() {
-                "contact.industry" => {
-                    pick(rng, &["retail", "health", "finance", "education"]).to_string()
-                }
-                "contact.plan" => pick(rng, &["basic", "pro", "enterprise"]).to_string(),
-                _ => rng.gen_range(1..100).to_string(),
-            };
-            custom.push(json!({"id": def.id, "value": value}));
-        }
-    }
+    let custom = custom_values(rng, location);
     data.insert("customFields".into(), json!(custom));
     if rng.gen_bool(0.3) {
         if let Some(business) = businesses.choose(rng) {
@@ -287,46 +324,77 @@ fn contact(
             data.insert("assignedTo".into(), json!(user));
         }
     }
-    data.insert("dateAdded".into(), json!(iso(added_ms)));
-    data.insert("dateUpdated".into(), json!(iso(updated_ms)));
-    derive_contact_fields(&mut data);
+}
 
-    let child_time = |rng: &mut ChaCha8Rng| rng.gen_range(added_ms..=spec.anchor_ms);
+/// Values for some of the location's custom fields (each set with
+/// probability 0.4).
+fn custom_values(rng: &mut ChaCha8Rng, location: &Location) -> Vec<Value> {
+    let mut custom: Vec<Value> = Vec::new();
+    for def in &location.custom_fields {
+        if rng.gen_bool(0.4) {
+            let value = match def.key.as_str() {
+                "contact.industry" => {
+                    pick(rng, &["retail", "health", "finance", "education"]).to_string()
+                }
+                "contact.plan" => pick(rng, &["basic", "pro", "enterprise"]).to_string(),
+                _ => rng.gen_range(1..100).to_string(),
+            };
+            custom.push(json!({"id": def.id, "value": value}));
+        }
+    }
+    custom
+}
+
+/// Zero to two tasks.
+fn tasks(rng: &mut ChaCha8Rng, person: &Person<'_>, location: &Location) -> Vec<Record> {
     let mut tasks = Vec::new();
     for _ in 0..rng.gen_range(0..=2) {
-        let at = child_time(rng);
+        let at = person.child_time(rng);
         let due = at + rng.gen_range(1..30) * 24 * 3600 * 1000;
         let mut task = Record::new();
         task.insert("id".into(), json!(gen_id(rng)));
         task.insert("title".into(), json!(pick(rng, TASK_TITLES)));
-        task.insert("body".into(), json!(format!("{} {}", first, last)));
+        task.insert(
+            "body".into(),
+            json!(format!("{} {}", person.first, person.last)),
+        );
         if let Some(user) = location.users.choose(rng) {
             task.insert("assignedTo".into(), json!(user));
         }
         task.insert("dueDate".into(), json!(iso(due)));
         task.insert("completed".into(), json!(rng.gen_bool(0.4)));
-        task.insert("contactId".into(), json!(id));
+        task.insert("contactId".into(), json!(person.id));
         task.insert("dateAdded".into(), json!(iso(at)));
         task.insert("dateUpdated".into(), json!(iso(at)));
         tasks.push(task);
     }
+    tasks
+}
+
+/// Zero to two notes.
+fn notes(rng: &mut ChaCha8Rng, person: &Person<'_>, location: &Location) -> Vec<Record> {
     let mut notes = Vec::new();
     for _ in 0..rng.gen_range(0..=2) {
-        let at = child_time(rng);
+        let at = person.child_time(rng);
         let mut note = Record::new();
         note.insert("id".into(), json!(gen_id(rng)));
         note.insert("body".into(), json!(pick(rng, NOTE_BODIES)));
         if let Some(user) = location.users.choose(rng) {
             note.insert("userId".into(), json!(user));
         }
-        note.insert("contactId".into(), json!(id));
+        note.insert("contactId".into(), json!(person.id));
         note.insert("dateAdded".into(), json!(iso(at)));
         note.insert("dateUpdated".into(), json!(iso(at)));
         notes.push(note);
     }
+    notes
+}
+
+/// An appointment, for about 30% of the contacts.
+fn appointments(rng: &mut ChaCha8Rng, person: &Person<'_>, location: &Location) -> Vec<Record> {
     let mut appointments = Vec::new();
     if rng.gen_bool(0.3) {
-        let at = child_time(rng);
+        let at = person.child_time(rng);
         let start = at + rng.gen_range(1..14) * 24 * 3600 * 1000;
         let user = location.users.choose(rng).cloned().unwrap_or_default();
         let mut appointment = Record::new();
@@ -339,7 +407,7 @@ fn contact(
         appointment.insert("appointmentStatus".into(), json!("confirmed"));
         appointment.insert(
             "title".into(),
-            json!(format!("Meeting with {first} {last}")),
+            json!(format!("Meeting with {} {}", person.first, person.last)),
         );
         appointment.insert("assignedUserId".into(), json!(user));
         appointment.insert("users".into(), json!([user]));
@@ -348,19 +416,12 @@ fn contact(
         appointment.insert("startTime".into(), json!(iso(start)));
         appointment.insert("endTime".into(), json!(iso(start + 30 * 60 * 1000)));
         appointment.insert("locationId".into(), json!(location.id));
-        appointment.insert("contactId".into(), json!(id));
+        appointment.insert("contactId".into(), json!(person.id));
         appointment.insert("dateAdded".into(), json!(iso(at)));
         appointment.insert("dateUpdated".into(), json!(iso(at)));
         appointments.push(appointment);
     }
-    Contact {
-        added_ms,
-        updated_ms,
-        data,
-        tasks,
-        notes,
-        appointments,
-    }
+    appointments
 }
 
 /// A unique, valid North American number for the `number`th seeded
