@@ -6,26 +6,36 @@
 ARG RUST_VERSION=1.95
 ARG DEBIAN_RELEASE=trixie
 
-FROM rust:${RUST_VERSION}-slim-${DEBIAN_RELEASE} AS builder
+# cargo-chef, in the one toolchain every build stage shares (a different
+# Rust version between stages would defeat the dependency cache).
+FROM rust:${RUST_VERSION}-slim-${DEBIAN_RELEASE} AS chef
+RUN cargo install cargo-chef --locked
 WORKDIR /build
-# Dependencies first, so source edits do not rebuild them. Cargo checks
-# that every target in the manifest exists, so each benchmark gets a stub
-# too (they are never built here).
-COPY Cargo.toml Cargo.lock ./
-RUN mkdir src benches \
-    && echo 'fn main() {}' > src/main.rs \
-    && touch src/lib.rs \
-    && for bench in ghl_rate_limit engine_throughput sync_economy webhook_latency; do \
-         echo 'fn main() {}' > "benches/$bench.rs"; done \
-    && cargo build --release --locked \
-    && rm -rf src
-COPY build.rs ./
+
+# The recipe: the workspace's manifests and lock file, with every member
+# (the product, crates/ghlsync-sim) and every target (binary, library,
+# benchmarks) reduced to what building the dependencies needs, whatever the
+# list of targets is. Its content changes only when those change.
+FROM chef AS planner
+COPY . .
+RUN cargo chef prepare --recipe-path recipe.json
+
+FROM chef AS builder
+# Dependencies first, from the recipe alone, so source edits do not rebuild
+# them. The same package, binary and flags as the build below, so they are
+# compiled with the same features and reused by it.
+COPY --from=planner /build/recipe.json recipe.json
+RUN cargo chef cook --release --locked --recipe-path recipe.json -p ghl-sync --bin ghlsync
+# Then the workspace itself. benches/ comes along because the manifest names
+# the benchmark targets and cargo checks that they exist (they are not
+# built); tests/ is not needed (.dockerignore leaves it out).
+COPY Cargo.toml Cargo.lock build.rs ./
 COPY src ./src
+COPY crates ./crates
+COPY benches ./benches
 COPY migrations ./migrations
 COPY config ./config
-# Touch the sources so cargo rebuilds the crate over the dependency stub.
-RUN touch src/main.rs src/lib.rs \
-    && cargo build --release --locked \
+RUN cargo build --release --locked -p ghl-sync --bin ghlsync \
     && install -m 0755 target/release/ghlsync /usr/local/bin/ghlsync
 
 FROM debian:${DEBIAN_RELEASE}-slim AS runtime

@@ -32,8 +32,8 @@ use ghl_sync::demo::{self, Sims};
 use ghl_sync::domain::{EntityKind, Side};
 use ghl_sync::engine::{self, Engine, Mode, Reconcile, Shutdown};
 
-use ghl_sync::sim::faults::FaultConfig;
-use ghl_sync::sim::ghl::RateLimitConfig;
+use ghlsync_sim::faults::FaultConfig;
+use ghlsync_sim::ghl::RateLimitConfig;
 use ghl_sync::store::DeadLetterStatus;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;

@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 use ghl_sync::connector::ghl::{
     ClientOptions, Credentials, GhlClient, RateLimiter, RateLimits, RetryPolicy,
 };
-use ghl_sync::sim::ghl::{GhlSim, SimOptions};
+use ghlsync_sim::ghl::{GhlSim, SimOptions};
 use secrecy::SecretString;
 
 #[tokio::main]

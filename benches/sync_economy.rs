@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 
 use ghl_sync::demo::{self, Sims};
 use ghl_sync::engine::{self, Mode, Reconcile, Shutdown};
-use ghl_sync::sim::RouteKey;
+use ghlsync_sim::RouteKey;
 use serde_json::json;
 
 fn by_route(requests: &BTreeMap<RouteKey, u64>) -> String {

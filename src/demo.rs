@@ -7,12 +7,12 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context as _};
+use ghlsync_sim::app::{AppSim, AppSimOptions, RunningAppSim};
+use ghlsync_sim::ghl::{GhlSim, RateLimitConfig, RunningGhlSim, SimOptions};
 use serde_json::{json, Value};
 
 use crate::config::{self, LoadOptions, Loaded};
 use crate::engine::{self, Engine, Shutdown};
-use crate::sim::app::{AppSim, AppSimOptions, RunningAppSim};
-use crate::sim::ghl::{GhlSim, RateLimitConfig, RunningGhlSim, SimOptions};
 use crate::store::Store;
 
 /// The demo's pair: contacts, tasks and notes both ways.

@@ -13,7 +13,6 @@ pub mod engine;
 pub mod mapping;
 pub mod metrics;
 pub mod server;
-pub mod sim;
 pub mod store;
 pub mod telemetry;
 

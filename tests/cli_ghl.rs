@@ -8,7 +8,7 @@ use std::process::{Command as Process, Stdio};
 use std::time::Duration;
 
 use assert_cmd::Command;
-use ghl_sync::sim::ghl::{GhlSim, RunningGhlSim, SimOptions};
+use ghlsync_sim::ghl::{GhlSim, RunningGhlSim, SimOptions};
 
 fn ghlsync(dir: &Path) -> Command {
     let mut cmd = Command::cargo_bin("ghlsync").unwrap();

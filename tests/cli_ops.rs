@@ -16,13 +16,13 @@ use chrono::{SubsecRound, Utc};
 use engine_helpers::{start_sims, text, Harness, Template};
 use ghl_sync::domain::{EntityKind, Side};
 use ghl_sync::engine::{Mode, Reconcile, Shutdown};
-use ghl_sync::sim::faults::FaultKind;
 use ghl_sync::store::{
     Changeset, ConflictStatus, DeadLetterStage, DeadLetterStatus, FailOutcome, JournalAction,
     LinkRef, LinkSide, LinkWrite, NewConflict, NewDeadLetter, NewJournalEntry, NewLink,
     NewOutboxItem, OutboxOp, OutboxRef, OutboxStatus, PairRegistration, PairSide, SideHealth,
     SideOutbox, Snapshot, Store, StoreError,
 };
+use ghlsync_sim::faults::FaultKind;
 use serde_json::{json, Value};
 
 const BIN: &str = env!("CARGO_BIN_EXE_ghlsync");

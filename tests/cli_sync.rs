@@ -7,7 +7,7 @@ use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 use ghl_sync::demo::{Sims, DEMO_CONFIG};
-use ghl_sync::sim::faults::FaultConfig;
+use ghlsync_sim::faults::FaultConfig;
 use serde_json::Value;
 
 const BIN: &str = env!("CARGO_BIN_EXE_ghlsync");

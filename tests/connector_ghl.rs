@@ -12,7 +12,7 @@ use ghl_sync::connector::ghl::{
     ClientOptions, Credentials, GhlClient, GhlConnector, RateLimiter, RateLimits, RetryPolicy,
 };
 use ghl_sync::connector::{Connector, Record};
-use ghl_sync::sim::ghl::{GhlSim, RunningGhlSim, SimOptions};
+use ghlsync_sim::ghl::{GhlSim, RunningGhlSim, SimOptions};
 use secrecy::SecretString;
 use serde_json::{json, Map, Value};
 
@@ -42,7 +42,7 @@ async fn fixture() -> GhlFixture {
         contacts_per_location: 10,
         // The suite makes a few hundred calls; the real limit would make it
         // wait a minute without testing anything more.
-        rate_limit: ghl_sync::sim::ghl::RateLimitConfig {
+        rate_limit: ghlsync_sim::ghl::RateLimitConfig {
             burst: 100_000,
             ..Default::default()
         },

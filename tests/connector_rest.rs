@@ -14,7 +14,7 @@ use ghl_sync::config::{self, LoadOptions, SideKind};
 use ghl_sync::connector::rest::RestConnector;
 use ghl_sync::connector::{Connector, Record};
 use ghl_sync::domain::{EntityKind, MatchKey};
-use ghl_sync::sim::app::{AppSim, AppSimOptions, RunningAppSim};
+use ghlsync_sim::app::{AppSim, AppSimOptions, RunningAppSim};
 use serde_json::{json, Map, Value};
 
 const TOKEN: &str = "suite-token";
@@ -176,7 +176,7 @@ async fn app_sim_toml_declares_everything_the_simulator_offers() {
 /// A webhook the simulator signs passes `verify_webhook` as configured.
 #[tokio::test]
 async fn simulator_webhooks_verify_with_app_sim_toml() {
-    use ghl_sync::sim::app::{webhook_signature, DEFAULT_WEBHOOK_SECRET};
+    use ghlsync_sim::app::{webhook_signature, DEFAULT_WEBHOOK_SECRET};
     use reqwest::header::{HeaderMap, HeaderValue};
     let fixture = fixture().await;
     let body = br#"{"event":"task.updated","entity":"task","id":"tk_1","contact_id":"ct_9","occurred_at":1,"delivery_id":"dl_1"}"#;
@@ -204,7 +204,7 @@ async fn simulator_webhooks_verify_with_app_sim_toml() {
 /// never created twice.
 #[tokio::test]
 async fn lost_create_answers_never_duplicate_on_the_simulator() {
-    use ghl_sync::sim::app::FaultKind;
+    use ghlsync_sim::app::FaultKind;
     let fixture = fixture().await;
     let handle = fixture.sim.handle();
     let before = handle.contact_count();
@@ -256,7 +256,7 @@ async fn lost_create_answers_never_duplicate_on_the_simulator() {
 /// Injected faults: 503s, truncated bodies and HTML pages are retried.
 #[tokio::test]
 async fn simulator_faults_are_retried_or_contained() {
-    use ghl_sync::sim::app::FaultKind;
+    use ghlsync_sim::app::FaultKind;
     let fixture = fixture().await;
     let handle = fixture.sim.handle();
     let id = handle.contacts()[0]["id"].as_str().unwrap().to_owned();

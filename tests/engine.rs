@@ -23,7 +23,7 @@ use engine_helpers::{
 };
 use ghl_sync::domain::{EntityKind, Side};
 use ghl_sync::engine::{Mode, Reconcile, Shutdown};
-use ghl_sync::sim::faults::{FaultConfig, FaultKind};
+use ghlsync_sim::faults::{FaultConfig, FaultKind};
 use ghl_sync::store::{OutboxDepth, Store};
 use serde_json::{json, Value};
 

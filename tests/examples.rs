@@ -12,8 +12,8 @@ use ghl_sync::config::{self, LoadOptions, Loaded};
 use ghl_sync::demo::{self, Sims};
 use ghl_sync::engine::{Engine, Mode, Reconcile, Report, Shutdown};
 use ghl_sync::mapping::Flow;
-use ghl_sync::sim::app::AppSimHandle;
-use ghl_sync::sim::ghl::SimHandle;
+use ghlsync_sim::app::AppSimHandle;
+use ghlsync_sim::ghl::SimHandle;
 use serde_json::{json, Value};
 
 /// The app side's URL in every example (the app simulator's default).

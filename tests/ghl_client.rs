@@ -16,8 +16,9 @@ use ghl_sync::connector::ghl::{
     RateLimiter, RateLimits, RetryPolicy, SearchQuery, TaskFields, TokenSource,
 };
 use ghl_sync::domain::EntityKind;
-use ghl_sync::sim::ghl::{FaultConfig, FaultKind, GhlSim, RunningGhlSim, SimOptions};
+use ghlsync_sim::ghl::{FaultConfig, FaultKind, GhlSim, RunningGhlSim, SimOptions};
 use ghl_sync::store::{Store, StoredToken};
+use ghlsync_sim::ghl::{FaultConfig, FaultKind, GhlSim, RunningGhlSim, SimOptions};
 use secrecy::{ExposeSecret, SecretString};
 
 const WRITE: [&str; 2] = ["contacts.readonly", "contacts.write"];

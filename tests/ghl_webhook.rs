@@ -10,7 +10,7 @@ use base64::Engine as _;
 use ghl_sync::connector::ghl::webhook::{
     GhlEvent, Verified, WebhookError, WebhookKeys, ED25519_HEADER, RSA_HEADER,
 };
-use ghl_sync::sim::ghl::{GhlSim, SimOptions, WebhookPublicKeys};
+use ghlsync_sim::ghl::{GhlSim, SimOptions, WebhookPublicKeys};
 use reqwest::header::{HeaderMap, HeaderValue};
 use serde_json::json;
 

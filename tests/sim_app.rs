@@ -1,4 +1,4 @@
-//! The app simulator (`ghl_sync::sim::app`), the reference "your app" the
+//! The app simulator (`ghlsync_sim::app`), the reference "your app" the
 //! REST connector is configured against: change feeds and cursor paging,
 //! lookups, CRUD with tombstones, error bodies, the clock, the rate limit,
 //! faults, signed webhooks, deterministic seeding and the CLI banner.
@@ -11,7 +11,7 @@ use std::collections::{BTreeSet, HashMap, HashSet};
 use std::time::Duration;
 
 use chrono::TimeZone as _;
-use ghl_sync::sim::app::{
+use ghlsync_sim::app::{
     start_from_args, AppSim, AppSimArgs, AppSimHandle, AppSimOptions, FaultKind, RunningAppSim,
 };
 use hmac::{Hmac, Mac};
@@ -416,7 +416,7 @@ async fn a_duplicate_email_is_409_with_the_existing_id() {
         .create_contact_as_user(json!({"email_address": email.to_lowercase()}))
         .unwrap_err();
     assert!(
-        matches!(err, ghl_sync::sim::app::AppSimError::Duplicate { existing_id, .. } if existing_id == existing)
+        matches!(err, ghlsync_sim::app::AppSimError::Duplicate { existing_id, .. } if existing_id == existing)
     );
     sim.shutdown().await;
 }

@@ -1,4 +1,4 @@
-//! The GHL simulator (`ghl_sync::sim::ghl`) against the official OpenAPI
+//! The GHL simulator (`ghlsync_sim::ghl`) against the official OpenAPI
 //! spec and the behaviour the sync engine relies on: pagination, search,
 //! headers, tokens, scopes, rate limits, OAuth, faults, webhooks and
 //! deterministic seeding. Every test talks HTTP to a simulator on loopback.
@@ -13,7 +13,7 @@ use std::time::Duration;
 
 use base64::Engine as _;
 use chrono::TimeZone as _;
-use ghl_sync::sim::ghl::{
+use ghlsync_sim::ghl::{
     FaultKind, GhlSim, RateLimitConfig, RunningGhlSim, SimHandle, SimOptions, API_VERSION,
 };
 use reqwest::Method;
@@ -1795,7 +1795,7 @@ async fn users_edit_through_the_handle() {
     assert!(
         matches!(
             clash,
-            Err(ghl_sync::sim::ghl::SimError::Duplicate { field: "email", .. })
+            Err(ghlsync_sim::ghl::SimError::Duplicate { field: "email", .. })
         ),
         "{clash:?}"
     );
@@ -1808,7 +1808,7 @@ async fn users_edit_through_the_handle() {
 #[derive(Debug, clap::Parser)]
 struct SimCli {
     #[command(flatten)]
-    args: ghl_sync::sim::ghl::GhlSimArgs,
+    args: ghlsync_sim::ghl::GhlSimArgs,
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -1828,9 +1828,7 @@ async fn the_cli_banner_lists_what_a_client_needs() {
         "demo-app=demo-secret",
     ])
     .unwrap();
-    let (sim, banner) = ghl_sync::sim::ghl::start_from_args(&cli.args)
-        .await
-        .unwrap();
+    let (sim, banner) = ghlsync_sim::ghl::start_from_args(&cli.args).await.unwrap();
     let handle = sim.handle();
     let ids = handle.location_ids();
     assert!(banner.starts_with(&format!("GHL simulator listening on {}\n", sim.base_url())));
@@ -1857,9 +1855,7 @@ async fn the_cli_banner_lists_what_a_client_needs() {
     );
     let bad = SimCli::try_parse_from(["sim", "--token", "x@9=contacts.readonly"]).unwrap();
     assert!(
-        ghl_sync::sim::ghl::start_from_args(&bad.args)
-            .await
-            .is_err(),
+        ghlsync_sim::ghl::start_from_args(&bad.args).await.is_err(),
         "unknown location index"
     );
     sim.shutdown().await;

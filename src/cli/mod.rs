@@ -163,11 +163,11 @@ pub enum Command {
 pub enum SimCommand {
     /// A GoHighLevel API v2 stand-in: seeded contacts, tasks and notes,
     /// OAuth, GHL's rate limits, fault injection and signed webhooks.
-    Ghl(crate::sim::ghl::GhlSimArgs),
+    Ghl(ghlsync_sim::ghl::GhlSimArgs),
     /// A reference REST CRM standing for "your app" (its own field names,
     /// cursor paging, epoch-millisecond timestamps, HMAC-signed webhooks),
     /// described for the REST connector by config/connectors/app-sim.toml.
-    App(crate::sim::app::AppSimArgs),
+    App(ghlsync_sim::app::AppSimArgs),
 }
 
 /// Entry point of the `ghlsync` binary.
@@ -193,8 +193,8 @@ fn run(cli: Cli) -> Exit {
             values: false,
         };
         return match sim {
-            SimCommand::Ghl(args) => in_runtime(&log, crate::sim::ghl::serve_cli(args)),
-            SimCommand::App(args) => in_runtime(&log, crate::sim::app::serve_cli(args)),
+            SimCommand::Ghl(args) => in_runtime(&log, ghlsync_sim::ghl::serve_cli(args)),
+            SimCommand::App(args) => in_runtime(&log, ghlsync_sim::app::serve_cli(args)),
         };
     }
     let options = LoadOptions {

@@ -16,8 +16,8 @@ use std::time::{Duration, Instant};
 use ghl_sync::config::{self, LoadOptions, Loaded};
 use ghl_sync::demo::Sims;
 use ghl_sync::engine::{Engine, Mode, Reconcile, Report, Shutdown};
-use ghl_sync::sim::app::{AppSim, AppSimHandle, AppSimOptions};
-use ghl_sync::sim::ghl::{GhlSim, RateLimitConfig, SimHandle, SimOptions};
+use ghlsync_sim::app::{AppSim, AppSimHandle, AppSimOptions};
+use ghlsync_sim::ghl::{GhlSim, RateLimitConfig, SimHandle, SimOptions};
 use serde_json::{Map, Value};
 
 /// The variable naming the Postgres server of the tests.

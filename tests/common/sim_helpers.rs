@@ -16,10 +16,10 @@ use std::future::Future;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use ghl_sync::sim::app::AppSimHandle;
-use ghl_sync::sim::faults::{FaultConfig, FaultKind};
-use ghl_sync::sim::ghl::SimHandle;
-use ghl_sync::sim::RunningSim;
+use ghlsync_sim::app::AppSimHandle;
+use ghlsync_sim::faults::{FaultConfig, FaultKind};
+use ghlsync_sim::ghl::SimHandle;
+use ghlsync_sim::RunningSim;
 use reqwest::header::HeaderMap;
 use reqwest::Method;
 use serde_json::Value;
