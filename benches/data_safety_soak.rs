@@ -32,9 +32,9 @@ use ghl_sync::demo::{self, Sims};
 use ghl_sync::domain::{EntityKind, Side};
 use ghl_sync::engine::{self, Engine, Mode, Reconcile, Shutdown};
 
+use ghl_sync::store::DeadLetterStatus;
 use ghlsync_sim::faults::FaultConfig;
 use ghlsync_sim::ghl::RateLimitConfig;
-use ghl_sync::store::DeadLetterStatus;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use serde_json::{json, Map, Value};

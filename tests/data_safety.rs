@@ -21,10 +21,10 @@ use engine_helpers::{
 use ghl_sync::domain::{EntityKind, Side};
 use ghl_sync::engine::{Mode, PairReport, Reconcile, Shutdown, Target};
 
-use ghlsync_sim::faults::FaultKind;
 use ghl_sync::store::{
     Changeset, DeadLetterStatus, Link, LinkUpdate, LinkWrite, OutboxDepth, SidePatch,
 };
+use ghlsync_sim::faults::FaultKind;
 use ghlsync_sim::faults::FaultKind;
 use serde_json::{json, Value};
 

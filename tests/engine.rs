@@ -23,8 +23,8 @@ use engine_helpers::{
 };
 use ghl_sync::domain::{EntityKind, Side};
 use ghl_sync::engine::{Mode, Reconcile, Shutdown};
-use ghlsync_sim::faults::{FaultConfig, FaultKind};
 use ghl_sync::store::{OutboxDepth, Store};
+use ghlsync_sim::faults::{FaultConfig, FaultKind};
 use serde_json::{json, Value};
 
 /// The pair every template configures.

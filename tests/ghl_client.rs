@@ -16,7 +16,6 @@ use ghl_sync::connector::ghl::{
     RateLimiter, RateLimits, RetryPolicy, SearchQuery, TaskFields, TokenSource,
 };
 use ghl_sync::domain::EntityKind;
-use ghlsync_sim::ghl::{FaultConfig, FaultKind, GhlSim, RunningGhlSim, SimOptions};
 use ghl_sync::store::{Store, StoredToken};
 use ghlsync_sim::ghl::{FaultConfig, FaultKind, GhlSim, RunningGhlSim, SimOptions};
 use secrecy::{ExposeSecret, SecretString};
