@@ -9,7 +9,7 @@ use clap::Subcommand;
 use serde::Serialize;
 use serde_json::Value;
 
-use super::output::{clip, print_json, time, Table};
+use super::output::{clip, print_json, side_name, time, Table};
 use crate::config::Loaded;
 use crate::domain::{EntityKind, Side};
 use crate::engine::{Engine, Retried, RetryError, Shutdown, Stats};
@@ -85,10 +85,7 @@ pub async fn run(loaded: Loaded, command: DeadLettersCommand) -> anyhow::Result<
 }
 
 fn view(loaded: &Loaded, d: DeadLetter) -> LetterView {
-    let side_name = loaded.settings.pairs.get(&d.pair).map(|p| match d.side {
-        Side::Ghl => p.ghl.clone(),
-        Side::App => p.app.clone(),
-    });
+    let side_name = (loaded.settings.pairs.get(&d.pair)).map(|p| side_name(p, d.side).to_owned());
     LetterView {
         id: d.id,
         pair: d.pair,

@@ -7,6 +7,9 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 
+use crate::config::PairSettings;
+use crate::domain::Side;
+
 /// A table of text cells, columns padded to their widest cell.
 #[derive(Debug, Default)]
 pub struct Table {
@@ -137,5 +140,13 @@ mod tests {
     fn long_cells_are_clipped() {
         assert_eq!(clip("abcdef", 4), "abc…");
         assert_eq!(clip("abc", 4), "abc");
+    }
+}
+
+/// The configured name of `pair`'s `side` (what the operator calls it).
+pub fn side_name(pair: &PairSettings, side: Side) -> &str {
+    match side {
+        Side::Ghl => &pair.ghl,
+        Side::App => &pair.app,
     }
 }

@@ -9,7 +9,7 @@ use anyhow::Context as _;
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 
-use super::output::{age, print_json, span, time_and_age, Table};
+use super::output::{age, print_json, side_name, span, time_and_age, Table};
 use crate::config::{GhlAuth, Loaded, OAuthInstall, SideKind};
 use crate::connector::ghl::OAuthSession;
 use crate::domain::Side;
@@ -107,7 +107,8 @@ async fn collect(loaded: &Loaded, store: &Store) -> anyhow::Result<Status> {
             health: store.side_health(&pair.name).await?,
         };
         let mut sides = Vec::new();
-        for (role, name) in [(Side::Ghl, &pair.ghl), (Side::App, &pair.app)] {
+        for role in Side::BOTH {
+            let name = side_name(pair, role);
             sides.push(side_status(loaded, store, &readings, role, name, now).await?);
         }
         pairs.push(PairStatus {
@@ -136,7 +137,7 @@ async fn side_status(
     store: &Store,
     readings: &Readings,
     role: Side,
-    name: &String,
+    name: &str,
     now: DateTime<Utc>,
 ) -> anyhow::Result<SideStatus> {
     let settings = loaded.settings.sides.get(name);
@@ -163,7 +164,7 @@ async fn side_status(
     };
     Ok(SideStatus {
         role,
-        side: name.clone(),
+        side: name.to_owned(),
         kind,
         location,
         last_poll_at,
