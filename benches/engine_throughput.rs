@@ -31,10 +31,10 @@ use futures::stream::{self, BoxStream, StreamExt};
 use ghl_sync::config::{self, DatabaseSettings};
 use ghl_sync::connector::Record;
 use ghl_sync::domain::{EntityKind, Side};
-use ghl_sync::engine::{Engine, Mode};
+use ghl_sync::engine::Engine;
 use serde_json::{json, Value};
 
-use fake_side::{base, demo_engine, demo_settings, FakeSide, Feed};
+use fake_side::{base, demo_engine, demo_settings, poll_contacts, FakeSide, Feed};
 
 const PAGE: usize = 500;
 
@@ -552,12 +552,8 @@ async fn main() {
     } else {
         let ghl = Arc::new(synthetic("ghl", true, records));
         let engine = engine(&settings, ghl.clone()).await;
-        let pair = engine.pairs[0].clone();
         let started = Instant::now();
-        let report = engine
-            .poll(&pair, Side::Ghl, EntityKind::Contact, Mode::Apply)
-            .await
-            .unwrap();
+        let report = poll_contacts(&engine, Side::Ghl).await.unwrap();
         // The checkpointer copies the log beside the commits; what it has
         // not copied yet is part of the work, so it is timed too.
         let wal_left = engine.store.checkpoint().await.unwrap();
@@ -571,10 +567,7 @@ async fn main() {
         }
         assert_eq!(report.stats.planned_creates as usize, records);
         let started = Instant::now();
-        let again = engine
-            .poll(&pair, Side::Ghl, EntityKind::Contact, Mode::Apply)
-            .await
-            .unwrap();
+        let again = poll_contacts(&engine, Side::Ghl).await.unwrap();
         let reread = again.stats.read;
         let reread_rate = reread as f64 / started.elapsed().as_secs_f64().max(1e-9);
         engine.store.close().await;
@@ -619,7 +612,6 @@ async fn engine_of(settings: &config::Settings) -> Engine {
 async fn memory(settings: &config::Settings, total: usize) {
     let ghl = Arc::new(synthetic("ghl", true, 0));
     let engine = engine(settings, ghl.clone()).await;
-    let pair = engine.pairs[0].clone();
     println!(
         "backend {}, mirror filled to {total} contacts",
         settings.database.backend.as_str()
@@ -627,10 +619,7 @@ async fn memory(settings: &config::Settings, total: usize) {
     for step in 1..=4 {
         ghl.feed.count.store(total * step / 4, Ordering::Relaxed);
         reset_peak_rss();
-        engine
-            .poll(&pair, Side::Ghl, EntityKind::Contact, Mode::Apply)
-            .await
-            .unwrap();
+        poll_contacts(&engine, Side::Ghl).await.unwrap();
         let links = engine
             .store
             .count_links("demo", EntityKind::Contact)
@@ -644,10 +633,7 @@ async fn memory(settings: &config::Settings, total: usize) {
     reset_peak_rss();
     for _ in 0..10 {
         ghl.feed.count.fetch_add(100, Ordering::Relaxed);
-        engine
-            .poll(&pair, Side::Ghl, EntityKind::Contact, Mode::Apply)
-            .await
-            .unwrap();
+        poll_contacts(&engine, Side::Ghl).await.unwrap();
     }
     println!(
         "  ten polls of 100 changes each on the full mirror: peak RSS {:>7.1} MB",

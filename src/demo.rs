@@ -293,8 +293,7 @@ async fn task(sims: &Sims, edited: &Edited) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// 6. A contact deleted in the app (another than the edited one) is
-/// deleted in GHL.
+/// 6. A contact deleted in the app is deleted in GHL.
 async fn delete(sims: &Sims, edited: &Edited) -> anyhow::Result<()> {
     let (ghl, app) = (sims.ghl.handle(), sims.app.handle());
     let victim = app

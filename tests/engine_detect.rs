@@ -9,11 +9,11 @@ use std::sync::Arc;
 
 use ghl_sync::connector::Record;
 use ghl_sync::domain::{EntityKind, Side};
-use ghl_sync::engine::{Engine, Mode};
+use ghl_sync::engine::Engine;
 use ghl_sync::store::{Changeset, LinkUpdate, LinkWrite, SidePatch, Store};
 use serde_json::{json, Value};
 
-use fake_side::{base, demo_engine, demo_settings, FakeSide, Hook};
+use fake_side::{base, demo_engine, demo_settings, poll_contacts, FakeSide, Hook};
 
 fn contact(id: &str, ms: i64) -> Record {
     let Value::Object(fields) = json!({
@@ -52,11 +52,7 @@ async fn a_record_in_two_pages_of_a_poll_is_linked_once() {
         ],
     );
     let engine = engine(dir.path(), ghl, FakeSide::new("app", Vec::new())).await;
-    let pair = engine.pairs[0].clone();
-    let report = engine
-        .poll(&pair, Side::Ghl, EntityKind::Contact, Mode::Apply)
-        .await
-        .unwrap();
+    let report = poll_contacts(&engine, Side::Ghl).await.unwrap();
     assert_eq!(report.stats.read, 4);
     assert_eq!(report.stats.planned_creates, 3, "{:?}", report.stats);
     let links = engine.store.count_links("demo", EntityKind::Contact);
@@ -74,10 +70,7 @@ async fn planned_writes_carry_canonical_values_only() {
     let ghl = FakeSide::new("ghl", vec![vec![contact("x", 1)]]);
     let engine = engine(dir.path(), ghl, FakeSide::new("app", Vec::new())).await;
     let pair = engine.pairs[0].clone();
-    engine
-        .poll(&pair, Side::Ghl, EntityKind::Contact, Mode::Apply)
-        .await
-        .unwrap();
+    poll_contacts(&engine, Side::Ghl).await.unwrap();
     let items = engine
         .store
         .claim_outbox(10, std::time::Duration::from_secs(60))
@@ -117,11 +110,7 @@ async fn pages_before_a_failure_are_committed_when_the_poll_returns() {
     );
     ghl.then_fail = true;
     let engine = engine(dir.path(), ghl, FakeSide::new("app", Vec::new())).await;
-    let pair = engine.pairs[0].clone();
-    let error = engine
-        .poll(&pair, Side::Ghl, EntityKind::Contact, Mode::Apply)
-        .await
-        .unwrap_err();
+    let error = poll_contacts(&engine, Side::Ghl).await.unwrap_err();
     assert!(error.to_string().contains("gone mid-poll"), "{error}");
     let links = engine.store.count_links("demo", EntityKind::Contact);
     assert_eq!(links.await.unwrap(), 3);
@@ -181,13 +170,9 @@ async fn a_create_recorded_during_the_match_lookup_is_not_a_duplicate() {
         }))
     });
     let engine = engine(dir.path(), ghl, app).await;
-    let pair = engine.pairs[0].clone();
 
     // The app contact is read first: its create in GHL is planned.
-    let report = engine
-        .poll(&pair, Side::App, EntityKind::Contact, Mode::Apply)
-        .await
-        .unwrap();
+    let report = poll_contacts(&engine, Side::App).await.unwrap();
     assert_eq!(report.stats.planned_creates, 1, "{:?}", report.stats);
     let link = engine
         .store
@@ -197,10 +182,7 @@ async fn a_create_recorded_during_the_match_lookup_is_not_a_duplicate() {
         .expect("linked");
     assert!(recorded.set((engine.store.clone(), link.id)).is_ok());
 
-    let report = engine
-        .poll(&pair, Side::Ghl, EntityKind::Contact, Mode::Apply)
-        .await
-        .unwrap();
+    let report = poll_contacts(&engine, Side::Ghl).await.unwrap();
     assert_eq!(
         (report.stats.planned_creates, report.stats.unchanged),
         (0, 1),

@@ -185,27 +185,26 @@ async fn first_contact(side: &str, client: &GhlClient) -> (Option<Check>, Option
 
 /// 4. That contact's tasks and notes.
 async fn children_checks(side: &str, client: &GhlClient, contact_id: &str) -> [Check; 2] {
-    let started = Instant::now();
-    let tasks = client.list_tasks(contact_id).await.map(|tasks| tasks.len());
-    let tasks = listing_check(
-        side,
-        "GET /contacts/:id/tasks",
-        started,
-        tasks,
-        "task(s)",
-        contact_id,
-    );
-    let started = Instant::now();
-    let notes = client.list_notes(contact_id).await.map(|notes| notes.len());
-    let notes = listing_check(
-        side,
-        "GET /contacts/:id/notes",
-        started,
-        notes,
-        "note(s)",
-        contact_id,
-    );
-    [tasks, notes]
+    let tasks = async { client.list_tasks(contact_id).await.map(|tasks| tasks.len()) };
+    let notes = async { client.list_notes(contact_id).await.map(|notes| notes.len()) };
+    [
+        listing_check(
+            side,
+            "GET /contacts/:id/tasks",
+            "task(s)",
+            contact_id,
+            tasks,
+        )
+        .await,
+        listing_check(
+            side,
+            "GET /contacts/:id/notes",
+            "note(s)",
+            contact_id,
+            notes,
+        )
+        .await,
+    ]
 }
 
 /// 5. Rate-limit headroom as GHL reported it.
@@ -232,15 +231,17 @@ fn rate_limit_check(side: &str, client: &GhlClient) -> Check {
     )
 }
 
-/// The check of one of a contact's sub-resource listings.
-fn listing_check(
+/// The check of one of a contact's sub-resource listings, timed from
+/// when `listing` is awaited.
+async fn listing_check(
     side: &str,
     name: &'static str,
-    started: Instant,
-    listed: Result<usize, GhlError>,
     what: &str,
     contact_id: &str,
+    listing: impl std::future::Future<Output = Result<usize, GhlError>>,
 ) -> Check {
+    let started = Instant::now();
+    let listed = listing.await;
     let (outcome, detail) = match listed {
         Ok(count) => (
             Outcome::Ok,

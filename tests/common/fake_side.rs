@@ -19,8 +19,8 @@ use ghl_sync::config::{self, LoadOptions};
 use ghl_sync::connector::{
     Capabilities, Connector, ConnectorError, Deletion, EntityCaps, Page, Record,
 };
-use ghl_sync::domain::{EntityKind, MatchKey};
-use ghl_sync::engine::{Engine, PairRuntime};
+use ghl_sync::domain::{EntityKind, MatchKey, Side};
+use ghl_sync::engine::{Engine, EngineError, Mode, PairReport, PairRuntime};
 use ghl_sync::store::{PairRegistration, PairSide, Store};
 use serde_json::{Map, Value};
 
@@ -245,4 +245,13 @@ pub async fn demo_engine(
         wake: Arc::default(),
         records_read: Arc::default(),
     }
+}
+
+/// One poll, applied, of the contacts `source` changed, on the engine's
+/// (first) pair.
+pub async fn poll_contacts(engine: &Engine, source: Side) -> Result<PairReport, EngineError> {
+    let pair = engine.pairs[0].clone();
+    engine
+        .poll(&pair, source, EntityKind::Contact, Mode::Apply)
+        .await
 }

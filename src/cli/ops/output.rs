@@ -117,6 +117,14 @@ pub fn value(v: Option<&serde_json::Value>) -> String {
     }
 }
 
+/// The configured name of `pair`'s `side` (what the operator calls it).
+pub fn side_name(pair: &PairSettings, side: Side) -> &str {
+    match side {
+        Side::Ghl => &pair.ghl,
+        Side::App => &pair.app,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -140,13 +148,5 @@ mod tests {
     fn long_cells_are_clipped() {
         assert_eq!(clip("abcdef", 4), "abc…");
         assert_eq!(clip("abc", 4), "abc");
-    }
-}
-
-/// The configured name of `pair`'s `side` (what the operator calls it).
-pub fn side_name(pair: &PairSettings, side: Side) -> &str {
-    match side {
-        Side::Ghl => &pair.ghl,
-        Side::App => &pair.app,
     }
 }
