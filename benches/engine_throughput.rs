@@ -19,63 +19,44 @@
 
 #[path = "common/args.rs"]
 mod args;
+#[path = "../tests/common/fake_side.rs"]
+mod fake_side;
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
 
-use async_trait::async_trait;
-use chrono::{DateTime, Duration, TimeZone, Utc};
+use chrono::{DateTime, Duration, Utc};
 use futures::stream::{self, BoxStream, StreamExt};
-use ghl_sync::config::{self, DatabaseSettings, LoadOptions};
-use ghl_sync::connector::{
-    Capabilities, Connector, ConnectorError, Deletion, EntityCaps, Page, Record,
-};
-use ghl_sync::domain::{EntityKind, MatchKey, Side};
-use ghl_sync::engine::{Engine, Mode, PairRuntime};
+use ghl_sync::config::{self, DatabaseSettings};
+use ghl_sync::connector::Record;
+use ghl_sync::domain::{EntityKind, Side};
+use ghl_sync::engine::Engine;
+use serde_json::{json, Value};
 
-use ghl_sync::store::{PairRegistration, PairSide, Store};
-use serde_json::{json, Map, Value};
+use fake_side::{base, demo_engine, demo_settings, poll_contacts, FakeSide, Feed};
 
 const PAGE: usize = 500;
 
-/// A side whose `count` contacts are generated from their index: the
-/// `i`th was updated at `base + i ms`.
+/// A GHL-shaped (or, for the app side, bare) feed of `count` contacts
+/// generated from their index, nothing held in memory: the `i`th was
+/// updated at `base + i ms`; pages of `PAGE` within the window asked for.
 #[derive(Debug)]
 struct Synthetic {
-    side: &'static str,
     ghl_shape: bool,
     count: AtomicUsize,
-    created: AtomicUsize,
-    capabilities: Capabilities,
 }
 
-fn base() -> DateTime<Utc> {
-    Utc.with_ymd_and_hms(2026, 1, 1, 0, 0, 0).unwrap()
+/// A side of `count` generated contacts.
+fn synthetic(side: &'static str, ghl_shape: bool, count: usize) -> FakeSide<Synthetic> {
+    let feed = Synthetic {
+        ghl_shape,
+        count: AtomicUsize::new(count),
+    };
+    FakeSide::new(side, feed)
 }
 
 impl Synthetic {
-    fn new(side: &'static str, ghl_shape: bool, count: usize) -> Self {
-        let caps = EntityCaps {
-            read: true,
-            create: true,
-            update: true,
-            delete: true,
-            change_feed: true,
-        };
-        Synthetic {
-            side,
-            ghl_shape,
-            count: AtomicUsize::new(count),
-            created: AtomicUsize::new(0),
-            capabilities: Capabilities {
-                entities: [(EntityKind::Contact, caps)].into(),
-                webhooks: false,
-                match_keys: vec![MatchKey::Email],
-            },
-        }
-    }
-
     fn record(&self, i: usize) -> Record {
         let fields = if self.ghl_shape {
             json!({
@@ -102,22 +83,8 @@ impl Synthetic {
     }
 }
 
-#[async_trait]
-impl Connector for Synthetic {
-    fn side(&self) -> &str {
-        self.side
-    }
-
-    fn capabilities(&self) -> &Capabilities {
-        &self.capabilities
-    }
-
-    fn changes(
-        &self,
-        _entity: EntityKind,
-        since: DateTime<Utc>,
-        until: DateTime<Utc>,
-    ) -> BoxStream<'_, Result<Page, ConnectorError>> {
+impl Feed for Synthetic {
+    fn pages(&self, since: DateTime<Utc>, until: DateTime<Utc>) -> BoxStream<'_, Vec<Record>> {
         let count = self.count.load(Ordering::Relaxed);
         let index = |t: DateTime<Utc>| (t - base()).num_milliseconds().max(0) as usize;
         let first = index(since);
@@ -125,126 +92,22 @@ impl Connector for Synthetic {
         let starts: Vec<usize> = (first..last).step_by(PAGE).collect();
         stream::iter(starts)
             .map(move |start| {
-                let records = (start..(start + PAGE).min(last))
+                (start..(start + PAGE).min(last))
                     .map(|i| self.record(i))
-                    .collect();
-                Ok(Page::new(records))
+                    .collect()
             })
             .boxed()
     }
 
-    fn all_contacts(&self) -> BoxStream<'_, Result<Vec<Record>, ConnectorError>> {
-        stream::empty().boxed()
-    }
-
-    async fn children(&self, _: EntityKind, _: &str) -> Result<Vec<Record>, ConnectorError> {
-        Ok(Vec::new())
-    }
-
-    async fn get(
-        &self,
-        _: EntityKind,
-        id: &str,
-        _: Option<&str>,
-    ) -> Result<Option<Record>, ConnectorError> {
-        Ok(id[1..].parse().ok().map(|i| self.record(i)))
-    }
-
-    async fn create(
-        &self,
-        entity: EntityKind,
-        _: Option<&str>,
-        fields: &Map<String, Value>,
-    ) -> Result<Record, ConnectorError> {
-        let n = self.created.fetch_add(1, Ordering::Relaxed);
-        Ok(Record {
-            entity,
-            id: format!("new{n}"),
-            parent_id: None,
-            updated_at: Utc::now(),
-            fields: fields.clone(),
-        })
-    }
-
-    async fn update(
-        &self,
-        entity: EntityKind,
-        id: &str,
-        _: Option<&str>,
-        patch: &Map<String, Value>,
-    ) -> Result<Record, ConnectorError> {
-        Ok(Record {
-            entity,
-            id: id.to_owned(),
-            parent_id: None,
-            updated_at: Utc::now(),
-            fields: patch.clone(),
-        })
-    }
-
-    async fn delete(
-        &self,
-        _: EntityKind,
-        _: &str,
-        _: Option<&str>,
-    ) -> Result<Deletion, ConnectorError> {
-        Ok(Deletion::Deleted)
-    }
-
-    async fn find_contacts(&self, _: MatchKey, _: &str) -> Result<Vec<Record>, ConnectorError> {
-        Ok(Vec::new())
+    fn get(&self, id: &str) -> Option<Record> {
+        id[1..].parse().ok().map(|i| self.record(i))
     }
 }
 
-/// The demo's pair (contacts, tasks, notes), its sides never contacted.
-fn settings(dir: &std::path::Path, database: Option<&str>) -> config::Settings {
-    let mut text = ghl_sync::demo::DEMO_CONFIG
-        .replace("@GHL_URL@", "http://127.0.0.1:9")
-        .replace("@GHL_TOKEN@", "unused")
-        .replace("@LOCATION_ID@", "benchlocation")
-        .replace("@STATE_DIR@", &dir.display().to_string());
-    text.push('\n');
-    text.push_str(ghl_sync::demo::APP_SIM_SIDE);
-    if let Some(url) = database {
-        text = text.replace("[log]", &format!("[database]\nurl = \"{url}\"\n\n[log]"));
-    }
-    let path = dir.join("bench.toml");
-    std::fs::write(&path, text).unwrap();
-    config::load(&LoadOptions {
-        file: Some(path),
-        env: Some(Default::default()),
-        no_search: true,
-    })
-    .expect("bench config loads")
-    .settings
-}
-
-async fn engine(settings: &config::Settings, ghl: Arc<Synthetic>) -> Engine {
-    let store = Store::connect_and_migrate(&settings.database)
-        .await
-        .unwrap();
-    let pair = settings.pairs["demo"].clone();
-    let side = |name: &str, kind: &str| PairSide {
-        side: name.into(),
-        kind: kind.into(),
-        location: None,
-    };
-    store
-        .register_pair(&PairRegistration {
-            name: pair.name.clone(),
-            a: side("ghl", "ghl"),
-            b: side("app", "rest"),
-        })
-        .await
-        .unwrap();
-    let app = Arc::new(Synthetic::new("app", false, 0));
-    Engine {
-        store,
-        pairs: vec![Arc::new(PairRuntime::new(pair, ghl, app))],
-        sync: settings.sync.clone(),
-        wake: Arc::default(),
-        records_read: Arc::default(),
-    }
+/// An engine of the demo pair over `ghl` and an app side of no records.
+async fn engine(settings: &config::Settings, ghl: Arc<FakeSide<Synthetic>>) -> Engine {
+    let app = Arc::new(synthetic("app", false, 0));
+    demo_engine(settings, ghl, app).await
 }
 
 /// The older baseline: ONE scratch row (id, native JSON, updated_at) per
@@ -681,20 +544,16 @@ async fn main() {
             ));
         }
     }
-    let settings = settings(dir.path(), scratch.first().map(|s| s.1.as_str()));
+    let settings = demo_settings(dir.path(), scratch.first().map(|s| s.1.as_str()));
     let backend = settings.database.backend.as_str();
 
     if let Some(total) = rss {
         memory(&settings, total).await;
     } else {
-        let ghl = Arc::new(Synthetic::new("ghl", true, records));
+        let ghl = Arc::new(synthetic("ghl", true, records));
         let engine = engine(&settings, ghl.clone()).await;
-        let pair = engine.pairs[0].clone();
         let started = Instant::now();
-        let report = engine
-            .poll(&pair, Side::Ghl, EntityKind::Contact, Mode::Apply)
-            .await
-            .unwrap();
+        let report = poll_contacts(&engine, Side::Ghl).await.unwrap();
         // The checkpointer copies the log beside the commits; what it has
         // not copied yet is part of the work, so it is timed too.
         let wal_left = engine.store.checkpoint().await.unwrap();
@@ -708,18 +567,15 @@ async fn main() {
         }
         assert_eq!(report.stats.planned_creates as usize, records);
         let started = Instant::now();
-        let again = engine
-            .poll(&pair, Side::Ghl, EntityKind::Contact, Mode::Apply)
-            .await
-            .unwrap();
+        let again = poll_contacts(&engine, Side::Ghl).await.unwrap();
         let reread = again.stats.read;
         let reread_rate = reread as f64 / started.elapsed().as_secs_f64().max(1e-9);
         engine.store.close().await;
-        let baseline = self::settings(baseline_dir.path(), scratch.get(1).map(|s| s.1.as_str()));
+        let baseline = demo_settings(baseline_dir.path(), scratch.get(1).map(|s| s.1.as_str()));
         // Migrated, with the pair registered (foreign keys), then closed.
         engine_of(&baseline).await.store.close().await;
         let same_rate = same_rows_upsert(&settings.database, &baseline.database).await;
-        let one_row_rate = one_row_upsert(&settings.database, &ghl, records).await;
+        let one_row_rate = one_row_upsert(&settings.database, &ghl.feed, records).await;
         println!("backend {backend}, {records} contacts");
         println!("  engine: detect + map + diff + plan + persist   {engine_rate:>10.0} records/s");
         println!("  plain batched upsert of the same rows          {same_rate:>10.0} records/s");
@@ -748,26 +604,22 @@ async fn main() {
 /// An engine over a freshly migrated mirror of `settings`, with a side of
 /// no records.
 async fn engine_of(settings: &config::Settings) -> Engine {
-    engine(settings, Arc::new(Synthetic::new("ghl", true, 0))).await
+    engine(settings, Arc::new(synthetic("ghl", true, 0))).await
 }
 
 /// Fills the mirror with `total` contacts in four steps, printing peak RSS
 /// after each, then measures the peak of ten incremental polls.
 async fn memory(settings: &config::Settings, total: usize) {
-    let ghl = Arc::new(Synthetic::new("ghl", true, 0));
+    let ghl = Arc::new(synthetic("ghl", true, 0));
     let engine = engine(settings, ghl.clone()).await;
-    let pair = engine.pairs[0].clone();
     println!(
         "backend {}, mirror filled to {total} contacts",
         settings.database.backend.as_str()
     );
     for step in 1..=4 {
-        ghl.count.store(total * step / 4, Ordering::Relaxed);
+        ghl.feed.count.store(total * step / 4, Ordering::Relaxed);
         reset_peak_rss();
-        engine
-            .poll(&pair, Side::Ghl, EntityKind::Contact, Mode::Apply)
-            .await
-            .unwrap();
+        poll_contacts(&engine, Side::Ghl).await.unwrap();
         let links = engine
             .store
             .count_links("demo", EntityKind::Contact)
@@ -780,11 +632,8 @@ async fn memory(settings: &config::Settings, total: usize) {
     }
     reset_peak_rss();
     for _ in 0..10 {
-        ghl.count.fetch_add(100, Ordering::Relaxed);
-        engine
-            .poll(&pair, Side::Ghl, EntityKind::Contact, Mode::Apply)
-            .await
-            .unwrap();
+        ghl.feed.count.fetch_add(100, Ordering::Relaxed);
+        poll_contacts(&engine, Side::Ghl).await.unwrap();
     }
     println!(
         "  ten polls of 100 changes each on the full mirror: peak RSS {:>7.1} MB",

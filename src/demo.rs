@@ -125,10 +125,17 @@ fn text(record: &Value, field: &str) -> String {
     record[field].as_str().unwrap_or_default().to_owned()
 }
 
+/// How long the demo waits for a change to propagate.
+const TIMEOUT: Duration = Duration::from_secs(30);
+
+/// A simulator's refusal of a user's edit, as an error.
+fn refused<T, E: std::fmt::Debug>(result: Result<T, E>) -> anyhow::Result<T> {
+    result.map_err(|e| anyhow::anyhow!("{e:?}"))
+}
+
 /// The demo: both simulators, a SQLite mirror in a temporary directory,
 /// the daemon, and edits on both sides; prints what propagated.
 pub async fn run() -> anyhow::Result<()> {
-    let timeout = Duration::from_secs(30);
     let sims = Sims::start(5, 5).await?;
     let dir = tempfile::tempdir()?;
     let loaded = sims.configure(DEMO_CONFIG, dir.path())?;
@@ -148,108 +155,12 @@ pub async fn run() -> anyhow::Result<()> {
 
     let stop = Shutdown::default();
     let daemon = tokio::spawn(engine::run(engine.clone(), stop.clone()));
-    let ghl = sims.ghl.handle();
-    let app = sims.app.handle();
-    let location = sims.location.clone();
-
-    // 1. The initial load: everyone on both sides.
-    let took = wait_for("the initial sync", timeout, || {
-        ghl.contacts(&location).len() == 10 && app.contact_count() == 10
-    })
-    .await?;
-    println!(
-        "1. initial sync      5 GHL contacts created in the app, 5 app contacts created in GHL ({:.1} s)",
-        took.as_secs_f64()
-    );
-
-    // 2. An edit in GHL reaches the app.
-    let contact = ghl.contacts(&location)[0].clone();
-    let ghl_id = text(&contact, "id");
-    let email = text(&contact, "email");
-    ghl.update_contact_as_user(&ghl_id, json!({"firstName": "Adaline"}))
-        .map_err(|e| anyhow::anyhow!("{e:?}"))?;
-    let app_record = || {
-        app.contacts()
-            .into_iter()
-            .find(|c| c["email_address"].as_str() == Some(email.as_str()))
-    };
-    let took = wait_for("the GHL edit to reach the app", timeout, || {
-        app_record().is_some_and(|c| c["first_name"] == "Adaline")
-    })
-    .await?;
-    println!(
-        "2. GHL edit          {email}: first name \"{}\" -> \"Adaline\" in the app ({:.1} s)",
-        text(&contact, "firstName"),
-        took.as_secs_f64()
-    );
-
-    // 3. An edit in the app reaches GHL.
-    let app_id = text(&app_record().context("linked app contact")?, "id");
-    app.update_contact_as_user(&app_id, json!({"last_name": "Lovelace"}))
-        .map_err(|e| anyhow::anyhow!("{e:?}"))?;
-    let took = wait_for("the app edit to reach GHL", timeout, || {
-        ghl.contact(&ghl_id)
-            .is_some_and(|c| c["lastName"] == "Lovelace")
-    })
-    .await?;
-    println!(
-        "3. app edit          {email}: last name -> \"Lovelace\" in GHL ({:.1} s)",
-        took.as_secs_f64()
-    );
-
-    // 4. The same field edited on both sides: `newest` settles it.
-    ghl.update_contact_as_user(&ghl_id, json!({"firstName": "Ada (GHL)"}))
-        .map_err(|e| anyhow::anyhow!("{e:?}"))?;
-    tokio::time::sleep(Duration::from_millis(20)).await;
-    app.update_contact_as_user(&app_id, json!({"first_name": "Ada (app)"}))
-        .map_err(|e| anyhow::anyhow!("{e:?}"))?;
-    let took = wait_for("the conflict to settle", timeout, || {
-        ghl.contact(&ghl_id)
-            .is_some_and(|c| c["firstName"] == "Ada (app)")
-            && app_record().is_some_and(|c| c["first_name"] == "Ada (app)")
-    })
-    .await?;
-    println!(
-        "4. conflict          {email}: first name set to \"Ada (GHL)\" in GHL, then \"Ada (app)\" in the app;\n                      policy `newest` kept \"Ada (app)\" on both sides ({:.1} s)",
-        took.as_secs_f64()
-    );
-
-    // 5. A task created in GHL reaches the app.
-    ghl.create_task_as_user(
-        &ghl_id,
-        json!({"title": "Send the contract", "dueDate": "2027-01-05T09:00:00Z", "completed": false}),
-    )
-    .map_err(|e| anyhow::anyhow!("{e:?}"))?;
-    let took = wait_for("the task to reach the app", timeout, || {
-        app.tasks(&app_id)
-            .iter()
-            .any(|t| t["name"] == "Send the contract")
-    })
-    .await?;
-    println!(
-        "5. task              \"Send the contract\" created in GHL appeared in the app ({:.1} s)",
-        took.as_secs_f64()
-    );
-
-    // 6. A contact deleted in the app is deleted in GHL.
-    let victim = app
-        .contacts()
-        .into_iter()
-        .find(|c| c["id"].as_str() != Some(app_id.as_str()))
-        .context("a second contact")?;
-    let victim_email = text(&victim, "email_address");
-    app.delete_contact_as_user(&text(&victim, "id"))
-        .map_err(|e| anyhow::anyhow!("{e:?}"))?;
-    let took = wait_for("the delete to reach GHL", timeout, || {
-        !ghl.contacts(&location)
-            .iter()
-            .any(|c| c["email"].as_str() == Some(victim_email.as_str()))
-    })
-    .await?;
-    println!(
-        "6. delete            {victim_email} deleted in the app, then in GHL ({:.1} s)",
-        took.as_secs_f64()
-    );
+    initial_sync(&sims).await?;
+    let (ghl_id, email) = ghl_edit(&sims).await?;
+    let edited = app_edit(&sims, ghl_id, email).await?;
+    conflict(&sims, &edited).await?;
+    task(&sims, &edited).await?;
+    delete(&sims, &edited).await?;
 
     stop.trigger();
     daemon.await??;
@@ -262,5 +173,145 @@ pub async fn run() -> anyhow::Result<()> {
         depth.done, depth.pending, dead, conflicts
     );
     engine.store.close().await;
+    Ok(())
+}
+
+/// The contact the demo edits: its ids on both sides and its email.
+struct Edited {
+    ghl_id: String,
+    app_id: String,
+    email: String,
+}
+
+/// The app's contact with `email`, if any.
+fn app_record(sims: &Sims, email: &str) -> Option<Value> {
+    sims.app
+        .handle()
+        .contacts()
+        .into_iter()
+        .find(|c| c["email_address"].as_str() == Some(email))
+}
+
+/// 1. The initial load: everyone on both sides.
+async fn initial_sync(sims: &Sims) -> anyhow::Result<()> {
+    let (ghl, app) = (sims.ghl.handle(), sims.app.handle());
+    let took = wait_for("the initial sync", TIMEOUT, || {
+        ghl.contacts(&sims.location).len() == 10 && app.contact_count() == 10
+    })
+    .await?;
+    println!(
+        "1. initial sync      5 GHL contacts created in the app, 5 app contacts created in GHL ({:.1} s)",
+        took.as_secs_f64()
+    );
+    Ok(())
+}
+
+/// 2. An edit in GHL reaches the app. The contact's GHL id and email.
+async fn ghl_edit(sims: &Sims) -> anyhow::Result<(String, String)> {
+    let ghl = sims.ghl.handle();
+    let contact = ghl.contacts(&sims.location)[0].clone();
+    let ghl_id = text(&contact, "id");
+    let email = text(&contact, "email");
+    refused(ghl.update_contact_as_user(&ghl_id, json!({"firstName": "Adaline"})))?;
+    let took = wait_for("the GHL edit to reach the app", TIMEOUT, || {
+        app_record(sims, &email).is_some_and(|c| c["first_name"] == "Adaline")
+    })
+    .await?;
+    println!(
+        "2. GHL edit          {email}: first name \"{}\" -> \"Adaline\" in the app ({:.1} s)",
+        text(&contact, "firstName"),
+        took.as_secs_f64()
+    );
+    Ok((ghl_id, email))
+}
+
+/// 3. An edit in the app (of the contact edited in GHL) reaches GHL.
+async fn app_edit(sims: &Sims, ghl_id: String, email: String) -> anyhow::Result<Edited> {
+    let (ghl, app) = (sims.ghl.handle(), sims.app.handle());
+    let app_id = text(
+        &app_record(sims, &email).context("linked app contact")?,
+        "id",
+    );
+    refused(app.update_contact_as_user(&app_id, json!({"last_name": "Lovelace"})))?;
+    let took = wait_for("the app edit to reach GHL", TIMEOUT, || {
+        ghl.contact(&ghl_id)
+            .is_some_and(|c| c["lastName"] == "Lovelace")
+    })
+    .await?;
+    println!(
+        "3. app edit          {email}: last name -> \"Lovelace\" in GHL ({:.1} s)",
+        took.as_secs_f64()
+    );
+    Ok(Edited {
+        ghl_id,
+        app_id,
+        email,
+    })
+}
+
+/// 4. The same field edited on both sides: `newest` settles it.
+async fn conflict(sims: &Sims, edited: &Edited) -> anyhow::Result<()> {
+    let (ghl, app) = (sims.ghl.handle(), sims.app.handle());
+    let Edited {
+        ghl_id,
+        app_id,
+        email,
+    } = edited;
+    refused(ghl.update_contact_as_user(ghl_id, json!({"firstName": "Ada (GHL)"})))?;
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    refused(app.update_contact_as_user(app_id, json!({"first_name": "Ada (app)"})))?;
+    let took = wait_for("the conflict to settle", TIMEOUT, || {
+        ghl.contact(ghl_id)
+            .is_some_and(|c| c["firstName"] == "Ada (app)")
+            && app_record(sims, email).is_some_and(|c| c["first_name"] == "Ada (app)")
+    })
+    .await?;
+    println!(
+        "4. conflict          {email}: first name set to \"Ada (GHL)\" in GHL, then \"Ada (app)\" in the app;\n                      policy `newest` kept \"Ada (app)\" on both sides ({:.1} s)",
+        took.as_secs_f64()
+    );
+    Ok(())
+}
+
+/// 5. A task created in GHL reaches the app.
+async fn task(sims: &Sims, edited: &Edited) -> anyhow::Result<()> {
+    let (ghl, app) = (sims.ghl.handle(), sims.app.handle());
+    refused(ghl.create_task_as_user(
+        &edited.ghl_id,
+        json!({"title": "Send the contract", "dueDate": "2027-01-05T09:00:00Z", "completed": false}),
+    ))?;
+    let took = wait_for("the task to reach the app", TIMEOUT, || {
+        app.tasks(&edited.app_id)
+            .iter()
+            .any(|t| t["name"] == "Send the contract")
+    })
+    .await?;
+    println!(
+        "5. task              \"Send the contract\" created in GHL appeared in the app ({:.1} s)",
+        took.as_secs_f64()
+    );
+    Ok(())
+}
+
+/// 6. A contact deleted in the app is deleted in GHL.
+async fn delete(sims: &Sims, edited: &Edited) -> anyhow::Result<()> {
+    let (ghl, app) = (sims.ghl.handle(), sims.app.handle());
+    let victim = app
+        .contacts()
+        .into_iter()
+        .find(|c| c["id"].as_str() != Some(edited.app_id.as_str()))
+        .context("a second contact")?;
+    let victim_email = text(&victim, "email_address");
+    refused(app.delete_contact_as_user(&text(&victim, "id")))?;
+    let took = wait_for("the delete to reach GHL", TIMEOUT, || {
+        !ghl.contacts(&sims.location)
+            .iter()
+            .any(|c| c["email"].as_str() == Some(victim_email.as_str()))
+    })
+    .await?;
+    println!(
+        "6. delete            {victim_email} deleted in the app, then in GHL ({:.1} s)",
+        took.as_secs_f64()
+    );
     Ok(())
 }

@@ -14,7 +14,7 @@ use ghl_sync::connector::ghl::{
 use ghl_sync::connector::{Connector, Record};
 use ghlsync_sim::ghl::{GhlSim, RunningGhlSim, SimOptions};
 use secrecy::SecretString;
-use serde_json::{json, Map, Value};
+use serde_json::{Map, Value};
 
 struct GhlFixture {
     sim: RunningGhlSim,
@@ -59,16 +59,14 @@ async fn fixture() -> GhlFixture {
     }
 }
 
-fn text(record: &Record, field: &str) -> Option<String> {
-    record.fields.get(field)?.as_str().map(str::to_owned)
-}
-
-fn object(value: Value) -> Map<String, Value> {
-    match value {
-        Value::Object(map) => map,
-        _ => unreachable!(),
-    }
-}
+/// GHL's names of the suite's fields.
+const NAMES: suite::FieldNames = suite::FieldNames {
+    email: "email",
+    first_name: "firstName",
+    task_title: "title",
+    task_due: "dueDate",
+    note_text: "body",
+};
 
 #[async_trait]
 impl suite::Fixture for GhlFixture {
@@ -81,12 +79,7 @@ impl suite::Fixture for GhlFixture {
     }
 
     fn contact_ids(&self) -> HashSet<String> {
-        self.sim
-            .handle()
-            .contacts(&self.location)
-            .iter()
-            .map(|c| c["id"].as_str().unwrap().to_owned())
-            .collect()
+        suite::contact_ids(&self.sim.handle().contacts(&self.location))
     }
 
     async fn user_creates_contact(&self, email: &str, first_name: &str) -> String {
@@ -95,7 +88,7 @@ impl suite::Fixture for GhlFixture {
             .handle()
             .create_contact_as_user(
                 &self.location,
-                json!({"email": email, "firstName": first_name}),
+                Value::Object(self.contact_fields(email, first_name)),
             )
             .unwrap();
         contact["id"].as_str().unwrap().to_owned()
@@ -104,36 +97,12 @@ impl suite::Fixture for GhlFixture {
     async fn user_renames_contact(&self, id: &str, first_name: &str) {
         self.sim
             .handle()
-            .update_contact_as_user(id, json!({"firstName": first_name}))
+            .update_contact_as_user(id, Value::Object(self.rename_patch(first_name)))
             .unwrap();
     }
 
-    fn contact_fields(&self, email: &str, first_name: &str) -> Map<String, Value> {
-        object(json!({"email": email, "firstName": first_name}))
-    }
-
-    fn rename_patch(&self, first_name: &str) -> Map<String, Value> {
-        object(json!({"firstName": first_name}))
-    }
-
-    fn first_name(&self, record: &Record) -> Option<String> {
-        text(record, "firstName")
-    }
-
-    fn task_fields(&self, title: &str) -> Map<String, Value> {
-        object(json!({"title": title, "dueDate": "2027-01-05T09:00:00Z"}))
-    }
-
-    fn task_title(&self, record: &Record) -> Option<String> {
-        text(record, "title")
-    }
-
-    fn note_fields(&self, text: &str) -> Map<String, Value> {
-        object(json!({"body": text}))
-    }
-
-    fn note_text(&self, record: &Record) -> Option<String> {
-        text(record, "body")
+    fn names(&self) -> &'static suite::FieldNames {
+        &NAMES
     }
 }
 
@@ -242,11 +211,7 @@ async fn two_locations_sync_through_their_own_tokens_and_limiters() {
         let connector = GhlConnector::new("side", client.clone());
         let listed: Vec<Vec<Record>> = connector.all_contacts().try_collect().await.unwrap();
         let listed: HashSet<String> = listed.into_iter().flatten().map(|r| r.id).collect();
-        let expected: HashSet<String> = handle
-            .contacts(location)
-            .iter()
-            .map(|c| c["id"].as_str().unwrap().to_owned())
-            .collect();
+        let expected = suite::contact_ids(&handle.contacts(location));
         assert_eq!(listed, expected);
         assert_eq!(client.limiter().headroom().requests, 1);
     }

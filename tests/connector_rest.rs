@@ -12,10 +12,10 @@ use std::path::PathBuf;
 use async_trait::async_trait;
 use ghl_sync::config::{self, LoadOptions, SideKind};
 use ghl_sync::connector::rest::RestConnector;
-use ghl_sync::connector::{Connector, Record};
+use ghl_sync::connector::Connector;
 use ghl_sync::domain::{EntityKind, MatchKey};
 use ghlsync_sim::app::{AppSim, AppSimOptions, RunningAppSim};
-use serde_json::{json, Map, Value};
+use serde_json::{json, Value};
 
 const TOKEN: &str = "suite-token";
 
@@ -80,16 +80,14 @@ async fn fixture() -> AppFixture {
     AppFixture { sim, connector }
 }
 
-fn text(record: &Record, field: &str) -> Option<String> {
-    record.fields.get(field)?.as_str().map(str::to_owned)
-}
-
-fn object(value: Value) -> Map<String, Value> {
-    match value {
-        Value::Object(map) => map,
-        _ => unreachable!(),
-    }
-}
+/// The app's names of the suite's fields.
+const NAMES: suite::FieldNames = suite::FieldNames {
+    email: "email_address",
+    first_name: "first_name",
+    task_title: "name",
+    task_due: "due_on",
+    note_text: "text",
+};
 
 #[async_trait]
 impl suite::Fixture for AppFixture {
@@ -102,19 +100,14 @@ impl suite::Fixture for AppFixture {
     }
 
     fn contact_ids(&self) -> HashSet<String> {
-        self.sim
-            .handle()
-            .contacts()
-            .iter()
-            .map(|c| c["id"].as_str().unwrap().to_owned())
-            .collect()
+        suite::contact_ids(&self.sim.handle().contacts())
     }
 
     async fn user_creates_contact(&self, email: &str, first_name: &str) -> String {
         let contact = self
             .sim
             .handle()
-            .create_contact_as_user(json!({"email_address": email, "first_name": first_name}))
+            .create_contact_as_user(Value::Object(self.contact_fields(email, first_name)))
             .unwrap();
         contact["id"].as_str().unwrap().to_owned()
     }
@@ -122,36 +115,12 @@ impl suite::Fixture for AppFixture {
     async fn user_renames_contact(&self, id: &str, first_name: &str) {
         self.sim
             .handle()
-            .update_contact_as_user(id, json!({"first_name": first_name}))
+            .update_contact_as_user(id, Value::Object(self.rename_patch(first_name)))
             .unwrap();
     }
 
-    fn contact_fields(&self, email: &str, first_name: &str) -> Map<String, Value> {
-        object(json!({"email_address": email, "first_name": first_name}))
-    }
-
-    fn rename_patch(&self, first_name: &str) -> Map<String, Value> {
-        object(json!({"first_name": first_name}))
-    }
-
-    fn first_name(&self, record: &Record) -> Option<String> {
-        text(record, "first_name")
-    }
-
-    fn task_fields(&self, title: &str) -> Map<String, Value> {
-        object(json!({"name": title, "due_on": "2027-01-05T09:00:00Z"}))
-    }
-
-    fn task_title(&self, record: &Record) -> Option<String> {
-        text(record, "name")
-    }
-
-    fn note_fields(&self, text: &str) -> Map<String, Value> {
-        object(json!({"text": text}))
-    }
-
-    fn note_text(&self, record: &Record) -> Option<String> {
-        text(record, "text")
+    fn names(&self) -> &'static suite::FieldNames {
+        &NAMES
     }
 }
 
@@ -214,7 +183,7 @@ async fn lost_create_answers_never_duplicate_on_the_simulator() {
         .create(
             EntityKind::Contact,
             None,
-            &object(json!({"email_address": "lost@example.com", "first_name": "Lost"})),
+            &suite::object(json!({"email_address": "lost@example.com", "first_name": "Lost"})),
         )
         .await
         .expect("create");
@@ -227,7 +196,7 @@ async fn lost_create_answers_never_duplicate_on_the_simulator() {
         .create(
             EntityKind::Task,
             Some(&contact.id),
-            &object(json!({"name": "Call back", "due_on": "2027-01-05T09:00:00Z"})),
+            &suite::object(json!({"name": "Call back", "due_on": "2027-01-05T09:00:00Z"})),
         )
         .await
         .expect("create task");
@@ -242,7 +211,7 @@ async fn lost_create_answers_never_duplicate_on_the_simulator() {
         .create(
             EntityKind::Contact,
             None,
-            &object(json!({"email_address": "LOST@example.com"})),
+            &suite::object(json!({"email_address": "LOST@example.com"})),
         )
         .await
         .expect_err("409 is a duplicate");

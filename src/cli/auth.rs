@@ -248,43 +248,7 @@ async fn status(loaded: &Loaded, store: &Store, json: bool) -> anyhow::Result<()
         let SideKind::Ghl(ghl) = &side.kind else {
             continue;
         };
-        let row = match &ghl.auth {
-            GhlAuth::PrivateToken { token } => serde_json::json!({
-                "side": side.name,
-                "location": ghl.location_id,
-                "method": "private_token",
-                "token": token.source.to_string(),
-                "scopes": ghl.scopes,
-            }),
-            GhlAuth::OAuth { install, .. } => {
-                let subject = match install {
-                    OAuthInstall::Location => OAuthSession::location_subject(&ghl.location_id),
-                    OAuthInstall::Company { company_id } => {
-                        OAuthSession::company_subject(company_id)
-                    }
-                };
-                match store.load_token(&subject).await? {
-                    Some(token) => serde_json::json!({
-                        "side": side.name,
-                        "location": ghl.location_id,
-                        "method": "oauth",
-                        "subject": subject,
-                        "scopes": token.scopes,
-                        "expires_at": token.expires_at.to_rfc3339(),
-                        "expired": token.expires_at <= Utc::now(),
-                        "refreshed_at": token.updated_at.to_rfc3339(),
-                    }),
-                    None => serde_json::json!({
-                        "side": side.name,
-                        "location": ghl.location_id,
-                        "method": "oauth",
-                        "subject": subject,
-                        "missing": format!("no tokens stored: run `ghlsync auth login --side {}`", side.name),
-                    }),
-                }
-            }
-        };
-        rows.push(row);
+        rows.push(token_row(store, &side.name, ghl).await?);
     }
     if json {
         println!("{}", serde_json::to_string_pretty(&rows)?);
@@ -294,44 +258,88 @@ async fn status(loaded: &Loaded, store: &Store, json: bool) -> anyhow::Result<()
         println!("no GHL sides configured");
     }
     for row in rows {
-        let text = |key: &str| {
-            row.get(key)
-                .and_then(|v| v.as_str())
-                .unwrap_or("")
-                .to_owned()
-        };
-        let scopes = row
-            .get("scopes")
-            .and_then(|v| v.as_array())
-            .map(|items| {
-                items
-                    .iter()
-                    .filter_map(|s| s.as_str())
-                    .collect::<Vec<_>>()
-                    .join(" ")
-            })
-            .unwrap_or_default();
-        let detail = if !text("missing").is_empty() {
-            text("missing")
-        } else if text("method") == "oauth" {
-            let state = if row["expired"] == true {
-                "EXPIRED at"
-            } else {
-                "valid until"
-            };
-            format!(
-                "access token {state} {}, scopes: {scopes}",
-                text("expires_at")
-            )
-        } else {
-            format!("private token {}, scopes: {scopes}", text("token"))
-        };
-        println!(
-            "{:<8} location {:<24} {}",
-            text("side"),
-            text("location"),
-            detail
-        );
+        print_token_row(&row);
     }
     Ok(())
+}
+
+/// How the GHL side `name` authenticates, and the state of its stored
+/// OAuth token, as `auth status --json` prints it.
+async fn token_row(store: &Store, name: &str, ghl: &GhlSide) -> anyhow::Result<serde_json::Value> {
+    Ok(match &ghl.auth {
+        GhlAuth::PrivateToken { token } => serde_json::json!({
+            "side": name,
+            "location": ghl.location_id,
+            "method": "private_token",
+            "token": token.source.to_string(),
+            "scopes": ghl.scopes,
+        }),
+        GhlAuth::OAuth { install, .. } => {
+            let subject = match install {
+                OAuthInstall::Location => OAuthSession::location_subject(&ghl.location_id),
+                OAuthInstall::Company { company_id } => OAuthSession::company_subject(company_id),
+            };
+            match store.load_token(&subject).await? {
+                Some(token) => serde_json::json!({
+                    "side": name,
+                    "location": ghl.location_id,
+                    "method": "oauth",
+                    "subject": subject,
+                    "scopes": token.scopes,
+                    "expires_at": token.expires_at.to_rfc3339(),
+                    "expired": token.expires_at <= Utc::now(),
+                    "refreshed_at": token.updated_at.to_rfc3339(),
+                }),
+                None => serde_json::json!({
+                    "side": name,
+                    "location": ghl.location_id,
+                    "method": "oauth",
+                    "subject": subject,
+                    "missing": format!("no tokens stored: run `ghlsync auth login --side {}`", name),
+                }),
+            }
+        }
+    })
+}
+
+/// One line of `auth status`, from its JSON row.
+fn print_token_row(row: &serde_json::Value) {
+    let text = |key: &str| {
+        row.get(key)
+            .and_then(|v| v.as_str())
+            .unwrap_or("")
+            .to_owned()
+    };
+    let scopes = row
+        .get("scopes")
+        .and_then(|v| v.as_array())
+        .map(|items| {
+            items
+                .iter()
+                .filter_map(|s| s.as_str())
+                .collect::<Vec<_>>()
+                .join(" ")
+        })
+        .unwrap_or_default();
+    let detail = if !text("missing").is_empty() {
+        text("missing")
+    } else if text("method") == "oauth" {
+        let state = if row["expired"] == true {
+            "EXPIRED at"
+        } else {
+            "valid until"
+        };
+        format!(
+            "access token {state} {}, scopes: {scopes}",
+            text("expires_at")
+        )
+    } else {
+        format!("private token {}, scopes: {scopes}", text("token"))
+    };
+    println!(
+        "{:<8} location {:<24} {}",
+        text("side"),
+        text("location"),
+        detail
+    );
 }

@@ -1,10 +1,13 @@
 //! `ghlsync check-config`: validate and summarise, without touching the
 //! database or any remote side.
 
+use std::collections::BTreeMap;
 use std::fmt::Write;
 
 use super::Exit;
-use crate::config::{ApiKeyPlacement, GhlAuth, Loaded, RestAuth, Settings, SideKind};
+use crate::config::{
+    ApiKeyPlacement, GhlAuth, Loaded, PairSettings, RestAuth, Settings, SideKind, SideSettings,
+};
 
 pub fn run(loaded: &Loaded) -> Exit {
     print!("{}", summary(loaded));
@@ -30,22 +33,38 @@ fn rest_entities(rest: &crate::config::RestSide) -> String {
 /// The human summary of what would run. Names where secrets come from,
 /// never their values.
 pub fn summary(loaded: &Loaded) -> String {
-    let Settings {
-        state_dir,
-        log,
-        database,
-        sides,
-        pairs,
-        sync,
-        server,
-        webhooks,
-    } = &loaded.settings;
+    let settings = &loaded.settings;
     let mut out = String::new();
     let source = match &loaded.file {
         Some(path) => path.display().to_string(),
         None => "no file (built-in defaults and environment)".to_owned(),
     };
     let _ = writeln!(out, "configuration is valid: {source}");
+    write_daemon(&mut out, settings);
+    for side in settings.sides.values() {
+        let _ = writeln!(out, "{}", side_line(side));
+    }
+    for pair in settings.pairs.values() {
+        let _ = writeln!(out, "{}", pair_line(pair, &settings.sides));
+    }
+    for warning in &loaded.warnings {
+        let _ = writeln!(out, "warning: {warning}");
+    }
+    out
+}
+
+/// The lines of the daemon's own settings: state, database, tokens, log,
+/// schedule and server.
+fn write_daemon(out: &mut String, settings: &Settings) {
+    let Settings {
+        state_dir,
+        log,
+        database,
+        sync,
+        server,
+        webhooks,
+        ..
+    } = settings;
     let _ = writeln!(out, "  state dir  {}", state_dir.display());
     let _ = writeln!(
         out,
@@ -85,90 +104,98 @@ pub fn summary(loaded: &Loaded) -> String {
         ),
         None => writeln!(out, "  server     off (server.bind is empty): no webhooks, no health endpoints"),
     };
-    for side in sides.values() {
-        let _ = match &side.kind {
-            SideKind::Ghl(ghl) => writeln!(
-                out,
-                "  side {:<6} GoHighLevel location {} at {}, {}, scopes: {}",
-                side.name,
-                ghl.location_id,
-                ghl.base_url,
-                match &ghl.auth {
-                    GhlAuth::PrivateToken { token } => format!("private token {}", token.source),
-                    GhlAuth::OAuth {
-                        client_id,
-                        client_secret,
-                        ..
-                    } => format!(
-                        "OAuth app {client_id} (client secret {})",
-                        client_secret.source
-                    ),
-                },
-                ghl.scopes.join(" ")
-            ),
-            SideKind::Rest(rest) => writeln!(
-                out,
-                "  side {:<6} REST app at {}, {}, {}{}",
-                side.name,
-                rest.base_url,
-                rest_entities(rest),
-                match &rest.auth {
-                    RestAuth::None => "no authentication".to_owned(),
-                    RestAuth::Bearer { token } => format!("bearer token {}", token.source),
-                    RestAuth::ApiKey {
-                        placement,
-                        name,
-                        key,
-                    } => format!(
-                        "API key in {} `{name}` {}",
-                        match placement {
-                            ApiKeyPlacement::Header => "header",
-                            ApiKeyPlacement::Query => "query parameter",
-                        },
-                        key.source
-                    ),
-                    RestAuth::Basic { username, password } =>
-                        format!("basic auth as {username} (password {})", password.source),
-                    RestAuth::OAuth2ClientCredentials {
-                        token_url,
-                        client_id,
-                        ..
-                    } => format!("OAuth 2.0 client credentials {client_id} at {token_url}"),
-                },
-                match &rest.webhook_secret {
-                    Some(secret) => format!(", signed webhooks (secret {})", secret.source),
-                    None => String::new(),
-                }
-            ),
-        };
-    }
-    for pair in pairs.values() {
-        let one_way = matches!(
-            sides.get(&pair.ghl).map(|s| &s.kind),
-            Some(SideKind::Ghl(ghl)) if !ghl.can_write_contacts()
-        );
-        let _ = writeln!(
-            out,
-            "  pair {:<6} {} {} {}, {} mapped field(s), default policy {}, deletes {}",
-            pair.name,
-            pair.ghl,
-            if one_way {
-                "-> (one-way, read-only GHL scope)"
-            } else {
-                "<->"
-            },
-            pair.app,
-            pair.map.fields.len(),
-            pair.default_policy.as_str(),
-            match &pair.deletes {
-                crate::mapping::DeletePolicy::Propagate => "propagate".to_owned(),
-                crate::mapping::DeletePolicy::Ignore => "ignored".to_owned(),
-                crate::mapping::DeletePolicy::Tag(tag) => format!("tagged \"{tag}\""),
+}
+
+/// One side: what it is, where, and where its credentials come from.
+fn side_line(side: &SideSettings) -> String {
+    match &side.kind {
+        SideKind::Ghl(ghl) => format!(
+            "  side {:<6} GoHighLevel location {} at {}, {}, scopes: {}",
+            side.name,
+            ghl.location_id,
+            ghl.base_url,
+            ghl_auth(&ghl.auth),
+            ghl.scopes.join(" ")
+        ),
+        SideKind::Rest(rest) => format!(
+            "  side {:<6} REST app at {}, {}, {}{}",
+            side.name,
+            rest.base_url,
+            rest_entities(rest),
+            rest_auth(&rest.auth),
+            match &rest.webhook_secret {
+                Some(secret) => format!(", signed webhooks (secret {})", secret.source),
+                None => String::new(),
             }
-        );
+        ),
     }
-    for warning in &loaded.warnings {
-        let _ = writeln!(out, "warning: {warning}");
+}
+
+/// How a GHL side authenticates, and where its secret comes from.
+fn ghl_auth(auth: &GhlAuth) -> String {
+    match auth {
+        GhlAuth::PrivateToken { token } => format!("private token {}", token.source),
+        GhlAuth::OAuth {
+            client_id,
+            client_secret,
+            ..
+        } => format!(
+            "OAuth app {client_id} (client secret {})",
+            client_secret.source
+        ),
     }
-    out
+}
+
+/// How a REST side authenticates, and where its secret comes from.
+fn rest_auth(auth: &RestAuth) -> String {
+    match auth {
+        RestAuth::None => "no authentication".to_owned(),
+        RestAuth::Bearer { token } => format!("bearer token {}", token.source),
+        RestAuth::ApiKey {
+            placement,
+            name,
+            key,
+        } => format!(
+            "API key in {} `{name}` {}",
+            match placement {
+                ApiKeyPlacement::Header => "header",
+                ApiKeyPlacement::Query => "query parameter",
+            },
+            key.source
+        ),
+        RestAuth::Basic { username, password } => {
+            format!("basic auth as {username} (password {})", password.source)
+        }
+        RestAuth::OAuth2ClientCredentials {
+            token_url,
+            client_id,
+            ..
+        } => format!("OAuth 2.0 client credentials {client_id} at {token_url}"),
+    }
+}
+
+/// One pair: its sides and direction, mapping and policies.
+fn pair_line(pair: &PairSettings, sides: &BTreeMap<String, SideSettings>) -> String {
+    let one_way = matches!(
+        sides.get(&pair.ghl).map(|s| &s.kind),
+        Some(SideKind::Ghl(ghl)) if !ghl.can_write_contacts()
+    );
+    format!(
+        "  pair {:<6} {} {} {}, {} mapped field(s), default policy {}, deletes {}",
+        pair.name,
+        pair.ghl,
+        if one_way {
+            "-> (one-way, read-only GHL scope)"
+        } else {
+            "<->"
+        },
+        pair.app,
+        pair.map.fields.len(),
+        pair.default_policy.as_str(),
+        match &pair.deletes {
+            crate::mapping::DeletePolicy::Propagate => "propagate".to_owned(),
+            crate::mapping::DeletePolicy::Ignore => "ignored".to_owned(),
+            crate::mapping::DeletePolicy::Tag(tag) => format!("tagged \"{tag}\""),
+        }
+    )
 }

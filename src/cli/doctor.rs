@@ -11,7 +11,7 @@ use futures::StreamExt;
 use crate::config::{Loaded, SideKind};
 use crate::connector::ghl::build::connect;
 use crate::connector::ghl::client::{http_client, WRITE_SCOPE};
-use crate::connector::ghl::{Credentials, GhlClient, GhlError, LimiterRegistry};
+use crate::connector::ghl::{Contact, Credentials, GhlClient, GhlError, LimiterRegistry};
 use crate::store::Store;
 
 /// A token expiring sooner than this is reported as a warning.
@@ -52,13 +52,13 @@ pub async fn run(loaded: Loaded, only_side: Option<String>) -> anyhow::Result<()
             Ok(client) => {
                 checks.extend(check_side(&side.name, ghl.location_id.as_str(), &client).await)
             }
-            Err(error) => checks.push(Check {
-                side: side.name.clone(),
-                name: "credentials",
-                outcome: Outcome::Fail,
-                latency: None,
-                detail: error.to_string(),
-            }),
+            Err(error) => checks.push(Check::new(
+                &side.name,
+                "credentials",
+                Outcome::Fail,
+                None,
+                error.to_string(),
+            )),
         }
     }
     store.close().await;
@@ -76,23 +76,51 @@ pub async fn run(loaded: Loaded, only_side: Option<String>) -> anyhow::Result<()
     Ok(())
 }
 
-async fn check_side(side: &str, location: &str, client: &GhlClient) -> Vec<Check> {
-    let check = |name, outcome, latency, detail: String| Check {
-        side: side.to_owned(),
-        name,
-        outcome,
-        latency,
-        detail,
-    };
-    let mut checks = Vec::new();
+impl Check {
+    fn new(
+        side: &str,
+        name: &'static str,
+        outcome: Outcome,
+        latency: Option<Duration>,
+        detail: String,
+    ) -> Self {
+        Check {
+            side: side.to_owned(),
+            name,
+            outcome,
+            latency,
+            detail,
+        }
+    }
+}
 
-    // 1. The token: present, and not about to expire.
-    checks.push(match client.credentials() {
+async fn check_side(side: &str, location: &str, client: &GhlClient) -> Vec<Check> {
+    let mut checks = vec![
+        token_check(side, location, client).await,
+        scopes_check(side, client),
+    ];
+    let (listing, contact) = first_contact(side, client).await;
+    checks.extend(listing);
+    if let Some(contact) = contact {
+        checks.extend(children_checks(side, client, &contact.id).await);
+    }
+    checks.push(rate_limit_check(side, client));
+    checks
+}
+
+/// 1. The token: present, and not about to expire.
+async fn token_check(side: &str, location: &str, client: &GhlClient) -> Check {
+    match client.credentials() {
         Credentials::OAuth(session) => match session.token().await {
             Ok(token) => {
                 let left = (token.expires_at - Utc::now()).to_std().unwrap_or_default();
-                let outcome = if left < EXPIRY_WARNING { Outcome::Warn } else { Outcome::Ok };
-                check(
+                let outcome = if left < EXPIRY_WARNING {
+                    Outcome::Warn
+                } else {
+                    Outcome::Ok
+                };
+                Check::new(
+                    side,
                     "token",
                     outcome,
                     None,
@@ -102,92 +130,88 @@ async fn check_side(side: &str, location: &str, client: &GhlClient) -> Vec<Check
                     ),
                 )
             }
-            Err(error) => check("token", Outcome::Fail, None, error.to_string()),
+            Err(error) => Check::new(side, "token", Outcome::Fail, None, error.to_string()),
         },
-        Credentials::Static(_) => check(
+        Credentials::Static(_) => Check::new(
+            side,
             "token",
             Outcome::Ok,
             None,
             format!("private integration token for location {location}"),
         ),
-    });
+    }
+}
 
-    // 2. Scopes.
-    checks.push(if client.can_write() {
-        check(
+/// 2. Scopes.
+fn scopes_check(side: &str, client: &GhlClient) -> Check {
+    if client.can_write() {
+        Check::new(
+            side,
             "scopes",
             Outcome::Ok,
             None,
             "contacts.readonly and contacts.write".into(),
         )
     } else {
-        check(
+        Check::new(
+            side,
             "scopes",
             Outcome::Warn,
             None,
             format!("no {WRITE_SCOPE}: pairs with this side run one-way and never write to GHL"),
         )
-    });
+    }
+}
 
-    // 3. A one-contact listing.
+/// 3. A one-contact listing, and the contact it returned.
+async fn first_contact(side: &str, client: &GhlClient) -> (Option<Check>, Option<Contact>) {
     let started = Instant::now();
     let first = std::pin::pin!(client.list_contacts(1)).next().await;
     let latency = Some(started.elapsed());
-    let contact = match first {
+    let name = "GET /contacts/?limit=1";
+    match first {
         Some(Ok(contacts)) => {
-            checks.push(check(
-                "GET /contacts/?limit=1",
-                Outcome::Ok,
-                latency,
-                format!("{} contact(s) returned", contacts.len()),
-            ));
-            contacts.into_iter().next()
+            let detail = format!("{} contact(s) returned", contacts.len());
+            let check = Check::new(side, name, Outcome::Ok, latency, detail);
+            (Some(check), contacts.into_iter().next())
         }
         Some(Err(error)) => {
-            checks.push(check(
-                "GET /contacts/?limit=1",
-                Outcome::Fail,
-                latency,
-                error.to_string(),
-            ));
-            None
+            let check = Check::new(side, name, Outcome::Fail, latency, error.to_string());
+            (Some(check), None)
         }
-        None => None,
-    };
+        None => (None, None),
+    }
+}
 
-    // 4. That contact's tasks and notes.
-    if let Some(contact) = contact {
-        let started = Instant::now();
-        let tasks = client
-            .list_tasks(&contact.id)
-            .await
-            .map(|tasks| tasks.len());
-        checks.push(listing_check(
+/// 4. That contact's tasks and notes.
+async fn children_checks(side: &str, client: &GhlClient, contact_id: &str) -> [Check; 2] {
+    let tasks = async { client.list_tasks(contact_id).await.map(|tasks| tasks.len()) };
+    let notes = async { client.list_notes(contact_id).await.map(|notes| notes.len()) };
+    [
+        listing_check(
             side,
             "GET /contacts/:id/tasks",
-            started,
-            tasks,
             "task(s)",
-            &contact.id,
-        ));
-        let started = Instant::now();
-        let notes = client
-            .list_notes(&contact.id)
-            .await
-            .map(|notes| notes.len());
-        checks.push(listing_check(
+            contact_id,
+            tasks,
+        )
+        .await,
+        listing_check(
             side,
             "GET /contacts/:id/notes",
-            started,
-            notes,
             "note(s)",
-            &contact.id,
-        ));
-    }
+            contact_id,
+            notes,
+        )
+        .await,
+    ]
+}
 
-    // 5. Rate-limit headroom as GHL reported it.
+/// 5. Rate-limit headroom as GHL reported it.
+fn rate_limit_check(side: &str, client: &GhlClient) -> Check {
     let headroom = client.limiter().headroom();
-    checks.push(check(
+    Check::new(
+        side,
         "rate limit",
         if headroom.throttled > 0 {
             Outcome::Warn
@@ -204,19 +228,20 @@ async fn check_side(side: &str, location: &str, client: &GhlClient) -> Vec<Check
             headroom.daily_remaining,
             headroom.throttled
         ),
-    ));
-    checks
+    )
 }
 
-/// The check of one of a contact's sub-resource listings.
-fn listing_check(
+/// The check of one of a contact's sub-resource listings, timed from
+/// when `listing` is awaited.
+async fn listing_check(
     side: &str,
     name: &'static str,
-    started: Instant,
-    listed: Result<usize, GhlError>,
     what: &str,
     contact_id: &str,
+    listing: impl std::future::Future<Output = Result<usize, GhlError>>,
 ) -> Check {
+    let started = Instant::now();
+    let listed = listing.await;
     let (outcome, detail) = match listed {
         Ok(count) => (
             Outcome::Ok,
@@ -224,13 +249,7 @@ fn listing_check(
         ),
         Err(error) => (Outcome::Fail, error.to_string()),
     };
-    Check {
-        side: side.to_owned(),
-        name,
-        outcome,
-        latency: Some(started.elapsed()),
-        detail,
-    }
+    Check::new(side, name, outcome, Some(started.elapsed()), detail)
 }
 
 fn print_table(checks: &[Check]) {

@@ -14,7 +14,18 @@ use chrono::{Duration, Utc};
 use futures::TryStreamExt;
 use ghl_sync::connector::{Connector, ConnectorError, Deletion, Record};
 use ghl_sync::domain::{EntityKind, MatchKey};
-use serde_json::{Map, Value};
+use serde_json::{json, Map, Value};
+
+/// The native names of the fields the suite writes and reads, which is all
+/// it needs to know of a system's records.
+pub struct FieldNames {
+    pub email: &'static str,
+    pub first_name: &'static str,
+    pub task_title: &'static str,
+    /// A task's due date (the suite's tasks are due 2027-01-05 09:00 UTC).
+    pub task_due: &'static str,
+    pub note_text: &'static str,
+}
 
 /// A connector under test and the system behind it.
 #[async_trait]
@@ -29,16 +40,55 @@ pub trait Fixture: Send + Sync {
     async fn user_creates_contact(&self, email: &str, first_name: &str) -> String;
     /// Changes a contact's first name as a user would.
     async fn user_renames_contact(&self, id: &str, first_name: &str);
+    /// The system's field names.
+    fn names(&self) -> &'static FieldNames;
 
     /// Native fields of a contact to create through the connector.
-    fn contact_fields(&self, email: &str, first_name: &str) -> Map<String, Value>;
+    fn contact_fields(&self, email: &str, first_name: &str) -> Map<String, Value> {
+        let names = self.names();
+        object(json!({names.email: email, names.first_name: first_name}))
+    }
     /// Native patch changing a contact's first name.
-    fn rename_patch(&self, first_name: &str) -> Map<String, Value>;
-    fn first_name(&self, record: &Record) -> Option<String>;
-    fn task_fields(&self, title: &str) -> Map<String, Value>;
-    fn task_title(&self, record: &Record) -> Option<String>;
-    fn note_fields(&self, text: &str) -> Map<String, Value>;
-    fn note_text(&self, record: &Record) -> Option<String>;
+    fn rename_patch(&self, first_name: &str) -> Map<String, Value> {
+        object(json!({self.names().first_name: first_name}))
+    }
+    fn first_name(&self, record: &Record) -> Option<String> {
+        text(record, self.names().first_name)
+    }
+    fn task_fields(&self, title: &str) -> Map<String, Value> {
+        let names = self.names();
+        object(json!({names.task_title: title, names.task_due: "2027-01-05T09:00:00Z"}))
+    }
+    fn task_title(&self, record: &Record) -> Option<String> {
+        text(record, self.names().task_title)
+    }
+    fn note_fields(&self, text: &str) -> Map<String, Value> {
+        object(json!({self.names().note_text: text}))
+    }
+    fn note_text(&self, record: &Record) -> Option<String> {
+        text(record, self.names().note_text)
+    }
+}
+
+/// The text at `field` of a record.
+pub fn text(record: &Record, field: &str) -> Option<String> {
+    record.fields.get(field)?.as_str().map(str::to_owned)
+}
+
+/// The fields of a JSON object.
+pub fn object(value: Value) -> Map<String, Value> {
+    match value {
+        Value::Object(map) => map,
+        _ => unreachable!(),
+    }
+}
+
+/// The ids of contacts as a simulator lists them.
+pub fn contact_ids(contacts: &[Value]) -> HashSet<String> {
+    contacts
+        .iter()
+        .map(|c| c["id"].as_str().unwrap().to_owned())
+        .collect()
 }
 
 fn ids(records: &[Record]) -> Vec<String> {

@@ -9,10 +9,10 @@ use clap::Subcommand;
 use serde::Serialize;
 use serde_json::Value;
 
-use super::output::{clip, print_json, time, Table};
+use super::output::{clip, print_json, side_name, time, Table};
 use crate::config::Loaded;
 use crate::domain::{EntityKind, Side};
-use crate::engine::{Retried, Shutdown};
+use crate::engine::{Engine, Retried, RetryError, Shutdown, Stats};
 use crate::store::{DeadLetter, DeadLetterStatus, Store, StoreError};
 
 #[derive(Debug, Subcommand)]
@@ -85,10 +85,7 @@ pub async fn run(loaded: Loaded, command: DeadLettersCommand) -> anyhow::Result<
 }
 
 fn view(loaded: &Loaded, d: DeadLetter) -> LetterView {
-    let side_name = loaded.settings.pairs.get(&d.pair).map(|p| match d.side {
-        Side::Ghl => p.ghl.clone(),
-        Side::App => p.app.clone(),
-    });
+    let side_name = (loaded.settings.pairs.get(&d.pair)).map(|p| side_name(p, d.side).to_owned());
     LetterView {
         id: d.id,
         pair: d.pair,
@@ -161,21 +158,48 @@ async fn retry(loaded: &Loaded, id: Option<i64>, all: bool, json: bool) -> anyho
     };
     let mut results = Vec::new();
     for id in ids {
-        results.push(match engine.retry_dead_letter(id).await {
-            Ok(retried) => RetryView {
-                id,
-                retried: Some(retried),
-                write_status: None,
-                error: None,
-            },
-            Err(error) => RetryView {
-                id,
-                retried: None,
-                write_status: None,
-                error: Some(error.to_string()),
-            },
-        });
+        results.push(RetryView::of(id, engine.retry_dead_letter(id).await));
     }
+    let written = write_queued(&engine, &mut results).await?;
+    engine.store.close().await;
+    if json {
+        print_json(&serde_json::json!({
+            "results": results,
+            "applied": written.as_ref().map_or(0, |w| w.applied),
+        }))?;
+    } else {
+        print_retries(&results, written.as_ref());
+    }
+    let failed = results.iter().filter(|r| r.error.is_some()).count();
+    match (failed, results.as_slice()) {
+        (0, _) => {}
+        (_, [only]) => bail!("{}", only.error.as_deref().unwrap_or_default()),
+        _ => bail!(
+            "{failed} of {} dead letter(s) could not be retried (see above)",
+            results.len()
+        ),
+    }
+    Ok(())
+}
+
+impl RetryView {
+    fn of(id: i64, result: Result<Retried, RetryError>) -> Self {
+        let (retried, error) = match result {
+            Ok(retried) => (Some(retried), None),
+            Err(error) => (None, Some(error.to_string())),
+        };
+        RetryView {
+            id,
+            retried,
+            write_status: None,
+            error,
+        }
+    }
+}
+
+/// Runs the writer once if a retry queued a write, and notes where each
+/// re-queued write stands then. The writer's figures, if it ran.
+async fn write_queued(engine: &Engine, results: &mut [RetryView]) -> anyhow::Result<Option<Stats>> {
     let queued = results.iter().any(|r| {
         matches!(
             r.retried,
@@ -192,7 +216,7 @@ async fn retry(loaded: &Loaded, id: Option<i64>, all: bool, json: bool) -> anyho
     } else {
         None
     };
-    for result in &mut results {
+    for result in results.iter_mut() {
         if let Some(Retried::Requeued { outbox_id }) = result.retried {
             result.write_status = engine
                 .store
@@ -201,52 +225,39 @@ async fn retry(loaded: &Loaded, id: Option<i64>, all: bool, json: bool) -> anyho
                 .map(|item| item.status.to_string());
         }
     }
-    engine.store.close().await;
-    let failed = results.iter().filter(|r| r.error.is_some()).count();
-    if json {
-        print_json(&serde_json::json!({
-            "results": results,
-            "applied": written.as_ref().map_or(0, |w| w.applied),
-        }))?;
-    } else {
-        if results.is_empty() {
-            println!("no open dead letters");
-        }
-        for r in &results {
-            match (&r.retried, &r.error) {
-                (_, Some(error)) if results.len() > 1 => {
-                    println!("dead letter {}: not retried: {error}", r.id)
-                }
-                (_, Some(_)) => {}
-                (Some(Retried::Requeued { outbox_id }), _) => println!(
-                    "dead letter {}: write #{outbox_id} re-queued; it is now {}",
-                    r.id,
-                    r.write_status.as_deref().unwrap_or("unknown")
-                ),
-                (Some(Retried::Reprocessed { record, planned }), _) => println!(
-                    "dead letter {}: {record} fetched again and synced ({planned} write(s) planned)",
-                    r.id
-                ),
-                (Some(Retried::FailedAgain { record, reason }), _) => println!(
-                    "dead letter {}: {record} fetched again but failed again (a new dead letter is open): {reason}",
-                    r.id
-                ),
-                (None, None) => {}
+    Ok(written)
+}
+
+/// The human account of the retries.
+fn print_retries(results: &[RetryView], written: Option<&Stats>) {
+    if results.is_empty() {
+        println!("no open dead letters");
+    }
+    for r in results {
+        match (&r.retried, &r.error) {
+            (_, Some(error)) if results.len() > 1 => {
+                println!("dead letter {}: not retried: {error}", r.id)
             }
-        }
-        if let Some(written) = &written {
-            println!("writer: {} write(s) applied", written.applied);
+            (_, Some(_)) => {}
+            (Some(Retried::Requeued { outbox_id }), _) => println!(
+                "dead letter {}: write #{outbox_id} re-queued; it is now {}",
+                r.id,
+                r.write_status.as_deref().unwrap_or("unknown")
+            ),
+            (Some(Retried::Reprocessed { record, planned }), _) => println!(
+                "dead letter {}: {record} fetched again and synced ({planned} write(s) planned)",
+                r.id
+            ),
+            (Some(Retried::FailedAgain { record, reason }), _) => println!(
+                "dead letter {}: {record} fetched again but failed again (a new dead letter is open): {reason}",
+                r.id
+            ),
+            (None, None) => {}
         }
     }
-    match (failed, results.as_slice()) {
-        (0, _) => {}
-        (_, [only]) => bail!("{}", only.error.as_deref().unwrap_or_default()),
-        _ => bail!(
-            "{failed} of {} dead letter(s) could not be retried (see above)",
-            results.len()
-        ),
+    if let Some(written) = written {
+        println!("writer: {} write(s) applied", written.applied);
     }
-    Ok(())
 }
 
 async fn drop_letter(loaded: &Loaded, id: i64, json: bool) -> anyhow::Result<()> {

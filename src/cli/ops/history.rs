@@ -19,7 +19,7 @@ use crate::config::{Loaded, PairSettings};
 use crate::domain::{EntityKind, MatchKey, Side};
 
 use crate::engine::matching::{self, Search};
-use crate::engine::{self};
+use crate::engine::{self, PairRuntime};
 use crate::mapping::Canonical;
 use crate::store::{Direction, JournalEntry, Link, OutboxItem, Store};
 
@@ -76,6 +76,14 @@ struct Write {
     last_error: Option<String>,
 }
 
+/// A contact the query names in a pair: its link if the mirror has one,
+/// and the ids of its records found on the sides.
+struct Found<'a> {
+    pair: &'a PairSettings,
+    link: Option<Link>,
+    ids: Vec<String>,
+}
+
 pub async fn run(
     loaded: Loaded,
     query: String,
@@ -84,126 +92,28 @@ pub async fn run(
     json: bool,
 ) -> anyhow::Result<()> {
     let limit = limit.unwrap_or(DEFAULT_LIMIT);
-    let pairs: Vec<&PairSettings> = match &pair {
-        Some(name) => match loaded.settings.pairs.get(name) {
-            Some(p) => vec![p],
-            None => bail!(
-                "pair `{name}` is not configured (configured: {})",
-                loaded
-                    .settings
-                    .pairs
-                    .keys()
-                    .cloned()
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            ),
-        },
-        None => loaded.settings.pairs.values().collect(),
-    };
+    let pairs = selected_pairs(&loaded, pair.as_deref())?;
     let store = Store::connect_and_migrate(&loaded.settings.database)
         .await
         .context("cannot open the mirror store")?;
     let query = query.trim().to_owned();
     let is_email = query.contains('@');
 
-    let mut found: Vec<(&PairSettings, Option<Link>, Vec<String>)> = Vec::new();
-    for pair in &pairs {
-        if is_email {
-            let field = pair
-                .map
-                .match_field(EntityKind::Contact, MatchKey::Email)
-                .map_or("email", |f| f.name.as_str());
-            for link in store
-                .links_by_snapshot_field(&pair.name, EntityKind::Contact, field, &query)
-                .await?
-            {
-                found.push((pair, Some(link), Vec::new()));
-            }
-        } else {
-            for side in [Side::Ghl, Side::App] {
-                if let Some(link) = store
-                    .link_by_side_id(&pair.name, EntityKind::Contact, side, &query)
-                    .await?
-                {
-                    found.push((pair, Some(link), Vec::new()));
-                    break;
-                }
-            }
-        }
-    }
+    let mut found = find_in_mirror(&store, &pairs, &query, is_email).await?;
     if found.is_empty() && is_email {
-        // Not in the mirror's snapshots: ask the sides who has that email.
-        let engine = engine::build(&loaded.settings, store.clone())
-            .await
-            .context("the email is not in the mirror, and the sides cannot be asked for it")?;
-        for runtime in &engine.pairs {
-            let Some(pair) = pairs.iter().find(|p| p.name == runtime.name()) else {
-                continue;
-            };
-            for role in Side::BOTH {
-                let connector = runtime.connector(role);
-                if !connector
-                    .capabilities()
-                    .match_keys
-                    .contains(&MatchKey::Email)
-                {
-                    continue;
-                }
-                let Some(field) = runtime
-                    .settings
-                    .map
-                    .match_field(EntityKind::Contact, MatchKey::Email)
-                else {
-                    continue;
-                };
-                let ours = Canonical::from([(field.name.clone(), Value::from(query.as_str()))]);
-                // Only a record that really holds the email: an app may
-                // answer a lookup with everyone.
-                let search = matching::search(runtime, role, &ours)
-                    .await
-                    .with_context(|| {
-                        format!("looking up {query} on side `{}`", connector.side())
-                    })?;
-                let Search::Found(verified) = search else {
-                    continue;
-                };
-                let record = verified.record;
-                let link = store
-                    .link_by_side_id(&pair.name, EntityKind::Contact, role, &record.id)
-                    .await?;
-                found.push((pair, link, vec![record.id]));
-            }
-        }
+        found = find_on_sides(&loaded, &store, &pairs, &query).await?;
     }
     if found.is_empty() && !is_email {
         for pair in &pairs {
-            found.push((pair, None, vec![query.clone()]));
+            found.push(Found {
+                pair,
+                link: None,
+                ids: vec![query.clone()],
+            });
         }
     }
 
-    let mut contacts = Vec::new();
-    let mut seen_links = Vec::new();
-    for (pair, link, ids) in found {
-        if let Some(link) = &link {
-            if seen_links.contains(&link.id) {
-                continue;
-            }
-            seen_links.push(link.id);
-        }
-        let subject = subject(
-            &store,
-            pair,
-            EntityKind::Contact,
-            link.as_ref(),
-            &ids,
-            limit,
-        )
-        .await?;
-        if subject.link_id.is_none() && subject.events.is_empty() {
-            continue;
-        }
-        contacts.push(subject);
-    }
+    let contacts = trails(&store, found, limit).await?;
     store.close().await;
     if contacts.is_empty() {
         bail!(
@@ -224,6 +134,150 @@ pub async fn run(
         print_subject(contact, loaded.settings.pairs.get(&contact.pair), "");
     }
     Ok(())
+}
+
+/// The pair named, or every configured pair.
+fn selected_pairs<'a>(
+    loaded: &'a Loaded,
+    pair: Option<&str>,
+) -> anyhow::Result<Vec<&'a PairSettings>> {
+    let pairs = &loaded.settings.pairs;
+    Ok(match pair {
+        Some(name) => match pairs.get(name) {
+            Some(p) => vec![p],
+            None => bail!(
+                "pair `{name}` is not configured (configured: {})",
+                pairs.keys().cloned().collect::<Vec<_>>().join(", ")
+            ),
+        },
+        None => pairs.values().collect(),
+    })
+}
+
+/// The contacts the mirror knows by `query`: an email in a base snapshot,
+/// or an id on either side.
+async fn find_in_mirror<'a>(
+    store: &Store,
+    pairs: &[&'a PairSettings],
+    query: &str,
+    is_email: bool,
+) -> anyhow::Result<Vec<Found<'a>>> {
+    let mut found = Vec::new();
+    for &pair in pairs {
+        let links = if is_email {
+            let field = pair
+                .map
+                .match_field(EntityKind::Contact, MatchKey::Email)
+                .map_or("email", |f| f.name.as_str());
+            store
+                .links_by_snapshot_field(&pair.name, EntityKind::Contact, field, query)
+                .await?
+        } else {
+            let mut by_id = None;
+            for side in Side::BOTH {
+                by_id = store
+                    .link_by_side_id(&pair.name, EntityKind::Contact, side, query)
+                    .await?;
+                if by_id.is_some() {
+                    break;
+                }
+            }
+            Vec::from_iter(by_id)
+        };
+        found.extend(links.into_iter().map(|link| Found {
+            pair,
+            link: Some(link),
+            ids: Vec::new(),
+        }));
+    }
+    Ok(found)
+}
+
+/// The contacts holding the email `query` on either side of `pairs`, for
+/// an email not in the mirror's snapshots: the sides are asked, which needs
+/// them reachable.
+async fn find_on_sides<'a>(
+    loaded: &Loaded,
+    store: &Store,
+    pairs: &[&'a PairSettings],
+    query: &str,
+) -> anyhow::Result<Vec<Found<'a>>> {
+    let engine = engine::build(&loaded.settings, store.clone())
+        .await
+        .context("the email is not in the mirror, and the sides cannot be asked for it")?;
+    let mut found = Vec::new();
+    for runtime in &engine.pairs {
+        let Some(&pair) = pairs.iter().find(|p| p.name == runtime.name()) else {
+            continue;
+        };
+        for role in Side::BOTH {
+            let Some(id) = holder_of(runtime, role, query).await? else {
+                continue;
+            };
+            let link = store
+                .link_by_side_id(&pair.name, EntityKind::Contact, role, &id)
+                .await?;
+            found.push(Found {
+                pair,
+                link,
+                ids: vec![id],
+            });
+        }
+    }
+    Ok(found)
+}
+
+/// The id of the contact on `role` that really holds the email `query`
+/// (an app may answer a lookup with everyone), if that side can be asked.
+async fn holder_of(
+    runtime: &PairRuntime,
+    role: Side,
+    query: &str,
+) -> anyhow::Result<Option<String>> {
+    let connector = runtime.connector(role);
+    if !connector
+        .capabilities()
+        .match_keys
+        .contains(&MatchKey::Email)
+    {
+        return Ok(None);
+    }
+    let Some(field) = runtime
+        .settings
+        .map
+        .match_field(EntityKind::Contact, MatchKey::Email)
+    else {
+        return Ok(None);
+    };
+    let ours = Canonical::from([(field.name.clone(), Value::from(query))]);
+    let search = matching::search(runtime, role, &ours)
+        .await
+        .with_context(|| format!("looking up {query} on side `{}`", connector.side()))?;
+    Ok(match search {
+        Search::Found(verified) => Some(verified.record.id),
+        _ => None,
+    })
+}
+
+/// The trail of each contact found, once per link; a record without a
+/// link and without journal rows is left out.
+async fn trails(store: &Store, found: Vec<Found<'_>>, limit: u32) -> anyhow::Result<Vec<Subject>> {
+    let mut contacts = Vec::new();
+    let mut seen_links = Vec::new();
+    for Found { pair, link, ids } in found {
+        if let Some(link) = &link {
+            if seen_links.contains(&link.id) {
+                continue;
+            }
+            seen_links.push(link.id);
+        }
+        let subject = subject(store, pair, EntityKind::Contact, link.as_ref(), &ids, limit).await?;
+        if subject.link_id.is_none() && subject.events.is_empty() {
+            continue;
+        }
+        contacts.push(subject);
+    }
+    Ok(contacts)
 }
 
 /// The trail of one record: its link's journal rows and those naming its
@@ -287,24 +341,7 @@ async fn subject(
 
     let mut children = Vec::new();
     if let (EntityKind::Contact, Some(link)) = (entity, link) {
-        let mut child_links: Vec<Link> = Vec::new();
-        for child in [EntityKind::Task, EntityKind::Note, EntityKind::Appointment] {
-            for side in [Side::Ghl, Side::App] {
-                let Some(parent) = link.side(side).id.clone() else {
-                    continue;
-                };
-                for found in store
-                    .links_by_parent_ids(&pair.name, child, side, &[parent])
-                    .await?
-                {
-                    if !child_links.iter().any(|l| l.id == found.id) {
-                        child_links.push(found);
-                    }
-                }
-            }
-        }
-        child_links.sort_by_key(|l| l.id);
-        for child in &child_links {
+        for child in &child_links(store, pair, link).await? {
             children
                 .push(Box::pin(subject(store, pair, child.entity, Some(child), &[], limit)).await?);
         }
@@ -320,6 +357,29 @@ async fn subject(
         events,
         children,
     })
+}
+
+/// The links of the tasks, notes and appointments of the contact `link`
+/// on either side, each once, oldest first.
+async fn child_links(store: &Store, pair: &PairSettings, link: &Link) -> anyhow::Result<Vec<Link>> {
+    let mut child_links: Vec<Link> = Vec::new();
+    for child in [EntityKind::Task, EntityKind::Note, EntityKind::Appointment] {
+        for side in Side::BOTH {
+            let Some(parent) = link.side(side).id.clone() else {
+                continue;
+            };
+            for found in store
+                .links_by_parent_ids(&pair.name, child, side, &[parent])
+                .await?
+            {
+                if !child_links.iter().any(|l| l.id == found.id) {
+                    child_links.push(found);
+                }
+            }
+        }
+    }
+    child_links.sort_by_key(|l| l.id);
+    Ok(child_links)
 }
 
 fn event(pair: &PairSettings, row: JournalEntry, outbox: &HashMap<i64, OutboxItem>) -> Event {

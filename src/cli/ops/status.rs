@@ -9,11 +9,11 @@ use anyhow::Context as _;
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 
-use super::output::{age, print_json, span, time_and_age, Table};
+use super::output::{age, print_json, side_name, span, time_and_age, Table};
 use crate::config::{GhlAuth, Loaded, OAuthInstall, SideKind};
 use crate::connector::ghl::OAuthSession;
 use crate::domain::Side;
-use crate::store::{Cursor, SideHealth, SideOutbox, Store};
+use crate::store::{Cursor, PairBacklog, SideHealth, SideOutbox, Store};
 
 /// What `status` says of a side without a stored reading.
 const NO_READING: &str = "unknown (daemon has not run)";
@@ -101,61 +101,19 @@ async fn collect(loaded: &Loaded, store: &Store) -> anyhow::Result<Status> {
     let now = Utc::now();
     let mut pairs = Vec::new();
     for pair in loaded.settings.pairs.values() {
-        let cursors = store.cursors(&pair.name).await?;
-        let backlog = store.pair_backlog(&pair.name).await?;
-        let health = store.side_health(&pair.name).await?;
+        let readings = Readings {
+            cursors: store.cursors(&pair.name).await?,
+            backlog: store.pair_backlog(&pair.name).await?,
+            health: store.side_health(&pair.name).await?,
+        };
         let mut sides = Vec::new();
-        for (role, name) in [(Side::Ghl, &pair.ghl), (Side::App, &pair.app)] {
-            let settings = loaded.settings.sides.get(name);
-            let kind = settings.map_or("unknown", |s| s.kind.name()).to_owned();
-            let location = match settings.map(|s| &s.kind) {
-                Some(SideKind::Ghl(ghl)) => Some(ghl.location_id.clone()),
-                _ => None,
-            };
-            let mine: Vec<&Cursor> = cursors.iter().filter(|c| c.side == role).collect();
-            let last_poll_at = mine.iter().filter_map(|c| c.last_poll_at).max();
-            let last_success_at = mine.iter().filter_map(|c| c.last_success_at).max();
-            let mut lag_secs: BTreeMap<String, Option<i64>> = BTreeMap::new();
-            for cursor in &mine {
-                let lag = cursor.watermark.map(|w| (now - w).num_seconds().max(0));
-                let slot = lag_secs.entry(cursor.entity.to_string()).or_insert(lag);
-                // Several streams of one entity: the one furthest behind.
-                *slot = match (*slot, lag) {
-                    (Some(a), Some(b)) => Some(a.max(b)),
-                    _ => None,
-                };
-            }
-            let rate_limit = match health.iter().find(|h| h.side == role) {
-                None => RateLimit::Unknown { note: NO_READING },
-                Some(reading) => rate_limit(reading, now),
-            };
-            let token = match settings.map(|s| &s.kind) {
-                Some(SideKind::Ghl(ghl)) => match &ghl.auth {
-                    GhlAuth::PrivateToken { .. } => TokenInfo::PrivateToken,
-                    GhlAuth::OAuth { install, .. } => {
-                        oauth_token(store, name, &ghl.location_id, install, now).await?
-                    }
-                },
-                _ => TokenInfo::NotApplicable,
-            };
-            sides.push(SideStatus {
-                role,
-                side: name.clone(),
-                kind,
-                location,
-                last_poll_at,
-                last_poll_age_secs: last_poll_at.map(|t| (now - t).num_seconds()),
-                last_success_at,
-                lag_secs,
-                outbox: backlog.outbox(role),
-                dead_letters: backlog.dead_letters(role),
-                rate_limit,
-                token,
-            });
+        for role in Side::BOTH {
+            let name = side_name(pair, role);
+            sides.push(side_status(loaded, store, &readings, role, name, now).await?);
         }
         pairs.push(PairStatus {
             pair: pair.name.clone(),
-            open_conflicts: backlog.open_conflicts,
+            open_conflicts: readings.backlog.open_conflicts,
             sides,
         });
     }
@@ -164,6 +122,76 @@ async fn collect(loaded: &Loaded, store: &Store) -> anyhow::Result<Status> {
         backend: store.backend().as_str(),
         pairs,
     })
+}
+
+/// What the mirror holds of one pair's sides.
+struct Readings {
+    cursors: Vec<Cursor>,
+    backlog: PairBacklog,
+    health: Vec<SideHealth>,
+}
+
+/// The status of side `name`, the pair's `role`.
+async fn side_status(
+    loaded: &Loaded,
+    store: &Store,
+    readings: &Readings,
+    role: Side,
+    name: &str,
+    now: DateTime<Utc>,
+) -> anyhow::Result<SideStatus> {
+    let settings = loaded.settings.sides.get(name);
+    let kind = settings.map_or("unknown", |s| s.kind.name()).to_owned();
+    let location = match settings.map(|s| &s.kind) {
+        Some(SideKind::Ghl(ghl)) => Some(ghl.location_id.clone()),
+        _ => None,
+    };
+    let mine: Vec<&Cursor> = readings.cursors.iter().filter(|c| c.side == role).collect();
+    let last_poll_at = mine.iter().filter_map(|c| c.last_poll_at).max();
+    let last_success_at = mine.iter().filter_map(|c| c.last_success_at).max();
+    let rate_limit = match readings.health.iter().find(|h| h.side == role) {
+        None => RateLimit::Unknown { note: NO_READING },
+        Some(reading) => rate_limit(reading, now),
+    };
+    let token = match settings.map(|s| &s.kind) {
+        Some(SideKind::Ghl(ghl)) => match &ghl.auth {
+            GhlAuth::PrivateToken { .. } => TokenInfo::PrivateToken,
+            GhlAuth::OAuth { install, .. } => {
+                oauth_token(store, name, &ghl.location_id, install, now).await?
+            }
+        },
+        _ => TokenInfo::NotApplicable,
+    };
+    Ok(SideStatus {
+        role,
+        side: name.to_owned(),
+        kind,
+        location,
+        last_poll_at,
+        last_poll_age_secs: last_poll_at.map(|t| (now - t).num_seconds()),
+        last_success_at,
+        lag_secs: lag_secs(&mine, now),
+        outbox: readings.backlog.outbox(role),
+        dead_letters: readings.backlog.dead_letters(role),
+        rate_limit,
+        token,
+    })
+}
+
+/// Seconds between now and the oldest watermark of each entity of
+/// `cursors` (None: nothing durably processed yet).
+fn lag_secs(cursors: &[&Cursor], now: DateTime<Utc>) -> BTreeMap<String, Option<i64>> {
+    let mut lag_secs: BTreeMap<String, Option<i64>> = BTreeMap::new();
+    for cursor in cursors {
+        let lag = cursor.watermark.map(|w| (now - w).num_seconds().max(0));
+        let slot = lag_secs.entry(cursor.entity.to_string()).or_insert(lag);
+        // Several streams of one entity: the one furthest behind.
+        *slot = match (*slot, lag) {
+            (Some(a), Some(b)) => Some(a.max(b)),
+            _ => None,
+        };
+    }
+    lag_secs
 }
 
 fn rate_limit(reading: &SideHealth, now: DateTime<Utc>) -> RateLimit {
@@ -232,116 +260,121 @@ fn print_human(status: &Status) {
             pair.pair, status.backend, pair.open_conflicts
         );
         let mut table = Table::new(&["", "ghl side", "app side"]);
-        let cell = |f: &dyn Fn(&SideStatus) -> String| -> Vec<String> {
-            pair.sides.iter().map(f).collect()
-        };
-        let mut row = |label: &str, cells: Vec<String>| {
+        for (label, cell) in ROWS {
             let mut line = vec![label.to_owned()];
-            line.extend(cells);
+            line.extend(pair.sides.iter().map(|s| cell(s, now)));
             table.row(line);
-        };
-        row(
-            "side",
-            cell(&|s| match &s.location {
-                Some(location) => format!("{} ({}, location {location})", s.side, s.kind),
-                None => format!("{} ({})", s.side, s.kind),
-            }),
-        );
-        row(
-            "last poll",
-            cell(&|s| {
-                s.last_poll_at
-                    .map_or("never".to_owned(), |t| time_and_age(t, now))
-            }),
-        );
-        row(
-            "lag",
-            cell(&|s| {
-                if s.lag_secs.is_empty() {
-                    return "-".to_owned();
-                }
-                s.lag_secs
-                    .iter()
-                    .map(|(entity, lag)| match lag {
-                        Some(secs) => format!("{entity} {}", span(*secs)),
-                        None => format!("{entity} (no watermark yet)"),
-                    })
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            }),
-        );
-        row(
-            "outbox to side",
-            cell(&|s| {
-                format!(
-                    "{} pending, {} in flight, {} failed",
-                    s.outbox.pending, s.outbox.in_flight, s.outbox.failed
-                )
-            }),
-        );
-        row(
-            "dead letters",
-            cell(&|s| format!("{} open", s.dead_letters)),
-        );
-        row(
-            "rate limit",
-            cell(&|s| match &s.rate_limit {
-                RateLimit::Unknown { note } => (*note).to_owned(),
-                RateLimit::NoBudget { recorded_at } => {
-                    format!("no request budget (read {})", age(*recorded_at, now))
-                }
-                RateLimit::Known {
-                    interval_remaining,
-                    requests,
-                    throttled,
-                    recorded_at,
-                    ..
-                } => format!(
-                    "{} left in window, {} requests, {} throttled (read {})",
-                    interval_remaining.map_or("?".to_owned(), |n| n.to_string()),
-                    requests.unwrap_or(0),
-                    throttled.unwrap_or(0),
-                    age(*recorded_at, now)
-                ),
-            }),
-        );
-        row(
-            "daily budget left",
-            cell(&|s| match &s.rate_limit {
-                RateLimit::Unknown { note } => (*note).to_owned(),
-                RateLimit::NoBudget { .. } => "-".to_owned(),
-                RateLimit::Known {
-                    daily_remaining,
-                    recorded_at,
-                    ..
-                } => format!(
-                    "{} (read {})",
-                    daily_remaining.map_or("?".to_owned(), |n| n.to_string()),
-                    age(*recorded_at, now)
-                ),
-            }),
-        );
-        row(
-            "token",
-            cell(&|s| match &s.token {
-                TokenInfo::NotApplicable => "-".to_owned(),
-                TokenInfo::PrivateToken => "private integration token (does not expire)".to_owned(),
-                TokenInfo::Oauth {
-                    expires_at: Some(at),
-                    expired,
-                    ..
-                } => format!(
-                    "expires {}{}",
-                    time_and_age(*at, now),
-                    if *expired == Some(true) {
-                        ": EXPIRED"
-                    } else {
-                        ""
-                    }
-                ),
-                TokenInfo::Oauth { note, .. } => note.clone().unwrap_or_default(),
-            }),
-        );
+        }
         table.print();
+    }
+}
+
+/// A row of the human table: its label, and its cell for a side at `now`.
+type Row = (&'static str, fn(&SideStatus, DateTime<Utc>) -> String);
+
+/// The rows of the human table, in order.
+const ROWS: [Row; 8] = [
+    ("side", |s, _| s.describe()),
+    ("last poll", SideStatus::last_poll),
+    ("lag", |s, _| s.lag()),
+    ("outbox to side", |s, _| s.outbox()),
+    ("dead letters", |s, _| format!("{} open", s.dead_letters)),
+    ("rate limit", SideStatus::rate_limit),
+    ("daily budget left", SideStatus::daily_budget),
+    ("token", SideStatus::token),
+];
+
+/// The cells of the human table.
+impl SideStatus {
+    fn describe(&self) -> String {
+        match &self.location {
+            Some(location) => format!("{} ({}, location {location})", self.side, self.kind),
+            None => format!("{} ({})", self.side, self.kind),
+        }
+    }
+
+    fn last_poll(&self, now: DateTime<Utc>) -> String {
+        self.last_poll_at
+            .map_or("never".to_owned(), |t| time_and_age(t, now))
+    }
+
+    fn lag(&self) -> String {
+        if self.lag_secs.is_empty() {
+            return "-".to_owned();
+        }
+        self.lag_secs
+            .iter()
+            .map(|(entity, lag)| match lag {
+                Some(secs) => format!("{entity} {}", span(*secs)),
+                None => format!("{entity} (no watermark yet)"),
+            })
+            .collect::<Vec<_>>()
+            .join(", ")
+    }
+
+    fn outbox(&self) -> String {
+        format!(
+            "{} pending, {} in flight, {} failed",
+            self.outbox.pending, self.outbox.in_flight, self.outbox.failed
+        )
+    }
+
+    fn rate_limit(&self, now: DateTime<Utc>) -> String {
+        match &self.rate_limit {
+            RateLimit::Unknown { note } => (*note).to_owned(),
+            RateLimit::NoBudget { recorded_at } => {
+                format!("no request budget (read {})", age(*recorded_at, now))
+            }
+            RateLimit::Known {
+                interval_remaining,
+                requests,
+                throttled,
+                recorded_at,
+                ..
+            } => format!(
+                "{} left in window, {} requests, {} throttled (read {})",
+                interval_remaining.map_or("?".to_owned(), |n| n.to_string()),
+                requests.unwrap_or(0),
+                throttled.unwrap_or(0),
+                age(*recorded_at, now)
+            ),
+        }
+    }
+
+    fn daily_budget(&self, now: DateTime<Utc>) -> String {
+        match &self.rate_limit {
+            RateLimit::Unknown { note } => (*note).to_owned(),
+            RateLimit::NoBudget { .. } => "-".to_owned(),
+            RateLimit::Known {
+                daily_remaining,
+                recorded_at,
+                ..
+            } => format!(
+                "{} (read {})",
+                daily_remaining.map_or("?".to_owned(), |n| n.to_string()),
+                age(*recorded_at, now)
+            ),
+        }
+    }
+
+    fn token(&self, now: DateTime<Utc>) -> String {
+        match &self.token {
+            TokenInfo::NotApplicable => "-".to_owned(),
+            TokenInfo::PrivateToken => "private integration token (does not expire)".to_owned(),
+            TokenInfo::Oauth {
+                expires_at: Some(at),
+                expired,
+                ..
+            } => format!(
+                "expires {}{}",
+                time_and_age(*at, now),
+                if *expired == Some(true) {
+                    ": EXPIRED"
+                } else {
+                    ""
+                }
+            ),
+            TokenInfo::Oauth { note, .. } => note.clone().unwrap_or_default(),
+        }
     }
 }
