@@ -25,7 +25,6 @@ use ghl_sync::store::{
     Changeset, DeadLetterStatus, Link, LinkUpdate, LinkWrite, OutboxDepth, SidePatch,
 };
 use ghlsync_sim::faults::FaultKind;
-use ghlsync_sim::faults::FaultKind;
 use serde_json::{json, Value};
 
 /// The pair every template configures.
