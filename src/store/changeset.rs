@@ -5,11 +5,13 @@ use std::collections::{HashMap, HashSet};
 
 use chrono::{DateTime, Utc};
 
+use super::conflicts::NewConflict;
+use super::cursors::CursorAdvance;
+use super::dead_letters::NewDeadLetter;
 use super::error::{op_err, Result, StoreError};
-use super::model::{
-    CursorAdvance, LinkRef, LinkUpdate, LinkWrite, NewConflict, NewDeadLetter, NewJournalEntry,
-    NewLink, NewOutboxItem, OutboxRef,
-};
+use super::journal::{NewJournalEntry, OutboxRef};
+use super::links::{LinkRef, LinkUpdate, LinkWrite, NewLink};
+use super::outbox::NewOutboxItem;
 use super::sql::now;
 use super::{conflicts, cursors, dead_letters, journal, links, outbox, Store, Tx};
 
