@@ -16,7 +16,7 @@ use super::merge::{merge, Merge, SideState};
 use super::report::{PairReport, PlannedWrite};
 use super::{snapshot, Engine, EngineError, Mode, PairRuntime};
 use crate::connector::{ConnectorError, Record};
-use crate::domain::{EntityKind, Side};
+use crate::domain::{EntityKind, PerSide, Side};
 use crate::mapping::{Canonical, DeletePolicy};
 use crate::store::{
     Change, Changeset, DeadLetterStage, Direction, JournalAction, Link, LinkRef, LinkSide,
@@ -1218,17 +1218,16 @@ fn merge_roles(
         canonical,
         updated_at,
     });
-    let (ghl, app) = match role {
-        Side::Ghl => (this, that),
-        Side::App => (that, this),
+    let sides = match role {
+        Side::Ghl => PerSide::new(this, that),
+        Side::App => PerSide::new(that, this),
     };
     merge(
         &pair.settings.map,
         entity,
         pair.settings.default_policy,
         base,
-        ghl,
-        app,
+        sides,
     )
 }
 
