@@ -8,11 +8,11 @@ use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use chrono::{DateTime, Utc};
-use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
 use super::matching::{self, Search};
 use super::merge::{merge, Merge, SideState};
+use super::outbox::{change_key, link_key, OutboxWrite};
 use super::report::{PairReport, PlannedWrite};
 use super::{snapshot, Engine, EngineError, Mode, PairRuntime};
 use crate::connector::{ConnectorError, Record};
@@ -20,81 +20,13 @@ use crate::domain::{EntityKind, PerSide, Side};
 use crate::mapping::{Canonical, DeletePolicy};
 use crate::store::{
     Change, Changeset, DeadLetterStage, Direction, JournalAction, Link, LinkRef, LinkSide,
-    LinkUpdate, LinkWrite, NewConflict, NewDeadLetter, NewJournalEntry, NewLink, NewOutboxItem,
-    OutboxOp, OutboxRef, PayloadJson, SidePatch, Store,
+    LinkUpdate, LinkWrite, NewConflict, NewDeadLetter, NewJournalEntry, NewLink, OutboxOp,
+    SidePatch, Store,
 };
 
-/// What an outbox item carries to the writer.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-pub struct WritePayload {
-    /// Native fields: the record to create, or the patch to apply. Empty
-    /// when they follow from `snapshot` and `changed` (see
-    /// [`WritePayload::writes`]): the writer maps them when the write is
-    /// due, which keeps the outbox row, the biggest of a decision, a third
-    /// smaller.
-    #[serde(default, skip_serializing_if = "Map::is_empty")]
-    pub fields: Map<String, Value>,
-    /// The new base snapshot once the write succeeds.
-    #[serde(default)]
-    pub snapshot: Option<Canonical>,
-    /// Canonical names of the fields written, for the journal.
-    #[serde(default)]
-    pub changed: Vec<String>,
-    /// The tag an `add_tags` write puts on the record.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub tag: Option<String>,
-    /// The target's values of the written fields when the write was
-    /// planned. If the target holds anything else when the write is due,
-    /// someone edited it meanwhile: the write is withdrawn and the next
-    /// poll merges that edit instead of overwriting it.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub expect: Option<Canonical>,
-}
-
-impl WritePayload {
-    /// The canonical values the write sets: each changed field's value in
-    /// the new snapshot, `null` for a field the snapshot no longer has.
-    /// These are the values the decision mapped when it planned the write.
-    pub fn writes(&self) -> Canonical {
-        let snapshot = self.snapshot.as_ref();
-        self.changed
-            .iter()
-            .map(|field| {
-                let value = snapshot.and_then(|s| s.get(field)).cloned();
-                (field.clone(), value.unwrap_or(Value::Null))
-            })
-            .collect()
-    }
-}
-
-/// The idempotency key of a write carrying a change:
-/// `pair/entity/side:id@micros/op->target`. Re-detecting the same version
-/// of a record plans the same key, which the outbox refuses twice.
-#[allow(clippy::too_many_arguments)]
-fn change_key(
-    pair: &str,
-    entity: EntityKind,
-    source: Side,
-    source_id: &str,
-    updated_at: DateTime<Utc>,
-    op: OutboxOp,
-    target: Side,
-) -> String {
-    format!(
-        "{pair}/{entity}/{source}:{source_id}@{}/{op}->{target}",
-        updated_at.timestamp_micros()
-    )
-}
-
-/// The source record and its change time back out of a [`change_key`]
-/// (logs and the propagation metric); `None` for other keys (deletes,
-/// tags, resolutions).
-pub(super) fn change_of_key(key: &str) -> Option<(&str, DateTime<Utc>)> {
-    let (record, after) = key.rsplit_once('@')?;
-    let (_, id) = record.split_once(':')?;
-    let micros = after.split('/').next()?.parse::<i64>().ok()?;
-    Some((id, DateTime::from_timestamp_micros(micros)?))
-}
+/// The outbox payload, where the decision stage's callers have always
+/// named it (it lives in `engine::outbox`).
+pub(super) use super::outbox::WritePayload;
 
 /// A contact decided on in this batch: children read later in the same
 /// batch find their parent here before its link is committed.
@@ -183,7 +115,9 @@ impl<'a> Decider<'a> {
         diverged
     }
 
-    fn name(&self) -> &str {
+    /// The pair's name, borrowed from the pair rather than from the
+    /// decider, so rows can carry it while the decider adds them.
+    fn name(&self) -> &'a str {
         self.pair.name()
     }
 
@@ -366,25 +300,19 @@ impl<'a> Decider<'a> {
             ),
             _ => return Ok(()),
         };
-        let key = format!(
-            "{}/{}/link:{}/{}->{}",
-            self.name(),
-            link.entity,
-            link.id,
-            op,
-            target
-        );
-        self.enqueue(
-            key,
+        self.enqueue(OutboxWrite {
+            pair: self.name(),
+            entity: link.entity,
+            link: LinkRef::Existing(link.id),
             target,
-            link.entity,
             op,
-            LinkRef::Existing(link.id),
-            Some(target_id),
-            link.side(target).parent_id.clone(),
-            payload,
-            link.side(gone).id.clone(),
-        );
+            key: link_key(self.name(), link.entity, link.id, op, target),
+            target_id: Some(target_id),
+            source_id: link.side(gone).id.clone(),
+            parent_id: link.side(target).parent_id.clone(),
+            payload: &payload,
+            note: None,
+        });
         Ok(())
     }
 
@@ -994,17 +922,19 @@ impl<'a> Decider<'a> {
                 tag: None,
                 expect,
             };
-            self.enqueue(
-                key,
-                target,
+            self.enqueue(OutboxWrite {
+                pair: self.name(),
                 entity,
-                op,
                 link,
+                target,
+                op,
+                key,
                 target_id,
-                parent,
-                payload,
-                Some(ids.source_id.clone()),
-            );
+                source_id: Some(ids.source_id.clone()),
+                parent_id: parent,
+                payload: &payload,
+                note: None,
+            });
             planned = true;
         }
         if !planned {
@@ -1040,68 +970,42 @@ impl<'a> Decider<'a> {
         }
     }
 
-    #[allow(clippy::too_many_arguments)]
-    fn enqueue(
-        &mut self,
-        idempotency_key: String,
-        target: Side,
-        entity: EntityKind,
-        op: OutboxOp,
-        link: LinkRef,
-        target_id: Option<String>,
-        parent_id: Option<String>,
-        payload: WritePayload,
-        source_id: Option<String>,
-    ) {
-        match op {
+    /// Plans a write: counted, shown by `plan`, and added to the changeset
+    /// with its `planned` journal row.
+    fn enqueue(&mut self, write: OutboxWrite<'_>) {
+        match write.op {
             OutboxOp::Create => self.report.stats.planned_creates += 1,
             OutboxOp::Delete => {}
             _ => self.report.stats.planned_updates += 1,
         }
         if self.mode == Mode::Plan {
-            let fields = match (&payload.snapshot, op) {
-                (Some(_), _) => payload.writes(),
-                (None, OutboxOp::AddTags) => [(
-                    "tags".to_owned(),
-                    Value::from(payload.tag.clone().unwrap_or_default()),
-                )]
-                .into(),
-                _ => Default::default(),
-            };
-            self.report.planned.push(PlannedWrite {
-                pair: self.name().to_owned(),
-                side: self.pair.connector(target).side().to_owned(),
-                entity,
-                op,
-                target_id: target_id.clone(),
-                source_id: source_id.clone(),
-                fields,
-            });
+            let shown = self.shown(&write);
+            self.report.planned.push(shown);
         }
-        let mut planned = NewJournalEntry::new(self.name(), entity, JournalAction::Planned);
-        planned.link = Some(link);
-        planned.direction = Some(Direction::towards(target));
-        planned.fields = payload.changed.clone();
-        let (target_ref, source_ref) = (target_id.clone(), source_id.clone());
-        (planned.a_id, planned.b_id) = match target {
-            Side::Ghl => (target_ref, source_ref),
-            Side::App => (source_ref, target_ref),
+        write.add_to(&mut self.changeset);
+    }
+
+    /// How `plan` shows a write: the canonical values it sets.
+    fn shown(&self, write: &OutboxWrite<'_>) -> PlannedWrite {
+        let payload = write.payload;
+        let fields = match (&payload.snapshot, write.op) {
+            (Some(_), _) => payload.writes(),
+            (None, OutboxOp::AddTags) => [(
+                "tags".to_owned(),
+                Value::from(payload.tag.clone().unwrap_or_default()),
+            )]
+            .into(),
+            _ => Default::default(),
         };
-        planned.outbox = Some(OutboxRef::Key(idempotency_key.clone()));
-        planned.detail = Some(op.to_string());
-        self.changeset.journal.push(planned);
-        self.changeset.outbox.push(NewOutboxItem {
-            idempotency_key,
+        PlannedWrite {
             pair: self.name().to_owned(),
-            target_side: target,
-            entity,
-            op,
-            link: Some(link),
-            target_id,
-            parent_id,
-            payload: PayloadJson::of(&payload).expect("payloads serialise"),
-            not_before: None,
-        });
+            side: self.pair.connector(write.target).side().to_owned(),
+            entity: write.entity,
+            op: write.op,
+            target_id: write.target_id.clone(),
+            source_id: write.source_id.clone(),
+            fields,
+        }
     }
 
     fn journal(&self, entity: EntityKind, action: JournalAction, link: &Link) -> NewJournalEntry {
@@ -1229,34 +1133,4 @@ fn merge_roles(
         base,
         sides,
     )
-}
-
-#[cfg(test)]
-mod tests {
-    use chrono::{TimeZone, Utc};
-
-    use super::{change_key, change_of_key};
-    use crate::domain::{EntityKind, Side};
-    use crate::store::OutboxOp;
-
-    #[test]
-    fn a_change_key_gives_back_its_record_and_time() {
-        let at = Utc.with_ymd_and_hms(2026, 11, 24, 1, 2, 3).unwrap()
-            + chrono::Duration::microseconds(456_789);
-        let key = change_key(
-            "main",
-            EntityKind::Task,
-            Side::Ghl,
-            "abc:12",
-            at,
-            OutboxOp::Update,
-            Side::App,
-        );
-        assert_eq!(
-            key,
-            format!("main/task/a:abc:12@{}/update->b", at.timestamp_micros())
-        );
-        assert_eq!(change_of_key(&key), Some(("abc:12", at)));
-        assert_eq!(change_of_key("main/contact/link:7/delete->b"), None);
-    }
 }

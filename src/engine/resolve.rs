@@ -8,14 +8,13 @@
 
 use serde_json::Value;
 
-use super::decide::WritePayload;
+use super::outbox::{resolution_key, OutboxWrite, WritePayload};
 use super::{snapshot, Engine, PairRuntime};
 use crate::connector::ConnectorError;
 use crate::domain::Side;
 use crate::mapping::Canonical;
 use crate::store::{
-    Changeset, Conflict, ConflictStatus, Direction, JournalAction, LinkRef, LinkUpdate, LinkWrite,
-    NewJournalEntry, NewOutboxItem, OutboxOp, OutboxRef, PayloadJson, StoreError,
+    Changeset, Conflict, ConflictStatus, LinkRef, LinkUpdate, LinkWrite, OutboxOp, StoreError,
 };
 
 /// What the operator chose for the field.
@@ -216,33 +215,21 @@ impl Engine {
                         .collect(),
                 ),
             };
-            let key = format!(
-                "{}/{entity}/conflict:{id}/{}->{}",
-                pair.name(),
-                OutboxOp::Update,
-                role
-            );
-            let mut planned = NewJournalEntry::new(pair.name(), entity, JournalAction::Planned);
-            planned.link = Some(LinkRef::Existing(link.id));
-            planned.direction = Some(Direction::towards(role));
-            planned.a_id = link.a.id.clone();
-            planned.b_id = link.b.id.clone();
-            planned.fields = vec![field.name.clone()];
-            planned.outbox = Some(OutboxRef::Key(key.clone()));
-            planned.detail = Some(format!("{} (conflict {id} resolved)", OutboxOp::Update));
-            changeset.journal.push(planned);
-            changeset.outbox.push(NewOutboxItem {
-                idempotency_key: key.clone(),
-                pair: pair.name().to_owned(),
-                target_side: role,
+            let key = resolution_key(pair.name(), entity, id, OutboxOp::Update, role);
+            OutboxWrite {
+                pair: pair.name(),
                 entity,
+                link: LinkRef::Existing(link.id),
+                target: role,
                 op: OutboxOp::Update,
-                link: Some(LinkRef::Existing(link.id)),
+                key: key.clone(),
                 target_id: Some(record_id.clone()),
+                source_id: link.side(role.other()).id.clone(),
                 parent_id: parent,
-                payload: PayloadJson::of(&payload).expect("payloads serialise"),
-                not_before: None,
-            });
+                payload: &payload,
+                note: Some(format!("conflict {id} resolved")),
+            }
+            .add_to(&mut changeset);
             queued.push((connector.side().to_owned(), key, record_id));
         }
         if queued.is_empty() {

@@ -10,7 +10,7 @@ use chrono::Utc;
 use serde_json::{Map, Value};
 use tracing::Instrument;
 
-use super::decide::{change_of_key, WritePayload};
+use super::outbox::{change_of_key, WritePayload};
 use super::report::Stats;
 use super::{snapshot, Engine, EngineError, PairRuntime};
 use crate::connector::{ConnectorError, Record};
