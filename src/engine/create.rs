@@ -19,8 +19,8 @@ use std::time::Duration;
 
 use serde_json::{Map, Value};
 
-use super::decide::WritePayload;
 use super::matching::{self, Search};
+use super::outbox::{change_of_key, WritePayload};
 use super::writer::{Failure, Written};
 use super::{Engine, EngineError, PairRuntime};
 use crate::connector::{ConnectorError, Record};
@@ -292,7 +292,7 @@ fn holds(record: &Canonical, written: &Canonical) -> bool {
 }
 
 fn source_id(item: &OutboxItem) -> String {
-    super::decide::change_of_key(&item.idempotency_key)
+    change_of_key(&item.idempotency_key)
         .map(|(id, _)| id.to_owned())
         .unwrap_or_else(|| "(unknown)".to_owned())
 }

@@ -12,7 +12,7 @@
 use chrono::{DateTime, Utc};
 use serde_json::Value;
 
-use crate::domain::{EntityKind, Side};
+use crate::domain::{EntityKind, PerSide, Side};
 use crate::mapping::{Canonical, FieldMap, PairMap, Policy};
 
 /// One side's current state of a record.
@@ -37,10 +37,8 @@ pub struct Merge {
     /// The new base snapshot once the writes succeed. A parked field keeps
     /// its base value, so it stays in conflict until resolved.
     pub merged: Canonical,
-    /// Canonical changes to write to the GHL side (`Null` clears a field).
-    pub to_ghl: Canonical,
-    /// Canonical changes to write to the app side.
-    pub to_app: Canonical,
+    /// Canonical changes to write to each side (`Null` clears a field).
+    pub writes: PerSide<Canonical>,
     pub conflicts: Vec<FieldConflict>,
     /// Fields whose merged value differs from the base, for the journal.
     pub changed: Vec<String>,
@@ -49,29 +47,26 @@ pub struct Merge {
 impl Merge {
     /// Nothing to write and nothing parked: an echo or an unchanged record.
     pub fn is_noop(&self) -> bool {
-        self.to_ghl.is_empty() && self.to_app.is_empty() && self.conflicts.is_empty()
+        self.writes.iter().all(|(_, w)| w.is_empty()) && self.conflicts.is_empty()
     }
 
-    pub fn writes_to(&self, role: Side) -> &Canonical {
-        match role {
-            Side::Ghl => &self.to_ghl,
-            Side::App => &self.to_app,
-        }
+    pub fn writes_to(&self, side: Side) -> &Canonical {
+        &self.writes[side]
     }
 }
 
 /// Merges one record of `entity`. `base` is `None` for a record never
-/// synced (then every value a side holds counts as a change); a side is
-/// `None` when the record does not exist there yet (it will be created
-/// with the merged values).
+/// synced (then every value a side holds counts as a change); a side's
+/// state is `None` when the record does not exist there yet (it will be
+/// created with the merged values).
 pub fn merge(
     map: &PairMap,
     entity: EntityKind,
     default_policy: Policy,
     base: Option<&Canonical>,
-    ghl: Option<SideState<'_>>,
-    app: Option<SideState<'_>>,
+    sides: PerSide<Option<SideState<'_>>>,
 ) -> Merge {
+    let PerSide { ghl, app } = sides;
     let empty = Canonical::new();
     let base = base.unwrap_or(&empty);
     let mut out = Merge::default();
@@ -126,8 +121,15 @@ pub fn merge(
         if merged.as_ref() != b {
             out.changed.push(name.to_owned());
         }
-        plan_write(&mut out.to_ghl, field, Side::Ghl, ghl, merged.as_ref());
-        plan_write(&mut out.to_app, field, Side::App, app, merged.as_ref());
+        for side in Side::BOTH {
+            plan_write(
+                &mut out.writes[side],
+                field,
+                side,
+                sides[side],
+                merged.as_ref(),
+            );
+        }
         if let Some(value) = merged {
             out.merged.insert(name.to_owned(), value);
         }

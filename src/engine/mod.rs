@@ -21,6 +21,7 @@ mod detect;
 mod health;
 pub mod matching;
 pub mod merge;
+mod outbox;
 mod reconcile;
 mod redecide;
 mod report;

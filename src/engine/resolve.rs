@@ -8,14 +8,13 @@
 
 use serde_json::Value;
 
-use super::decide::WritePayload;
+use super::outbox::{resolution_key, OutboxWrite, WritePayload};
 use super::{snapshot, Engine, PairRuntime};
 use crate::connector::ConnectorError;
 use crate::domain::Side;
-use crate::mapping::Canonical;
+use crate::mapping::{Canonical, FieldMap};
 use crate::store::{
-    Changeset, Conflict, ConflictStatus, Direction, JournalAction, LinkRef, LinkUpdate, LinkWrite,
-    NewJournalEntry, NewOutboxItem, OutboxOp, OutboxRef, PayloadJson, StoreError,
+    Changeset, Conflict, ConflictStatus, Link, LinkRef, LinkUpdate, LinkWrite, OutboxOp, StoreError,
 };
 
 /// What the operator chose for the field.
@@ -88,6 +87,20 @@ pub struct QueuedWrite {
     pub record_id: String,
 }
 
+/// A conflict being resolved, with what resolving it touches.
+struct Parked<'e> {
+    conflict: Conflict,
+    pair: &'e PairRuntime,
+    /// The conflict's link, live.
+    link: Link,
+    /// The field in conflict, as the pair maps it now.
+    field: &'e FieldMap,
+}
+
+/// A write queued by a resolution: the side's name, the write's
+/// idempotency key, and the record it writes.
+type Queued = (String, String, String);
+
 impl Engine {
     /// Resolves conflict `id` with `choice`: queues the writes and marks it
     /// resolved, atomically. The writes happen when the writer next runs
@@ -97,6 +110,76 @@ impl Engine {
         id: i64,
         choice: Choice,
     ) -> Result<Resolution, ResolveError> {
+        let parked = self.parked(id).await?;
+        let (pair, field) = (parked.pair, parked.field);
+        let (value, resolution) = chosen(&parked, &choice);
+
+        // The new base: what both sides agree on once the writes are done.
+        let mut base = snapshot::canonical(&parked.link.snapshot);
+        match &value {
+            Some(v) => base.insert(field.name.clone(), v.clone()),
+            None => base.remove(&field.name),
+        };
+
+        let mut changeset = Changeset::default();
+        let mut queued = Vec::new();
+        for role in Side::BOTH {
+            if let Some(write) = queue_write(&parked, role, &value, &base, &mut changeset).await? {
+                queued.push(write);
+            }
+        }
+        if queued.is_empty() {
+            // Both sides already hold the chosen value: only the base moves.
+            changeset.links.push(LinkWrite::Update(LinkUpdate {
+                id: parked.link.id,
+                snapshot: Some(snapshot::of(&base)),
+                ..LinkUpdate::default()
+            }));
+        }
+        let (_, receipt) = self
+            .store
+            .resolve_conflict_with(id, &resolution, &changeset)
+            .await
+            .map_err(|e| match e {
+                StoreError::ConflictNotFound { id } => ResolveError::NotFound { id },
+                StoreError::ConflictNotOpen { id } => ResolveError::AlreadyResolved {
+                    id,
+                    resolution: "by someone else just now".to_owned(),
+                },
+                other => ResolveError::Store(other),
+            })?;
+        if !queued.is_empty() {
+            self.wake.notify_one();
+        }
+        tracing::info!(
+            pair = %pair.name(),
+            entity = %parked.conflict.entity,
+            conflict = id,
+            field = %field.name,
+            resolution = %resolution,
+            writes = queued.len(),
+            "conflict resolved"
+        );
+        Ok(Resolution {
+            conflict: id,
+            pair: pair.name().to_owned(),
+            field: field.name.clone(),
+            value,
+            resolution,
+            queued: queued
+                .into_iter()
+                .map(|(side, key, record_id)| QueuedWrite {
+                    side,
+                    outbox_id: receipt.outbox_new.get(&key).copied(),
+                    record_id,
+                })
+                .collect(),
+        })
+    }
+
+    /// Conflict `id`, open, with its configured pair, its live link and the
+    /// field as the pair maps it; or why it cannot be resolved.
+    async fn parked(&self, id: i64) -> Result<Parked<'_>, ResolveError> {
         let conflict = self
             .store
             .conflict(id)
@@ -137,162 +220,117 @@ impl Engine {
                 entity,
                 field: conflict.field.clone(),
             })?;
-        let (value, resolution) = match &choice {
-            Choice::Take(role) => {
-                let value = match role {
-                    Side::Ghl => conflict.a_value.clone(),
-                    Side::App => conflict.b_value.clone(),
-                };
-                let side = pair.connector(*role).side();
-                let note = format!("took side `{side}` ({})", shown(&value));
-                (value, note)
-            }
-            Choice::Value(v) => {
-                let value = (!v.is_null()).then(|| v.clone());
-                let note = format!("set to {}", shown(&value));
-                (value, note)
-            }
-        };
-
-        // The new base: what both sides agree on once the writes are done.
-        let mut base = snapshot::canonical(&link.snapshot);
-        match &value {
-            Some(v) => base.insert(field.name.clone(), v.clone()),
-            None => base.remove(&field.name),
-        };
-
-        let mut changeset = Changeset::default();
-        let mut queued = Vec::new();
-        for role in Side::BOTH {
-            let Some(record_id) = link.side(role).id.clone() else {
-                continue;
-            };
-            let connector = pair.connector(role);
-            let caps = connector.capabilities().of(entity);
-            if !field.flow.writes_to(role) || !caps.update {
-                continue;
-            }
-            let parent = link.side(role).parent_id.clone();
-            let current = current_value(
-                pair,
-                role,
-                entity,
-                &record_id,
-                parent.as_deref(),
-                &field.name,
-            )
-            .await
-            .map_err(|source| ResolveError::Side {
-                id,
-                side: connector.side().to_owned(),
-                source,
-            })?;
-            if current == value {
-                continue;
-            }
-            let writes: Canonical =
-                [(field.name.clone(), value.clone().unwrap_or(Value::Null))].into();
-            let native = pair
-                .settings
-                .map
-                .to_native(entity, role, &writes)
-                .map_err(|e| ResolveError::Map {
-                    id,
-                    side: connector.side().to_owned(),
-                    message: e.to_string(),
-                })?;
-            let payload = WritePayload {
-                fields: native,
-                snapshot: Some(base.clone()),
-                changed: vec![field.name.clone()],
-                tag: None,
-                // Withdrawn if the side is edited again before the write:
-                // that edit is merged (and may park the field anew) rather
-                // than overwritten.
-                expect: Some(
-                    current
-                        .iter()
-                        .map(|v| (field.name.clone(), v.clone()))
-                        .collect(),
-                ),
-            };
-            let key = format!(
-                "{}/{entity}/conflict:{id}/{}->{}",
-                pair.name(),
-                OutboxOp::Update,
-                role
-            );
-            let mut planned = NewJournalEntry::new(pair.name(), entity, JournalAction::Planned);
-            planned.link = Some(LinkRef::Existing(link.id));
-            planned.direction = Some(Direction::towards(role));
-            planned.a_id = link.a.id.clone();
-            planned.b_id = link.b.id.clone();
-            planned.fields = vec![field.name.clone()];
-            planned.outbox = Some(OutboxRef::Key(key.clone()));
-            planned.detail = Some(format!("{} (conflict {id} resolved)", OutboxOp::Update));
-            changeset.journal.push(planned);
-            changeset.outbox.push(NewOutboxItem {
-                idempotency_key: key.clone(),
-                pair: pair.name().to_owned(),
-                target_side: role,
-                entity,
-                op: OutboxOp::Update,
-                link: Some(LinkRef::Existing(link.id)),
-                target_id: Some(record_id.clone()),
-                parent_id: parent,
-                payload: PayloadJson::of(&payload).expect("payloads serialise"),
-                not_before: None,
-            });
-            queued.push((connector.side().to_owned(), key, record_id));
-        }
-        if queued.is_empty() {
-            // Both sides already hold the chosen value: only the base moves.
-            changeset.links.push(LinkWrite::Update(LinkUpdate {
-                id: link.id,
-                snapshot: Some(snapshot::of(&base)),
-                ..LinkUpdate::default()
-            }));
-        }
-        let (_, receipt) = self
-            .store
-            .resolve_conflict_with(id, &resolution, &changeset)
-            .await
-            .map_err(|e| match e {
-                StoreError::ConflictNotFound { id } => ResolveError::NotFound { id },
-                StoreError::ConflictNotOpen { id } => ResolveError::AlreadyResolved {
-                    id,
-                    resolution: "by someone else just now".to_owned(),
-                },
-                other => ResolveError::Store(other),
-            })?;
-        if !queued.is_empty() {
-            self.wake.notify_one();
-        }
-        tracing::info!(
-            pair = %pair.name(),
-            entity = %entity,
-            conflict = id,
-            field = %field.name,
-            resolution = %resolution,
-            writes = queued.len(),
-            "conflict resolved"
-        );
-        Ok(Resolution {
-            conflict: id,
-            pair: pair.name().to_owned(),
-            field: field.name.clone(),
-            value,
-            resolution,
-            queued: queued
-                .into_iter()
-                .map(|(side, key, record_id)| QueuedWrite {
-                    side,
-                    outbox_id: receipt.outbox_new.get(&key).copied(),
-                    record_id,
-                })
-                .collect(),
+        Ok(Parked {
+            conflict,
+            pair,
+            link,
+            field,
         })
     }
+}
+
+/// The value `choice` picks (`None`: the field is cleared), and the note
+/// recorded as the conflict's resolution.
+fn chosen(parked: &Parked<'_>, choice: &Choice) -> (Option<Value>, String) {
+    match choice {
+        Choice::Take(role) => {
+            let value = parked.conflict.value_of(*role).clone();
+            let side = parked.pair.connector(*role).side();
+            let note = format!("took side `{side}` ({})", shown(&value));
+            (value, note)
+        }
+        Choice::Value(v) => {
+            let value = (!v.is_null()).then(|| v.clone());
+            let note = format!("set to {}", shown(&value));
+            (value, note)
+        }
+    }
+}
+
+/// Queues the write of `value` to the record on `role`'s side, with the
+/// new `base` as its snapshot, unless the side does not take the field or
+/// holds the value already.
+async fn queue_write(
+    parked: &Parked<'_>,
+    role: Side,
+    value: &Option<Value>,
+    base: &Canonical,
+    changeset: &mut Changeset,
+) -> Result<Option<Queued>, ResolveError> {
+    let Parked {
+        conflict,
+        pair,
+        link,
+        field,
+    } = parked;
+    let (id, entity) = (conflict.id, conflict.entity);
+    let Some(record_id) = link.side(role).id.clone() else {
+        return Ok(None);
+    };
+    let connector = pair.connector(role);
+    let caps = connector.capabilities().of(entity);
+    if !field.flow.writes_to(role) || !caps.update {
+        return Ok(None);
+    }
+    let parent = link.side(role).parent_id.clone();
+    let current = current_value(
+        pair,
+        role,
+        entity,
+        &record_id,
+        parent.as_deref(),
+        &field.name,
+    )
+    .await
+    .map_err(|source| ResolveError::Side {
+        id,
+        side: connector.side().to_owned(),
+        source,
+    })?;
+    if current == *value {
+        return Ok(None);
+    }
+    let writes: Canonical = [(field.name.clone(), value.clone().unwrap_or(Value::Null))].into();
+    let native = pair
+        .settings
+        .map
+        .to_native(entity, role, &writes)
+        .map_err(|e| ResolveError::Map {
+            id,
+            side: connector.side().to_owned(),
+            message: e.to_string(),
+        })?;
+    let payload = WritePayload {
+        fields: native,
+        snapshot: Some(base.clone()),
+        changed: vec![field.name.clone()],
+        tag: None,
+        // Withdrawn if the side is edited again before the write:
+        // that edit is merged (and may park the field anew) rather
+        // than overwritten.
+        expect: Some(
+            current
+                .iter()
+                .map(|v| (field.name.clone(), v.clone()))
+                .collect(),
+        ),
+    };
+    let key = resolution_key(pair.name(), entity, id, OutboxOp::Update, role);
+    OutboxWrite {
+        pair: pair.name(),
+        entity,
+        link: LinkRef::Existing(link.id),
+        target: role,
+        op: OutboxOp::Update,
+        key: key.clone(),
+        target_id: Some(record_id.clone()),
+        source_id: link.side(role.other()).id.clone(),
+        parent_id: parent,
+        payload: &payload,
+        note: Some(format!("conflict {id} resolved")),
+    }
+    .add_to(changeset);
+    Ok(Some((connector.side().to_owned(), key, record_id)))
 }
 
 fn already_resolved(conflict: &Conflict) -> ResolveError {

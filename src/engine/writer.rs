@@ -10,7 +10,7 @@ use chrono::Utc;
 use serde_json::{Map, Value};
 use tracing::Instrument;
 
-use super::decide::{change_of_key, WritePayload};
+use super::outbox::{change_of_key, WritePayload};
 use super::report::Stats;
 use super::{snapshot, Engine, EngineError, PairRuntime};
 use crate::connector::{ConnectorError, Record};
@@ -401,10 +401,7 @@ impl Engine {
 /// at `debug` when `log.values` is on), its propagation time and count.
 fn applied(pair: &PairRuntime, item: &OutboxItem, record: Option<&Record>) {
     let target = item.target_side;
-    let source = match target {
-        Side::Ghl => Side::App,
-        Side::App => Side::Ghl,
-    };
+    let source = target.other();
     let direction = Direction::towards(item.target_side);
     let payload = payload(item);
     let location = [source, target]
@@ -523,10 +520,7 @@ fn completion(pair: &PairRuntime, item: &OutboxItem, record: Option<&Record>) ->
     let written_id = record
         .map(|r| r.id.clone())
         .or_else(|| item.target_id.clone());
-    match item.target_side {
-        crate::domain::Side::Ghl => entry.a_id = written_id,
-        crate::domain::Side::App => entry.b_id = written_id,
-    }
+    entry.set_id(item.target_side, written_id);
     let Some(link_id) = item.link_id else {
         return Completion {
             outbox_id: item.id,
@@ -546,15 +540,11 @@ fn completion(pair: &PairRuntime, item: &OutboxItem, record: Option<&Record>) ->
         }
         holds
     });
-    let side = SidePatch {
+    *update.side_mut(item.target_side) = SidePatch {
         id: record.map(|r| r.id.clone()),
         parent_id: record.and_then(|r| r.parent_id.clone()),
         updated_at: seen.map(|r| r.updated_at),
     };
-    match item.target_side {
-        crate::domain::Side::Ghl => update.a = side,
-        crate::domain::Side::App => update.b = side,
-    }
     if item.op == OutboxOp::Delete {
         update.deleted_at = Change::Set(Utc::now());
     }

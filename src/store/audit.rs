@@ -3,9 +3,8 @@
 //! journal itself is read through `journal.rs`.
 
 use super::error::{op_err, Result};
-use super::links::{LinkRow, LINK_COLUMNS};
-use super::model::{Link, OutboxItem};
-use super::outbox::OUTBOX_COLUMNS;
+use super::links::{Link, LinkRow, LINK_COLUMNS};
+use super::outbox::{OutboxItem, OUTBOX_COLUMNS};
 use super::Store;
 use crate::config::database::Backend;
 use crate::domain::EntityKind;

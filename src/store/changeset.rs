@@ -5,11 +5,13 @@ use std::collections::{HashMap, HashSet};
 
 use chrono::{DateTime, Utc};
 
+use super::conflicts::NewConflict;
+use super::cursors::CursorAdvance;
+use super::dead_letters::NewDeadLetter;
 use super::error::{op_err, Result, StoreError};
-use super::model::{
-    CursorAdvance, LinkRef, LinkUpdate, LinkWrite, NewConflict, NewDeadLetter, NewJournalEntry,
-    NewLink, NewOutboxItem, OutboxRef,
-};
+use super::journal::{NewJournalEntry, OutboxRef};
+use super::links::{LinkRef, LinkUpdate, LinkWrite, NewLink};
+use super::outbox::NewOutboxItem;
 use super::sql::now;
 use super::{conflicts, cursors, dead_letters, journal, links, outbox, Store, Tx};
 
@@ -222,7 +224,8 @@ impl Store {
     }
 }
 
-/// Writes `parts` inside `tx` (already validated).
+/// Writes `parts` inside `tx` (already validated), table by table. Links
+/// come first: every other row may point at a link this unit inserts.
 pub(super) async fn apply(
     tx: &mut Tx,
     parts: Parts<'_>,
@@ -230,135 +233,23 @@ pub(super) async fn apply(
     op: &'static str,
 ) -> Result<CommitReceipt> {
     let mut receipt = CommitReceipt::empty(now);
-
-    // Links: reserve ids for the inserts so every other row can point at them.
-    let inserts: Vec<(u32, &NewLink)> = parts
-        .links
-        .iter()
-        .filter_map(|w| match w {
-            LinkWrite::Insert { local_ref, link } => Some((*local_ref, link)),
-            LinkWrite::Update(_) => None,
-        })
-        .collect();
-    if !inserts.is_empty() {
-        let ids = links::reserve_link_ids(tx, inserts.len())
-            .await
-            .map_err(op_err(|| {
-                format!("{op}: reserving {} link id(s)", inserts.len())
-            }))?;
-        let rows: Vec<(i64, &NewLink)> = ids
-            .iter()
-            .zip(&inserts)
-            .map(|(id, (_, link))| (*id, *link))
-            .collect();
-        links::insert_links(tx, &rows, now)
-            .await
-            .map_err(op_err(|| format!("{op}: inserting {} link(s)", rows.len())))?;
-        receipt.new_links = inserts
-            .iter()
-            .zip(&ids)
-            .map(|((local_ref, _), id)| (*local_ref, *id))
-            .collect();
-    }
+    receipt.new_links = insert_new_links(tx, parts.links, now, op).await?;
     let updates = merge_link_updates(parts.links);
     if !updates.is_empty() {
         receipt.links_updated = links::update_links(tx, &updates, now, op).await?;
     }
-    let link_id = |r: LinkRef| -> i64 {
-        match r {
-            LinkRef::Existing(id) => id,
-            // validated: every New ref is in new_links
-            LinkRef::New(local_ref) => receipt.new_links[&local_ref],
-        }
-    };
-
-    // Outbox: ON CONFLICT (idempotency_key) DO NOTHING.
     if !parts.outbox.is_empty() {
-        let rows: Vec<(&NewOutboxItem, Option<i64>)> = parts
-            .outbox
-            .iter()
-            .map(|o| (o, o.link.map(link_id)))
-            .collect();
-        let new = outbox::insert_outbox(tx, &rows, now)
-            .await
-            .map_err(op_err(|| {
-                format!("{op}: enqueuing {} outbox item(s)", rows.len())
-            }))?;
-        let mut seen = HashSet::new();
-        receipt.outbox_duplicates = parts
-            .outbox
-            .iter()
-            .map(|o| o.idempotency_key.as_str())
-            .filter(|k| !new.contains_key(*k) && seen.insert(*k))
-            .map(str::to_owned)
-            .collect();
+        let new = enqueue(tx, parts.outbox, &receipt.new_links, now, op).await?;
+        receipt.outbox_duplicates = duplicates(parts.outbox, &new);
         receipt.outbox_new = new;
     }
-
-    // Journal: resolve outbox references by key, then insert.
     if !parts.journal.is_empty() {
-        let wanted: Vec<&str> = parts
-            .journal
-            .iter()
-            .filter_map(|j| match &j.outbox {
-                Some(OutboxRef::Key(k)) if !receipt.outbox_new.contains_key(k) => Some(k.as_str()),
-                _ => None,
-            })
-            .collect::<HashSet<_>>()
-            .into_iter()
-            .collect();
-        let mut by_key = if wanted.is_empty() {
-            HashMap::new()
-        } else {
-            outbox::outbox_ids_by_key(tx, &wanted)
-                .await
-                .map_err(op_err(|| format!("{op}: looking up outbox keys")))?
-        };
-        by_key.extend(receipt.outbox_new.iter().map(|(k, v)| (k.clone(), *v)));
-        let mut rows = Vec::with_capacity(parts.journal.len());
-        for entry in parts.journal {
-            let outbox_id = match &entry.outbox {
-                None => None,
-                Some(OutboxRef::Id(id)) => Some(*id),
-                Some(OutboxRef::Key(k)) => match by_key.get(k) {
-                    Some(id) => Some(*id),
-                    None => {
-                        return Err(StoreError::UnknownOutboxKey { op, key: k.clone() });
-                    }
-                },
-            };
-            rows.push(journal::JournalRow {
-                entry,
-                link_id: entry.link.map(link_id),
-                outbox_id,
-            });
-        }
-        receipt.journal_written = journal::insert_journal(tx, &rows, now)
-            .await
-            .map_err(op_err(|| {
-                format!("{op}: writing {} journal row(s)", rows.len())
-            }))?;
+        receipt.journal_written = write_journal(tx, parts.journal, &receipt, now, op).await?;
     }
-
-    // Conflicts: one row per (link, field); a later one in the batch wins.
     if !parts.conflicts.is_empty() {
-        let mut order = Vec::new();
-        let mut latest: HashMap<(i64, &str), &NewConflict> = HashMap::new();
-        for c in parts.conflicts {
-            let key = (link_id(c.link), c.field.as_str());
-            if latest.insert(key, c).is_none() {
-                order.push(key);
-            }
-        }
-        let rows: Vec<(&NewConflict, i64)> = order.iter().map(|k| (latest[k], k.0)).collect();
         receipt.conflicts_upserted =
-            conflicts::upsert_conflicts(tx, &rows, now)
-                .await
-                .map_err(op_err(|| {
-                    format!("{op}: recording {} conflict(s)", rows.len())
-                }))?;
+            record_conflicts(tx, parts.conflicts, &receipt.new_links, now, op).await?;
     }
-
     if !parts.dead_letters.is_empty() {
         receipt.dead_letters_written =
             dead_letters::insert_dead_letters(tx, parts.dead_letters, now)
@@ -368,33 +259,195 @@ pub(super) async fn apply(
                 }))?
                 .len() as u64;
     }
-
-    // Cursors: merge advances of the same key in order, then upsert each.
     if !parts.cursors.is_empty() {
-        let mut merged: Vec<CursorAdvance> = Vec::new();
-        for adv in parts.cursors {
-            match merged.iter().position(|m| m.key() == adv.key()) {
-                Some(i) => {
-                    let prev = merged.remove(i);
-                    merged.insert(i, prev.then(adv.clone()));
-                }
-                None => merged.push(adv.clone()),
-            }
-        }
-        for adv in &merged {
-            cursors::upsert_cursor(tx, adv, now)
-                .await
-                .map_err(op_err(|| {
-                    format!(
-                        "{op}: advancing cursor (pair={}, side={}, entity={}, stream={:?})",
-                        adv.pair, adv.side, adv.entity, adv.stream
-                    )
-                }))?;
-        }
-        receipt.cursors_advanced = merged.len() as u64;
+        receipt.cursors_advanced = advance_cursors(tx, parts.cursors, now, op).await?;
     }
-
     Ok(receipt)
+}
+
+/// The mirror id of a link a row names (every `New` reference is one of
+/// `new_links`: validated before anything is written).
+fn link_id(new_links: &HashMap<u32, i64>, link: LinkRef) -> i64 {
+    match link {
+        LinkRef::Existing(id) => id,
+        LinkRef::New(local_ref) => new_links[&local_ref],
+    }
+}
+
+/// Inserts the new links, with ids reserved first so every other row can
+/// point at them; returns their ids by `local_ref`.
+async fn insert_new_links(
+    tx: &mut Tx,
+    writes: &[LinkWrite],
+    now: DateTime<Utc>,
+    op: &'static str,
+) -> Result<HashMap<u32, i64>> {
+    let inserts: Vec<(u32, &NewLink)> = writes
+        .iter()
+        .filter_map(|w| match w {
+            LinkWrite::Insert { local_ref, link } => Some((*local_ref, link)),
+            LinkWrite::Update(_) => None,
+        })
+        .collect();
+    if inserts.is_empty() {
+        return Ok(HashMap::new());
+    }
+    let ids = links::reserve_link_ids(tx, inserts.len())
+        .await
+        .map_err(op_err(|| {
+            format!("{op}: reserving {} link id(s)", inserts.len())
+        }))?;
+    let rows: Vec<(i64, &NewLink)> = ids
+        .iter()
+        .zip(&inserts)
+        .map(|(id, (_, link))| (*id, *link))
+        .collect();
+    links::insert_links(tx, &rows, now)
+        .await
+        .map_err(op_err(|| format!("{op}: inserting {} link(s)", rows.len())))?;
+    Ok(inserts
+        .iter()
+        .zip(&ids)
+        .map(|((local_ref, _), id)| (*local_ref, *id))
+        .collect())
+}
+
+/// Enqueues the outbox rows (`ON CONFLICT (idempotency_key) DO NOTHING`);
+/// returns the ids of those actually enqueued, by key.
+async fn enqueue(
+    tx: &mut Tx,
+    items: &[NewOutboxItem],
+    new_links: &HashMap<u32, i64>,
+    now: DateTime<Utc>,
+    op: &'static str,
+) -> Result<HashMap<String, i64>> {
+    let rows: Vec<(&NewOutboxItem, Option<i64>)> = items
+        .iter()
+        .map(|o| (o, o.link.map(|l| link_id(new_links, l))))
+        .collect();
+    outbox::insert_outbox(tx, &rows, now)
+        .await
+        .map_err(op_err(|| {
+            format!("{op}: enqueuing {} outbox item(s)", rows.len())
+        }))
+}
+
+/// The keys of `items` already in the outbox (not in `new`), once each.
+fn duplicates(items: &[NewOutboxItem], new: &HashMap<String, i64>) -> Vec<String> {
+    let mut seen = HashSet::new();
+    items
+        .iter()
+        .map(|o| o.idempotency_key.as_str())
+        .filter(|k| !new.contains_key(*k) && seen.insert(*k))
+        .map(str::to_owned)
+        .collect()
+}
+
+/// Writes the journal rows, their outbox references resolved by key (an
+/// item of this unit, or one already in the outbox); returns how many.
+async fn write_journal(
+    tx: &mut Tx,
+    entries: &[NewJournalEntry],
+    receipt: &CommitReceipt,
+    now: DateTime<Utc>,
+    op: &'static str,
+) -> Result<u64> {
+    let wanted: Vec<&str> = entries
+        .iter()
+        .filter_map(|j| match &j.outbox {
+            Some(OutboxRef::Key(k)) if !receipt.outbox_new.contains_key(k) => Some(k.as_str()),
+            _ => None,
+        })
+        .collect::<HashSet<_>>()
+        .into_iter()
+        .collect();
+    let mut by_key = if wanted.is_empty() {
+        HashMap::new()
+    } else {
+        outbox::outbox_ids_by_key(tx, &wanted)
+            .await
+            .map_err(op_err(|| format!("{op}: looking up outbox keys")))?
+    };
+    by_key.extend(receipt.outbox_new.iter().map(|(k, v)| (k.clone(), *v)));
+    let mut rows = Vec::with_capacity(entries.len());
+    for entry in entries {
+        let outbox_id = match &entry.outbox {
+            None => None,
+            Some(OutboxRef::Id(id)) => Some(*id),
+            Some(OutboxRef::Key(k)) => match by_key.get(k) {
+                Some(id) => Some(*id),
+                None => {
+                    return Err(StoreError::UnknownOutboxKey { op, key: k.clone() });
+                }
+            },
+        };
+        rows.push(journal::JournalRow {
+            entry,
+            link_id: entry.link.map(|l| link_id(&receipt.new_links, l)),
+            outbox_id,
+        });
+    }
+    journal::insert_journal(tx, &rows, now)
+        .await
+        .map_err(op_err(|| {
+            format!("{op}: writing {} journal row(s)", rows.len())
+        }))
+}
+
+/// Opens or refreshes the conflicts: one row per (link, field), a later
+/// one in the batch winning; returns how many.
+async fn record_conflicts(
+    tx: &mut Tx,
+    conflicts: &[NewConflict],
+    new_links: &HashMap<u32, i64>,
+    now: DateTime<Utc>,
+    op: &'static str,
+) -> Result<u64> {
+    let mut order = Vec::new();
+    let mut latest: HashMap<(i64, &str), &NewConflict> = HashMap::new();
+    for c in conflicts {
+        let key = (link_id(new_links, c.link), c.field.as_str());
+        if latest.insert(key, c).is_none() {
+            order.push(key);
+        }
+    }
+    let rows: Vec<(&NewConflict, i64)> = order.iter().map(|k| (latest[k], k.0)).collect();
+    conflicts::upsert_conflicts(tx, &rows, now)
+        .await
+        .map_err(op_err(|| {
+            format!("{op}: recording {} conflict(s)", rows.len())
+        }))
+}
+
+/// Merges the advances of the same cursor in order, then upserts each;
+/// returns how many cursor rows were written.
+async fn advance_cursors(
+    tx: &mut Tx,
+    advances: &[CursorAdvance],
+    now: DateTime<Utc>,
+    op: &'static str,
+) -> Result<u64> {
+    let mut merged: Vec<CursorAdvance> = Vec::new();
+    for adv in advances {
+        match merged.iter().position(|m| m.key() == adv.key()) {
+            Some(i) => {
+                let prev = merged.remove(i);
+                merged.insert(i, prev.then(adv.clone()));
+            }
+            None => merged.push(adv.clone()),
+        }
+    }
+    for adv in &merged {
+        cursors::upsert_cursor(tx, adv, now)
+            .await
+            .map_err(op_err(|| {
+                format!(
+                    "{op}: advancing cursor (pair={}, side={}, entity={}, stream={:?})",
+                    adv.pair, adv.side, adv.entity, adv.stream
+                )
+            }))?;
+    }
+    Ok(merged.len() as u64)
 }
 
 /// Folds several updates of the same link into one (in order), keeping the

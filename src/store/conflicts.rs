@@ -1,14 +1,69 @@
 //! Field conflicts parked by the `manual` policy until an operator decides.
 
 use chrono::{DateTime, Utc};
+use serde_json::Value;
 use sqlx::types::Json;
 
 use super::changeset::{apply, Changeset, CommitReceipt, Parts};
 use super::error::{op_err, Result, StoreError};
-use super::journal::{insert_journal, JournalRow};
-use super::model::{Conflict, JournalAction, LinkRef, LinkWrite, NewConflict, NewJournalEntry};
+use super::journal::{insert_journal, JournalAction, JournalRow, NewJournalEntry};
+use super::links::{LinkRef, LinkWrite};
 use super::sql::{dialect, now, rows_per_statement, values_with_suffix};
 use super::{Store, Tx};
+use crate::domain::{text_enum, EntityKind, Side};
+
+text_enum! {
+    /// State of a field conflict.
+    pub enum ConflictStatus as "conflict status" {
+        Open => "open",
+        Resolved => "resolved",
+    }
+}
+
+/// A field edited on both sides that policy parked for an operator. If an
+/// open conflict exists for (link, field), its values are updated instead.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewConflict {
+    pub pair: String,
+    pub entity: EntityKind,
+    pub link: LinkRef,
+    pub field: String,
+    pub base_value: Option<Value>,
+    pub a_value: Option<Value>,
+    pub b_value: Option<Value>,
+}
+
+/// A parked field conflict.
+#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
+pub struct Conflict {
+    pub id: i64,
+    pub pair: String,
+    pub entity: EntityKind,
+    pub link_id: i64,
+    pub field: String,
+    #[sqlx(json(nullable))]
+    pub base_value: Option<Value>,
+    #[sqlx(json(nullable))]
+    pub a_value: Option<Value>,
+    #[sqlx(json(nullable))]
+    pub b_value: Option<Value>,
+    pub status: ConflictStatus,
+    pub resolution: Option<String>,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+    pub resolved_at: Option<DateTime<Utc>>,
+}
+
+impl Conflict {
+    /// The value `side` held when the conflict was parked (or last
+    /// refreshed).
+    pub fn value_of(&self, side: Side) -> &Option<Value> {
+        match side {
+            Side::Ghl => &self.a_value,
+            Side::App => &self.b_value,
+        }
+    }
+}
 
 const CONFLICT_COLUMNS: &str = "id, pair, entity, link_id, field, base_value, a_value, b_value, \
      status, resolution, created_at, updated_at, resolved_at";

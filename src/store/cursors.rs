@@ -5,10 +5,77 @@
 use chrono::{DateTime, Utc};
 
 use super::error::{op_err, Result};
-use super::model::{Cursor, CursorAdvance};
+use super::model::Change;
 use super::sql::{us, us_opt};
 use super::{Store, Tx};
 use crate::domain::{EntityKind, Side};
+
+/// Where change detection stands for one (pair, side, entity, stream).
+#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
+pub struct Cursor {
+    pub pair: String,
+    pub side: Side,
+    pub entity: EntityKind,
+    /// Distinguishes several feeds of one entity, e.g. `search` vs
+    /// `business:<id>`; empty for the default feed.
+    pub stream: String,
+    /// Newest `updated_at` durably processed (the next poll starts here,
+    /// minus the overlap).
+    pub watermark: Option<DateTime<Utc>>,
+    /// Opaque pagination position (e.g. GHL `searchAfter`) of an unfinished pass.
+    pub cursor: Option<String>,
+    pub last_poll_at: Option<DateTime<Utc>>,
+    pub last_success_at: Option<DateTime<Utc>>,
+    pub last_full_sync_at: Option<DateTime<Utc>>,
+    pub updated_at: DateTime<Utc>,
+}
+
+/// Moves a cursor; the row is created if missing. `None` / `Change::Keep`
+/// leave the stored value.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CursorAdvance {
+    pub pair: String,
+    pub side: Side,
+    pub entity: EntityKind,
+    pub stream: String,
+    pub watermark: Change<DateTime<Utc>>,
+    pub cursor: Change<String>,
+    pub last_poll_at: Option<DateTime<Utc>>,
+    pub last_success_at: Option<DateTime<Utc>>,
+    pub last_full_sync_at: Option<DateTime<Utc>>,
+}
+
+impl CursorAdvance {
+    /// An advance that changes nothing yet; set the fields to move.
+    pub fn new(pair: &str, side: Side, entity: EntityKind, stream: &str) -> Self {
+        CursorAdvance {
+            pair: pair.to_owned(),
+            side,
+            entity,
+            stream: stream.to_owned(),
+            watermark: Change::Keep,
+            cursor: Change::Keep,
+            last_poll_at: None,
+            last_success_at: None,
+            last_full_sync_at: None,
+        }
+    }
+
+    pub(crate) fn key(&self) -> (&str, Side, EntityKind, &str) {
+        (&self.pair, self.side, self.entity, &self.stream)
+    }
+
+    pub(crate) fn then(self, later: CursorAdvance) -> CursorAdvance {
+        CursorAdvance {
+            watermark: self.watermark.then(later.watermark),
+            cursor: self.cursor.then(later.cursor),
+            last_poll_at: later.last_poll_at.or(self.last_poll_at),
+            last_success_at: later.last_success_at.or(self.last_success_at),
+            last_full_sync_at: later.last_full_sync_at.or(self.last_full_sync_at),
+            ..self
+        }
+    }
+}
 
 const CURSOR_COLUMNS: &str = "pair, side, entity, stream, watermark, cursor, last_poll_at, \
      last_success_at, last_full_sync_at, updated_at";

@@ -2,18 +2,65 @@
 //! reason for an operator to retry or drop.
 
 use chrono::{DateTime, Utc};
+use serde_json::Value;
 use sqlx::types::Json;
 
 use super::error::{op_err, Result, StoreError};
-use super::journal::journal_item_and_commit;
-use super::model::{
-    DeadLetter, DeadLetterStage, DeadLetterStatus, Direction, JournalAction, NewDeadLetter,
-    NewJournalEntry, OutboxItem,
-};
-use super::outbox::OUTBOX_COLUMNS;
+use super::journal::{journal_item_and_commit, Direction, JournalAction, NewJournalEntry};
+use super::outbox::{OutboxItem, OUTBOX_COLUMNS};
 use super::sql::{dialect, now, rows_per_statement, values_with_suffix};
 use super::{Store, Tx};
-use crate::domain::{EntityKind, Side};
+use crate::domain::{text_enum, EntityKind, Side};
+
+text_enum! {
+    /// Operator-facing state of a dead letter.
+    pub enum DeadLetterStatus as "dead letter status" {
+        Open => "open",
+        Retried => "retried",
+        Dropped => "dropped",
+    }
+}
+
+text_enum! {
+    /// Where in the data path a dead-lettered record failed.
+    pub enum DeadLetterStage as "dead letter stage" {
+        Read => "read",
+        Map => "map",
+        Write => "write",
+    }
+}
+
+/// A record or write that failed for good.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewDeadLetter {
+    pub pair: String,
+    /// The side whose record (read, map) or write failed.
+    pub side: Side,
+    pub entity: EntityKind,
+    pub record_id: Option<String>,
+    pub outbox_id: Option<i64>,
+    pub stage: DeadLetterStage,
+    pub reason: String,
+    pub payload: Option<Value>,
+}
+
+/// A dead-lettered record or write.
+#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
+pub struct DeadLetter {
+    pub id: i64,
+    pub pair: String,
+    pub side: Side,
+    pub entity: EntityKind,
+    pub record_id: Option<String>,
+    pub outbox_id: Option<i64>,
+    pub stage: DeadLetterStage,
+    pub reason: String,
+    #[sqlx(json(nullable))]
+    pub payload: Option<Value>,
+    pub status: DeadLetterStatus,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+}
 
 const DEAD_LETTER_COLUMNS: &str = "id, pair, side, entity, record_id, outbox_id, stage, reason, \
      payload, status, created_at, updated_at";
@@ -239,10 +286,7 @@ impl Store {
         };
         let mut entry = NewJournalEntry::new(&item.pair, item.entity, JournalAction::Planned);
         entry.direction = Some(Direction::towards(item.target_side));
-        match item.target_side {
-            Side::Ghl => entry.a_id = item.target_id.clone(),
-            Side::App => entry.b_id = item.target_id.clone(),
-        }
+        entry.set_id(item.target_side, item.target_id.clone());
         entry.fields = item
             .payload
             .get("changed")

@@ -6,7 +6,8 @@
 
 use std::path::PathBuf;
 
-use super::model::{DeadLetterStatus, OutboxStatus};
+use super::dead_letters::DeadLetterStatus;
+use super::outbox::OutboxStatus;
 use crate::domain::Side;
 
 /// Result of every store operation.

@@ -8,7 +8,7 @@ use chrono::{DateTime, Utc};
 use crate::domain::{PerSide, Side};
 
 use super::error::{op_err, Result};
-use super::model::OutboxStatus;
+use super::outbox::OutboxStatus;
 use super::sql::{now, us};
 use super::Store;
 

@@ -4,10 +4,115 @@ use chrono::{DateTime, Utc};
 use sqlx::types::Json;
 
 use super::error::{op_err, Result};
-use super::model::{JournalEntry, NewJournalEntry, OutboxItem};
+use super::links::LinkRef;
+use super::outbox::OutboxItem;
 use super::sql::{rows_per_ordered_statement, sqlite_insert, sqlite_time};
 use super::{Store, Tx};
 use crate::config::database::Backend;
+use crate::domain::{text_enum, EntityKind, Side};
+
+text_enum! {
+    /// Which way a change flows.
+    pub enum Direction as "direction" {
+        AToB => "a_to_b",
+        BToA => "b_to_a",
+    }
+}
+
+impl Direction {
+    /// The direction of a write that lands on `target`.
+    pub fn towards(target: Side) -> Direction {
+        match target {
+            Side::Ghl => Direction::BToA,
+            Side::App => Direction::AToB,
+        }
+    }
+}
+
+text_enum! {
+    /// What happened to a record, as recorded in the journal.
+    pub enum JournalAction as "journal action" {
+        Seen => "seen",
+        Planned => "planned",
+        Applied => "applied",
+        SkippedEcho => "skipped_echo",
+        Filtered => "filtered",
+        ConflictOpened => "conflict_opened",
+        ConflictResolved => "conflict_resolved",
+        DeadLettered => "dead_lettered",
+        FailedAttempt => "failed_attempt",
+    }
+}
+
+/// How a journal row names an outbox item.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum OutboxRef {
+    Id(i64),
+    /// By idempotency key: an item of the same changeset (new or duplicate)
+    /// or already in the outbox.
+    Key(String),
+}
+
+/// A journal row to write; the store stamps `at` with the commit time.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewJournalEntry {
+    pub pair: String,
+    pub entity: EntityKind,
+    pub link: Option<LinkRef>,
+    pub direction: Option<Direction>,
+    pub a_id: Option<String>,
+    pub b_id: Option<String>,
+    pub action: JournalAction,
+    /// Canonical names of the fields concerned (may be empty).
+    pub fields: Vec<String>,
+    pub outbox: Option<OutboxRef>,
+    pub detail: Option<String>,
+}
+
+impl NewJournalEntry {
+    /// A row with only the required parts; set the rest as needed.
+    pub fn new(pair: &str, entity: EntityKind, action: JournalAction) -> Self {
+        NewJournalEntry {
+            pair: pair.to_owned(),
+            entity,
+            link: None,
+            direction: None,
+            a_id: None,
+            b_id: None,
+            action,
+            fields: Vec::new(),
+            outbox: None,
+            detail: None,
+        }
+    }
+
+    /// Sets the record's id on `side` (`a_id` for the GHL side, `b_id`
+    /// for the other).
+    pub fn set_id(&mut self, side: Side, id: Option<String>) {
+        match side {
+            Side::Ghl => self.a_id = id,
+            Side::App => self.b_id = id,
+        }
+    }
+}
+
+/// A row of the audit history.
+#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
+pub struct JournalEntry {
+    pub id: i64,
+    pub at: DateTime<Utc>,
+    pub pair: String,
+    pub entity: EntityKind,
+    pub link_id: Option<i64>,
+    pub direction: Option<Direction>,
+    pub a_id: Option<String>,
+    pub b_id: Option<String>,
+    pub action: JournalAction,
+    #[sqlx(json)]
+    pub fields: Vec<String>,
+    pub outbox_id: Option<i64>,
+    pub detail: Option<String>,
+}
 
 const JOURNAL_COLUMNS: &str =
     "id, at, pair, entity, link_id, direction, a_id, b_id, action, fields, outbox_id, detail";
@@ -89,7 +194,7 @@ pub(super) async fn insert_journal(
 }
 
 /// Postgres: one statement of one array per column, rows in order (see
-/// `links::INSERT_LINKS_POSTGRES` for why not a `VALUES` list).
+/// `links::write::INSERT_LINKS_POSTGRES` for why not a `VALUES` list).
 const INSERT_JOURNAL_POSTGRES: &str = "INSERT INTO journal (pair, entity, link_id, direction, \
      a_id, b_id, action, fields, outbox_id, detail, at) \
      SELECT t.pair, t.entity, t.link_id, t.direction, t.a_id, t.b_id, t.action, t.fields, \

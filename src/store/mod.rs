@@ -99,16 +99,19 @@ mod sql;
 mod tokens;
 
 pub use changeset::{Changeset, CommitReceipt, Completion};
+pub use conflicts::{Conflict, ConflictStatus, NewConflict};
+pub use cursors::{Cursor, CursorAdvance};
+pub use dead_letters::{DeadLetter, DeadLetterStage, DeadLetterStatus, NewDeadLetter};
 pub use error::{Result, StoreError};
 pub use health::{PairBacklog, SideHealth, SideOutbox};
-pub use model::{
-    Change, Conflict, ConflictStatus, Cursor, CursorAdvance, DeadLetter, DeadLetterStage,
-    DeadLetterStatus, Direction, FailOutcome, JournalAction, JournalEntry, Link, LinkRef, LinkSide,
-    LinkUpdate, LinkWrite, NewConflict, NewDeadLetter, NewJournalEntry, NewLink, NewOutboxItem,
-    OutboxDepth, OutboxItem, OutboxOp, OutboxRef, OutboxStatus, Pair, PairRegistration, PairSide,
-    PayloadJson, SidePatch, Snapshot, StoredToken,
+pub use journal::{Direction, JournalAction, JournalEntry, NewJournalEntry, OutboxRef};
+pub use links::{Link, LinkRef, LinkSide, LinkUpdate, LinkWrite, NewLink, SidePatch, Snapshot};
+pub use model::{Change, StoredToken};
+pub use outbox::{
+    FailOutcome, LeasedWrites, NewOutboxItem, OutboxDepth, OutboxItem, OutboxOp, OutboxStatus,
+    PayloadJson,
 };
-pub use outbox::LeasedWrites;
+pub use pairs::{Pair, PairRegistration, PairSide};
 
 static SQLITE_MIGRATOR: Migrator = sqlx::migrate!("migrations/sqlite");
 static POSTGRES_MIGRATOR: Migrator = sqlx::migrate!("migrations/postgres");

@@ -4,10 +4,39 @@
 use chrono::{DateTime, Utc};
 
 use super::error::{op_err, Result, StoreError};
-use super::model::{Pair, PairRegistration, PairSide};
 use super::sql::now;
 use super::Store;
 use crate::domain::Side;
+
+/// One side of a pair as configured: recorded so that a pair is never
+/// silently re-pointed at another location under its existing links.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PairSide {
+    /// The configured side name (e.g. `ghl_main`).
+    pub side: String,
+    /// The connector kind (e.g. `ghl`, `rest`).
+    pub kind: String,
+    /// The GHL location id (None for sides without one).
+    pub location: Option<String>,
+}
+
+/// What the engine registers for each configured pair at start-up.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PairRegistration {
+    pub name: String,
+    pub a: PairSide,
+    pub b: PairSide,
+}
+
+/// A registered pair.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Pair {
+    pub name: String,
+    pub a: PairSide,
+    pub b: PairSide,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+}
 
 const PAIR_COLUMNS: &str =
     "name, a_side, a_kind, a_location, b_side, b_kind, b_location, created_at, updated_at";

@@ -48,8 +48,7 @@ fn merge_both(default_policy: Policy, base: &Canonical, ghl: &Canonical, app: &C
         EntityKind::Contact,
         default_policy,
         Some(base),
-        Some(state(ghl, 1)),
-        Some(state(app, 2)),
+        PerSide::new(Some(state(ghl, 1)), Some(state(app, 2))),
     )
 }
 
@@ -79,8 +78,8 @@ fn edits_to_different_fields_on_each_side_both_survive() {
         merge.merged,
         canonical(json!({"email": "new@x.com", "phone": "+2", "tags": ["vip"]}))
     );
-    assert_eq!(merge.to_app, canonical(json!({"email": "new@x.com"})));
-    assert_eq!(merge.to_ghl, canonical(json!({"phone": "+2"})));
+    assert_eq!(merge.writes.app, canonical(json!({"email": "new@x.com"})));
+    assert_eq!(merge.writes.ghl, canonical(json!({"phone": "+2"})));
 }
 
 #[test]
@@ -92,8 +91,8 @@ fn the_same_field_is_settled_by_its_policy() {
     let merge = merge_both(Policy::Newest, &base, &ghl, &app);
     assert_eq!(merge.merged["email"], "p@x.com");
     assert_eq!(merge.merged["phone"], "+10");
-    assert_eq!(merge.to_ghl, canonical(json!({"email": "p@x.com"})));
-    assert_eq!(merge.to_app, canonical(json!({"phone": "+10"})));
+    assert_eq!(merge.writes.ghl, canonical(json!({"email": "p@x.com"})));
+    assert_eq!(merge.writes.app, canonical(json!({"phone": "+10"})));
 }
 
 #[test]
@@ -102,7 +101,7 @@ fn manual_parks_the_field_and_writes_neither_side() {
     let ghl = canonical(json!({"company": "Acme Inc"}));
     let app = canonical(json!({"company": "ACME Corp"}));
     let merge = merge_both(Policy::Newest, &base, &ghl, &app);
-    assert!(merge.to_ghl.is_empty() && merge.to_app.is_empty());
+    assert!(merge.writes.ghl.is_empty() && merge.writes.app.is_empty());
     assert_eq!(
         merge.conflicts,
         vec![FieldConflict {
@@ -125,8 +124,8 @@ fn union_keeps_additions_from_both_and_removals_from_either() {
     let app = canonical(json!({"tags": ["b", "c", "p"]}));
     let merge = merge_both(Policy::Newest, &base, &ghl, &app);
     assert_eq!(merge.merged["tags"], json!(["b", "g", "p"]));
-    assert_eq!(merge.to_ghl["tags"], json!(["b", "g", "p"]));
-    assert_eq!(merge.to_app["tags"], json!(["b", "g", "p"]));
+    assert_eq!(merge.writes.ghl["tags"], json!(["b", "g", "p"]));
+    assert_eq!(merge.writes.app["tags"], json!(["b", "g", "p"]));
 }
 
 #[test]
@@ -145,11 +144,11 @@ fn a_one_way_field_never_flows_back() {
     let app = canonical(json!({"source": "edited in app"}));
     let merge = merge_both(Policy::Newest, &base, &ghl, &app);
     assert!(
-        merge.to_ghl.is_empty(),
+        merge.writes.ghl.is_empty(),
         "to_app fields are never written to GHL"
     );
     // ...and GHL's value is reasserted on the app.
-    assert_eq!(merge.to_app, canonical(json!({"source": "form"})));
+    assert_eq!(merge.writes.app, canonical(json!({"source": "form"})));
 }
 
 #[test]
@@ -157,7 +156,7 @@ fn a_cleared_field_is_cleared_on_the_other_side() {
     let base = canonical(json!({"email": "a@x.com"}));
     let ghl = canonical(json!({}));
     let merge = merge_both(Policy::Newest, &base, &ghl, &base);
-    assert_eq!(merge.to_app, canonical(json!({"email": null})));
+    assert_eq!(merge.writes.app, canonical(json!({"email": null})));
     assert!(!merge.merged.contains_key("email"));
 }
 
@@ -169,9 +168,8 @@ fn a_new_record_is_created_with_everything_it_should_carry() {
         EntityKind::Contact,
         Policy::Newest,
         None,
-        Some(state(&ghl, 1)),
-        None,
+        PerSide::new(Some(state(&ghl, 1)), None),
     );
-    assert_eq!(merge.to_app, ghl);
-    assert!(merge.to_ghl.is_empty());
+    assert_eq!(merge.writes.app, ghl);
+    assert!(merge.writes.ghl.is_empty());
 }

@@ -1,0 +1,82 @@
+//! Is this a version already processed? Polls overlap their watermark and
+//! reconciliations list everything, so most records read are versions a
+//! link has taken in already: skipped, unless a reconciliation finds that
+//! what such a version holds is not the base.
+
+use chrono::Duration;
+
+use super::Decider;
+use crate::connector::Record;
+use crate::domain::{EntityKind, Side};
+use crate::engine::{snapshot, PairRuntime};
+use crate::mapping::Canonical;
+use crate::store::Link;
+
+impl Decider<'_> {
+    /// Whether `record`, read from `source` and linked by `link`, is a
+    /// re-read to skip. A version recorded as seen that has diverged from
+    /// the base (see [`seen_but_diverged`](Self::seen_but_diverged)) is no
+    /// re-read: it is decided again as one microsecond newer than the one
+    /// seen, since the writes of the old one did not happen, and their
+    /// idempotency keys are taken.
+    pub(super) fn is_reread(&self, source: Side, record: &mut Record, link: &Link) -> bool {
+        if !already_decided(link, source, record) {
+            return false;
+        }
+        if !self.seen_but_diverged(source, record, link) {
+            return true;
+        }
+        if let Some(seen) = link.side(source).updated_at {
+            record.updated_at = record.updated_at.max(seen + Duration::microseconds(1));
+        }
+        false
+    }
+
+    /// For a version already recorded as seen: whether a reconciliation
+    /// must decide it anyway because what it holds is not the base.
+    fn seen_but_diverged(&self, source: Side, record: &Record, link: &Link) -> bool {
+        // A link whose other record is still being created has no base
+        // yet: its create is on its way, nothing diverged.
+        if !self.compare_content
+            || link.deleted_at.is_some()
+            || link.side(source.other()).id.is_none()
+        {
+            return false;
+        }
+        let map = &self.pair.settings.map;
+        let Ok(canonical) = map.to_canonical(record.entity, source, &record.fields) else {
+            // Unreadable: its dead letter was written when it was read.
+            return false;
+        };
+        let base = snapshot::canonical(&link.snapshot);
+        let diverged = !agrees_with_base(self.pair, record.entity, source, &canonical, &base);
+        if diverged {
+            tracing::info!(pair = %self.name(), entity = %record.entity, record = %record.id, "a version recorded as seen differs from the base; deciding it again");
+        }
+        diverged
+    }
+}
+
+/// Whether `record`, read from side `src`, is a version its link has
+/// already taken in (or the link is a tombstone): a re-read, not a change.
+pub(super) fn already_decided(link: &Link, src: Side, record: &Record) -> bool {
+    let seen = link.side(src).updated_at;
+    link.deleted_at.is_some() || seen.is_some_and(|seen| seen >= record.updated_at)
+}
+
+/// Whether every field `source` feeds holds its base value: nothing of
+/// this record is a change (our own write coming back, or an edit of
+/// unmapped fields).
+pub(super) fn agrees_with_base(
+    pair: &PairRuntime,
+    entity: EntityKind,
+    source: Side,
+    canonical: &Canonical,
+    base: &Canonical,
+) -> bool {
+    pair.settings
+        .map
+        .fields_of(entity)
+        .filter(|f| f.flow.reads_from(source))
+        .all(|f| canonical.get(&f.name) == base.get(&f.name))
+}
