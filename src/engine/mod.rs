@@ -43,7 +43,7 @@ use crate::domain::{EntityKind, PerSide, Side};
 use crate::store::{Store, StoreError};
 
 pub use build::{build, BuildError};
-pub use decide::WritePayload;
+pub use outbox::WritePayload;
 pub use report::{PairReport, PlannedWrite, Report, Stats};
 pub use resolve::{Choice, QueuedWrite, Resolution, ResolveError};
 pub use retry::{Retried, RetryError};

@@ -42,7 +42,7 @@ use crate::store::{
 
 /// The outbox payload, where the decision stage's callers have always
 /// named it (it lives in `engine::outbox`).
-pub(super) use super::outbox::WritePayload;
+use super::outbox::WritePayload;
 
 pub struct Decider<'a> {
     pair: &'a PairRuntime,
