@@ -83,7 +83,7 @@ use std::time::Duration;
 use url::Url;
 
 use super::reader::{Got, Secret, Table};
-use crate::connector::ghl::RetryPolicy;
+use crate::connector::http::RetryPolicy;
 pub use crate::connector::rest::spec::{ClientAuth, RestRateLimit};
 use crate::connector::rest::spec::{
     EntityApi, JsonPointer, Pagination, SignatureEncoding, SizeParam, Template, TimestampFormat,

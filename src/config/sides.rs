@@ -10,7 +10,8 @@ use url::Url;
 use super::reader::{Got, Secret, Table};
 use super::rest::{self, RestSide};
 use crate::connector::ghl::oauth::DEFAULT_AUTHORIZE_URL;
-use crate::connector::ghl::{RateLimits, RetryPolicy};
+use crate::connector::ghl::RateLimits;
+use crate::connector::http::RetryPolicy;
 
 /// The GoHighLevel API v2 host.
 pub const DEFAULT_GHL_BASE_URL: &str = "https://services.leadconnectorhq.com";

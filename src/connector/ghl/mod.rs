@@ -20,7 +20,7 @@ pub mod pages;
 pub mod webhook;
 
 pub use auth::{AuthError, Credentials, OAuthSession, TokenSource};
-pub use client::{ClientOptions, GhlClient, RetryPolicy};
+pub use client::{ClientOptions, GhlClient};
 pub use connector::GhlConnector;
 pub use endpoints::Deleted;
 pub use error::{Call, GhlError};

@@ -5,7 +5,7 @@ use std::num::NonZeroU32;
 use std::sync::Mutex;
 use std::time::Duration;
 
-use backon::{ExponentialBuilder, Retryable};
+use backon::Retryable;
 use bytes::Bytes;
 use chrono::Utc;
 use governor::{DefaultDirectRateLimiter, Quota};
@@ -18,8 +18,7 @@ use url::Url;
 use super::auth::{Auth, TokenFailure, Used};
 use super::records::parse_json;
 use super::spec::RestRateLimit;
-use crate::connector::ghl::RetryPolicy;
-use crate::connector::http::{read_limited, retry_after, snippet, ReadFailure};
+use crate::connector::http::{read_limited, retry_after, snippet, ReadFailure, RetryPolicy};
 
 /// One request, described before it is sent (and re-sent).
 #[derive(Debug, Clone)]
@@ -233,14 +232,6 @@ pub(crate) struct Client {
 }
 
 impl Client {
-    pub fn backoff(&self) -> ExponentialBuilder {
-        ExponentialBuilder::default()
-            .with_min_delay(self.retry.min_delay)
-            .with_max_delay(self.retry.max_delay)
-            .with_max_times(self.retry.max_attempts.saturating_sub(1))
-            .with_jitter()
-    }
-
     /// Sends a request with pacing, credentials and retries; a 2xx answer
     /// is returned whole, anything else as a [`CallError`].
     pub async fn execute(&self, request: &Request) -> Result<Reply, CallError> {
@@ -275,7 +266,7 @@ impl Client {
         Fut: std::future::Future<Output = Result<T, CallError>>,
     {
         attempt
-            .retry(self.backoff())
+            .retry(self.retry.backoff())
             .sleep(tokio::time::sleep)
             .when(|error: &CallError| {
                 error.failure.transient() && (request.idempotent || !error.failure.maybe_applied())

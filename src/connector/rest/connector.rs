@@ -551,7 +551,7 @@ impl Connector for RestConnector {
         let body = Self::wrap(api, Value::Object(fields.clone()));
         let started = Utc::now();
         let attempts = self.client.retry.max_attempts.max(1);
-        let mut delays = backon::BackoffBuilder::build(self.client.backoff());
+        let mut delays = backon::BackoffBuilder::build(self.client.retry.backoff());
         let mut last = String::new();
         for attempt in 1..=attempts {
             match self
