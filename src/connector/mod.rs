@@ -8,8 +8,10 @@ pub mod http;
 pub mod rest;
 
 mod record;
+mod webhook;
 
 pub use record::{Capabilities, ConnectorError, Deletion, EntityCaps, Page, Record};
+pub use webhook::{WebhookError, WebhookEvent};
 
 use crate::domain::{EntityKind, MatchKey};
 use async_trait::async_trait;
@@ -144,7 +146,7 @@ pub trait Connector: Send + Sync + std::fmt::Debug {
         _headers: &reqwest::header::HeaderMap,
         _body: &[u8],
         _now: DateTime<Utc>,
-    ) -> Option<Result<rest::WebhookEvent, rest::WebhookError>> {
+    ) -> Option<Result<WebhookEvent, WebhookError>> {
         None
     }
 }

@@ -16,7 +16,7 @@ use serde_json::json;
 
 use super::ServerState;
 use crate::connector::ghl::webhook::{EventAction, GhlEvent, WebhookError as GhlWebhookError};
-use crate::connector::rest::WebhookError as AppWebhookError;
+use crate::connector::WebhookError as AppWebhookError;
 use crate::domain::{EntityKind, Side};
 
 use crate::engine::{Target, TargetSlot};

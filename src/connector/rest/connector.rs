@@ -13,7 +13,9 @@ use super::pages::Listing;
 use super::records::{digits, holds, parse_json, Reader};
 use super::spec::{EntityApi, Template, CONTACT_ID, ID, VALUE};
 use super::{usable_id, RestConnector};
-use crate::connector::{Capabilities, Connector, ConnectorError, Deletion, Page, Record};
+use crate::connector::{
+    Capabilities, Connector, ConnectorError, Deletion, Page, Record, WebhookError, WebhookEvent,
+};
 use crate::domain::{EntityKind, MatchKey};
 
 /// How far before a create's first attempt the change feed is searched
@@ -386,7 +388,7 @@ impl Connector for RestConnector {
         headers: &reqwest::header::HeaderMap,
         body: &[u8],
         now: DateTime<Utc>,
-    ) -> Option<Result<super::WebhookEvent, super::WebhookError>> {
+    ) -> Option<Result<WebhookEvent, WebhookError>> {
         Some(RestConnector::verify_webhook(self, headers, body, now))
     }
 

@@ -33,7 +33,6 @@ use url::Url;
 pub use spec::{
     EntityApi, JsonPointer, Pagination, SizeParam, Template, TimestampFormat, WebhookSpec,
 };
-pub use webhook::{WebhookError, WebhookEvent};
 
 use self::auth::Auth;
 use self::client::{CallError, Client, Failure, Pacer, Request};
