@@ -15,6 +15,7 @@ use secrecy::SecretString;
 
 use super::error::{Origin, Problem};
 use super::ENV_PREFIX;
+use crate::connector::{Secret, SecretSource};
 
 /// The `origin` string the `config` crate gives values read from the
 /// environment.
@@ -140,31 +141,6 @@ impl<T> Got<T> {
             Got::Absent => Got::Absent,
             Got::Invalid => Got::Invalid,
             Got::Value(value) => Got::Value(f(value)),
-        }
-    }
-}
-
-/// A secret and where it was read from (for summaries; never its value).
-#[derive(Debug, Clone)]
-pub struct Secret {
-    pub value: SecretString,
-    pub source: SecretSource,
-}
-
-/// Where a secret came from, safe to print.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum SecretSource {
-    ConfigFile,
-    Environment(String),
-    File(PathBuf),
-}
-
-impl std::fmt::Display for SecretSource {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            SecretSource::ConfigFile => f.write_str("set in the config file"),
-            SecretSource::Environment(var) => write!(f, "from environment variable {var}"),
-            SecretSource::File(path) => write!(f, "read from {}", path.display()),
         }
     }
 }

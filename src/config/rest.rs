@@ -80,74 +80,14 @@
 
 use std::time::Duration;
 
-use url::Url;
-
-use super::reader::{Got, Secret, Table};
-use crate::connector::http::RetryPolicy;
-pub use crate::connector::rest::spec::{ClientAuth, RestRateLimit};
+use super::reader::{Got, Table};
+use crate::connector::rest::settings::{
+    ApiKeyPlacement, ClientAuth, RestAuth, RestRateLimit, RestSide, DEFAULT_MAX_BODY_BYTES,
+};
 use crate::connector::rest::spec::{
     EntityApi, JsonPointer, Pagination, SignatureEncoding, SizeParam, Template, TimestampFormat,
     WebhookSpec, CONTACT_ID, ID, VALUE,
 };
-
-/// Default largest response body.
-pub const DEFAULT_MAX_BODY_BYTES: u64 = 10 * 1024 * 1024;
-
-/// The operator's own app or CRM, reached over its REST API.
-#[derive(Debug, Clone)]
-pub struct RestSide {
-    pub base_url: Url,
-    pub auth: RestAuth,
-    /// Shared secret of the app's HMAC-signed webhooks, when it sends any.
-    pub webhook_secret: Option<Secret>,
-    /// Per-request timeout.
-    pub timeout: Duration,
-    /// Larger response bodies are refused rather than buffered.
-    pub max_body_bytes: u64,
-    pub rate_limit: RestRateLimit,
-    pub retry: RetryPolicy,
-    /// How webhooks are signed and read (meaningful with `webhook_secret`).
-    pub webhook: WebhookSpec,
-    /// Never write to this side, whatever the endpoints allow.
-    pub read_only: bool,
-    /// How contacts are listed, read and written (required). Boxed:
-    /// descriptions are large and settings move around in enums.
-    pub contacts: Box<EntityApi>,
-    pub tasks: Option<Box<EntityApi>>,
-    pub notes: Option<Box<EntityApi>>,
-}
-
-#[derive(Debug, Clone)]
-pub enum RestAuth {
-    None,
-    Bearer {
-        token: Secret,
-    },
-    /// A key sent in a header (for example `X-Api-Key`) or a query parameter.
-    ApiKey {
-        placement: ApiKeyPlacement,
-        name: String,
-        key: Secret,
-    },
-    Basic {
-        username: String,
-        password: Secret,
-    },
-    OAuth2ClientCredentials {
-        token_url: Url,
-        client_id: String,
-        client_secret: Secret,
-        scopes: Vec<String>,
-        /// How the client authenticates to the token endpoint.
-        client_auth: ClientAuth,
-    },
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ApiKeyPlacement {
-    Header,
-    Query,
-}
 
 pub(crate) fn read_rest(table: &mut Table<'_>) -> Option<RestSide> {
     let base_url = table.http_url("base_url");

@@ -8,9 +8,11 @@ pub mod http;
 pub mod rest;
 
 mod record;
+mod secret;
 mod webhook;
 
 pub use record::{Capabilities, ConnectorError, Deletion, EntityCaps, Page, Record};
+pub use secret::{Secret, SecretSource};
 pub use webhook::{WebhookError, WebhookEvent};
 
 use crate::domain::{EntityKind, MatchKey};

@@ -9,7 +9,7 @@ use super::auth::{AuthError, Credentials, OAuthSession, TokenSource};
 use super::client::{ClientOptions, GhlClient};
 use super::limiter::LimiterRegistry;
 use super::oauth::OAuthApp;
-use crate::config::{GhlAuth, GhlSide, OAuthInstall};
+use super::settings::{GhlAuth, GhlSide, OAuthInstall};
 use crate::store::Store;
 
 /// The Marketplace app of an OAuth side.

@@ -17,6 +17,7 @@ pub mod limiter;
 pub mod models;
 pub mod oauth;
 pub mod pages;
+pub mod settings;
 pub mod webhook;
 
 pub use auth::{AuthError, Credentials, OAuthSession, TokenSource};
@@ -30,3 +31,4 @@ pub use models::{
     Task, TaskFields, Upserted,
 };
 pub use oauth::{OAuthApp, OAuthError, TokenGrant};
+pub use settings::{GhlAuth, GhlSide, OAuthInstall};

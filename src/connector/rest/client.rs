@@ -17,7 +17,7 @@ use url::Url;
 
 use super::auth::{Auth, TokenFailure, Used};
 use super::records::parse_json;
-use super::spec::RestRateLimit;
+use super::settings::RestRateLimit;
 use crate::connector::http::{read_limited, retry_after, snippet, ReadFailure, RetryPolicy};
 
 /// One request, described before it is sent (and re-sent).

@@ -1,5 +1,5 @@
 //! The operator's own app as one side of a pair, described entirely in
-//! TOML (`[sides.<name>]` of kind `rest`, see [`crate::config::RestSide`]):
+//! TOML (`[sides.<name>]` of kind `rest`, see [`RestSide`]):
 //! endpoint templates, JSON pointers, a timestamp format and a pagination
 //! style per entity. No code per app.
 //!
@@ -11,7 +11,8 @@
 //! * `connector.rs`: the [`Connector`] implementation, with the create that
 //!   never duplicates.
 //! * `webhook.rs`: signature, timestamp and body checks of a webhook.
-//! * `spec.rs`: the API description types the configuration is read into.
+//! * `settings.rs`: the side's settings, which the configuration is read into.
+//! * `spec.rs`: the API description types the settings hold.
 
 // Errors carry the call they belong to; they are the slow path.
 #![allow(clippy::result_large_err)]
@@ -21,6 +22,7 @@ mod client;
 mod connector;
 mod pages;
 mod records;
+pub mod settings;
 pub mod spec;
 mod webhook;
 
@@ -30,6 +32,7 @@ use std::sync::Mutex;
 use serde_json::{Map, Value};
 use url::Url;
 
+pub use settings::{ApiKeyPlacement, ClientAuth, RestAuth, RestRateLimit, RestSide};
 pub use spec::{
     EntityApi, JsonPointer, Pagination, SizeParam, Template, TimestampFormat, WebhookSpec,
 };
@@ -37,9 +40,8 @@ pub use spec::{
 use self::auth::Auth;
 use self::client::{CallError, Client, Failure, Pacer, Request};
 use self::spec::Part;
-use crate::config::{RestSide, Secret};
 use crate::connector::http::api_client;
-use crate::connector::{Capabilities, ConnectorError, EntityCaps};
+use crate::connector::{Capabilities, ConnectorError, EntityCaps, Secret};
 use crate::domain::{EntityKind, MatchKey};
 
 /// Rejected records kept for [`RestConnector::take_rejected`] at most; the
