@@ -106,9 +106,12 @@ pub use model::{
     DeadLetterStatus, Direction, FailOutcome, JournalAction, JournalEntry, Link, LinkRef, LinkSide,
     LinkUpdate, LinkWrite, NewConflict, NewDeadLetter, NewJournalEntry, NewLink, NewOutboxItem,
     OutboxDepth, OutboxItem, OutboxOp, OutboxRef, OutboxStatus, Pair, PairRegistration, PairSide,
-    PayloadJson, SidePatch, Snapshot, StoredToken,
+    PayloadJson, SidePatch, Snapshot,
 };
 pub use outbox::LeasedWrites;
+// The OAuth token sets this store keeps for the GHL connector, which owns
+// the type (see `tokens.rs`).
+pub use crate::connector::ghl::StoredToken;
 
 static SQLITE_MIGRATOR: Migrator = sqlx::migrate!("migrations/sqlite");
 static POSTGRES_MIGRATOR: Migrator = sqlx::migrate!("migrations/postgres");

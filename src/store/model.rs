@@ -4,7 +4,6 @@
 //! constraints in the schema), declared with `domain::text_enum!`.
 
 use chrono::{DateTime, Utc};
-use secrecy::SecretString;
 use serde_json::Value;
 
 use crate::domain::{text_enum, EntityKind, Side};
@@ -591,24 +590,5 @@ pub struct DeadLetter {
     pub payload: Option<Value>,
     pub status: DeadLetterStatus,
     pub created_at: DateTime<Utc>,
-    pub updated_at: DateTime<Utc>,
-}
-
-// ----------------------------------------------------------------- tokens --
-
-/// An OAuth token set of a GHL side. `Debug` redacts both tokens.
-#[derive(Debug, Clone)]
-pub struct StoredToken {
-    /// `location:<id>` or `company:<id>`.
-    pub subject: String,
-    pub client_id: String,
-    pub access_token: SecretString,
-    pub refresh_token: SecretString,
-    pub expires_at: DateTime<Utc>,
-    pub scopes: Vec<String>,
-    pub user_type: Option<String>,
-    pub company_id: Option<String>,
-    pub location_id: Option<String>,
-    /// When the token was obtained or last refreshed.
     pub updated_at: DateTime<Utc>,
 }

@@ -18,6 +18,7 @@ pub mod models;
 pub mod oauth;
 pub mod pages;
 pub mod settings;
+pub mod tokens;
 pub mod webhook;
 
 pub use auth::{AuthError, Credentials, OAuthSession, TokenSource};
@@ -32,3 +33,4 @@ pub use models::{
 };
 pub use oauth::{OAuthApp, OAuthError, TokenGrant};
 pub use settings::{GhlAuth, GhlSide, OAuthInstall};
+pub use tokens::{StoredToken, TokenStore, TokenStoreError};
