@@ -8,8 +8,9 @@
 //! * `auth.rs`: static credentials and OAuth 2.0 client-credentials tokens.
 //! * `pages.rs`: the six pagination styles as one stream of pages.
 //! * `records.rs`: bodies to records, each bad record refused on its own.
-//! * `connector.rs`: the [`Connector`] implementation, with the create that
-//!   never duplicates.
+//! * `connector.rs`: the [`Connector`] implementation.
+//! * `create.rs`: the create that never duplicates.
+//! * `lookup.rs`: contacts by email or phone, every answer checked.
 //! * `webhook.rs`: signature, timestamp and body checks of a webhook.
 //! * `settings.rs`: the side's settings, which the configuration is read into.
 //! * `spec.rs`: the API description types the settings hold.
@@ -20,6 +21,8 @@
 mod auth;
 mod client;
 mod connector;
+mod create;
+mod lookup;
 mod pages;
 mod records;
 pub mod settings;
