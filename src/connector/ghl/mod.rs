@@ -17,6 +17,7 @@ pub mod limiter;
 pub mod models;
 pub mod oauth;
 pub mod pages;
+mod reading;
 pub mod settings;
 pub mod tokens;
 pub mod webhook;
