@@ -13,9 +13,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use ghl_sync::connector::ghl::{
-    ClientOptions, Credentials, GhlClient, RateLimiter, RateLimits, RetryPolicy,
-};
+use ghl_sync::connector::ghl::{ClientOptions, Credentials, GhlClient, RateLimiter, RateLimits};
+use ghl_sync::connector::http::RetryPolicy;
 use ghlsync_sim::ghl::{GhlSim, SimOptions};
 use secrecy::SecretString;
 

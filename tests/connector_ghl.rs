@@ -9,8 +9,9 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use ghl_sync::connector::ghl::{
-    ClientOptions, Credentials, GhlClient, GhlConnector, RateLimiter, RateLimits, RetryPolicy,
+    ClientOptions, Credentials, GhlClient, GhlConnector, RateLimiter, RateLimits,
 };
+use ghl_sync::connector::http::RetryPolicy;
 use ghl_sync::connector::{Connector, Record};
 use ghlsync_sim::ghl::{GhlSim, RunningGhlSim, SimOptions};
 use secrecy::SecretString;

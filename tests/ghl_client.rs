@@ -13,8 +13,9 @@ use ghl_sync::connector::ghl::auth::stored_token;
 use ghl_sync::connector::ghl::client::http_client;
 use ghl_sync::connector::ghl::{
     ClientOptions, ContactFields, Credentials, GhlClient, GhlError, OAuthApp, OAuthSession,
-    RateLimiter, RateLimits, RetryPolicy, SearchQuery, TaskFields, TokenSource,
+    RateLimiter, RateLimits, SearchQuery, TaskFields, TokenSource,
 };
+use ghl_sync::connector::http::RetryPolicy;
 use ghl_sync::domain::EntityKind;
 use ghl_sync::store::{Store, StoredToken};
 use ghlsync_sim::ghl::{FaultConfig, FaultKind, GhlSim, RunningGhlSim, SimOptions};

@@ -18,8 +18,9 @@ use chrono::{TimeZone, Utc};
 use futures::TryStreamExt;
 use ghl_sync::connector::ghl::{
     ClientOptions, ContactFields, Credentials, GhlClient, NoteFields, RateLimiter, RateLimits,
-    RetryPolicy, SearchQuery, TaskFields,
+    SearchQuery, TaskFields,
 };
+use ghl_sync::connector::http::RetryPolicy;
 use secrecy::SecretString;
 use serde_json::{json, Value};
 

@@ -16,8 +16,8 @@ use axum::{Json, Router};
 use chrono::{DateTime, TimeZone, Utc};
 use futures::TryStreamExt;
 use ghl_sync::config::{self, LoadOptions, Problem, RestSide, SideKind};
-use ghl_sync::connector::rest::{RestConnector, WebhookError};
-use ghl_sync::connector::{Connector, ConnectorError, Page, Record};
+use ghl_sync::connector::rest::RestConnector;
+use ghl_sync::connector::{Connector, ConnectorError, Page, Record, WebhookError};
 use ghl_sync::domain::{EntityKind, MatchKey};
 use serde_json::{json, Map, Value};
 

@@ -9,7 +9,7 @@ use base64::engine::DecodePaddingMode;
 use base64::Engine as _;
 use secrecy::{ExposeSecret, SecretBox, SecretString};
 
-use super::reader::SecretSource;
+use crate::connector::SecretSource;
 
 /// Which SQL engine holds the mirror. Chosen by the scheme of `database.url`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -23,14 +23,17 @@ use secrecy::{ExposeSecret, SecretString};
 pub use database::{Backend, DatabaseSettings, TokenKey};
 pub use error::{ConfigError, Origin, Problem};
 pub use pairs::{ContactFilter, PairSettings};
-pub use reader::{env_var_for, Secret, SecretSource};
-pub use rest::{ApiKeyPlacement, RestAuth, RestSide};
+pub use reader::env_var_for;
 pub use server::{ServerSettings, WebhookSettings};
-pub use sides::{
-    GhlAuth, GhlSide, OAuthInstall, SideKind, SideSettings, DEFAULT_GHL_BASE_URL,
-    DEFAULT_GHL_SCOPES,
-};
+pub use sides::{SideKind, SideSettings};
 pub use sync::SyncSettings;
+
+// The settings types each connector owns, re-exported beside the
+// [`Settings`] that holds them: configuration fills them in, callers
+// reading settings find them here.
+pub use crate::connector::ghl::{GhlAuth, GhlSide, OAuthInstall};
+pub use crate::connector::rest::{ApiKeyPlacement, RestAuth, RestSide};
+pub use crate::connector::{Secret, SecretSource};
 
 use reader::{Context, FileLines, Got, Table};
 

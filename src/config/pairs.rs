@@ -8,7 +8,7 @@ use serde_json::Value;
 
 use super::reader::{Got, Table};
 use super::sides::{SideKind, SideSettings};
-use crate::domain::{EntityKind, MatchKey};
+use crate::domain::{EntityKind, MatchKey, PerSide, Side};
 
 use crate::mapping::{
     phone_region, Binding, DeletePolicy, FieldMap, Flow, Format, Normalize, PairMap, Policy,
@@ -31,6 +31,14 @@ pub struct PairSettings {
     /// Which GHL contacts take part (tasks, notes and appointments follow
     /// their contact).
     pub filter: ContactFilter,
+}
+
+impl PairSettings {
+    /// The configured name (`[sides.<name>]`) of the pair's side in role
+    /// `side`.
+    pub fn side_name(&self, side: Side) -> &str {
+        PerSide::new(&self.ghl, &self.app)[side]
+    }
 }
 
 /// `[pairs.<name>.filter]`: only GHL contacts of these businesses and/or

@@ -2,7 +2,7 @@
 //! failures (429, 5xx, timeouts, resets) are retried.
 
 use super::reader::{Got, Table};
-use crate::connector::ghl::RetryPolicy;
+use crate::connector::http::RetryPolicy;
 
 /// Reads the side's `retry` table; absent keys take the defaults.
 pub(super) fn read_retry(side: &mut Table<'_>) -> Option<RetryPolicy> {

@@ -1,9 +1,11 @@
 //! HTTP plumbing any connector can use: a client that never follows
-//! redirects, a body reader with a size cap, transport errors described
-//! with their cause, and `Retry-After`.
+//! redirects, the retry policy of transient failures, a body reader with a
+//! size cap, transport errors described with their cause, and
+//! `Retry-After`.
 
 use std::time::Duration;
 
+use backon::ExponentialBuilder;
 use bytes::Bytes;
 use chrono::{DateTime, Utc};
 use reqwest::header::HeaderMap;
@@ -20,6 +22,36 @@ pub fn api_client(timeout: Duration) -> Result<reqwest::Client, reqwest::Error> 
         .redirect(reqwest::redirect::Policy::none())
         .pool_idle_timeout(Duration::from_secs(60))
         .build()
+}
+
+/// How transient failures are retried.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RetryPolicy {
+    /// Attempts in all, the first included.
+    pub max_attempts: usize,
+    pub min_delay: Duration,
+    pub max_delay: Duration,
+}
+
+impl Default for RetryPolicy {
+    fn default() -> Self {
+        Self {
+            max_attempts: 6,
+            min_delay: Duration::from_millis(250),
+            max_delay: Duration::from_secs(30),
+        }
+    }
+}
+
+impl RetryPolicy {
+    /// Exponential delays with jitter between the attempts of this policy.
+    pub fn backoff(&self) -> ExponentialBuilder {
+        ExponentialBuilder::default()
+            .with_min_delay(self.min_delay)
+            .with_max_delay(self.max_delay)
+            .with_max_times(self.max_attempts.saturating_sub(1))
+            .with_jitter()
+    }
 }
 
 /// Why a response could not be read.

@@ -8,8 +8,12 @@ pub mod http;
 pub mod rest;
 
 mod record;
+mod secret;
+mod webhook;
 
 pub use record::{Capabilities, ConnectorError, Deletion, EntityCaps, Page, Record};
+pub use secret::{Secret, SecretSource};
+pub use webhook::{WebhookError, WebhookEvent};
 
 use crate::domain::{EntityKind, MatchKey};
 use async_trait::async_trait;
@@ -144,7 +148,7 @@ pub trait Connector: Send + Sync + std::fmt::Debug {
         _headers: &reqwest::header::HeaderMap,
         _body: &[u8],
         _now: DateTime<Utc>,
-    ) -> Option<Result<rest::WebhookEvent, rest::WebhookError>> {
+    ) -> Option<Result<WebhookEvent, WebhookError>> {
         None
     }
 }

@@ -47,16 +47,15 @@ impl ServerState {
         let mut app_sides = Vec::new();
         for pair in &engine.pairs {
             for role in Side::BOTH {
-                let name = match role {
-                    Side::Ghl => &pair.settings.ghl,
-                    Side::App => &pair.settings.app,
-                };
+                let name = pair.settings.side_name(role);
                 match settings.sides.get(name).map(|s| &s.kind) {
                     Some(SideKind::Ghl(ghl)) => ghl_locations
                         .entry(ghl.location_id.clone())
                         .or_default()
                         .push((pair.name().to_owned(), role)),
-                    _ if !app_sides.contains(name) => app_sides.push(name.clone()),
+                    _ if !app_sides.iter().any(|known| known == name) => {
+                        app_sides.push(name.to_owned())
+                    }
                     _ => {}
                 }
             }

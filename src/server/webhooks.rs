@@ -16,7 +16,7 @@ use serde_json::json;
 
 use super::ServerState;
 use crate::connector::ghl::webhook::{EventAction, GhlEvent, WebhookError as GhlWebhookError};
-use crate::connector::rest::WebhookError as AppWebhookError;
+use crate::connector::WebhookError as AppWebhookError;
 use crate::domain::{EntityKind, Side};
 
 use crate::engine::{Target, TargetSlot};
@@ -117,81 +117,24 @@ async fn accept_ghl(
     now: DateTime<Utc>,
     received: Instant,
 ) -> Outcome {
-    let unauthorized =
-        |result, message| Outcome::refused(StatusCode::UNAUTHORIZED, result, UNKNOWN, message);
-    match state.webhooks.ghl_keys.verify(headers, body) {
-        Ok(_) => {}
-        Err(error @ GhlWebhookError::MissingSignature) => {
-            return unauthorized("missing_signature", error.to_string())
-        }
-        Err(error) => return unauthorized("bad_signature", error.to_string()),
-    }
-    let event = match GhlEvent::parse(body) {
+    let event = match verified_ghl_event(state, headers, body) {
         Ok(event) => event,
-        Err(error) => {
-            return Outcome::refused(
-                StatusCode::BAD_REQUEST,
-                "malformed",
-                UNKNOWN,
-                error.to_string(),
-            )
-        }
+        Err(outcome) => return outcome,
     };
     let kind = event.kind.as_str();
-    let refuse = |status, result, message: String| Outcome::refused(status, result, kind, message);
-
-    // Replay protection (WebhookAuthentication.md): a timestamp within the
-    // window, and each webhookId once.
-    let Some(sent) = event.timestamp else {
-        return refuse(
-            StatusCode::UNAUTHORIZED,
-            "stale",
-            "the delivery has no timestamp, so its age cannot be checked".into(),
-        );
+    let webhook_id = match replay_checked_id(state, &event, now) {
+        Ok(id) => id,
+        Err(outcome) => return outcome,
     };
-    let window =
-        chrono::Duration::from_std(state.webhooks.replay_window).unwrap_or(chrono::Duration::MAX);
-    let skew = (now - sent).abs();
-    if skew > window {
-        return refuse(
-            StatusCode::UNAUTHORIZED,
-            "stale",
-            format!(
-                "timestamp {sent} is {}s from now, outside the {}s replay window",
-                skew.num_seconds(),
-                window.num_seconds()
-            ),
-        );
-    }
-    let Some(webhook_id) = event.webhook_id.clone().filter(|id| !id.is_empty()) else {
-        return refuse(
-            StatusCode::UNAUTHORIZED,
-            "missing_id",
-            "the delivery has no webhookId, so a replay could not be told apart".into(),
-        );
-    };
-
     let location = event.location_id.clone().unwrap_or_default();
     let routes = state
         .ghl_locations
         .get(&location)
         .cloned()
         .unwrap_or_default();
-    let (entity, id, parent_id) = match event.action() {
-        EventAction::Sync {
-            entity,
-            id,
-            parent_id,
-        } => (entity, id, parent_id),
-        EventAction::Install => {
-            tracing::info!(location = %location, "GHL reports the app installed on a location");
-            return Outcome::ok("install", kind, "noted");
-        }
-        EventAction::Uninstall => {
-            tracing::warn!(location = %location, "GHL reports the app uninstalled from a location: its tokens stop working and its pairs will turn unready");
-            return Outcome::ok("uninstall", kind, "noted");
-        }
-        EventAction::Ignore => return Outcome::ok("ignored", kind, "not an event the sync uses"),
+    let record = match synced_record(&event, &location) {
+        Ok(record) => record,
+        Err(outcome) => return outcome,
     };
     if routes.is_empty() {
         return Outcome::ok(
@@ -204,31 +147,140 @@ async fn accept_ghl(
         Ok(slots) => slots,
         Err(outcome) => return outcome,
     };
+    if let Err(outcome) = remember_delivery(state, &webhook_id, now, kind).await {
+        return outcome;
+    }
+    dispatch(state, routes, slots, &record, now, received);
+    Outcome::ok("accepted", kind, "queued")
+}
+
+/// The delivery's signature checked with GHL's keys over the raw bytes,
+/// then its body read as an event.
+fn verified_ghl_event(
+    state: &ServerState,
+    headers: &HeaderMap,
+    body: &[u8],
+) -> Result<GhlEvent, Outcome> {
+    let unauthorized =
+        |result, message| Outcome::refused(StatusCode::UNAUTHORIZED, result, UNKNOWN, message);
+    match state.webhooks.ghl_keys.verify(headers, body) {
+        Ok(_) => {}
+        Err(error @ GhlWebhookError::MissingSignature) => {
+            return Err(unauthorized("missing_signature", error.to_string()))
+        }
+        Err(error) => return Err(unauthorized("bad_signature", error.to_string())),
+    }
+    GhlEvent::parse(body).map_err(|error| {
+        Outcome::refused(
+            StatusCode::BAD_REQUEST,
+            "malformed",
+            UNKNOWN,
+            error.to_string(),
+        )
+    })
+}
+
+/// Replay protection (WebhookAuthentication.md): a timestamp within the
+/// window, and a webhookId (each is accepted once, see
+/// [`remember_delivery`]).
+fn replay_checked_id(
+    state: &ServerState,
+    event: &GhlEvent,
+    now: DateTime<Utc>,
+) -> Result<String, Outcome> {
+    let refuse = |result, message: String| {
+        Outcome::refused(
+            StatusCode::UNAUTHORIZED,
+            result,
+            event.kind.as_str(),
+            message,
+        )
+    };
+    let Some(sent) = event.timestamp else {
+        return Err(refuse(
+            "stale",
+            "the delivery has no timestamp, so its age cannot be checked".into(),
+        ));
+    };
+    let window =
+        chrono::Duration::from_std(state.webhooks.replay_window).unwrap_or(chrono::Duration::MAX);
+    let skew = (now - sent).abs();
+    if skew > window {
+        return Err(refuse(
+            "stale",
+            format!(
+                "timestamp {sent} is {}s from now, outside the {}s replay window",
+                skew.num_seconds(),
+                window.num_seconds()
+            ),
+        ));
+    }
+    event
+        .webhook_id
+        .clone()
+        .filter(|id| !id.is_empty())
+        .ok_or_else(|| {
+            refuse(
+                "missing_id",
+                "the delivery has no webhookId, so a replay could not be told apart".into(),
+            )
+        })
+}
+
+/// The record an event asks to sync; the other events (install,
+/// uninstall, the ones the sync does not use) are answered at once.
+fn synced_record(event: &GhlEvent, location: &str) -> Result<Record, Outcome> {
+    let kind = event.kind.as_str();
+    match event.action() {
+        EventAction::Sync {
+            entity,
+            id,
+            parent_id,
+        } => Ok(Record {
+            entity,
+            id,
+            parent_id,
+        }),
+        EventAction::Install => {
+            tracing::info!(location = %location, "GHL reports the app installed on a location");
+            Err(Outcome::ok("install", kind, "noted"))
+        }
+        EventAction::Uninstall => {
+            tracing::warn!(location = %location, "GHL reports the app uninstalled from a location: its tokens stop working and its pairs will turn unready");
+            Err(Outcome::ok("uninstall", kind, "noted"))
+        }
+        EventAction::Ignore => Err(Outcome::ok("ignored", kind, "not an event the sync uses")),
+    }
+}
+
+/// Notes the delivery as accepted, refusing one whose webhookId was
+/// accepted before (a replay).
+async fn remember_delivery(
+    state: &ServerState,
+    webhook_id: &str,
+    now: DateTime<Utc>,
+    kind: &str,
+) -> Result<(), Outcome> {
     match state
         .engine
         .store
-        .accept_delivery("ghl", &webhook_id, now)
+        .accept_delivery("ghl", webhook_id, now)
         .await
     {
-        Ok(true) => {}
-        Ok(false) => {
-            return refuse(
-                StatusCode::CONFLICT,
-                "replayed",
-                format!("webhookId {webhook_id} was already accepted"),
-            );
-        }
-        Err(error) => {
-            return refuse(BUSY, "store_unavailable", error.to_string());
-        }
+        Ok(true) => Ok(()),
+        Ok(false) => Err(Outcome::refused(
+            StatusCode::CONFLICT,
+            "replayed",
+            kind,
+            format!("webhookId {webhook_id} was already accepted"),
+        )),
+        Err(error) => Err(Outcome::refused(
+            BUSY,
+            "store_unavailable",
+            kind,
+            error.to_string(),
+        )),
     }
-    let record = Record {
-        entity,
-        id,
-        parent_id,
-    };
-    dispatch(state, routes, slots, &record, now, received);
-    Outcome::ok("accepted", kind, "queued")
 }
 
 /// The record a verified delivery names.

@@ -106,12 +106,15 @@ pub use error::{Result, StoreError};
 pub use health::{PairBacklog, SideHealth, SideOutbox};
 pub use journal::{Direction, JournalAction, JournalEntry, NewJournalEntry, OutboxRef};
 pub use links::{Link, LinkRef, LinkSide, LinkUpdate, LinkWrite, NewLink, SidePatch, Snapshot};
-pub use model::{Change, StoredToken};
+pub use model::Change;
 pub use outbox::{
     FailOutcome, LeasedWrites, NewOutboxItem, OutboxDepth, OutboxItem, OutboxOp, OutboxStatus,
     PayloadJson,
 };
 pub use pairs::{Pair, PairRegistration, PairSide};
+// The OAuth token sets this store keeps for the GHL connector, which owns
+// the type (see `tokens.rs`).
+pub use crate::connector::ghl::StoredToken;
 
 static SQLITE_MIGRATOR: Migrator = sqlx::migrate!("migrations/sqlite");
 static POSTGRES_MIGRATOR: Migrator = sqlx::migrate!("migrations/postgres");

@@ -1,18 +1,16 @@
-//! Values the mirror's tables share, and the token row type.
+//! Values the mirror's tables share.
 //!
 //! Each table's own records live beside its statements (`links`,
 //! `outbox`, `journal`, `conflicts`, `dead_letters`, `cursors`, `pairs`);
 //! `store/mod.rs` re-exports them all. What stays here belongs to no one
 //! table: [`Change`], the keep/set/clear of a nullable column that link
-//! updates and cursor advances both use, and [`StoredToken`], read and
-//! written by `tokens.rs`.
+//! updates and cursor advances both use. (The token row, `StoredToken`,
+//! belongs to the GHL connector, which defines what it keeps; `tokens.rs`
+//! stores it.)
 //!
 //! Enumerations are stored as short lowercase TEXT (guarded by CHECK
 //! constraints in the schema), declared with `domain::text_enum!` in the
 //! module of their table.
-
-use chrono::{DateTime, Utc};
-use secrecy::SecretString;
 
 /// A change to a nullable column: keep it, set it, or clear it to NULL.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -52,21 +50,4 @@ impl<T> Change<T> {
             other => other,
         }
     }
-}
-
-/// An OAuth token set of a GHL side. `Debug` redacts both tokens.
-#[derive(Debug, Clone)]
-pub struct StoredToken {
-    /// `location:<id>` or `company:<id>`.
-    pub subject: String,
-    pub client_id: String,
-    pub access_token: SecretString,
-    pub refresh_token: SecretString,
-    pub expires_at: DateTime<Utc>,
-    pub scopes: Vec<String>,
-    pub user_type: Option<String>,
-    pub company_id: Option<String>,
-    pub location_id: Option<String>,
-    /// When the token was obtained or last refreshed.
-    pub updated_at: DateTime<Utc>,
 }

@@ -10,10 +10,10 @@ use chrono::{DateTime, Utc};
 use secrecy::{ExposeSecret, SecretString};
 
 use super::error::{op_err, Result, StoreError};
-use super::model::StoredToken;
 use super::sealing::{self, TokenColumn, Unsealable};
 use super::sql::us;
 use super::Store;
+use crate::connector::ghl::{StoredToken, TokenStore, TokenStoreError};
 
 #[derive(sqlx::FromRow)]
 struct TokenRow {
@@ -193,5 +193,20 @@ impl Store {
                 "could not encrypt OAuth tokens stored in plain text; they stay so until the next refresh"
             ),
         }
+    }
+}
+
+/// The GHL connector's OAuth sessions keep their tokens in the mirror.
+#[async_trait::async_trait]
+impl TokenStore for Store {
+    async fn load(
+        &self,
+        subject: &str,
+    ) -> std::result::Result<Option<StoredToken>, TokenStoreError> {
+        Ok(self.load_token(subject).await?)
+    }
+
+    async fn save(&self, token: &StoredToken) -> std::result::Result<(), TokenStoreError> {
+        Ok(self.save_token(token).await?)
     }
 }

@@ -14,7 +14,7 @@ use secrecy::{ExposeSecret, SecretString};
 use tokio::sync::Mutex;
 
 use super::oauth::{self, OAuthApp, OAuthError, TokenGrant};
-use crate::store::{Store, StoredToken};
+use super::tokens::{StoredToken, TokenStore};
 
 /// Refresh this long before the access token expires.
 pub const REFRESH_MARGIN: Duration = Duration::from_secs(300);
@@ -84,7 +84,8 @@ pub enum TokenSource {
 pub struct OAuthSession {
     app: OAuthApp,
     http: reqwest::Client,
-    store: Store,
+    /// Where the token sets are kept (the mirror store).
+    tokens: Arc<dyn TokenStore>,
     side: String,
     location_id: String,
     source: TokenSource,
@@ -96,7 +97,7 @@ impl OAuthSession {
     pub fn new(
         app: OAuthApp,
         http: reqwest::Client,
-        store: Store,
+        tokens: impl TokenStore + 'static,
         side: &str,
         location_id: &str,
         source: TokenSource,
@@ -104,7 +105,7 @@ impl OAuthSession {
         Arc::new(Self {
             app,
             http,
-            store,
+            tokens: Arc::new(tokens),
             side: side.to_owned(),
             location_id: location_id.to_owned(),
             source,
@@ -153,8 +154,8 @@ impl OAuthSession {
     }
 
     async fn load(&self, subject: &str) -> Result<Option<StoredToken>, AuthError> {
-        self.store
-            .load_token(subject)
+        self.tokens
+            .load(subject)
             .await
             .map_err(|e| AuthError::Persist {
                 subject: subject.to_owned(),
@@ -282,8 +283,8 @@ impl OAuthSession {
     }
 
     async fn persist(&self, token: &StoredToken) -> Result<(), AuthError> {
-        self.store
-            .save_token(token)
+        self.tokens
+            .save(token)
             .await
             .map_err(|e| AuthError::Persist {
                 subject: token.subject.clone(),

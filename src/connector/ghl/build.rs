@@ -9,8 +9,8 @@ use super::auth::{AuthError, Credentials, OAuthSession, TokenSource};
 use super::client::{ClientOptions, GhlClient};
 use super::limiter::LimiterRegistry;
 use super::oauth::OAuthApp;
-use crate::config::{GhlAuth, GhlSide, OAuthInstall};
-use crate::store::Store;
+use super::settings::{GhlAuth, GhlSide, OAuthInstall};
+use super::tokens::TokenStore;
 
 /// The Marketplace app of an OAuth side.
 pub fn oauth_app(side: &GhlSide) -> Option<OAuthApp> {
@@ -44,11 +44,11 @@ pub fn budget_owner(side: &GhlSide) -> String {
 }
 
 /// The OAuth session of an OAuth side (`None` for a private token): how
-/// its location's tokens are found, refreshed and persisted.
+/// its location's tokens are found, refreshed and persisted in `tokens`.
 pub fn oauth_session(
     name: &str,
     side: &GhlSide,
-    store: &Store,
+    tokens: &(impl TokenStore + Clone + 'static),
     http: &reqwest::Client,
 ) -> Option<Arc<OAuthSession>> {
     let GhlAuth::OAuth { install, .. } = &side.auth else {
@@ -63,21 +63,21 @@ pub fn oauth_session(
     Some(OAuthSession::new(
         oauth_app(side)?,
         http.clone(),
-        store.clone(),
+        tokens.clone(),
         name,
         &side.location_id,
         source,
     ))
 }
 
-/// Builds the client of side `name`. OAuth sides need their tokens in the
-/// store (`ghlsync auth login`); their effective scopes are the configured
-/// ones that the token was also granted, so configuration can only narrow
-/// what a token may do.
+/// Builds the client of side `name`. OAuth sides need their tokens in
+/// `tokens` (`ghlsync auth login`); their effective scopes are the
+/// configured ones that the token was also granted, so configuration can
+/// only narrow what a token may do.
 pub async fn connect(
     name: &str,
     side: &GhlSide,
-    store: &Store,
+    tokens: &(impl TokenStore + Clone + 'static),
     limiters: &LimiterRegistry,
     http: reqwest::Client,
 ) -> Result<GhlClient, AuthError> {
@@ -87,7 +87,7 @@ pub async fn connect(
             side.scopes.clone(),
         ),
         GhlAuth::OAuth { .. } => {
-            let session = oauth_session(name, side, store, &http).expect("oauth side");
+            let session = oauth_session(name, side, tokens, &http).expect("oauth side");
             let granted = session.token().await?.scopes;
             let scopes = side
                 .scopes

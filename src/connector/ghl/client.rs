@@ -4,7 +4,7 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use backon::{ExponentialBuilder, Retryable};
+use backon::Retryable;
 use bytes::Bytes;
 use reqwest::header::HeaderMap;
 use reqwest::{Method, StatusCode};
@@ -17,42 +17,13 @@ use super::auth::Credentials;
 use super::error::{Call, GhlError};
 use super::limiter::{Access, RateLimiter};
 use super::models::API_VERSION;
-use crate::connector::http::{self, looks_like_json, snippet};
+use crate::connector::http::{self, looks_like_json, snippet, RetryPolicy};
 
 /// The scope every write to contacts, tasks, notes and tags needs.
 pub const WRITE_SCOPE: &str = "contacts.write";
 
 /// Responses larger than this are refused rather than buffered.
 pub const MAX_RESPONSE_BYTES: u64 = 32 * 1024 * 1024;
-
-/// How transient failures are retried.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct RetryPolicy {
-    /// Attempts in all, the first included.
-    pub max_attempts: usize,
-    pub min_delay: Duration,
-    pub max_delay: Duration,
-}
-
-impl Default for RetryPolicy {
-    fn default() -> Self {
-        Self {
-            max_attempts: 6,
-            min_delay: Duration::from_millis(250),
-            max_delay: Duration::from_secs(30),
-        }
-    }
-}
-
-impl RetryPolicy {
-    fn backoff(&self) -> ExponentialBuilder {
-        ExponentialBuilder::default()
-            .with_min_delay(self.min_delay)
-            .with_max_delay(self.max_delay)
-            .with_max_times(self.max_attempts.saturating_sub(1))
-            .with_jitter()
-    }
-}
 
 /// What a [`GhlClient`] is built from.
 #[derive(Debug, Clone)]

@@ -11,9 +11,10 @@ use serde_json::{json, Value};
 use super::client::{GhlClient, Request};
 use super::error::GhlError;
 use super::models::{
-    read_record, read_records, Appointment, Contact, ContactFields, Listing, Note, NoteFields,
-    Task, TaskFields, Unreadable, Upserted,
+    Appointment, Contact, ContactFields, Listing, Note, NoteFields, Task, TaskFields, Unreadable,
+    Upserted,
 };
+use super::reading::{read_record, read_records};
 
 #[derive(Deserialize)]
 struct ContactEnvelope {

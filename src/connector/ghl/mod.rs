@@ -17,10 +17,13 @@ pub mod limiter;
 pub mod models;
 pub mod oauth;
 pub mod pages;
+mod reading;
+pub mod settings;
+pub mod tokens;
 pub mod webhook;
 
 pub use auth::{AuthError, Credentials, OAuthSession, TokenSource};
-pub use client::{ClientOptions, GhlClient, RetryPolicy};
+pub use client::{ClientOptions, GhlClient};
 pub use connector::GhlConnector;
 pub use endpoints::Deleted;
 pub use error::{Call, GhlError};
@@ -30,3 +33,5 @@ pub use models::{
     Task, TaskFields, Upserted,
 };
 pub use oauth::{OAuthApp, OAuthError, TokenGrant};
+pub use settings::{GhlAuth, GhlSide, OAuthInstall};
+pub use tokens::{StoredToken, TokenStore, TokenStoreError};

@@ -17,7 +17,8 @@ use serde_json::{json, Value};
 
 use super::client::{GhlClient, Request};
 use super::error::GhlError;
-use super::models::{read_records, Contact, Listing, SearchQuery};
+use super::models::{Contact, Listing, SearchQuery};
+use super::reading::read_records;
 
 /// Most contacts `GET /contacts/` returns per page.
 pub const LIST_LIMIT_MAX: u32 = 100;

@@ -13,8 +13,7 @@ use tokio::sync::Mutex;
 use tokio::time::Instant;
 use url::Url;
 
-use super::spec::ClientAuth;
-use crate::config::{ApiKeyPlacement, RestAuth};
+use super::settings::{ApiKeyPlacement, ClientAuth, RestAuth};
 use crate::connector::http::{read_limited, snippet, ReadFailure};
 
 /// A token is renewed this long before it expires (or a tenth of its

@@ -5,7 +5,7 @@ use std::num::NonZeroU32;
 use std::sync::Mutex;
 use std::time::Duration;
 
-use backon::{ExponentialBuilder, Retryable};
+use backon::Retryable;
 use bytes::Bytes;
 use chrono::Utc;
 use governor::{DefaultDirectRateLimiter, Quota};
@@ -17,9 +17,8 @@ use url::Url;
 
 use super::auth::{Auth, TokenFailure, Used};
 use super::records::parse_json;
-use super::spec::RestRateLimit;
-use crate::connector::ghl::RetryPolicy;
-use crate::connector::http::{read_limited, retry_after, snippet, ReadFailure};
+use super::settings::RestRateLimit;
+use crate::connector::http::{read_limited, retry_after, snippet, ReadFailure, RetryPolicy};
 
 /// One request, described before it is sent (and re-sent).
 #[derive(Debug, Clone)]
@@ -233,14 +232,6 @@ pub(crate) struct Client {
 }
 
 impl Client {
-    pub fn backoff(&self) -> ExponentialBuilder {
-        ExponentialBuilder::default()
-            .with_min_delay(self.retry.min_delay)
-            .with_max_delay(self.retry.max_delay)
-            .with_max_times(self.retry.max_attempts.saturating_sub(1))
-            .with_jitter()
-    }
-
     /// Sends a request with pacing, credentials and retries; a 2xx answer
     /// is returned whole, anything else as a [`CallError`].
     pub async fn execute(&self, request: &Request) -> Result<Reply, CallError> {
@@ -275,7 +266,7 @@ impl Client {
         Fut: std::future::Future<Output = Result<T, CallError>>,
     {
         attempt
-            .retry(self.backoff())
+            .retry(self.retry.backoff())
             .sleep(tokio::time::sleep)
             .when(|error: &CallError| {
                 error.failure.transient() && (request.idempotent || !error.failure.maybe_applied())
@@ -347,21 +338,7 @@ impl Client {
         let (status, headers, body) = match read {
             Ok(read) => read,
             Err(failure) => {
-                crate::metrics::api_call(
-                    &self.side,
-                    "",
-                    request.method.as_str(),
-                    request.url.path(),
-                    None,
-                );
-                tracing::debug!(
-                    side = %self.side,
-                    method = %request.method,
-                    path = %request.url.path(),
-                    latency_ms,
-                    error = %failure,
-                    "app call failed"
-                );
+                self.unanswered(request, latency_ms, &failure);
                 return Err(fail(match failure {
                     ReadFailure::Transport {
                         detail,
@@ -376,6 +353,31 @@ impl Client {
                 }));
             }
         };
+        self.answered(request, latency_ms, status);
+        self.outcome(request, status, headers, body).map_err(fail)
+    }
+
+    /// Counts and logs a call that got no (complete) answer.
+    fn unanswered(&self, request: &Request, latency_ms: u64, failure: &ReadFailure) {
+        crate::metrics::api_call(
+            &self.side,
+            "",
+            request.method.as_str(),
+            request.url.path(),
+            None,
+        );
+        tracing::debug!(
+            side = %self.side,
+            method = %request.method,
+            path = %request.url.path(),
+            latency_ms,
+            error = %failure,
+            "app call failed"
+        );
+    }
+
+    /// Counts and logs a call the app answered.
+    fn answered(&self, request: &Request, latency_ms: u64, status: StatusCode) {
         crate::metrics::api_call(
             &self.side,
             "",
@@ -391,17 +393,28 @@ impl Client {
             latency_ms,
             "app call"
         );
+    }
+
+    /// An answer as a [`Reply`] (a whole 2xx) or the [`Failure`] it is; a
+    /// 429 also pauses every caller of the side for its `Retry-After`.
+    fn outcome(
+        &self,
+        request: &Request,
+        status: StatusCode,
+        headers: HeaderMap,
+        body: Bytes,
+    ) -> Result<Reply, Failure> {
         if status.is_success() {
             if truncated_json(&body) {
                 // A JSON body that stops mid-way is a broken transfer (a
                 // proxy or the app gave up), not a malformed record.
-                return Err(fail(Failure::Transport {
+                return Err(Failure::Transport {
                     detail: format!(
                         "response {status} broke off: the JSON body of {} bytes ends early",
                         body.len()
                     ),
                     maybe_applied: true,
-                }));
+                });
             }
             return Ok(Reply {
                 status,
@@ -410,12 +423,12 @@ impl Client {
             });
         }
         if status.is_redirection() {
-            return Err(fail(Failure::Redirect {
+            return Err(Failure::Redirect {
                 status,
                 location: headers
                     .get(LOCATION)
                     .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned()),
-            }));
+            });
         }
         let retry_after = match status.as_u16() {
             429 | 503 => retry_after(&headers, Utc::now()),
@@ -431,12 +444,12 @@ impl Client {
                 "the app answered 429: rate_limit lets more through than it accepts"
             );
         }
-        Err(fail(Failure::Status {
+        Err(Failure::Status {
             status,
             message: error_message(&body),
             retry_after,
             body,
-        }))
+        })
     }
 }
 

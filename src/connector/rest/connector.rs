@@ -1,36 +1,23 @@
 //! The REST app behind the [`Connector`] trait.
 
-use std::time::Duration;
-
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use futures::stream::{self, BoxStream, StreamExt, TryStreamExt};
 use serde_json::{Map, Value};
 use tracing::Instrument;
 
-use super::client::{CallError, Reply};
+use super::client::Reply;
 use super::pages::Listing;
-use super::records::{digits, holds, parse_json, Reader};
-use super::spec::{EntityApi, Template, CONTACT_ID, ID, VALUE};
+use super::records::{parse_json, Reader};
+use super::spec::{EntityApi, Template, CONTACT_ID, ID};
 use super::{usable_id, RestConnector};
-use crate::connector::{Capabilities, Connector, ConnectorError, Deletion, Page, Record};
+use crate::connector::{
+    Capabilities, Connector, ConnectorError, Deletion, Page, Record, WebhookError, WebhookEvent,
+};
 use crate::domain::{EntityKind, MatchKey};
 
-/// How far before a create's first attempt the change feed is searched
-/// for the record it may have made (the app's clock may lag ours).
-const CREATE_LOOKBACK: Duration = Duration::from_secs(600);
-
-/// What a create attempt left behind.
-enum Attempt {
-    Created(Record),
-    /// The app may or may not have made the record.
-    Unknown(String),
-    /// The app made nothing.
-    Failed(ConnectorError),
-}
-
 impl RestConnector {
-    fn entity_api(
+    pub(super) fn entity_api(
         &self,
         entity: EntityKind,
         operation: &'static str,
@@ -47,7 +34,7 @@ impl RestConnector {
         })
     }
 
-    fn template<'a>(
+    pub(super) fn template<'a>(
         &self,
         entity: EntityKind,
         template: Option<&'a Template>,
@@ -84,7 +71,7 @@ impl RestConnector {
     }
 
     /// Path variables for a record: its id and, when given, its contact's.
-    fn vars<'a>(
+    pub(super) fn vars<'a>(
         &self,
         entity: EntityKind,
         template: &Template,
@@ -119,7 +106,7 @@ impl RestConnector {
     }
 
     /// The JSON of a 2xx answer, or a record error naming the call.
-    fn answer_json(
+    pub(super) fn answer_json(
         &self,
         entity: EntityKind,
         id: Option<&str>,
@@ -130,7 +117,7 @@ impl RestConnector {
     }
 
     /// The record in a single-record answer; `None` when it holds `null`.
-    fn single(
+    pub(super) fn single(
         &self,
         entity: EntityKind,
         api: &EntityApi,
@@ -161,7 +148,10 @@ impl RestConnector {
 
     /// Every record of a listing (all pages); refused ones are kept for
     /// [`RestConnector::take_rejected`].
-    async fn collect(&self, listing: Listing<'_>) -> Result<Vec<Record>, ConnectorError> {
+    pub(super) async fn collect(
+        &self,
+        listing: Listing<'_>,
+    ) -> Result<Vec<Record>, ConnectorError> {
         let batches: Vec<_> = self.pages(listing).try_collect().await?;
         let mut records = Vec::new();
         let mut rejected = Vec::new();
@@ -172,190 +162,6 @@ impl RestConnector {
         self.keep_rejected(rejected);
         Ok(records)
     }
-
-    /// The records a lookup answers with that hold `key` = `value` (all of
-    /// them when no `email_field`/`phone_field` says where the key is: the
-    /// engine then checks them through the field map).
-    async fn lookup(&self, key: MatchKey, value: &str) -> Result<Vec<Record>, ConnectorError> {
-        let entity = EntityKind::Contact;
-        let api = self.entity_api(entity, "look up")?;
-        let (template, field) = match key {
-            MatchKey::Email => (api.lookup_email.as_ref(), api.email_field.as_deref()),
-            MatchKey::Phone => (api.lookup_phone.as_ref(), api.phone_field.as_deref()),
-        };
-        let key_name = match key {
-            MatchKey::Email => "lookup_email",
-            MatchKey::Phone => "lookup_phone",
-        };
-        let template = self.template(entity, template, "look up", key_name)?;
-        let request = self.request(template, &[(VALUE, value)], None);
-        let (_, body) = self
-            .client
-            .execute_json(&request)
-            .await
-            .map_err(|e| self.side_error(e))?;
-        let page_error = |why: String| ConnectorError::Unavailable {
-            side: self.side.clone(),
-            message: format!("{}: {why}", request.label),
-            retry_after: None,
-        };
-        let reader = Reader { entity, api };
-        let items = reader.array(&body).map_err(page_error)?;
-        let wanted = normalise(key, value);
-        let mut found = Vec::new();
-        for item in items {
-            let record = match reader.record(item, None) {
-                Ok(record) => record,
-                Err(rejected) => {
-                    tracing::warn!(side = %self.side, call = %request.label, problem = %rejected.message, "lookup skipped a bad record");
-                    continue;
-                }
-            };
-            // An app that ignores the filter returns everyone: check.
-            let matches = match field {
-                Some(field) => record
-                    .fields
-                    .get(field)
-                    .and_then(Value::as_str)
-                    .is_some_and(|found| normalise(key, found) == wanted),
-                None => true,
-            };
-            if matches {
-                found.push(record);
-            }
-        }
-        Ok(found)
-    }
-
-    /// One POST (or PUT) of a create, classified by what it tells about
-    /// the record's existence.
-    async fn create_once(
-        &self,
-        entity: EntityKind,
-        api: &EntityApi,
-        template: &Template,
-        parent_id: Option<&str>,
-        body: &Value,
-    ) -> Attempt {
-        let vars = match self.vars(entity, template, None, parent_id) {
-            Ok(vars) => vars,
-            Err(error) => return Attempt::Failed(error),
-        };
-        let request = self.request(template, &vars, Some(body.clone()));
-        match self.client.execute(&request).await {
-            Ok(reply) => {
-                let parsed = self
-                    .answer_json(entity, None, &request.label, &reply)
-                    .and_then(|json| {
-                        self.single(entity, api, None, parent_id, &request.label, &json)
-                    });
-                match parsed {
-                    Ok(Some(record)) => Attempt::Created(record),
-                    Ok(None) => Attempt::Unknown(format!(
-                        "{}: answered {} without the record",
-                        request.label, reply.status
-                    )),
-                    Err(error) => Attempt::Unknown(error.to_string()),
-                }
-            }
-            Err(error) if error.failure.status() == Some(409) => self.conflict(entity, api, error),
-            Err(error) if error.failure.maybe_applied() => Attempt::Unknown(error.to_string()),
-            Err(error) => Attempt::Failed(self.record_error(entity, None, error)),
-        }
-    }
-
-    /// A 409 to a create: a record holding one of its keys exists already.
-    /// Its id is read from `conflict_id_pointer` when configured; which
-    /// record it is, and whether it is the one we meant, the engine
-    /// decides (it verifies before it links or writes anything).
-    fn conflict(&self, entity: EntityKind, api: &EntityApi, error: CallError) -> Attempt {
-        let existing_id = match (&error.failure, &api.conflict_id_pointer) {
-            (super::client::Failure::Status { body, .. }, Some(pointer)) => {
-                serde_json::from_slice::<Value>(body).ok().and_then(|json| {
-                    pointer
-                        .get(&json)
-                        .and_then(|v| super::records::id_text(v).ok())
-                })
-            }
-            _ => None,
-        };
-        Attempt::Failed(ConnectorError::Duplicate {
-            side: self.side.clone(),
-            entity,
-            existing_id,
-            message: error.to_string(),
-        })
-    }
-
-    /// After an unknown outcome: the record the create made, if it made
-    /// one. `Err` when there is no way to tell (so no re-send is safe).
-    async fn find_created(
-        &self,
-        entity: EntityKind,
-        api: &EntityApi,
-        parent_id: Option<&str>,
-        fields: &Map<String, Value>,
-        started: DateTime<Utc>,
-    ) -> Result<Option<Record>, Option<ConnectorError>> {
-        if entity == EntityKind::Contact {
-            let keyed = [
-                (
-                    MatchKey::Email,
-                    api.lookup_email.is_some(),
-                    api.email_field.as_deref(),
-                ),
-                (
-                    MatchKey::Phone,
-                    api.lookup_phone.is_some(),
-                    api.phone_field.as_deref(),
-                ),
-            ];
-            for (key, configured, field) in keyed {
-                let value = field
-                    .and_then(|f| fields.get(f))
-                    .and_then(Value::as_str)
-                    .map(str::trim)
-                    .filter(|v| !v.is_empty());
-                if let (true, Some(value)) = (configured, value) {
-                    let found = self.lookup(key, value).await.map_err(Some)?;
-                    // Ours holds what was sent; without a field to check
-                    // the key by, a lookup proves nothing.
-                    return Ok(found
-                        .into_iter()
-                        .find(|record| field.is_some() && holds(&record.fields, fields)));
-                }
-            }
-        }
-        // No key to look up by: find a record holding what was sent among
-        // the contact's records, or the ones changed since the attempt.
-        let candidates = if let (Some(children), Some(parent)) = (&api.children, parent_id) {
-            self.collect(Listing {
-                entity,
-                api,
-                template: children,
-                parent: Some(parent.to_owned()),
-                since: None,
-            })
-            .await
-        } else if let Some(list) = &api.list {
-            let since = started - chrono::Duration::from_std(CREATE_LOOKBACK).expect("constant");
-            self.collect(Listing {
-                entity,
-                api,
-                template: list,
-                parent: None,
-                since: Some(since),
-            })
-            .await
-        } else {
-            return Err(None);
-        };
-        let candidates = candidates.map_err(Some)?;
-        Ok(candidates
-            .into_iter()
-            .filter(|record| holds(&record.fields, fields))
-            .max_by_key(|record| record.updated_at))
-    }
 }
 
 /// Whether a 2xx answer is an HTML page (a proxy's, not the app's).
@@ -365,14 +171,6 @@ fn is_html(reply: &Reply) -> bool {
         .get(reqwest::header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
         .is_some_and(|v| v.trim_start().to_ascii_lowercase().starts_with("text/html"))
-}
-
-/// A match key's value as compared: emails without case, phones as digits.
-fn normalise(key: MatchKey, value: &str) -> String {
-    match key {
-        MatchKey::Email => value.trim().to_lowercase(),
-        MatchKey::Phone => digits(value),
-    }
 }
 
 #[async_trait]
@@ -386,7 +184,7 @@ impl Connector for RestConnector {
         headers: &reqwest::header::HeaderMap,
         body: &[u8],
         now: DateTime<Utc>,
-    ) -> Option<Result<super::WebhookEvent, super::WebhookError>> {
+    ) -> Option<Result<WebhookEvent, WebhookError>> {
         Some(RestConnector::verify_webhook(self, headers, body, now))
     }
 
@@ -534,76 +332,9 @@ impl Connector for RestConnector {
         self.writable(entity, "create", self.capabilities.of(entity).create)?;
         let api = self.entity_api(entity, "create")?;
         let template = self.template(entity, api.create.as_ref(), "create", "create")?;
-        let mut fields = fields.clone();
-        if let (Some(parent), Some(pointer)) = (parent_id, &api.parent_pointer) {
-            if !template.uses(CONTACT_ID) {
-                // A flat endpoint: the record names its contact itself.
-                let mut value = Value::Object(fields);
-                pointer
-                    .set(&mut value, Value::String(parent.to_owned()))
-                    .map_err(|why| self.bad_record(entity, None, &template.text, why))?;
-                fields = match value {
-                    Value::Object(map) => map,
-                    _ => Map::new(),
-                };
-            }
-        }
-        let body = Self::wrap(api, Value::Object(fields.clone()));
-        let started = Utc::now();
-        let attempts = self.client.retry.max_attempts.max(1);
-        let mut delays = backon::BackoffBuilder::build(self.client.backoff());
-        let mut last = String::new();
-        for attempt in 1..=attempts {
-            match self
-                .create_once(entity, api, template, parent_id, &body)
-                .await
-            {
-                Attempt::Created(record) => return Ok(record),
-                Attempt::Failed(error) => return Err(error),
-                Attempt::Unknown(why) => {
-                    tracing::warn!(side = %self.side, %entity, attempt, problem = %why, "create's outcome is unknown; looking the record up before any re-send");
-                    last = why;
-                }
-            }
-            match self.find_created(entity, api, parent_id, &fields, started).await {
-                Ok(Some(record)) => {
-                    tracing::info!(side = %self.side, %entity, id = %record.id, "found the record an earlier attempt created");
-                    return Ok(record);
-                }
-                Ok(None) => {}
-                Err(None) => {
-                    return Err(ConnectorError::Record {
-                        side: self.side.clone(),
-                        entity,
-                        id: None,
-                        message: format!(
-                            "{last}; the outcome is unknown and nothing is configured to look the record up \
-                             (lookup_email/lookup_phone with email_field/phone_field, `children` or `list`), \
-                             so it was not sent again: check the app before retrying"
-                        ),
-                    })
-                }
-                Err(Some(error)) => {
-                    return Err(ConnectorError::Unavailable {
-                        side: self.side.clone(),
-                        message: format!("{last}; then the lookup before a re-send failed: {error}"),
-                        retry_after: None,
-                    })
-                }
-            }
-            if attempt < attempts {
-                if let Some(delay) = delays.next() {
-                    tokio::time::sleep(delay).await;
-                }
-            }
-        }
-        Err(ConnectorError::Unavailable {
-            side: self.side.clone(),
-            message: format!(
-                "{last} (after {attempts} attempts, each followed by a lookup that found nothing)"
-            ),
-            retry_after: None,
-        })
+        let fields = self.with_parent(entity, api, template, parent_id, fields)?;
+        self.create_without_duplicate(entity, api, template, parent_id, &fields)
+            .await
     }
 
     #[tracing::instrument(skip_all, fields(side = %self.side, %entity, %id))]

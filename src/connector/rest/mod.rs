@@ -1,5 +1,5 @@
 //! The operator's own app as one side of a pair, described entirely in
-//! TOML (`[sides.<name>]` of kind `rest`, see [`crate::config::RestSide`]):
+//! TOML (`[sides.<name>]` of kind `rest`, see [`RestSide`]):
 //! endpoint templates, JSON pointers, a timestamp format and a pagination
 //! style per entity. No code per app.
 //!
@@ -8,10 +8,12 @@
 //! * `auth.rs`: static credentials and OAuth 2.0 client-credentials tokens.
 //! * `pages.rs`: the six pagination styles as one stream of pages.
 //! * `records.rs`: bodies to records, each bad record refused on its own.
-//! * `connector.rs`: the [`Connector`] implementation, with the create that
-//!   never duplicates.
+//! * `connector.rs`: the [`Connector`] implementation.
+//! * `create.rs`: the create that never duplicates.
+//! * `lookup.rs`: contacts by email or phone, every answer checked.
 //! * `webhook.rs`: signature, timestamp and body checks of a webhook.
-//! * `spec.rs`: the API description types the configuration is read into.
+//! * `settings.rs`: the side's settings, which the configuration is read into.
+//! * `spec.rs`: the API description types the settings hold.
 
 // Errors carry the call they belong to; they are the slow path.
 #![allow(clippy::result_large_err)]
@@ -19,8 +21,11 @@
 mod auth;
 mod client;
 mod connector;
+mod create;
+mod lookup;
 mod pages;
 mod records;
+pub mod settings;
 pub mod spec;
 mod webhook;
 
@@ -30,17 +35,16 @@ use std::sync::Mutex;
 use serde_json::{Map, Value};
 use url::Url;
 
+pub use settings::{ApiKeyPlacement, ClientAuth, RestAuth, RestRateLimit, RestSide};
 pub use spec::{
     EntityApi, JsonPointer, Pagination, SizeParam, Template, TimestampFormat, WebhookSpec,
 };
-pub use webhook::{WebhookError, WebhookEvent};
 
 use self::auth::Auth;
 use self::client::{CallError, Client, Failure, Pacer, Request};
 use self::spec::Part;
-use crate::config::{RestSide, Secret};
 use crate::connector::http::api_client;
-use crate::connector::{Capabilities, ConnectorError, EntityCaps};
+use crate::connector::{Capabilities, ConnectorError, EntityCaps, Secret};
 use crate::domain::{EntityKind, MatchKey};
 
 /// Rejected records kept for [`RestConnector::take_rejected`] at most; the

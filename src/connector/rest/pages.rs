@@ -11,7 +11,7 @@ use serde_json::Value;
 use tracing::Instrument;
 use url::Url;
 
-use super::client::Request;
+use super::client::{Reply, Request};
 use super::records::Reader;
 use super::spec::{EntityApi, Pagination, Template};
 use super::{same_origin, RestConnector};
@@ -88,63 +88,10 @@ impl RestConnector {
     /// Fetches the page `state` points at and moves it on; `None` at the
     /// end.
     async fn next_page(&self, state: &mut State<'_>) -> Result<Option<Batch>, ConnectorError> {
-        let listing = &state.listing;
-        let api = listing.api;
-        let request = match &state.next {
-            Next::Done => return Ok(None),
-            Next::Url(url) => Request {
-                method: Method::GET,
-                url: url.clone(),
-                label: format!("GET {} (page {})", url.path(), state.pages + 1),
-                body: None,
-                idempotent: true,
-            },
-            position => {
-                let vars: Vec<(&str, &str)> = listing
-                    .parent
-                    .as_deref()
-                    .map(|p| (super::spec::CONTACT_ID, p))
-                    .into_iter()
-                    .collect();
-                let mut request = self.request(listing.template, &vars, None);
-                {
-                    let mut query = request.url.query_pairs_mut();
-                    if let (Some(since), Some(param)) = (listing.since, &api.updated_since_param) {
-                        query.append_pair(param, &api.timestamp_format.write(since));
-                    }
-                    if let Some(size) = api.pagination.size() {
-                        query.append_pair(&size.param, &size.value.to_string());
-                    }
-                    match (&api.pagination, position) {
-                        (
-                            Pagination::Page {
-                                page_param, first, ..
-                            },
-                            Next::First,
-                        ) => {
-                            query.append_pair(page_param, &first.to_string());
-                        }
-                        (Pagination::Page { page_param, .. }, Next::Page(page)) => {
-                            query.append_pair(page_param, &page.to_string());
-                        }
-                        (Pagination::Offset { offset_param, .. }, Next::First) => {
-                            query.append_pair(offset_param, "0");
-                        }
-                        (Pagination::Offset { offset_param, .. }, Next::Offset(offset)) => {
-                            query.append_pair(offset_param, &offset.to_string());
-                        }
-                        (Pagination::Cursor { cursor_param, .. }, Next::Cursor(cursor)) => {
-                            query.append_pair(cursor_param, cursor);
-                        }
-                        _ => {}
-                    }
-                }
-                if state.pages > 0 {
-                    request.label = format!("{} (page {})", request.label, state.pages + 1);
-                }
-                request
-            }
+        let Some(request) = self.page_request(state) else {
+            return Ok(None);
         };
+        let listing = &state.listing;
         let label = request.label.clone();
         let page_error = |message: String| ConnectorError::Unavailable {
             side: self.side.clone(),
@@ -166,9 +113,81 @@ impl RestConnector {
         state.pages += 1;
         let reader = Reader {
             entity: listing.entity,
-            api,
+            api: listing.api,
         };
         let items = reader.array(&body).map_err(page_error)?;
+        let (batch, ids) = self.read_batch(listing, &reader, &label, items);
+        if items.is_empty() {
+            state.next = Next::Done;
+            return Ok(None);
+        }
+        if !ids.is_empty() && ids == state.previous_ids {
+            tracing::warn!(
+                side = %self.side,
+                call = %label,
+                "the app returned the same page twice: does it honour the pagination parameters? Stopping here"
+            );
+            state.next = Next::Done;
+            return Ok(None);
+        }
+        state.previous_ids = ids;
+        state.next = self
+            .following(state, &request.url, &reply, &body, items.len())
+            .map_err(page_error)?;
+        Ok(Some(batch))
+    }
+
+    /// The request for the page `state` points at; `None` at the end.
+    fn page_request(&self, state: &State<'_>) -> Option<Request> {
+        let listing = &state.listing;
+        let api = listing.api;
+        let position = match &state.next {
+            Next::Done => return None,
+            Next::Url(url) => {
+                return Some(Request {
+                    method: Method::GET,
+                    url: url.clone(),
+                    label: format!("GET {} (page {})", url.path(), state.pages + 1),
+                    body: None,
+                    idempotent: true,
+                })
+            }
+            position => position,
+        };
+        let vars: Vec<(&str, &str)> = listing
+            .parent
+            .as_deref()
+            .map(|p| (super::spec::CONTACT_ID, p))
+            .into_iter()
+            .collect();
+        let mut request = self.request(listing.template, &vars, None);
+        {
+            let mut query = request.url.query_pairs_mut();
+            if let (Some(since), Some(param)) = (listing.since, &api.updated_since_param) {
+                query.append_pair(param, &api.timestamp_format.write(since));
+            }
+            if let Some(size) = api.pagination.size() {
+                query.append_pair(&size.param, &size.value.to_string());
+            }
+            if let Some((param, value)) = position_param(&api.pagination, position) {
+                query.append_pair(param, &value);
+            }
+        }
+        if state.pages > 0 {
+            request.label = format!("{} (page {})", request.label, state.pages + 1);
+        }
+        Some(request)
+    }
+
+    /// The records of a page (each refused one set aside, naming its
+    /// index), and the ids of the ones read.
+    fn read_batch(
+        &self,
+        listing: &Listing<'_>,
+        reader: &Reader<'_>,
+        label: &str,
+        items: &[Value],
+    ) -> (Batch, Vec<String>) {
         let mut batch = Batch::default();
         let mut ids = Vec::with_capacity(items.len());
         for (index, item) in items.iter().enumerate() {
@@ -190,36 +209,36 @@ impl RestConnector {
                 }
             }
         }
-        if items.is_empty() {
-            state.next = Next::Done;
-            return Ok(None);
-        }
-        if !ids.is_empty() && ids == state.previous_ids {
-            tracing::warn!(
-                side = %self.side,
-                call = %label,
-                "the app returned the same page twice: does it honour the pagination parameters? Stopping here"
-            );
-            state.next = Next::Done;
-            return Ok(None);
-        }
-        state.previous_ids = ids;
-        state.next = match &api.pagination {
+        (batch, ids)
+    }
+
+    /// Where the page after the one just read (`count` records, answered
+    /// by `reply` with `body` to a request for `url`) is, as the listing's
+    /// pagination style says.
+    fn following(
+        &self,
+        state: &State<'_>,
+        url: &Url,
+        reply: &Reply,
+        body: &Value,
+        count: usize,
+    ) -> Result<Next, String> {
+        Ok(match &state.listing.api.pagination {
             Pagination::None => Next::Done,
             Pagination::Page { first, .. } => match state.next {
                 Next::Page(page) => Next::Page(page + 1),
                 _ => Next::Page(first + 1),
             },
             Pagination::Offset { .. } => match state.next {
-                Next::Offset(offset) => Next::Offset(offset + items.len() as u64),
-                _ => Next::Offset(items.len() as u64),
+                Next::Offset(offset) => Next::Offset(offset + count as u64),
+                _ => Next::Offset(count as u64),
             },
-            Pagination::Cursor { cursor_pointer, .. } => match cursor_pointer.get(&body) {
+            Pagination::Cursor { cursor_pointer, .. } => match cursor_pointer.get(body) {
                 Some(Value::String(cursor)) if !cursor.is_empty() => {
                     if state.next == Next::Cursor(cursor.clone()) {
-                        return Err(page_error(format!(
+                        return Err(format!(
                             "the app returned the cursor it was given ({cursor_pointer}); stopping rather than looping"
-                        )));
+                        ));
                     }
                     Next::Cursor(cursor.clone())
                 }
@@ -227,17 +246,16 @@ impl RestConnector {
                 _ => Next::Done,
             },
             Pagination::LinkHeader { .. } => match next_link(&reply.headers) {
-                Some(link) => self.next_url(&request.url, &link).map_err(page_error)?,
+                Some(link) => self.next_url(url, &link)?,
                 None => Next::Done,
             },
-            Pagination::NextUrl { next_pointer, .. } => match next_pointer.get(&body) {
-                Some(Value::String(link)) if !link.trim().is_empty() => self
-                    .next_url(&request.url, link.trim())
-                    .map_err(page_error)?,
+            Pagination::NextUrl { next_pointer, .. } => match next_pointer.get(body) {
+                Some(Value::String(link)) if !link.trim().is_empty() => {
+                    self.next_url(url, link.trim())?
+                }
                 _ => Next::Done,
             },
-        };
-        Ok(Some(batch))
+        })
     }
 
     /// The next page's URL, resolved against the current one; refused when
@@ -256,6 +274,32 @@ impl RestConnector {
             return Ok(Next::Done);
         }
         Ok(Next::Url(next))
+    }
+}
+
+/// The query parameter that asks for the page at `position`, if the
+/// pagination style has one (the first page of a cursor listing has none).
+fn position_param<'p>(pagination: &'p Pagination, position: &Next) -> Option<(&'p str, String)> {
+    match (pagination, position) {
+        (
+            Pagination::Page {
+                page_param, first, ..
+            },
+            Next::First,
+        ) => Some((page_param, first.to_string())),
+        (Pagination::Page { page_param, .. }, Next::Page(page)) => {
+            Some((page_param, page.to_string()))
+        }
+        (Pagination::Offset { offset_param, .. }, Next::First) => {
+            Some((offset_param, "0".to_owned()))
+        }
+        (Pagination::Offset { offset_param, .. }, Next::Offset(offset)) => {
+            Some((offset_param, offset.to_string()))
+        }
+        (Pagination::Cursor { cursor_param, .. }, Next::Cursor(cursor)) => {
+            Some((cursor_param, cursor.clone()))
+        }
+        _ => None,
     }
 }
 

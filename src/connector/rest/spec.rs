@@ -5,7 +5,6 @@
 //! `config::rest`; the connector only ever sees well-formed values.
 
 use std::fmt;
-use std::time::Duration;
 
 use chrono::{DateTime, SecondsFormat, TimeZone, Utc};
 use reqwest::Method;
@@ -470,33 +469,6 @@ pub enum SignatureEncoding {
     #[default]
     Hex,
     Base64,
-}
-
-/// At most `requests` in any window of `per`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct RestRateLimit {
-    pub requests: u32,
-    pub per: Duration,
-}
-
-impl Default for RestRateLimit {
-    fn default() -> Self {
-        Self {
-            requests: 10,
-            per: Duration::from_secs(1),
-        }
-    }
-}
-
-/// How an OAuth 2.0 client sends its credentials to the token endpoint
-/// (RFC 6749 §2.3.1).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum ClientAuth {
-    /// HTTP Basic (`client_secret_basic`).
-    #[default]
-    Basic,
-    /// `client_id` and `client_secret` form fields (`client_secret_post`).
-    Body,
 }
 
 #[cfg(test)]

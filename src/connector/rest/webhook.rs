@@ -14,45 +14,8 @@ use sha2::Sha256;
 use super::records::id_text;
 use super::spec::{type_name, SignatureEncoding};
 use super::RestConnector;
+use crate::connector::{Secret, WebhookError, WebhookEvent};
 use crate::domain::EntityKind;
-
-/// What a verified webhook is about.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct WebhookEvent {
-    pub entity: EntityKind,
-    pub id: String,
-    /// The owning contact of a task or note, when the event names it.
-    pub parent_id: Option<String>,
-}
-
-/// Why a webhook was refused. Each is distinct so the endpoint can count
-/// them apart; none contains the secret or the expected signature.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum WebhookError {
-    #[error("side `{side}` has no webhook_secret: its webhooks cannot be verified")]
-    NotConfigured { side: String },
-    #[error("side `{side}`: webhook without the {header} header")]
-    MissingSignature { side: String, header: String },
-    #[error("side `{side}`: webhook signature in {header} does not match the body")]
-    BadSignature { side: String, header: String },
-    #[error("side `{side}`: webhook without the {header} header")]
-    MissingTimestamp { side: String, header: String },
-    #[error("side `{side}`: webhook timestamp {value:?} in {header} is not epoch seconds, milliseconds or RFC 3339")]
-    BadTimestamp {
-        side: String,
-        header: String,
-        value: String,
-    },
-    #[error("side `{side}`: webhook timestamp {sent} is {skew_seconds}s away from now, more than the {tolerance_seconds}s tolerance (replayed or delayed)")]
-    StaleTimestamp {
-        side: String,
-        sent: DateTime<Utc>,
-        skew_seconds: i64,
-        tolerance_seconds: u64,
-    },
-    #[error("side `{side}`: webhook body is malformed: {reason}")]
-    Malformed { side: String, reason: String },
-}
 
 impl RestConnector {
     /// Checks a webhook delivery and says which record it is about.
@@ -65,21 +28,35 @@ impl RestConnector {
         body: &[u8],
         now: DateTime<Utc>,
     ) -> Result<WebhookEvent, WebhookError> {
+        let Some(secret) = &self.webhook_secret else {
+            return Err(WebhookError::NotConfigured {
+                side: self.side.clone(),
+            });
+        };
+        self.check_signature(secret, headers, body)?;
+        if let Some(name) = &self.webhook.timestamp_header {
+            self.check_timestamp(name, headers, now)?;
+        }
+        self.read_event(body)
+    }
+
+    /// The HMAC-SHA256 of the raw body, compared in constant time with the
+    /// one in the signature header (after its prefix, in its encoding).
+    fn check_signature(
+        &self,
+        secret: &Secret,
+        headers: &HeaderMap,
+        body: &[u8],
+    ) -> Result<(), WebhookError> {
         let side = || self.side.clone();
         let spec = &self.webhook;
-        let Some(secret) = &self.webhook_secret else {
-            return Err(WebhookError::NotConfigured { side: side() });
-        };
         let header = spec.signature_header.clone();
-        let signature = headers
-            .get(spec.signature_header.as_str())
-            .and_then(|v| v.to_str().ok())
-            .map(str::trim)
-            .filter(|v| !v.is_empty())
-            .ok_or_else(|| WebhookError::MissingSignature {
+        let signature = header_text(headers, &spec.signature_header).ok_or_else(|| {
+            WebhookError::MissingSignature {
                 side: side(),
                 header: header.clone(),
-            })?;
+            }
+        })?;
         let bad = || WebhookError::BadSignature {
             side: side(),
             header: header.clone(),
@@ -104,36 +81,45 @@ impl RestConnector {
         let mut mac = Hmac::<Sha256>::new_from_slice(secret.value.expose_secret().as_bytes())
             .expect("HMAC takes any key length");
         mac.update(body);
-        mac.verify_slice(&given).map_err(|_| bad())?;
+        mac.verify_slice(&given).map_err(|_| bad())
+    }
 
-        if let Some(name) = &spec.timestamp_header {
-            let value = headers
-                .get(name.as_str())
-                .and_then(|v| v.to_str().ok())
-                .map(str::trim)
-                .filter(|v| !v.is_empty())
-                .ok_or_else(|| WebhookError::MissingTimestamp {
-                    side: side(),
-                    header: name.clone(),
-                })?;
-            let sent = parse_timestamp(value).ok_or_else(|| WebhookError::BadTimestamp {
-                side: side(),
-                header: name.clone(),
-                value: value.chars().take(40).collect(),
-            })?;
-            let skew = (now - sent).num_seconds().abs();
-            if skew as u64 > spec.tolerance.as_secs() {
-                return Err(WebhookError::StaleTimestamp {
-                    side: side(),
-                    sent,
-                    skew_seconds: skew,
-                    tolerance_seconds: spec.tolerance.as_secs(),
-                });
-            }
-        }
-
-        let malformed = |reason: String| WebhookError::Malformed {
+    /// The timestamp header `name`: present, readable, and within the
+    /// tolerance of `now` (a replayed or delayed delivery is not).
+    fn check_timestamp(
+        &self,
+        name: &str,
+        headers: &HeaderMap,
+        now: DateTime<Utc>,
+    ) -> Result<(), WebhookError> {
+        let side = || self.side.clone();
+        let tolerance = self.webhook.tolerance;
+        let value = header_text(headers, name).ok_or_else(|| WebhookError::MissingTimestamp {
             side: side(),
+            header: name.to_owned(),
+        })?;
+        let sent = parse_timestamp(value).ok_or_else(|| WebhookError::BadTimestamp {
+            side: side(),
+            header: name.to_owned(),
+            value: value.chars().take(40).collect(),
+        })?;
+        let skew = (now - sent).num_seconds().abs();
+        if skew as u64 > tolerance.as_secs() {
+            return Err(WebhookError::StaleTimestamp {
+                side: side(),
+                sent,
+                skew_seconds: skew,
+                tolerance_seconds: tolerance.as_secs(),
+            });
+        }
+        Ok(())
+    }
+
+    /// The entity, id and (for a task or note) contact the body names.
+    fn read_event(&self, body: &[u8]) -> Result<WebhookEvent, WebhookError> {
+        let spec = &self.webhook;
+        let malformed = |reason: String| WebhookError::Malformed {
+            side: self.side.clone(),
             reason,
         };
         let event: Value =
@@ -183,6 +169,15 @@ impl RestConnector {
             parent_id,
         })
     }
+}
+
+/// A header's value, trimmed; `None` when absent, not text, or blank.
+fn header_text<'h>(headers: &'h HeaderMap, name: &str) -> Option<&'h str> {
+    headers
+        .get(name)
+        .and_then(|v| v.to_str().ok())
+        .map(str::trim)
+        .filter(|v| !v.is_empty())
 }
 
 fn entity_named(name: &str) -> Option<EntityKind> {
