@@ -263,14 +263,13 @@ impl Engine {
             return Ok(());
         };
         let parent = link.side(source).parent_id.clone();
-        let role = source;
         match pair
-            .connector(role)
+            .connector(source)
             .get(item.entity, &id, parent.as_deref())
             .await
         {
             Ok(Some(record)) => {
-                self.decide_again(pair, role, record).await?;
+                self.decide_again(pair, source, record).await?;
             }
             Ok(None) => {}
             Err(error) => {

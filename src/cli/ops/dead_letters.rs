@@ -9,7 +9,7 @@ use clap::Subcommand;
 use serde::Serialize;
 use serde_json::Value;
 
-use super::output::{clip, print_json, side_name, time, Table};
+use super::output::{clip, print_json, time, Table};
 use crate::config::Loaded;
 use crate::domain::{EntityKind, Side};
 use crate::engine::{Engine, Retried, RetryError, Shutdown, Stats};
@@ -85,7 +85,7 @@ pub async fn run(loaded: Loaded, command: DeadLettersCommand) -> anyhow::Result<
 }
 
 fn view(loaded: &Loaded, d: DeadLetter) -> LetterView {
-    let side_name = (loaded.settings.pairs.get(&d.pair)).map(|p| side_name(p, d.side).to_owned());
+    let side_name = (loaded.settings.pairs.get(&d.pair)).map(|p| p.side_name(d.side).to_owned());
     LetterView {
         id: d.id,
         pair: d.pair,

@@ -7,9 +7,6 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 
-use crate::config::PairSettings;
-use crate::domain::Side;
-
 /// A table of text cells, columns padded to their widest cell.
 #[derive(Debug, Default)]
 pub struct Table {
@@ -114,14 +111,6 @@ pub fn value(v: Option<&serde_json::Value>) -> String {
         None | Some(serde_json::Value::Null) => "-".to_owned(),
         Some(serde_json::Value::String(s)) => format!("{s:?}"),
         Some(other) => other.to_string(),
-    }
-}
-
-/// The configured name of `pair`'s `side` (what the operator calls it).
-pub fn side_name(pair: &PairSettings, side: Side) -> &str {
-    match side {
-        Side::Ghl => &pair.ghl,
-        Side::App => &pair.app,
     }
 }
 

@@ -9,7 +9,7 @@ use anyhow::Context as _;
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 
-use super::output::{age, print_json, side_name, span, time_and_age, Table};
+use super::output::{age, print_json, span, time_and_age, Table};
 use crate::config::{GhlAuth, Loaded, OAuthInstall, SideKind};
 use crate::connector::ghl::OAuthSession;
 use crate::domain::Side;
@@ -108,7 +108,7 @@ async fn collect(loaded: &Loaded, store: &Store) -> anyhow::Result<Status> {
         };
         let mut sides = Vec::new();
         for role in Side::BOTH {
-            let name = side_name(pair, role);
+            let name = pair.side_name(role);
             sides.push(side_status(loaded, store, &readings, role, name, now).await?);
         }
         pairs.push(PairStatus {
