@@ -29,7 +29,7 @@ use std::time::Instant;
 use chrono::{DateTime, Duration, Utc};
 use futures::stream::{self, BoxStream, StreamExt};
 use ghl_sync::config::{self, DatabaseSettings};
-use ghl_sync::connector::Record;
+use ghl_sync::connector::{Record, Stamp};
 use ghl_sync::domain::{EntityKind, Side};
 use ghl_sync::engine::Engine;
 use serde_json::{json, Value};
@@ -78,6 +78,7 @@ impl Synthetic {
             id: fields["id"].as_str().unwrap().to_owned(),
             parent_id: None,
             updated_at: base() + Duration::milliseconds(i as i64),
+            stamp: Stamp::Side,
             fields,
         }
     }

@@ -741,8 +741,7 @@ async fn store_pair_with_link(store: &Store) -> i64 {
         .unwrap();
     let side = |id: &str| LinkSide {
         id: Some(id.to_owned()),
-        parent_id: None,
-        updated_at: None,
+        ..LinkSide::default()
     };
     let receipt = store
         .commit(&Changeset {

@@ -7,7 +7,7 @@ mod fake_side;
 
 use std::sync::Arc;
 
-use ghl_sync::connector::Record;
+use ghl_sync::connector::{Record, Stamp};
 use ghl_sync::domain::{EntityKind, Side};
 use ghl_sync::engine::Engine;
 use ghl_sync::store::{Changeset, LinkUpdate, LinkWrite, SidePatch, Store};
@@ -28,6 +28,7 @@ fn contact(id: &str, ms: i64) -> Record {
         id: id.to_owned(),
         parent_id: None,
         updated_at: base() + chrono::Duration::milliseconds(ms),
+        stamp: Stamp::Side,
         fields,
     }
 }

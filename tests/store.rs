@@ -81,13 +81,11 @@ fn new_link(a_id: Option<&str>, b_id: Option<&str>) -> NewLink {
         entity: EntityKind::Contact,
         a: LinkSide {
             id: a_id.map(str::to_owned),
-            parent_id: None,
-            updated_at: None,
+            ..LinkSide::default()
         },
         b: LinkSide {
             id: b_id.map(str::to_owned),
-            parent_id: None,
-            updated_at: None,
+            ..LinkSide::default()
         },
         snapshot: snapshot(json!({ "email": format!("{}@example.com", a_id.unwrap_or("x")) })),
         deleted_at: None,
@@ -221,6 +219,8 @@ async fn commit_round_trip_with_local_refs(store: Store) {
     task.entity = EntityKind::Task;
     task.a.parent_id = Some("A-contact".to_owned());
     task.a.updated_at = Some(t0);
+    // GHL tasks carry no change time: the link keeps a fingerprint.
+    task.a.fingerprint = Some("f-task".to_owned());
 
     let mut outbox = outbox_item("create:A-contact", Some(LinkRef::New(7)));
     outbox.op = OutboxOp::Create;
@@ -295,6 +295,7 @@ async fn commit_round_trip_with_local_refs(store: Store) {
     assert_eq!(task.id, task_id);
     assert_eq!(task.a.parent_id.as_deref(), Some("A-contact"));
     assert_eq!(task.a.updated_at, Some(t0));
+    assert_eq!(task.a.fingerprint.as_deref(), Some("f-task"));
     assert!(store
         .link_by_side_id(PAIR, EntityKind::Contact, Side::Ghl, "A-task")
         .await
@@ -389,6 +390,7 @@ async fn link_updates_are_partial(store: Store) {
                     b: SidePatch {
                         id: Some("B1".to_owned()),
                         updated_at: Some(t1),
+                        fingerprint: Some("f-b1".to_owned()),
                         ..SidePatch::default()
                     },
                     ..LinkUpdate::default()
@@ -409,6 +411,7 @@ async fn link_updates_are_partial(store: Store) {
     assert_eq!(after.a, before.a);
     assert_eq!(after.b.id.as_deref(), Some("B1"));
     assert_eq!(after.b.updated_at, Some(t1));
+    assert_eq!(after.b.fingerprint.as_deref(), Some("f-b1"));
     assert_eq!(after.snapshot, new_snapshot);
     assert_eq!(after.created_at, before.created_at);
     assert!(after.updated_at >= before.updated_at);
@@ -1556,12 +1559,15 @@ async fn sqlite_tables(pool: &sqlx::SqlitePool) -> Vec<String> {
 }
 
 /// Each row of `table` as text (every column `quote`d), in rowid order.
-async fn sqlite_rows(pool: &sqlx::SqlitePool, table: &str) -> Vec<String> {
-    let columns: Vec<String> =
-        sqlx::query_scalar(&format!("SELECT name FROM pragma_table_info('{table}')"))
-            .fetch_all(pool)
-            .await
-            .unwrap();
+async fn sqlite_columns(pool: &sqlx::SqlitePool, table: &str) -> Vec<String> {
+    sqlx::query_scalar(&format!("SELECT name FROM pragma_table_info('{table}')"))
+        .fetch_all(pool)
+        .await
+        .unwrap()
+}
+
+/// Each row of `table` as text, `columns` of it only.
+async fn sqlite_rows(pool: &sqlx::SqlitePool, table: &str, columns: &[String]) -> Vec<String> {
     let row = columns
         .iter()
         .map(|c| format!("quote({c})"))
@@ -1660,17 +1666,24 @@ async fn sqlite_mirror_from_before_0006_keeps_every_row() {
         sqlx::query(statement).execute(&pool).await.unwrap();
     }
     let tables = sqlite_tables(&pool).await;
+    // Later migrations may add columns; the rows keep the ones they had.
     let mut before = Vec::new();
     for table in &tables {
-        before.push(sqlite_rows(&pool, table).await);
+        let columns = sqlite_columns(&pool, table).await;
+        let rows = sqlite_rows(&pool, table, &columns).await;
+        before.push((columns, rows));
     }
     pool.close().await;
 
     sqlite_store(&path).await.close().await;
     let pool = sqlite_file_pool(&path).await;
     assert_eq!(sqlite_tables(&pool).await, tables);
-    for (table, rows) in tables.iter().zip(&before) {
-        assert_eq!(&sqlite_rows(&pool, table).await, rows, "rows of {table}");
+    for (table, (columns, rows)) in tables.iter().zip(&before) {
+        assert_eq!(
+            &sqlite_rows(&pool, table, columns).await,
+            rows,
+            "rows of {table}"
+        );
     }
     let fk_violations: Vec<String> =
         sqlx::query_scalar("SELECT \"table\" FROM pragma_foreign_key_check")

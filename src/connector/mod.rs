@@ -11,7 +11,7 @@ mod record;
 mod secret;
 mod webhook;
 
-pub use record::{Capabilities, ConnectorError, Deletion, EntityCaps, Page, Record};
+pub use record::{Capabilities, ConnectorError, Deletion, EntityCaps, Page, Record, Stamp};
 pub use secret::{Secret, SecretSource};
 pub use webhook::{WebhookError, WebhookEvent};
 

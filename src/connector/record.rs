@@ -15,9 +15,45 @@ pub struct Record {
     pub id: String,
     /// The owning contact of a task, note or appointment.
     pub parent_id: Option<String>,
+    /// When the record last changed: the side's own time, or, for a record
+    /// the side keeps no change time for, when it was read (see [`Stamp`]).
     pub updated_at: DateTime<Utc>,
+    /// Where `updated_at` comes from.
+    pub stamp: Stamp,
     /// The native JSON object, every field kept.
     pub fields: Map<String, Value>,
+}
+
+/// Where a record's `updated_at` comes from.
+///
+/// GHL's official `TaskSchema` has no `dateAdded` or `dateUpdated`, and
+/// `NoteSchema` only `dateAdded` (`spec/ghl-api/apps/contacts.json`): such
+/// records carry no change time, so a version of one can only be told
+/// from another by what it holds. The engine does exactly that for
+/// [`Stamp::ReadAt`] records: it keeps the [`Record::fingerprint`] of the
+/// version it took in and decides a record again only when its content
+/// differs from it.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Stamp {
+    /// `updated_at` is the side's own last-change time.
+    #[default]
+    Side,
+    /// The side gives this record no change time: `updated_at` is when it
+    /// was read, the latest moment its current content can have been
+    /// written. Where the `newest` policy weighs it against the other
+    /// side's time, a change counts as made when it was read, so an edit
+    /// on the other side wins only if it is later than our read.
+    ReadAt,
+}
+
+impl Record {
+    /// A short, stable digest of the record's native fields: what tells
+    /// two versions of a record without a change time apart.
+    pub fn fingerprint(&self) -> String {
+        use sha2::{Digest, Sha256};
+        let text = serde_json::to_string(&self.fields).unwrap_or_default();
+        hex::encode(&Sha256::digest(text.as_bytes())[..12])
+    }
 }
 
 /// One page of a change stream.
@@ -44,7 +80,12 @@ impl Page {
 
     /// A page with the records refused on it.
     pub fn with_rejected(records: Vec<Record>, rejected: Vec<ConnectorError>) -> Self {
-        let watermark = records.iter().map(|r| r.updated_at).max();
+        // A read time is no position in a change feed.
+        let watermark = records
+            .iter()
+            .filter(|r| r.stamp == Stamp::Side)
+            .map(|r| r.updated_at)
+            .max();
         Self {
             records,
             watermark,

@@ -6,8 +6,6 @@
 //! write, nothing else would ever decide the edit again), and an operator's
 //! dead-letter retry.
 
-use chrono::Duration;
-
 use super::decide::Decider;
 use super::report::Stats;
 use super::{Engine, EngineError, Mode, PairRuntime};
@@ -18,27 +16,17 @@ use crate::store::Changeset;
 
 impl Engine {
     /// Decides `record` (read from `role` just now) and commits the
-    /// decision. A version the link has recorded as seen is decided as one
-    /// microsecond newer, so the decider takes it as a change and its
-    /// writes get new idempotency keys (the old ones belong to writes that
-    /// did not happen: withdrawn or dead).
+    /// decision. A version the link has recorded as seen is decided as a
+    /// new one, with new idempotency keys (the old ones belong to writes
+    /// that did not happen: withdrawn or dead): see `Decider::is_reread`.
     pub(super) async fn decide_again(
         &self,
         pair: &PairRuntime,
         role: Side,
-        mut record: Record,
+        record: Record,
     ) -> Result<(Stats, Changeset), EngineError> {
-        let link = self
-            .store
-            .link_by_side_id(pair.name(), record.entity, role, &record.id)
-            .await?;
-        if let Some(seen) = link.and_then(|l| l.side(role).updated_at) {
-            if seen >= record.updated_at {
-                record.updated_at = seen + Duration::microseconds(1);
-            }
-        }
         let entity = record.entity;
-        let mut decider = Decider::new(self, pair, Mode::Apply);
+        let mut decider = Decider::new(self, pair, Mode::Apply).deciding_again();
         decider.records(role, entity, vec![record]).await?;
         let changeset = decider.take_changeset();
         let receipt = self.store.commit(&changeset).await?;

@@ -539,11 +539,15 @@ fn completion(pair: &PairRuntime, item: &OutboxItem, record: Option<&Record>) ->
         }
         holds
     });
-    *update.side_mut(item.target_side) = SidePatch {
+    let written = update.side_mut(item.target_side);
+    *written = SidePatch {
         id: record.map(|r| r.id.clone()),
         parent_id: record.and_then(|r| r.parent_id.clone()),
-        updated_at: seen.map(|r| r.updated_at),
+        ..SidePatch::default()
     };
+    if let Some(seen) = seen {
+        written.saw(seen);
+    }
     if item.op == OutboxOp::Delete {
         update.deleted_at = Change::Set(Utc::now());
     }

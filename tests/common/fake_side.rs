@@ -17,7 +17,7 @@ use futures::future::BoxFuture;
 use futures::stream::{self, BoxStream, StreamExt};
 use ghl_sync::config::{self, LoadOptions};
 use ghl_sync::connector::{
-    Capabilities, Connector, ConnectorError, Deletion, EntityCaps, Page, Record,
+    Capabilities, Connector, ConnectorError, Deletion, EntityCaps, Page, Record, Stamp,
 };
 use ghl_sync::domain::{EntityKind, MatchKey, Side};
 use ghl_sync::engine::{Engine, EngineError, Mode, PairReport, PairRuntime};
@@ -104,6 +104,7 @@ fn written(entity: EntityKind, id: String, fields: &Map<String, Value>) -> Recor
         id,
         parent_id: None,
         updated_at: Utc::now(),
+        stamp: Stamp::Side,
         fields: fields.clone(),
     }
 }

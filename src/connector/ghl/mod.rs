@@ -19,6 +19,7 @@ pub mod oauth;
 pub mod pages;
 mod reading;
 pub mod settings;
+pub mod times;
 pub mod tokens;
 pub mod webhook;
 

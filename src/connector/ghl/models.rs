@@ -44,9 +44,17 @@ pub struct Contact {
     pub business_id: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tags: Option<Vec<String>>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "super::times::optional"
+    )]
     pub date_added: Option<DateTime<Utc>>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "super::times::optional"
+    )]
     pub date_updated: Option<DateTime<Utc>>,
     /// Every other field, kept verbatim.
     #[serde(flatten)]
@@ -64,7 +72,11 @@ pub struct Task {
     pub title: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub body: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "super::times::optional"
+    )]
     pub due_date: Option<DateTime<Utc>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub completed: Option<bool>,
@@ -85,7 +97,11 @@ pub struct Note {
     pub body: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub user_id: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "super::times::optional"
+    )]
     pub date_added: Option<DateTime<Utc>>,
     #[serde(flatten)]
     pub extra: Map<String, Value>,
@@ -108,7 +124,11 @@ pub struct Appointment {
     pub start_time: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub end_time: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "super::times::optional"
+    )]
     pub date_updated: Option<DateTime<Utc>>,
     #[serde(flatten)]
     pub extra: Map<String, Value>,

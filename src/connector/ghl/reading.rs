@@ -3,7 +3,6 @@
 //! not fit its model is set aside as [`Unreadable`], with the field at
 //! fault and why, and the others of its page still go through.
 
-use chrono::{DateTime, Utc};
 use serde::de::DeserializeOwned;
 use serde_json::value::RawValue;
 use serde_json::{Map, Value};
@@ -70,7 +69,7 @@ fn unreadable<T: DeserializeOwned>(
     found.id = fields.get("id").and_then(id_text);
     found.updated_at = ["dateUpdated", "dateAdded"]
         .iter()
-        .find_map(|key| fields.get(*key)?.as_str()?.parse::<DateTime<Utc>>().ok());
+        .find_map(|key| super::times::parse(fields.get(*key)?).ok().flatten());
     let (field, reason) = match fields.get("id") {
         None | Some(Value::Null) => (
             Some("id".to_owned()),

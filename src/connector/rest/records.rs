@@ -6,7 +6,7 @@ use serde_json::{Map, Value};
 
 use super::spec::{type_name, EntityApi, JsonPointer};
 use crate::connector::http::{looks_like_json, snippet};
-use crate::connector::Record;
+use crate::connector::{Record, Stamp};
 use crate::domain::EntityKind;
 
 /// Why a body could not be read as JSON.
@@ -109,6 +109,7 @@ impl Reader<'_> {
             id,
             parent_id,
             updated_at,
+            stamp: Stamp::Side,
             fields: fields.clone(),
         })
     }

@@ -55,7 +55,7 @@ impl Decider<'_> {
                         id: link.id,
                         ..LinkUpdate::default()
                     };
-                    update.side_mut(role).updated_at = Some(record.updated_at);
+                    update.side_mut(role).saw(record);
                     self.changeset.links.push(LinkWrite::Update(update));
                 }
                 Ok(None)

@@ -7,7 +7,7 @@ use std::collections::HashMap;
 
 use serde_json::Value;
 
-use super::reread::already_decided;
+use super::reread::{already_decided, seen_side};
 use super::settle::{merge_sides, Ids, Settlement};
 use super::{from_source, Decider};
 use crate::connector::Record;
@@ -130,7 +130,7 @@ impl Decider<'_> {
             LinkSide {
                 id: None,
                 parent_id: other_parent.clone(),
-                updated_at: None,
+                ..LinkSide::default()
             },
         );
         let settlement = Settlement {
@@ -290,9 +290,8 @@ impl Decider<'_> {
             source,
             record,
             LinkSide {
-                id: Some(found.id.clone()),
                 parent_id: None,
-                updated_at: Some(found.updated_at),
+                ..seen_side(&found)
             },
         );
         let settlement = Settlement {
@@ -325,11 +324,7 @@ impl Decider<'_> {
                 },
             );
         }
-        let this = LinkSide {
-            id: Some(record.id.clone()),
-            parent_id: record.parent_id.clone(),
-            updated_at: Some(record.updated_at),
-        };
+        let this = seen_side(record);
         let sides = from_source(source, this, other);
         self.changeset.links.push(LinkWrite::Insert {
             local_ref,

@@ -44,7 +44,7 @@ impl Decider<'_> {
             id: link.id,
             ..LinkUpdate::default()
         };
-        update.side_mut(source).updated_at = Some(record.updated_at);
+        update.side_mut(source).saw(record);
 
         // Nothing this side feeds differs from the base: our own write
         // coming back, or an edit of unmapped fields. Never a write.
@@ -81,7 +81,7 @@ impl Decider<'_> {
             None => None,
         };
         if let Some(found) = &other_record {
-            update.side_mut(other).updated_at = Some(found.updated_at);
+            update.side_mut(other).saw(found);
         }
         let merged = merge_sides(
             self.pair,

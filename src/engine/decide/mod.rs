@@ -69,6 +69,10 @@ pub struct Decider<'a> {
     /// its content differs from the base snapshot, so a divergence that got
     /// past the polls is repaired (content, not a timestamp, decides).
     compare_content: bool,
+    /// Deciding again (`redecide.rs`): a version recorded as seen is
+    /// decided as a new one, because its decision is known not to have
+    /// reached the other side.
+    again: bool,
 }
 
 impl<'a> Decider<'a> {
@@ -87,12 +91,19 @@ impl<'a> Decider<'a> {
             dead_lettered: HashSet::new(),
             dead_in_flight: HashSet::new(),
             compare_content: false,
+            again: false,
         }
     }
 
     /// A decider for a full reconciliation (see `compare_content`).
     pub fn comparing_content(mut self) -> Self {
         self.compare_content = true;
+        self
+    }
+
+    /// A decider that decides versions already seen again (see `again`).
+    pub fn deciding_again(mut self) -> Self {
+        self.again = true;
         self
     }
 

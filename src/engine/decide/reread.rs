@@ -6,27 +6,32 @@
 use chrono::Duration;
 
 use super::Decider;
-use crate::connector::Record;
+use crate::connector::{Record, Stamp};
 use crate::domain::{EntityKind, Side};
 use crate::engine::{snapshot, PairRuntime};
 use crate::mapping::Canonical;
-use crate::store::Link;
+use crate::store::{Link, LinkSide, SidePatch};
 
 impl Decider<'_> {
     /// Whether `record`, read from `source` and linked by `link`, is a
-    /// re-read to skip. A version recorded as seen that has diverged from
-    /// the base (see [`seen_but_diverged`](Self::seen_but_diverged)) is no
-    /// re-read: it is decided again as one microsecond newer than the one
-    /// seen, since the writes of the old one did not happen, and their
-    /// idempotency keys are taken.
+    /// re-read to skip. A version recorded as seen is no re-read when it
+    /// has diverged from the base (see
+    /// [`seen_but_diverged`](Self::seen_but_diverged)) or when the decider
+    /// decides again: the writes of the old decision did not happen, and
+    /// their idempotency keys are taken, so a version with a change time
+    /// is decided as one microsecond newer than the one seen (one stamped
+    /// with its read time is newer already).
     pub(super) fn is_reread(&self, source: Side, record: &mut Record, link: &Link) -> bool {
+        if link.deleted_at.is_some() {
+            return true;
+        }
         if !already_decided(link, source, record) {
             return false;
         }
-        if !self.seen_but_diverged(source, record, link) {
+        if !self.again && !self.seen_but_diverged(source, record, link) {
             return true;
         }
-        if let Some(seen) = link.side(source).updated_at {
+        if let (Stamp::Side, Some(seen)) = (record.stamp, link.side(source).updated_at) {
             record.updated_at = record.updated_at.max(seen + Duration::microseconds(1));
         }
         false
@@ -59,9 +64,41 @@ impl Decider<'_> {
 
 /// Whether `record`, read from side `src`, is a version its link has
 /// already taken in (or the link is a tombstone): a re-read, not a change.
+/// A version with a change time is known by it; one without (a GHL task)
+/// by its fingerprint.
 pub(super) fn already_decided(link: &Link, src: Side, record: &Record) -> bool {
-    let seen = link.side(src).updated_at;
-    link.deleted_at.is_some() || seen.is_some_and(|seen| seen >= record.updated_at)
+    let seen = link.side(src);
+    link.deleted_at.is_some()
+        || match record.stamp {
+            Stamp::Side => seen.updated_at.is_some_and(|at| at >= record.updated_at),
+            Stamp::ReadAt => seen.fingerprint.as_deref() == Some(record.fingerprint().as_str()),
+        }
+}
+
+/// What a link side records of `record` as the version it took in: its
+/// id, owning contact, change time, and for a record without a change
+/// time its fingerprint.
+pub(in crate::engine) fn seen_side(record: &Record) -> LinkSide {
+    LinkSide {
+        id: Some(record.id.clone()),
+        parent_id: record.parent_id.clone(),
+        updated_at: Some(record.updated_at),
+        fingerprint: fingerprint_of(record),
+    }
+}
+
+impl SidePatch {
+    /// Records `record` as the version this side of the link took in last.
+    pub(in crate::engine) fn saw(&mut self, record: &Record) {
+        self.updated_at = Some(record.updated_at);
+        self.fingerprint = fingerprint_of(record);
+    }
+}
+
+/// The fingerprint a link keeps of `record`: only for a record its side
+/// gives no change time.
+fn fingerprint_of(record: &Record) -> Option<String> {
+    (record.stamp == Stamp::ReadAt).then(|| record.fingerprint())
 }
 
 /// Whether every field `source` feeds holds its base value: nothing of

@@ -22,6 +22,10 @@ pub struct LinkSide {
     pub parent_id: Option<String>,
     /// The side's own `updated_at` for the record when last synced.
     pub updated_at: Option<DateTime<Utc>>,
+    /// The [fingerprint](crate::connector::Record::fingerprint) of the
+    /// version last taken in, for a record its side gives no change time
+    /// (`updated_at` then is when it was read, which tells nothing).
+    pub fingerprint: Option<String>,
 }
 
 /// The base snapshot: the canonical mapped content both sides last agreed on.
@@ -76,6 +80,7 @@ pub struct SidePatch {
     pub id: Option<String>,
     pub parent_id: Option<String>,
     pub updated_at: Option<DateTime<Utc>>,
+    pub fingerprint: Option<String>,
 }
 
 impl SidePatch {
@@ -84,6 +89,7 @@ impl SidePatch {
             id: later.id.or(self.id),
             parent_id: later.parent_id.or(self.parent_id),
             updated_at: later.updated_at.or(self.updated_at),
+            fingerprint: later.fingerprint.or(self.fingerprint),
         }
     }
 }
@@ -145,7 +151,8 @@ pub enum LinkRef {
 
 pub(in crate::store) const LINK_COLUMNS: &str =
     "id, pair, entity, a_id, b_id, a_parent_id, b_parent_id, \
-     content, content_hash, a_updated_at, b_updated_at, deleted_at, created_at, updated_at";
+     content, content_hash, a_updated_at, b_updated_at, a_fingerprint, b_fingerprint, deleted_at, \
+     created_at, updated_at";
 
 /// A `links` row as stored (flat), turned into a [`Link`].
 #[derive(sqlx::FromRow)]
@@ -162,6 +169,8 @@ pub(in crate::store) struct LinkRow {
     content_hash: String,
     a_updated_at: Option<DateTime<Utc>>,
     b_updated_at: Option<DateTime<Utc>>,
+    a_fingerprint: Option<String>,
+    b_fingerprint: Option<String>,
     deleted_at: Option<DateTime<Utc>>,
     created_at: DateTime<Utc>,
     updated_at: DateTime<Utc>,
@@ -177,11 +186,13 @@ impl From<LinkRow> for Link {
                 id: r.a_id,
                 parent_id: r.a_parent_id,
                 updated_at: r.a_updated_at,
+                fingerprint: r.a_fingerprint,
             },
             b: LinkSide {
                 id: r.b_id,
                 parent_id: r.b_parent_id,
                 updated_at: r.b_updated_at,
+                fingerprint: r.b_fingerprint,
             },
             snapshot: Snapshot {
                 content: r.content,

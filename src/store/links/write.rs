@@ -42,7 +42,7 @@ pub(in crate::store) async fn reserve_link_ids(
     }
 }
 
-const INSERT_COLS: usize = 14;
+const INSERT_COLS: usize = 16;
 
 /// Inserts new links with their reserved ids, one multi-row statement per
 /// chunk. Every value (`now` too) is bound per row in column order, so
@@ -60,7 +60,8 @@ pub(in crate::store) async fn insert_links(
         let sql = sqlite_insert(
             "insert_links",
             "INSERT INTO links (id, pair, entity, a_id, b_id, a_parent_id, b_parent_id, content, \
-             content_hash, a_updated_at, b_updated_at, deleted_at, created_at, updated_at)",
+             content_hash, a_updated_at, b_updated_at, a_fingerprint, b_fingerprint, deleted_at, \
+             created_at, updated_at)",
             chunk.len(),
             INSERT_COLS,
             "",
@@ -81,6 +82,8 @@ pub(in crate::store) async fn insert_links(
                     .bind(link.snapshot.hash.as_str())
                     .bind(us_opt(link.a.updated_at))
                     .bind(us_opt(link.b.updated_at))
+                    .bind(link.a.fingerprint.as_deref())
+                    .bind(link.b.fingerprint.as_deref())
                     .bind(us_opt(link.deleted_at))
                     .bind(now.as_str())
                     .bind(now.as_str());
@@ -96,15 +99,16 @@ pub(in crate::store) async fn insert_links(
 /// planned again on every execution (`plan_cache_mode = force_custom_plan`,
 /// see `Store::connect`), which cost more than the insert itself.
 const INSERT_LINKS_POSTGRES: &str = "INSERT INTO links (id, pair, entity, a_id, b_id, \
-     a_parent_id, b_parent_id, content, content_hash, a_updated_at, b_updated_at, deleted_at, \
-     created_at, updated_at) \
+     a_parent_id, b_parent_id, content, content_hash, a_updated_at, b_updated_at, a_fingerprint, \
+     b_fingerprint, deleted_at, created_at, updated_at) \
      SELECT t.id, t.pair, t.entity, t.a_id, t.b_id, t.a_parent_id, t.b_parent_id, t.content, \
-            t.content_hash, t.a_updated_at, t.b_updated_at, t.deleted_at, $13, $13 \
+            t.content_hash, t.a_updated_at, t.b_updated_at, t.a_fingerprint, t.b_fingerprint, \
+            t.deleted_at, $15, $15 \
      FROM UNNEST($1::int8[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], \
                  $7::text[], $8::jsonb[], $9::text[], $10::timestamptz[], $11::timestamptz[], \
-                 $12::timestamptz[]) WITH ORDINALITY \
+                 $12::text[], $13::text[], $14::timestamptz[]) WITH ORDINALITY \
        AS t(id, pair, entity, a_id, b_id, a_parent_id, b_parent_id, content, content_hash, \
-            a_updated_at, b_updated_at, deleted_at, ord) \
+            a_updated_at, b_updated_at, a_fingerprint, b_fingerprint, deleted_at, ord) \
      ORDER BY t.ord";
 
 async fn insert_links_postgres(
@@ -134,6 +138,8 @@ async fn insert_links_postgres(
         .bind(col(&|l| Some(l.snapshot.hash.as_str())))
         .bind(time(&|l| l.a.updated_at))
         .bind(time(&|l| l.b.updated_at))
+        .bind(col(&|l| l.a.fingerprint.as_deref()))
+        .bind(col(&|l| l.b.fingerprint.as_deref()))
         .bind(time(&|l| l.deleted_at))
         .bind(now)
         .execute(&mut *c)
@@ -141,7 +147,7 @@ async fn insert_links_postgres(
         .map(|_| ())
 }
 
-const UPDATE_COLS: usize = 11;
+const UPDATE_COLS: usize = 13;
 
 /// Applies updates to existing links (already merged to one per id), one
 /// `UPDATE .. FROM (VALUES ..)` per chunk. Fields not given keep their
@@ -170,6 +176,8 @@ pub(in crate::store) async fn update_links(
                content = COALESCE(v.column8, links.content), \
                content_hash = COALESCE(v.column9, links.content_hash), \
                deleted_at = CASE v.column10 WHEN 0 THEN links.deleted_at ELSE v.column11 END, \
+               a_fingerprint = COALESCE(v.column12, links.a_fingerprint), \
+               b_fingerprint = COALESCE(v.column13, links.b_fingerprint), \
                updated_at = $1 \
              FROM (VALUES {}) AS v \
              WHERE links.id = v.column1",
@@ -190,7 +198,9 @@ pub(in crate::store) async fn update_links(
                     .bind(u.snapshot.as_ref().map(|s| Json(&s.content)))
                     .bind(u.snapshot.as_ref().map(|s| s.hash.as_str()))
                     .bind(u.deleted_at.flag())
-                    .bind(u.deleted_at.value().copied().map(us));
+                    .bind(u.deleted_at.value().copied().map(us))
+                    .bind(u.a.fingerprint.as_deref())
+                    .bind(u.b.fingerprint.as_deref());
             }
             q.execute(&mut *c).await.map(|r| r.rows_affected())
         })

@@ -10,12 +10,14 @@ use super::GhlConnector;
 use crate::connector::ghl::models::{
     Appointment, Contact, Listing, Note, NoteFields, Task, TaskFields, Unreadable,
 };
-use crate::connector::{ConnectorError, Page, Record};
+use crate::connector::{ConnectorError, Page, Record, Stamp};
 use crate::domain::EntityKind;
 
 impl GhlConnector {
     pub(super) fn contact_record(&self, contact: Contact) -> Result<Record, ConnectorError> {
-        let updated_at = contact.date_updated.or(contact.date_added);
+        // `dateAdded` says when a record was born, not when it last
+        // changed: a record without `dateUpdated` is told apart by content.
+        let updated_at = contact.date_updated;
         self.record(
             EntityKind::Contact,
             contact.id.clone(),
@@ -30,8 +32,7 @@ impl GhlConnector {
         task: Task,
         contact_id: &str,
     ) -> Result<Record, ConnectorError> {
-        let updated_at =
-            timestamp(&task.extra, "dateUpdated").or_else(|| timestamp(&task.extra, "dateAdded"));
+        let updated_at = timestamp(&task.extra, "dateUpdated");
         let parent = task
             .contact_id
             .clone()
@@ -50,7 +51,7 @@ impl GhlConnector {
         note: Note,
         contact_id: &str,
     ) -> Result<Record, ConnectorError> {
-        let updated_at = timestamp(&note.extra, "dateUpdated").or(note.date_added);
+        let updated_at = timestamp(&note.extra, "dateUpdated");
         let parent = note
             .contact_id
             .clone()
@@ -69,9 +70,7 @@ impl GhlConnector {
         event: Appointment,
         contact_id: &str,
     ) -> Result<Record, ConnectorError> {
-        let updated_at = event
-            .date_updated
-            .or_else(|| timestamp(&event.extra, "dateAdded"));
+        let updated_at = event.date_updated;
         let parent = event
             .contact_id
             .clone()
@@ -86,8 +85,9 @@ impl GhlConnector {
     }
 
     /// A record from a typed model: its JSON is the native form, unknown
-    /// fields included. A record without any timestamp cannot be placed on
-    /// a timeline, so it is refused (and dead-lettered by the engine).
+    /// fields included. A record GHL gives no change time (tasks never
+    /// have one in the official `TaskSchema`, notes only `dateAdded`) is
+    /// stamped with the time it was read: [`Stamp::ReadAt`].
     pub(super) fn record<T: Serialize>(
         &self,
         entity: EntityKind,
@@ -96,23 +96,20 @@ impl GhlConnector {
         updated_at: Option<DateTime<Utc>>,
         model: &T,
     ) -> Result<Record, ConnectorError> {
-        let Some(updated_at) = updated_at else {
-            return Err(ConnectorError::Record {
-                side: self.side.clone(),
-                entity,
-                id: Some(id),
-                message: "GHL returned the record without dateUpdated or dateAdded".into(),
-            });
-        };
         let fields = match serde_json::to_value(model) {
             Ok(Value::Object(fields)) => fields,
             _ => Map::new(),
+        };
+        let (updated_at, stamp) = match updated_at {
+            Some(at) => (at, Stamp::Side),
+            None => (Utc::now(), Stamp::ReadAt),
         };
         Ok(Record {
             entity,
             id,
             parent_id,
             updated_at,
+            stamp,
             fields,
         })
     }
@@ -182,8 +179,12 @@ impl GhlConnector {
     }
 }
 
+/// A change time the typed model does not name (a task's or note's
+/// `dateUpdated`, which the spec does not list but GHL may send).
 fn timestamp(fields: &Map<String, Value>, key: &str) -> Option<DateTime<Utc>> {
-    fields.get(key)?.as_str()?.parse::<DateTime<Utc>>().ok()
+    crate::connector::ghl::times::parse(fields.get(key)?)
+        .ok()
+        .flatten()
 }
 
 /// Typed task fields from a native patch. `completed` is left out: GHL
