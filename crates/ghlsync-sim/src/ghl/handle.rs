@@ -17,6 +17,7 @@ use super::model::{
 };
 use super::query::all_contacts;
 use super::server::{lock, Shared};
+use super::shapes::RecordShapes;
 use super::webhooks::{signing_keys, WebhookPublicKeys};
 use crate::controls::sim_controls;
 
@@ -503,6 +504,17 @@ impl SimHandle {
     }
 
     // --- faults, limits, counters, webhooks ------------------------------------
+
+    /// What answers and webhooks carry now.
+    pub fn record_shapes(&self) -> RecordShapes {
+        self.shared.read(|db| db.record_shapes)
+    }
+
+    /// Switches between generous and spec-strict answers and webhooks
+    /// (see [`RecordShapes`]); records already stored are not changed.
+    pub fn set_record_shapes(&self, shapes: RecordShapes) {
+        lock(&self.shared.db).record_shapes = shapes;
+    }
 
     sim_controls!(CounterSnapshot);
 
