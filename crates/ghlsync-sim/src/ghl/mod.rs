@@ -62,6 +62,7 @@ mod query;
 mod seed;
 mod server;
 pub mod shapes;
+mod unusual;
 mod webhooks;
 
 use std::net::SocketAddr;
@@ -90,6 +91,7 @@ pub use query::{
 };
 pub use server::API_VERSION;
 pub use shapes::RecordShapes;
+pub use unusual::UNUSUAL_VARIANTS;
 pub use webhooks::{WebhookPublicKeys, WebhookStats};
 
 /// How to start a simulator.
