@@ -9,6 +9,10 @@
 //! - Validation failures are 422 with a list of messages (400 for
 //!   `POST /contacts/search`, whose spec lists no 422); a body that is not
 //!   JSON is 400.
+//!
+//! Every record goes out through `db.record_shapes` with the shape of its
+//! answer's schema (see [`super::shapes`]): whole in the default generous
+//! mode, trimmed in spec-strict mode.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -24,6 +28,9 @@ use super::error::{trace_id, ApiError, SimError};
 use super::model::{validate_contact, validate_note, validate_tags, validate_task, Child, Mode};
 use super::query::{self, ListParams, Search, LIST_DEFAULT_LIMIT, LIST_MAX_LIMIT};
 use super::server::{ok, AuthCtx, Shared};
+use super::shapes::{
+    Shape, CONTACT_BY_ID, CREATED_CONTACT, EVENT, LISTED_CONTACT, NOTE, SEARCHED_CONTACT, TASK,
+};
 
 type Sim = State<Arc<Shared>>;
 type Auth = Extension<AuthCtx>;
@@ -95,7 +102,7 @@ pub(crate) async fn get_contact(
     let contact = sim.read(|db| -> Result<_> {
         let contact = db.contact(&id)?;
         auth.check_location(contact.data["locationId"].as_str().unwrap_or_default())?;
-        Ok(contact.data.clone())
+        Ok(db.record_shapes.apply(contact.data.clone(), &CONTACT_BY_ID))
     })?;
     Ok(ok(StatusCode::OK, json!({"contact": contact})))
 }
@@ -107,7 +114,10 @@ pub(crate) async fn create_contact(State(sim): Sim, Extension(auth): Auth, body:
     let input = validate_contact(&value, Mode::Create).map_err(ApiError::unprocessable)?;
     let location = input.location_id.clone().unwrap_or_default();
     auth.check_location(&location)?;
-    let contact = sim.write(|db| db.create_contact(&location, &input, API_SOURCE))?;
+    let contact = sim.write(|db| {
+        let contact = db.create_contact(&location, &input, API_SOURCE)?;
+        Ok::<_, SimError>(db.record_shapes.apply(contact, &CREATED_CONTACT))
+    })?;
     Ok(ok(StatusCode::CREATED, json!({"contact": contact})))
 }
 
@@ -122,7 +132,8 @@ pub(crate) async fn update_contact(
     let input = validate_contact(&value, Mode::Update).map_err(ApiError::unprocessable)?;
     let contact = sim.write(|db| -> Result<_> {
         auth.check_location(db.contact_location(&id)?)?;
-        Ok(db.update_contact(&id, &input)?)
+        let contact = db.update_contact(&id, &input)?;
+        Ok(db.record_shapes.apply(contact, &CONTACT_BY_ID))
     })?;
     Ok(ok(
         StatusCode::OK,
@@ -156,8 +167,10 @@ pub(crate) async fn upsert_contact(State(sim): Sim, Extension(auth): Auth, body:
     let input = validate_contact(&value, Mode::Create).map_err(ApiError::unprocessable)?;
     let location = input.location_id.clone().unwrap_or_default();
     auth.check_location(&location)?;
-    let (new, contact) =
-        sim.write(|db| db.upsert_contact(&location, &input, create_new, API_SOURCE))?;
+    let (new, contact) = sim.write(|db| {
+        let (new, contact) = db.upsert_contact(&location, &input, create_new, API_SOURCE)?;
+        Ok::<_, SimError>((new, db.record_shapes.apply(contact, &CONTACT_BY_ID)))
+    })?;
     Ok(ok(
         StatusCode::OK,
         json!({"new": new, "contact": contact, "traceId": trace_id()}),
@@ -186,7 +199,11 @@ pub(crate) async fn duplicate(
         db.location(&location)?;
         let found = db.find_duplicate(&location, email.as_deref(), number.as_deref(), None);
         Ok(match found {
-            Some((id, _)) => Value::Object(db.contact(&id)?.data.clone()),
+            // No answer schema; a search answer (see `LISTED_CONTACT`).
+            Some((id, _)) => Value::Object(
+                db.record_shapes
+                    .apply(db.contact(&id)?.data.clone(), &LISTED_CONTACT),
+            ),
             None => Value::Null,
         })
     })?;
@@ -202,8 +219,12 @@ pub(crate) async fn search_contacts(State(sim): Sim, Extension(auth): Auth, body
     let search =
         Search::parse(&value).map_err(|errors| ApiError::new(StatusCode::BAD_REQUEST, errors))?;
     auth.check_location(&search.location_id)?;
-    let result =
-        sim.read(|db| -> Result<_> { Ok(search.run(db.location(&search.location_id)?)) })?;
+    let result = sim.read(|db| -> Result<_> {
+        let mut result = search.run(db.location(&search.location_id)?);
+        db.record_shapes
+            .apply_to_list(&mut result, "contacts", &SEARCHED_CONTACT);
+        Ok(result)
+    })?;
     Ok(ok(StatusCode::OK, result))
 }
 
@@ -247,11 +268,10 @@ pub(crate) async fn list_contacts(
         query: params.get("query").filter(|s| !s.is_empty()).cloned(),
     };
     let result = sim.read(|db| -> Result<_> {
-        Ok(query::list(
-            db.location(&location)?,
-            &list,
-            &sim.core.base_url,
-        ))
+        let mut result = query::list(db.location(&location)?, &list, &sim.core.base_url);
+        db.record_shapes
+            .apply_to_list(&mut result, "contacts", &LISTED_CONTACT);
+        Ok(result)
     })?;
     Ok(ok(StatusCode::OK, result))
 }
@@ -288,13 +308,16 @@ pub(crate) async fn by_business(
     auth.check_location(&location)?;
     let query = params.get("query").filter(|s| !s.is_empty()).cloned();
     let result = sim.read(|db| -> Result<_> {
-        Ok(query::by_business(
+        let mut result = query::by_business(
             db.location(&location)?,
             &business,
             skip,
             limit,
             query.as_deref(),
-        ))
+        );
+        db.record_shapes
+            .apply_to_list(&mut result, "contacts", &LISTED_CONTACT);
+        Ok(result)
     })?;
     Ok(ok(StatusCode::OK, result))
 }
@@ -349,8 +372,24 @@ fn list_children(
     kind: Child,
 ) -> Result<Vec<Value>> {
     contact_in_scope(sim, auth, contact_id)?;
-    let records = sim.read(|db| db.children(contact_id, kind))?;
-    Ok(records.into_iter().map(Value::Object).collect())
+    let records = sim.read(|db| {
+        db.children(contact_id, kind).map(|records| {
+            records
+                .into_iter()
+                .map(|r| Value::Object(db.record_shapes.apply(r, child_shape(kind))))
+                .collect()
+        })
+    })?;
+    Ok(records)
+}
+
+/// The schema of a task, note or appointment in its answers.
+fn child_shape(kind: Child) -> &'static Shape {
+    match kind {
+        Child::Task => &TASK,
+        Child::Note => &NOTE,
+        Child::Appointment => &EVENT,
+    }
 }
 
 fn get_child(
@@ -361,20 +400,23 @@ fn get_child(
     id: &str,
 ) -> Result<Value> {
     contact_in_scope(sim, auth, contact_id)?;
-    Ok(Value::Object(
-        sim.read(|db| db.child(contact_id, kind, id))?,
-    ))
+    Ok(Value::Object(sim.read(|db| {
+        db.child(contact_id, kind, id)
+            .map(|r| db.record_shapes.apply(r, child_shape(kind)))
+    })?))
 }
 
 fn write_child(
     sim: &Shared,
     auth: &AuthCtx,
     contact_id: &str,
+    kind: Child,
     f: impl FnOnce(&mut super::model::Db) -> std::result::Result<super::model::Record, SimError>,
 ) -> Result<Value> {
     let record = sim.write(|db| -> Result<_> {
         auth.check_location(db.contact_location(contact_id)?)?;
-        Ok(f(db)?)
+        let record = f(db)?;
+        Ok(db.record_shapes.apply(record, child_shape(kind)))
     })?;
     Ok(Value::Object(record))
 }
@@ -408,7 +450,7 @@ pub(crate) async fn create_task(
 ) -> Result {
     let fields =
         validate_task(&parse_json(&body)?, Mode::Create).map_err(ApiError::unprocessable)?;
-    let task = write_child(&sim, &auth, &contact, |db| {
+    let task = write_child(&sim, &auth, &contact, Child::Task, |db| {
         db.create_child(&contact, Child::Task, &fields)
     })?;
     Ok(ok(StatusCode::CREATED, json!({"task": task})))
@@ -423,7 +465,7 @@ pub(crate) async fn update_task(
 ) -> Result {
     let fields =
         validate_task(&parse_json(&body)?, Mode::Update).map_err(ApiError::unprocessable)?;
-    let task = write_child(&sim, &auth, &contact, |db| {
+    let task = write_child(&sim, &auth, &contact, Child::Task, |db| {
         db.update_child(&contact, Child::Task, &task, &fields)
     })?;
     Ok(ok(StatusCode::OK, json!({"task": task})))
@@ -444,7 +486,7 @@ pub(crate) async fn complete_task(
         .ok_or_else(|| ApiError::unprocessable(vec!["completed must be a boolean value".into()]))?;
     let mut fields = super::model::Record::new();
     fields.insert("completed".into(), json!(completed));
-    let task = write_child(&sim, &auth, &contact, |db| {
+    let task = write_child(&sim, &auth, &contact, Child::Task, |db| {
         db.update_child(&contact, Child::Task, &task, &fields)
     })?;
     Ok(ok(StatusCode::OK, json!({"task": task})))
@@ -456,7 +498,7 @@ pub(crate) async fn delete_task(
     Extension(auth): Auth,
     Path((contact, task)): Path<(String, String)>,
 ) -> Result {
-    write_child(&sim, &auth, &contact, |db| {
+    write_child(&sim, &auth, &contact, Child::Task, |db| {
         db.delete_child(&contact, Child::Task, &task)
     })?;
     Ok(ok(StatusCode::OK, json!({"succeded": true})))
@@ -491,7 +533,7 @@ pub(crate) async fn create_note(
 ) -> Result {
     let fields =
         validate_note(&parse_json(&body)?, Mode::Create).map_err(ApiError::unprocessable)?;
-    let note = write_child(&sim, &auth, &contact, |db| {
+    let note = write_child(&sim, &auth, &contact, Child::Note, |db| {
         db.create_child(&contact, Child::Note, &fields)
     })?;
     Ok(ok(StatusCode::CREATED, json!({"note": note})))
@@ -506,7 +548,7 @@ pub(crate) async fn update_note(
 ) -> Result {
     let fields =
         validate_note(&parse_json(&body)?, Mode::Update).map_err(ApiError::unprocessable)?;
-    let note = write_child(&sim, &auth, &contact, |db| {
+    let note = write_child(&sim, &auth, &contact, Child::Note, |db| {
         db.update_child(&contact, Child::Note, &note, &fields)
     })?;
     Ok(ok(StatusCode::OK, json!({"note": note})))
@@ -518,7 +560,7 @@ pub(crate) async fn delete_note(
     Extension(auth): Auth,
     Path((contact, note)): Path<(String, String)>,
 ) -> Result {
-    write_child(&sim, &auth, &contact, |db| {
+    write_child(&sim, &auth, &contact, Child::Note, |db| {
         db.delete_child(&contact, Child::Note, &note)
     })?;
     Ok(ok(StatusCode::OK, json!({"succeded": true})))

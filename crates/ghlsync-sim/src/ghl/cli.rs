@@ -3,7 +3,7 @@
 use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
 
-use super::{GhlSim, RateLimitConfig, SimOptions};
+use super::{GhlSim, RateLimitConfig, RecordShapes, SimOptions};
 use crate::faults::FaultArgs;
 
 /// A `--token` value: `TOKEN=scope,scope` or `TOKEN@LOCATION=scope,scope`.
@@ -101,6 +101,11 @@ pub struct GhlSimArgs {
     /// Let the locations hold duplicate contacts (same email or phone).
     #[arg(long)]
     pub allow_duplicate_contacts: bool,
+    /// What answers and webhooks carry: `generous` (every field the
+    /// simulator holds) or `spec-strict` (only what the official spec's
+    /// schemas list, plus the documented live differences).
+    #[arg(long, value_enum, default_value_t = RecordShapes::Generous)]
+    pub record_shapes: RecordShapes,
 }
 
 impl GhlSimArgs {
@@ -120,6 +125,7 @@ impl GhlSimArgs {
             faults: self.faults.config(),
             webhook_url: self.webhook_url.clone(),
             allow_duplicate_contacts: self.allow_duplicate_contacts,
+            record_shapes: self.record_shapes,
             ..SimOptions::default()
         }
     }
@@ -258,6 +264,10 @@ mod tests {
         assert_eq!(o.rate_limit.interval, Duration::from_secs(1));
         assert_eq!(o.webhook_url.as_deref(), Some("http://127.0.0.1:1/h"));
         assert_eq!(args.tokens.len(), 2);
+        assert_eq!(o.record_shapes, RecordShapes::Generous);
+        let strict: GhlSimArgs = parse_args(&["--record-shapes", "spec-strict"]).unwrap();
+        assert_eq!(strict.options().record_shapes, RecordShapes::SpecStrict);
+        assert!(parse_args::<GhlSimArgs>(&["--record-shapes", "strict"]).is_err());
         assert!(parse_args::<GhlSimArgs>(&["--fault-reset", "1.5"]).is_err());
         assert!(parse_args::<GhlSimArgs>(&["--token", "nothing"]).is_err());
     }

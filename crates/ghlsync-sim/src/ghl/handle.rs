@@ -17,6 +17,8 @@ use super::model::{
 };
 use super::query::all_contacts;
 use super::server::{lock, Shared};
+use super::shapes::RecordShapes;
+use super::unusual;
 use super::webhooks::{signing_keys, WebhookPublicKeys};
 use crate::controls::sim_controls;
 
@@ -359,6 +361,63 @@ impl SimHandle {
             .write(|db| db.plant_raw_contact(location_id, data))
     }
 
+    /// Plants `count` contacts with unusual but valid values (and tasks,
+    /// notes and an appointment on them) in the first location: see
+    /// [`Self::plant_unusual_records_in`].
+    pub fn plant_unusual_records(&self, seed: u64, count: usize) -> Vec<String> {
+        let location = self.location_ids()[0].clone();
+        self.plant_unusual_records_in(&location, seed, count)
+            .expect("the first location exists")
+    }
+
+    /// Plants `count` contacts of `location_id` whose values the spec's
+    /// response schemas allow but ordinary data never has (empty strings,
+    /// absent fields, `null` where nullable, 10 KiB notes, 500-character
+    /// names, emoji, right-to-left text, combining marks, the date
+    /// spellings GHL uses, digits in string fields, empty arrays; each
+    /// choice is cited in `ghl/unusual.rs`), with tasks, notes and
+    /// appointments. Deterministic: the same `seed`, `count` and location
+    /// plant the same records byte for byte; contact `i` is of kind `i %`
+    /// [`super::UNUSUAL_VARIANTS`], so that many or more cover every kind.
+    /// Like `plant_raw_*`, no webhook is sent; contacts are listed and
+    /// searched at their own `dateAdded` / `dateUpdated`. Returns the
+    /// contact ids in planting order.
+    pub fn plant_unusual_records_in(
+        &self,
+        location_id: &str,
+        seed: u64,
+        count: usize,
+    ) -> Result<Vec<String>, SimError> {
+        self.shared.write(|db| {
+            let location = db.location(location_id)?;
+            let planted = unusual::generate(
+                seed,
+                count,
+                &unusual::Target {
+                    location_id,
+                    users: &location.users,
+                    calendars: &location.calendars,
+                    custom_fields: &location.custom_fields,
+                },
+            );
+            let mut ids = Vec::with_capacity(planted.len());
+            for p in planted {
+                let id = db.plant_dated_contact(location_id, p.contact)?;
+                for (kind, children) in [
+                    (Child::Task, p.tasks),
+                    (Child::Note, p.notes),
+                    (Child::Appointment, p.appointments),
+                ] {
+                    for child in children {
+                        db.plant_raw_child(&id, kind, child)?;
+                    }
+                }
+                ids.push(id);
+            }
+            Ok(ids)
+        })
+    }
+
     /// Deletes a contact with its tasks, notes and appointments.
     pub fn delete_contact_as_user(&self, contact_id: &str) -> Result<(), SimError> {
         self.shared
@@ -503,6 +562,17 @@ impl SimHandle {
     }
 
     // --- faults, limits, counters, webhooks ------------------------------------
+
+    /// What answers and webhooks carry now.
+    pub fn record_shapes(&self) -> RecordShapes {
+        self.shared.read(|db| db.record_shapes)
+    }
+
+    /// Switches between generous and spec-strict answers and webhooks
+    /// (see [`RecordShapes`]); records already stored are not changed.
+    pub fn set_record_shapes(&self, shapes: RecordShapes) {
+        lock(&self.shared.db).record_shapes = shapes;
+    }
 
     sim_controls!(CounterSnapshot);
 

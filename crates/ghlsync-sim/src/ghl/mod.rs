@@ -61,6 +61,8 @@ mod oauth_api;
 mod query;
 mod seed;
 mod server;
+pub mod shapes;
+mod unusual;
 mod webhooks;
 
 use std::net::SocketAddr;
@@ -88,6 +90,8 @@ pub use query::{
     SEARCH_MAX_PAGE_WINDOW,
 };
 pub use server::API_VERSION;
+pub use shapes::RecordShapes;
+pub use unusual::UNUSUAL_VARIANTS;
 pub use webhooks::{WebhookPublicKeys, WebhookStats};
 
 /// How to start a simulator.
@@ -124,6 +128,28 @@ pub struct SimOptions {
     /// contact's `dateUpdated`. Off by default (the spec does not say it
     /// does; no `ContactUpdate` is emitted either way).
     pub child_writes_touch_contact: bool,
+    /// What answers and webhooks carry: [`RecordShapes::Generous`] (the
+    /// default, for now) or only what the spec's schemas list
+    /// ([`RecordShapes::SpecStrict`]; see [`shapes`]). Change it later
+    /// with [`SimHandle::set_record_shapes`].
+    pub record_shapes: RecordShapes,
+}
+
+impl SimOptions {
+    /// These options with answers and webhooks trimmed to the spec's
+    /// schemas: a test's way to ask for a simulator that sends no more
+    /// than GHL promises.
+    pub fn spec_strict(self) -> Self {
+        self.with_record_shapes(RecordShapes::SpecStrict)
+    }
+
+    /// These options with `record_shapes` set.
+    pub fn with_record_shapes(self, record_shapes: RecordShapes) -> Self {
+        SimOptions {
+            record_shapes,
+            ..self
+        }
+    }
 }
 
 impl Default for SimOptions {
@@ -141,6 +167,7 @@ impl Default for SimOptions {
             webhook_queue: 10_000,
             allow_duplicate_contacts: false,
             child_writes_touch_contact: false,
+            record_shapes: RecordShapes::Generous,
         }
     }
 }
@@ -166,6 +193,7 @@ impl GhlSim {
         );
         db.allow_duplicates = options.allow_duplicate_contacts;
         db.child_writes_touch_contact = options.child_writes_touch_contact;
+        db.record_shapes = options.record_shapes;
         if options.webhook_url.is_some() {
             let seed = options.seed;
             // Warm the key cache off the runtime so the first delivery is quick.

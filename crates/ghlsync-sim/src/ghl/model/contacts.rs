@@ -4,7 +4,10 @@
 
 use serde_json::{json, Value};
 
-use super::{id_of, iso, Contact, ContactInput, CustomFieldDef, Db, EventKind, Record, SimError};
+use super::{
+    id_of, iso, parse_time_ms, Contact, ContactInput, CustomFieldDef, Db, EventKind, Record,
+    SimError,
+};
 
 /// Resolves a custom field `key` (with or without the `contact.` prefix)
 /// to its id.
@@ -270,6 +273,30 @@ impl Db {
             appointments,
         });
         self.contact_loc.insert(id.clone(), location_id.into());
+        Ok(id)
+    }
+
+    /// Like [`Db::plant_raw_contact`], but the contact is listed and
+    /// searched at its own `dateAdded` / `dateUpdated` (when they parse),
+    /// so sorting and date filters agree with the values it carries.
+    pub fn plant_dated_contact(
+        &mut self,
+        location_id: &str,
+        data: Record,
+    ) -> Result<String, SimError> {
+        let time = |key: &str| {
+            data.get(key)
+                .and_then(Value::as_str)
+                .and_then(parse_time_ms)
+        };
+        let (added, updated) = (time("dateAdded"), time("dateUpdated"));
+        let id = self.plant_raw_contact(location_id, data)?;
+        let (location, _) = self.contact_mut(&id)?;
+        if let Some(mut contact) = location.remove_contact(&id) {
+            contact.added_ms = added.unwrap_or(contact.added_ms);
+            contact.updated_ms = updated.unwrap_or(contact.updated_ms);
+            location.insert_contact(contact);
+        }
         Ok(id)
     }
 

@@ -35,6 +35,7 @@ use rand_chacha::ChaCha8Rng;
 use serde_json::{json, Map, Value};
 
 use super::error::SimError;
+use super::shapes::{webhook_shape, RecordShapes};
 
 pub(crate) use contacts::derive_contact_fields;
 pub(crate) use validation::{
@@ -240,6 +241,8 @@ pub(crate) struct Db {
     rng: ChaCha8Rng,
     pub allow_duplicates: bool,
     pub child_writes_touch_contact: bool,
+    /// What answers and webhooks carry (see [`RecordShapes`]).
+    pub record_shapes: RecordShapes,
     events: Vec<Event>,
 }
 
@@ -268,6 +271,7 @@ impl Db {
             rng,
             allow_duplicates: false,
             child_writes_touch_contact: false,
+            record_shapes: RecordShapes::Generous,
             events: Vec::new(),
         }
     }
@@ -356,6 +360,9 @@ impl Db {
         out.append(&mut payload);
         out.insert("type".into(), json!(kind.as_str()));
         out.insert("locationId".into(), json!(location_id));
+        // Strict: only what the event's doc lists (`webhookId` and
+        // `timestamp` are added at delivery).
+        let out = self.record_shapes.apply(out, webhook_shape(kind));
         self.events.push(Event {
             key: key.to_string(),
             payload: out,

@@ -1,0 +1,620 @@
+//! Which fields the simulator sends: [`RecordShapes::Generous`] sends every
+//! field a record holds (today's behaviour and the default);
+//! [`RecordShapes::SpecStrict`] trims every contact, task, note and
+//! appointment it sends to the properties the schema of that answer lists
+//! in `spec/ghl-api/apps/contacts.json`, or, for webhooks, in GHL's
+//! webhook docs (`ghl-api/docs/webhooks/*.md` of the team's `shared/`
+//! folder), plus only the live differences the field notes promise
+//! (`shared/README.md`, `ghl-api/FIELD-NOTES.md`).
+//!
+//! Strict mode changes only the emitted JSON: the records keep every field
+//! (and the timestamps the simulator orders by) internally, and
+//! [`super::SimHandle`]'s in-process readers (`contacts`, `tasks`, ...)
+//! still show them. It also drops fields a client wrote that the schema
+//! does not list (read-after-write of unknown fields is a generous habit).
+//!
+//! Each property list below is the `properties` of one schema, in the
+//! spec's order, copied with `jq '.components.schemas.<Name>.properties |
+//! keys_unsorted'`; `tests/sim_ghl_strict.rs` checks them against the
+//! vendored spec so they cannot drift.
+
+use serde_json::Value;
+
+use super::model::{EventKind, Record};
+
+/// How much a simulator's answers and webhooks carry beyond the spec.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
+pub enum RecordShapes {
+    /// Every field a record holds, including those no schema lists (task
+    /// `dateAdded`/`dateUpdated`, note `dateUpdated`, contact
+    /// `contactName`, fields a client sent that GHL does not know). The
+    /// default for now: the daemon does not yet accept tasks without
+    /// timestamps.
+    #[default]
+    Generous,
+    /// Only the properties the spec's schema for that answer lists, plus
+    /// the documented live differences (see the module documentation).
+    SpecStrict,
+}
+
+/// The properties to keep of an object, and how to trim the objects
+/// nested in some of them (an object value, or each object of an array
+/// value).
+#[derive(Debug)]
+pub struct Shape {
+    /// The schema (or document) the list comes from.
+    pub source: &'static str,
+    pub fields: &'static [&'static str],
+    pub nested: &'static [(&'static str, &'static Shape)],
+}
+
+impl Shape {
+    /// `record` without the properties this shape does not list.
+    pub(crate) fn trim(&self, record: &Record) -> Record {
+        let mut out = Record::new();
+        for (key, value) in record {
+            if !self.fields.contains(&key.as_str()) {
+                continue;
+            }
+            let value = match self.nested.iter().find(|(k, _)| k == key) {
+                Some((_, inner)) => inner.trim_value(value),
+                None => value.clone(),
+            };
+            out.insert(key.clone(), value);
+        }
+        out
+    }
+
+    fn trim_value(&self, value: &Value) -> Value {
+        match value {
+            Value::Object(map) => Value::Object(self.trim(map)),
+            Value::Array(items) => Value::Array(items.iter().map(|v| self.trim_value(v)).collect()),
+            other => other.clone(),
+        }
+    }
+}
+
+// --- the API's schemas (apps/contacts.json) ---------------------------------
+
+/// `TaskSchema`: the tasks of `TasksListSuccessfulResponseDto` (`GET
+/// /contacts/{id}/tasks`) and `TaskByIsSuccessfulResponseDto` (get,
+/// create, update, complete). No `dateAdded`/`dateUpdated` (a known
+/// spec/live difference the team treats as real: detect task changes by
+/// content).
+pub const TASK_SCHEMA_FIELDS: &[&str] = &[
+    "id",
+    "title",
+    "body",
+    "assignedTo",
+    "dueDate",
+    "completed",
+    "contactId",
+];
+
+/// `GetNoteSchema`: the notes of `GetNotesListSuccessfulResponseDto` and
+/// `GetCreateUpdateNoteSuccessfulResponseDto`. `dateAdded` only, no
+/// `dateUpdated`.
+pub const NOTE_SCHEMA_FIELDS: &[&str] = &[
+    "id",
+    "body",
+    "userId",
+    "dateAdded",
+    "contactId",
+    "title",
+    "color",
+    "pinned",
+];
+
+/// `GetEventSchema`: the appointments of `GetEventsSuccessfulResponseDto`
+/// (`GET /contacts/{id}/appointments` → `{events}`).
+pub const EVENT_SCHEMA_FIELDS: &[&str] = &[
+    "id",
+    "calendarId",
+    "status",
+    "title",
+    "assignedUserId",
+    "notes",
+    "startTime",
+    "endTime",
+    "address",
+    "locationId",
+    "contactId",
+    "groupId",
+    "appointmentStatus",
+    "users",
+    "dateAdded",
+    "dateUpdated",
+    "assignedResources",
+];
+
+/// `GetContectByIdSchema` (sic): the contact of
+/// `ContactsByIdSuccessfulResponseDto` (`GET /contacts/{id}`),
+/// `UpdateContactsSuccessfulResponseDto` (`PUT`) and
+/// `UpsertContactsSuccessfulResponseDto` (`POST /contacts/upsert`).
+pub const CONTACT_BY_ID_SCHEMA_FIELDS: &[&str] = &[
+    "id",
+    "name",
+    "locationId",
+    "firstName",
+    "lastName",
+    "email",
+    "emailLowerCase",
+    "timezone",
+    "companyName",
+    "phone",
+    "dnd",
+    "dndSettings",
+    "type",
+    "source",
+    "assignedTo",
+    "address1",
+    "city",
+    "state",
+    "country",
+    "postalCode",
+    "website",
+    "tags",
+    "dateOfBirth",
+    "dateAdded",
+    "dateUpdated",
+    "attachments",
+    "ssn",
+    "keyword",
+    "firstNameLowerCase",
+    "fullNameLowerCase",
+    "lastNameLowerCase",
+    "lastActivity",
+    "customFields",
+    "businessId",
+    "attributionSource",
+    "lastAttributionSource",
+    "visitorId",
+];
+
+/// `CreateContactSchema`: the contact of
+/// `CreateContactsSuccessfulResponseDto` (`POST /contacts/`).
+pub const CREATED_CONTACT_SCHEMA_FIELDS: &[&str] = &[
+    "id",
+    "dateAdded",
+    "dateUpdated",
+    "deleted",
+    "tags",
+    "type",
+    "customFields",
+    "locationId",
+    "firstName",
+    "firstNameLowerCase",
+    "fullNameLowerCase",
+    "lastName",
+    "lastNameLowerCase",
+    "email",
+    "emailLowerCase",
+    "bounceEmail",
+    "unsubscribeEmail",
+    "dnd",
+    "dndSettings",
+    "phone",
+    "address1",
+    "city",
+    "state",
+    "country",
+    "postalCode",
+    "website",
+    "source",
+    "companyName",
+    "dateOfBirth",
+    "birthMonth",
+    "birthDay",
+    "lastSessionActivityAt",
+    "offers",
+    "products",
+    "businessId",
+    "assignedTo",
+];
+
+/// `ContactsSearchSchema`: the contacts of
+/// `ContactsSearchSuccessfulResponseDto` (`GET /contacts/` and `GET
+/// /contacts/business/{businessId}`). `POST /contacts/search` and `GET
+/// /contacts/search/duplicate` document no body schema; the field notes
+/// treat search's contacts as this schema ("Contact objects returned by
+/// list and search carry `dateUpdated` ... although
+/// `ContactsSearchSchema` omits them"), so the simulator uses it there too.
+pub const CONTACTS_SEARCH_SCHEMA_FIELDS: &[&str] = &[
+    "id",
+    "locationId",
+    "email",
+    "timezone",
+    "country",
+    "source",
+    "dateAdded",
+    "customFields",
+    "tags",
+    "businessId",
+    "attributions",
+    "followers",
+];
+
+/// A listed or searched contact: [`CONTACTS_SEARCH_SCHEMA_FIELDS`] plus
+/// `dateUpdated`, which the field notes (`shared/README.md`, first known
+/// difference) say list and search answers carry although the schema
+/// omits it. The notes' "and more fields" names none, so none other is
+/// sent.
+pub const LISTED_CONTACT_FIELDS: &[&str] = &[
+    "id",
+    "locationId",
+    "email",
+    "timezone",
+    "country",
+    "source",
+    "dateAdded",
+    "customFields",
+    "tags",
+    "businessId",
+    "attributions",
+    "followers",
+    "dateUpdated",
+];
+
+/// A contact of a `POST /contacts/search` answer: [`LISTED_CONTACT_FIELDS`]
+/// plus `searchAfter`, the sort values that continue after it. The spec
+/// gives search no answer schema; the field notes (FIELD-NOTES.md,
+/// "Search") require paging with `searchAfter` past 10,000 results, which
+/// needs the cursor in the answer.
+pub const SEARCHED_CONTACT_FIELDS: &[&str] = &[
+    "id",
+    "locationId",
+    "email",
+    "timezone",
+    "country",
+    "source",
+    "dateAdded",
+    "customFields",
+    "tags",
+    "businessId",
+    "attributions",
+    "followers",
+    "dateUpdated",
+    "searchAfter",
+];
+
+/// `CustomFieldSchema`: an item of a contact's `customFields`.
+pub const CUSTOM_FIELD_SCHEMA_FIELDS: &[&str] = &["id", "value"];
+
+/// `DndSettingsSchema`: the channels of `dndSettings`.
+pub const DND_SETTINGS_SCHEMA_FIELDS: &[&str] = &["Call", "Email", "SMS", "WhatsApp", "GMB", "FB"];
+
+/// `DndSettingSchema`: one channel's DND setting.
+pub const DND_SETTING_SCHEMA_FIELDS: &[&str] = &["status", "message", "code"];
+
+/// `AttributionSource`: `attributionSource`, `lastAttributionSource` and
+/// the items of `attributions`.
+pub const ATTRIBUTION_SOURCE_FIELDS: &[&str] = &[
+    "url",
+    "campaign",
+    "utmSource",
+    "utmMedium",
+    "utmContent",
+    "referrer",
+    "campaignId",
+    "fbclid",
+    "gclid",
+    "msclikid",
+    "dclid",
+    "fbc",
+    "fbp",
+    "fbEventId",
+    "userAgent",
+    "ip",
+    "medium",
+    "mediumId",
+];
+
+// --- webhook payloads (shared/ghl-api/docs/webhooks/*.md) -------------------
+// These docs are not vendored in the repository, so no test reads them;
+// the lists are copied from their `json_schema` blocks. The `webhookId`
+// and `timestamp` every delivery carries come from
+// `docs/oauth/WebhookAuthentication.md` and are added after trimming.
+
+/// `ContactCreate`, `ContactUpdate`, `ContactDelete`, `ContactTagUpdate`
+/// (`docs/webhooks/Contact*.md`): no `dateUpdated`, no lower-case copies.
+pub const WEBHOOK_CONTACT_FIELDS: &[&str] = &[
+    "type",
+    "locationId",
+    "id",
+    "address1",
+    "city",
+    "companyName",
+    "country",
+    "source",
+    "dateAdded",
+    "dateOfBirth",
+    "dnd",
+    "email",
+    "name",
+    "firstName",
+    "lastName",
+    "phone",
+    "postalCode",
+    "state",
+    "tags",
+    "website",
+    "attachments",
+    "assignedTo",
+    "customFields",
+];
+
+/// `ContactDndUpdate` (`docs/webhooks/ContactDndUpdate.md`): the contact
+/// fields plus `dndSettings` (channels `SMS`, `Email`, `GMB`, `FB`,
+/// `WhatsApp`, `Call`, each `{status, message, code}`).
+pub const WEBHOOK_CONTACT_DND_FIELDS: &[&str] = &[
+    "type",
+    "locationId",
+    "id",
+    "address1",
+    "city",
+    "companyName",
+    "country",
+    "source",
+    "dateAdded",
+    "dateOfBirth",
+    "dnd",
+    "dndSettings",
+    "email",
+    "name",
+    "firstName",
+    "lastName",
+    "phone",
+    "postalCode",
+    "state",
+    "tags",
+    "website",
+    "attachments",
+    "assignedTo",
+    "customFields",
+];
+
+/// `TaskCreate`, `TaskComplete`, `TaskDelete` (`docs/webhooks/Task*.md`):
+/// `dateAdded` but no `dateUpdated`, and no `completed`.
+pub const WEBHOOK_TASK_FIELDS: &[&str] = &[
+    "type",
+    "locationId",
+    "id",
+    "assignedTo",
+    "body",
+    "contactId",
+    "title",
+    "dateAdded",
+    "dueDate",
+];
+
+/// `NoteCreate`, `NoteUpdate`, `NoteDelete` (`docs/webhooks/Note*.md`).
+pub const WEBHOOK_NOTE_FIELDS: &[&str] =
+    &["type", "locationId", "id", "body", "contactId", "dateAdded"];
+
+/// `AppointmentCreate`, `AppointmentUpdate`, `AppointmentDelete`
+/// (`docs/webhooks/Appointment*.md`): the envelope.
+pub const WEBHOOK_APPOINTMENT_ENVELOPE_FIELDS: &[&str] = &["type", "locationId", "appointment"];
+
+/// The `appointment` object of those events (no `status`, no
+/// `locationId`, but `source`).
+pub const WEBHOOK_APPOINTMENT_FIELDS: &[&str] = &[
+    "id",
+    "address",
+    "title",
+    "calendarId",
+    "contactId",
+    "groupId",
+    "appointmentStatus",
+    "assignedUserId",
+    "users",
+    "notes",
+    "source",
+    "startTime",
+    "endTime",
+    "dateAdded",
+    "dateUpdated",
+];
+
+// --- the shapes -------------------------------------------------------------
+
+const CUSTOM_FIELD: Shape = Shape {
+    source: "CustomFieldSchema",
+    fields: CUSTOM_FIELD_SCHEMA_FIELDS,
+    nested: &[],
+};
+const DND_SETTING: Shape = Shape {
+    source: "DndSettingSchema",
+    fields: DND_SETTING_SCHEMA_FIELDS,
+    nested: &[],
+};
+const DND_SETTINGS: Shape = Shape {
+    source: "DndSettingsSchema",
+    fields: DND_SETTINGS_SCHEMA_FIELDS,
+    nested: &[
+        ("Call", &DND_SETTING),
+        ("Email", &DND_SETTING),
+        ("SMS", &DND_SETTING),
+        ("WhatsApp", &DND_SETTING),
+        ("GMB", &DND_SETTING),
+        ("FB", &DND_SETTING),
+    ],
+};
+const ATTRIBUTION: Shape = Shape {
+    source: "AttributionSource",
+    fields: ATTRIBUTION_SOURCE_FIELDS,
+    nested: &[],
+};
+
+/// `GET`/`PUT /contacts/{id}`, upsert.
+pub const CONTACT_BY_ID: Shape = Shape {
+    source: "GetContectByIdSchema",
+    fields: CONTACT_BY_ID_SCHEMA_FIELDS,
+    nested: &[
+        ("dndSettings", &DND_SETTINGS),
+        ("customFields", &CUSTOM_FIELD),
+        ("attributionSource", &ATTRIBUTION),
+        ("lastAttributionSource", &ATTRIBUTION),
+    ],
+};
+/// `POST /contacts/`.
+pub const CREATED_CONTACT: Shape = Shape {
+    source: "CreateContactSchema",
+    fields: CREATED_CONTACT_SCHEMA_FIELDS,
+    nested: &[
+        ("dndSettings", &DND_SETTINGS),
+        ("customFields", &CUSTOM_FIELD),
+    ],
+};
+/// `GET /contacts/`, `GET /contacts/business/{id}`, duplicate search.
+pub const LISTED_CONTACT: Shape = Shape {
+    source: "ContactsSearchSchema + dateUpdated (field notes)",
+    fields: LISTED_CONTACT_FIELDS,
+    nested: &[
+        ("customFields", &CUSTOM_FIELD),
+        ("attributions", &ATTRIBUTION),
+    ],
+};
+/// `POST /contacts/search`.
+pub const SEARCHED_CONTACT: Shape = Shape {
+    source: "ContactsSearchSchema + dateUpdated, searchAfter (field notes)",
+    fields: SEARCHED_CONTACT_FIELDS,
+    nested: &[
+        ("customFields", &CUSTOM_FIELD),
+        ("attributions", &ATTRIBUTION),
+    ],
+};
+/// Tasks in every task answer.
+pub const TASK: Shape = Shape {
+    source: "TaskSchema",
+    fields: TASK_SCHEMA_FIELDS,
+    nested: &[],
+};
+/// Notes in every note answer.
+pub const NOTE: Shape = Shape {
+    source: "GetNoteSchema",
+    fields: NOTE_SCHEMA_FIELDS,
+    nested: &[],
+};
+/// Appointments of `GET /contacts/{id}/appointments`.
+pub const EVENT: Shape = Shape {
+    source: "GetEventSchema",
+    fields: EVENT_SCHEMA_FIELDS,
+    nested: &[],
+};
+
+const WEBHOOK_CONTACT: Shape = Shape {
+    source: "docs/webhooks/ContactCreate.md",
+    fields: WEBHOOK_CONTACT_FIELDS,
+    nested: &[("customFields", &CUSTOM_FIELD)],
+};
+const WEBHOOK_CONTACT_DND: Shape = Shape {
+    source: "docs/webhooks/ContactDndUpdate.md",
+    fields: WEBHOOK_CONTACT_DND_FIELDS,
+    nested: &[
+        ("customFields", &CUSTOM_FIELD),
+        ("dndSettings", &DND_SETTINGS),
+    ],
+};
+const WEBHOOK_TASK: Shape = Shape {
+    source: "docs/webhooks/TaskCreate.md",
+    fields: WEBHOOK_TASK_FIELDS,
+    nested: &[],
+};
+const WEBHOOK_NOTE: Shape = Shape {
+    source: "docs/webhooks/NoteCreate.md",
+    fields: WEBHOOK_NOTE_FIELDS,
+    nested: &[],
+};
+const WEBHOOK_APPOINTMENT_RECORD: Shape = Shape {
+    source: "docs/webhooks/AppointmentCreate.md (appointment)",
+    fields: WEBHOOK_APPOINTMENT_FIELDS,
+    nested: &[],
+};
+const WEBHOOK_APPOINTMENT: Shape = Shape {
+    source: "docs/webhooks/AppointmentCreate.md",
+    fields: WEBHOOK_APPOINTMENT_ENVELOPE_FIELDS,
+    nested: &[("appointment", &WEBHOOK_APPOINTMENT_RECORD)],
+};
+
+/// The documented payload of a webhook event.
+pub(crate) fn webhook_shape(kind: EventKind) -> &'static Shape {
+    match kind {
+        EventKind::ContactCreate
+        | EventKind::ContactUpdate
+        | EventKind::ContactDelete
+        | EventKind::ContactTagUpdate => &WEBHOOK_CONTACT,
+        EventKind::ContactDndUpdate => &WEBHOOK_CONTACT_DND,
+        EventKind::TaskCreate | EventKind::TaskComplete | EventKind::TaskDelete => &WEBHOOK_TASK,
+        EventKind::NoteCreate | EventKind::NoteUpdate | EventKind::NoteDelete => &WEBHOOK_NOTE,
+        EventKind::AppointmentCreate
+        | EventKind::AppointmentUpdate
+        | EventKind::AppointmentDelete => &WEBHOOK_APPOINTMENT,
+    }
+}
+
+impl RecordShapes {
+    /// `record` as this mode sends it in an answer of `shape`.
+    pub(crate) fn apply(self, record: Record, shape: &Shape) -> Record {
+        match self {
+            RecordShapes::Generous => record,
+            RecordShapes::SpecStrict => shape.trim(&record),
+        }
+    }
+
+    /// Trims each object of `answer[key]` (a list answer) to `shape`.
+    pub(crate) fn apply_to_list(self, answer: &mut Value, key: &str, shape: &Shape) {
+        if self == RecordShapes::Generous {
+            return;
+        }
+        if let Some(Value::Array(items)) = answer.get_mut(key) {
+            for item in items {
+                if let Value::Object(map) = item {
+                    *map = shape.trim(map);
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn trimming_keeps_listed_fields_and_trims_nested_objects() {
+        let record = json!({
+            "id": "c", "contactName": "x", "dateUpdated": "2021-07-02T05:18:26.704Z",
+            "customFields": [{"id": "f", "value": "v", "extra": 1}],
+            "dndSettings": {"Email": {"status": "active", "why": "?"}, "Fax": {}},
+        });
+        let record = record.as_object().unwrap();
+        let strict = RecordShapes::SpecStrict.apply(record.clone(), &CONTACT_BY_ID);
+        assert_eq!(
+            Value::Object(strict),
+            json!({
+                "id": "c", "dateUpdated": "2021-07-02T05:18:26.704Z",
+                "customFields": [{"id": "f", "value": "v"}],
+                "dndSettings": {"Email": {"status": "active"}},
+            })
+        );
+        assert_eq!(
+            &RecordShapes::Generous.apply(record.clone(), &CONTACT_BY_ID),
+            record
+        );
+        let task = json!({"id": "t", "dateAdded": "a", "dateUpdated": "b", "priority": 1});
+        assert_eq!(
+            Value::Object(TASK.trim(task.as_object().unwrap())),
+            json!({"id": "t"})
+        );
+    }
+
+    #[test]
+    fn listed_shapes_extend_the_search_schema_by_the_noted_fields_only() {
+        let mut listed: Vec<&str> = CONTACTS_SEARCH_SCHEMA_FIELDS.to_vec();
+        listed.push("dateUpdated");
+        assert_eq!(LISTED_CONTACT_FIELDS, listed.as_slice());
+        listed.push("searchAfter");
+        assert_eq!(SEARCHED_CONTACT_FIELDS, listed.as_slice());
+    }
+}
