@@ -11,8 +11,8 @@
 //!   JSON is 400.
 //!
 //! Every record goes out through `db.record_shapes` with the shape of its
-//! answer's schema (see [`super::shapes`]): whole in the default generous
-//! mode, trimmed in spec-strict mode.
+//! answer's schema (see [`super::shapes`]): trimmed in the default
+//! spec-strict mode, whole in generous mode.
 
 use std::collections::HashMap;
 use std::sync::Arc;

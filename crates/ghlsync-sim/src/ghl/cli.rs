@@ -101,10 +101,10 @@ pub struct GhlSimArgs {
     /// Let the locations hold duplicate contacts (same email or phone).
     #[arg(long)]
     pub allow_duplicate_contacts: bool,
-    /// What answers and webhooks carry: `generous` (every field the
-    /// simulator holds) or `spec-strict` (only what the official spec's
-    /// schemas list, plus the documented live differences).
-    #[arg(long, value_enum, default_value_t = RecordShapes::Generous)]
+    /// What answers and webhooks carry: `spec-strict` (only what the
+    /// official spec's schemas list, plus the documented live differences)
+    /// or `generous` (every field the simulator holds).
+    #[arg(long, value_enum, default_value_t = RecordShapes::SpecStrict)]
     pub record_shapes: RecordShapes,
 }
 
@@ -264,9 +264,9 @@ mod tests {
         assert_eq!(o.rate_limit.interval, Duration::from_secs(1));
         assert_eq!(o.webhook_url.as_deref(), Some("http://127.0.0.1:1/h"));
         assert_eq!(args.tokens.len(), 2);
-        assert_eq!(o.record_shapes, RecordShapes::Generous);
-        let strict: GhlSimArgs = parse_args(&["--record-shapes", "spec-strict"]).unwrap();
-        assert_eq!(strict.options().record_shapes, RecordShapes::SpecStrict);
+        assert_eq!(o.record_shapes, RecordShapes::SpecStrict);
+        let generous: GhlSimArgs = parse_args(&["--record-shapes", "generous"]).unwrap();
+        assert_eq!(generous.options().record_shapes, RecordShapes::Generous);
         assert!(parse_args::<GhlSimArgs>(&["--record-shapes", "strict"]).is_err());
         assert!(parse_args::<GhlSimArgs>(&["--fault-reset", "1.5"]).is_err());
         assert!(parse_args::<GhlSimArgs>(&["--token", "nothing"]).is_err());

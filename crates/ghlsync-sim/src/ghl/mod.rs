@@ -128,9 +128,9 @@ pub struct SimOptions {
     /// contact's `dateUpdated`. Off by default (the spec does not say it
     /// does; no `ContactUpdate` is emitted either way).
     pub child_writes_touch_contact: bool,
-    /// What answers and webhooks carry: [`RecordShapes::Generous`] (the
-    /// default, for now) or only what the spec's schemas list
-    /// ([`RecordShapes::SpecStrict`]; see [`shapes`]). Change it later
+    /// What answers and webhooks carry: only what the spec's schemas list
+    /// ([`RecordShapes::SpecStrict`], the default; see [`shapes`]) or
+    /// every field the simulator holds ([`RecordShapes::Generous`]). Change it later
     /// with [`SimHandle::set_record_shapes`].
     pub record_shapes: RecordShapes,
 }
@@ -167,7 +167,7 @@ impl Default for SimOptions {
             webhook_queue: 10_000,
             allow_duplicate_contacts: false,
             child_writes_touch_contact: false,
-            record_shapes: RecordShapes::Generous,
+            record_shapes: RecordShapes::default(),
         }
     }
 }

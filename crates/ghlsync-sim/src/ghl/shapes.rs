@@ -1,6 +1,6 @@
 //! Which fields the simulator sends: [`RecordShapes::Generous`] sends every
-//! field a record holds (today's behaviour and the default);
-//! [`RecordShapes::SpecStrict`] trims every contact, task, note and
+//! field a record holds; [`RecordShapes::SpecStrict`] (the default) trims
+//! every contact, task, note and
 //! appointment it sends to the properties the schema of that answer lists
 //! in `spec/ghl-api/apps/contacts.json`, or, for webhooks, in GHL's
 //! webhook docs (`ghl-api/docs/webhooks/*.md` of the team's `shared/`
@@ -27,13 +27,14 @@ use super::model::{EventKind, Record};
 pub enum RecordShapes {
     /// Every field a record holds, including those no schema lists (task
     /// `dateAdded`/`dateUpdated`, note `dateUpdated`, contact
-    /// `contactName`, fields a client sent that GHL does not know). The
-    /// default for now: the daemon does not yet accept tasks without
-    /// timestamps.
-    #[default]
+    /// `contactName`, fields a client sent that GHL does not know): for a
+    /// test that needs to see more than GHL promises.
     Generous,
     /// Only the properties the spec's schema for that answer lists, plus
     /// the documented live differences (see the module documentation).
+    /// The default: what the daemon is built and tested against is what
+    /// GHL promises, not what our simulator happens to hold.
+    #[default]
     SpecStrict,
 }
 
@@ -235,10 +236,14 @@ pub const CONTACTS_SEARCH_SCHEMA_FIELDS: &[&str] = &[
 ];
 
 /// A listed or searched contact: [`CONTACTS_SEARCH_SCHEMA_FIELDS`] plus
-/// `dateUpdated`, which the field notes (`shared/README.md`, first known
-/// difference) say list and search answers carry although the schema
-/// omits it. The notes' "and more fields" names none, so none other is
-/// sent.
+/// the contact's own fields as `GET /contacts/{id}` gives them
+/// ([`CONTACT_BY_ID_SCHEMA_FIELDS`], `dateUpdated` among them). The field
+/// notes say list and search answers carry `dateUpdated` "and more fields"
+/// although the schema omits them (`shared/README.md`, first known
+/// difference), and that search answers spell some of the contact's
+/// fields differently from `GET /contacts/{id}` ("Search": `address`,
+/// `dateOfBirth`), so they do carry them: a sync reads its contacts from
+/// these listings, never one `GET` per contact.
 pub const LISTED_CONTACT_FIELDS: &[&str] = &[
     "id",
     "locationId",
@@ -252,7 +257,33 @@ pub const LISTED_CONTACT_FIELDS: &[&str] = &[
     "businessId",
     "attributions",
     "followers",
+    "name",
+    "firstName",
+    "lastName",
+    "emailLowerCase",
+    "companyName",
+    "phone",
+    "dnd",
+    "dndSettings",
+    "type",
+    "assignedTo",
+    "address1",
+    "city",
+    "state",
+    "postalCode",
+    "website",
+    "dateOfBirth",
     "dateUpdated",
+    "attachments",
+    "ssn",
+    "keyword",
+    "firstNameLowerCase",
+    "fullNameLowerCase",
+    "lastNameLowerCase",
+    "lastActivity",
+    "attributionSource",
+    "lastAttributionSource",
+    "visitorId",
 ];
 
 /// A contact of a `POST /contacts/search` answer: [`LISTED_CONTACT_FIELDS`]
@@ -273,7 +304,33 @@ pub const SEARCHED_CONTACT_FIELDS: &[&str] = &[
     "businessId",
     "attributions",
     "followers",
+    "name",
+    "firstName",
+    "lastName",
+    "emailLowerCase",
+    "companyName",
+    "phone",
+    "dnd",
+    "dndSettings",
+    "type",
+    "assignedTo",
+    "address1",
+    "city",
+    "state",
+    "postalCode",
+    "website",
+    "dateOfBirth",
     "dateUpdated",
+    "attachments",
+    "ssn",
+    "keyword",
+    "firstNameLowerCase",
+    "fullNameLowerCase",
+    "lastNameLowerCase",
+    "lastActivity",
+    "attributionSource",
+    "lastAttributionSource",
+    "visitorId",
     "searchAfter",
 ];
 
@@ -467,20 +524,26 @@ pub const CREATED_CONTACT: Shape = Shape {
 };
 /// `GET /contacts/`, `GET /contacts/business/{id}`, duplicate search.
 pub const LISTED_CONTACT: Shape = Shape {
-    source: "ContactsSearchSchema + dateUpdated (field notes)",
+    source: "ContactsSearchSchema + GetContectByIdSchema (field notes)",
     fields: LISTED_CONTACT_FIELDS,
     nested: &[
         ("customFields", &CUSTOM_FIELD),
         ("attributions", &ATTRIBUTION),
+        ("dndSettings", &DND_SETTINGS),
+        ("attributionSource", &ATTRIBUTION),
+        ("lastAttributionSource", &ATTRIBUTION),
     ],
 };
 /// `POST /contacts/search`.
 pub const SEARCHED_CONTACT: Shape = Shape {
-    source: "ContactsSearchSchema + dateUpdated, searchAfter (field notes)",
+    source: "ContactsSearchSchema + GetContectByIdSchema + searchAfter (field notes)",
     fields: SEARCHED_CONTACT_FIELDS,
     nested: &[
         ("customFields", &CUSTOM_FIELD),
         ("attributions", &ATTRIBUTION),
+        ("dndSettings", &DND_SETTINGS),
+        ("attributionSource", &ATTRIBUTION),
+        ("lastAttributionSource", &ATTRIBUTION),
     ],
 };
 /// Tasks in every task answer.
@@ -610,9 +673,14 @@ mod tests {
     }
 
     #[test]
-    fn listed_shapes_extend_the_search_schema_by_the_noted_fields_only() {
+    fn listed_shapes_are_the_search_schema_and_the_contacts_own_fields() {
         let mut listed: Vec<&str> = CONTACTS_SEARCH_SCHEMA_FIELDS.to_vec();
-        listed.push("dateUpdated");
+        for field in CONTACT_BY_ID_SCHEMA_FIELDS {
+            if !listed.contains(field) {
+                listed.push(field);
+            }
+        }
+        assert!(listed.contains(&"dateUpdated"));
         assert_eq!(LISTED_CONTACT_FIELDS, listed.as_slice());
         listed.push("searchAfter");
         assert_eq!(SEARCHED_CONTACT_FIELDS, listed.as_slice());

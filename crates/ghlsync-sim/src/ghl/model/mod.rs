@@ -271,7 +271,7 @@ impl Db {
             rng,
             allow_duplicates: false,
             child_writes_touch_contact: false,
-            record_shapes: RecordShapes::Generous,
+            record_shapes: RecordShapes::default(),
             events: Vec::new(),
         }
     }
