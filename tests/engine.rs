@@ -25,6 +25,7 @@ use ghl_sync::domain::{EntityKind, Side};
 use ghl_sync::engine::{Mode, Reconcile, Shutdown};
 use ghl_sync::store::{OutboxDepth, Store};
 use ghlsync_sim::faults::{FaultConfig, FaultKind};
+use ghlsync_sim::ghl::RecordShapes;
 use serde_json::{json, Value};
 
 /// The pair every template configures.
@@ -668,6 +669,132 @@ async fn ghl_task_reaches_the_app_and_its_completion_follows() {
         tasks[0]
     );
     assert_quiet_cycle(&h, Reconcile::Always, "after the task synced").await;
+}
+
+/// GHL tasks carry no change time and notes only `dateAdded` (the
+/// official `TaskSchema` and `GetNoteSchema`, which the spec-strict
+/// simulator answers with): created and edited in place on either side,
+/// they still sync both ways, found by content, and a task or note read
+/// again unchanged plans nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tasks_and_notes_without_change_times_sync_both_ways() {
+    let (h, _) = synced(2, 2, Template::with_children()).await;
+    assert_eq!(h.ghl().record_shapes(), RecordShapes::SpecStrict);
+    let email = text(&h.ghl_contacts()[0], "email");
+    let (ghl_id, app_id) = linked_ids(&h, &email).await;
+    let ghl_task = h
+        .ghl()
+        .create_task_as_user(
+            &ghl_id,
+            json!({"title": "GHL task", "dueDate": "2027-01-05T09:00:00Z", "completed": false}),
+        )
+        .unwrap();
+    let ghl_note = h
+        .ghl()
+        .create_note_as_user(&ghl_id, json!({"body": "GHL note"}))
+        .unwrap();
+    let app_task = h
+        .app()
+        .create_task_as_user(
+            &app_id,
+            json!({"name": "App task", "done": false, "due_on": "2027-02-01T09:00:00Z"}),
+        )
+        .unwrap();
+    let app_note = h
+        .app()
+        .create_note_as_user(&app_id, json!({"text": "App note"}))
+        .unwrap();
+    let both_hold = |h: &Harness, tasks: [&str; 2], notes: [&str; 2]| {
+        let has = |list: Vec<String>, want: &str| list.iter().filter(|t| *t == want).count() == 1;
+        tasks.iter().all(|t| {
+            has(child_texts(&h.ghl().tasks(&ghl_id), "title"), t)
+                && has(child_texts(&h.app().tasks(&app_id), "name"), t)
+        }) && notes.iter().all(|n| {
+            has(child_texts(&h.ghl().notes(&ghl_id), "body"), n)
+                && has(child_texts(&h.app().notes(&app_id), "text"), n)
+        })
+    };
+    h.cycle(Mode::Apply, Reconcile::Always).await;
+    assert!(
+        both_hold(&h, ["GHL task", "App task"], ["GHL note", "App note"]),
+        "created on either side, each reached the other once: GHL {:#?} app {:#?}",
+        h.ghl().tasks(&ghl_id),
+        h.app().tasks(&app_id)
+    );
+    assert_quiet_cycle(&h, Reconcile::Always, "tasks and notes read again").await;
+
+    // Edited in place: GHL's task and note get no new change time.
+    h.ghl()
+        .update_task_as_user(&text(&ghl_task, "id"), json!({"title": "GHL task, edited"}))
+        .unwrap();
+    h.ghl()
+        .update_note_as_user(&text(&ghl_note, "id"), json!({"body": "GHL note, edited"}))
+        .unwrap();
+    tick().await;
+    h.app()
+        .update_task_as_user(&text(&app_task, "id"), json!({"name": "App task, edited"}))
+        .unwrap();
+    h.app()
+        .update_note_as_user(&text(&app_note, "id"), json!({"text": "App note, edited"}))
+        .unwrap();
+    h.cycle(Mode::Apply, Reconcile::Always).await;
+    assert!(
+        both_hold(
+            &h,
+            ["GHL task, edited", "App task, edited"],
+            ["GHL note, edited", "App note, edited"]
+        ),
+        "edits in place reached the other side: GHL {:#?} {:#?} app {:#?} {:#?}",
+        h.ghl().tasks(&ghl_id),
+        h.ghl().notes(&ghl_id),
+        h.app().tasks(&app_id),
+        h.app().notes(&app_id)
+    );
+    assert_quiet_cycle(&h, Reconcile::Always, "after the edits synced").await;
+}
+
+/// `newest` where one side gives no change time: a GHL task's change
+/// counts as made when it was read (the latest it can have been made), so
+/// the same field edited on both sides before a read keeps GHL's edit,
+/// even when the app's was made after it (`connector::Stamp::ReadAt`).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn newest_counts_a_change_without_change_time_as_made_when_read() {
+    let (h, _) = synced(2, 2, Template::with_children()).await;
+    let email = text(&h.ghl_contacts()[0], "email");
+    let (ghl_id, app_id) = linked_ids(&h, &email).await;
+    let task = h
+        .ghl()
+        .create_task_as_user(
+            &ghl_id,
+            json!({"title": "Call back", "dueDate": "2027-01-05T09:00:00Z", "completed": false}),
+        )
+        .unwrap();
+    h.cycle(Mode::Apply, Reconcile::Always).await;
+    let app_task = h
+        .app()
+        .tasks(&app_id)
+        .into_iter()
+        .find(|t| t["name"] == "Call back")
+        .expect("the task reached the app");
+
+    h.ghl()
+        .update_task_as_user(&text(&task, "id"), json!({"title": "Call back (GHL)"}))
+        .unwrap();
+    tick().await;
+    h.app()
+        .update_task_as_user(&text(&app_task, "id"), json!({"name": "Call back (app)"}))
+        .unwrap();
+    h.cycle(Mode::Apply, Reconcile::Always).await;
+    let ghl_titles = child_texts(&h.ghl().tasks(&ghl_id), "title");
+    let app_names = child_texts(&h.app().tasks(&app_id), "name");
+    for titles in [&ghl_titles, &app_names] {
+        assert!(
+            titles.contains(&"Call back (GHL)".to_owned())
+                && !titles.iter().any(|t| t.starts_with("Call back (app)")),
+            "GHL's edit, read last, wins on both sides: GHL {ghl_titles:?} app {app_names:?}"
+        );
+    }
+    assert_quiet_cycle(&h, Reconcile::Always, "after settling").await;
 }
 
 /// A reconciliation running while the writer works (as in the daemon)

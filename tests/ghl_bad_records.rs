@@ -22,6 +22,7 @@ use engine_helpers::{start_sims, text, with_postgres, Harness, Template};
 use ghl_sync::domain::{EntityKind, Side};
 use ghl_sync::engine::{Mode, Reconcile};
 use ghl_sync::store::{DeadLetter, DeadLetterStage};
+use ghlsync_sim::ghl::UNUSUAL_VARIANTS;
 use serde_json::json;
 
 /// The pair every template configures.
@@ -315,4 +316,62 @@ async fn a_malformed_ghl_task_is_dead_lettered_and_its_siblings_sync() {
     );
     assert!(names.iter().any(|n| n == "Call back"), "{names:?}");
     assert_read_again_quietly(&h, 1, "read again").await;
+}
+
+/// Issue 15: records the official spec allows but that look unusual
+/// (empty strings, absent optional fields, nulls where nullable, 10 KiB
+/// notes, 500-character names, emoji and right-to-left text, dates with
+/// and without milliseconds, with offsets, and the zoneless
+/// `"2021-07-16 11:00:00"` of `GetEventSchema`) are all read: none is set
+/// aside as unreadable, and reading them again plans nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn spec_valid_unusual_records_are_all_read() {
+    let h = Harness::new(start_sims(2, 1).await, &Template::with_children().render()).await;
+    let planted = h.ghl().plant_unusual_records(15, 2 * UNUSUAL_VARIANTS);
+    h.cycle(Mode::Apply, Reconcile::Always).await;
+    let unreadable: Vec<DeadLetter> = dead_letters(&h)
+        .await
+        .into_iter()
+        .filter(|l| l.side == Side::Ghl && l.stage == DeadLetterStage::Read)
+        .collect();
+    assert!(
+        unreadable.is_empty(),
+        "spec-valid GHL records set aside: {unreadable:#?}"
+    );
+    let linked = h
+        .engine
+        .store
+        .live_side_ids(PAIR, EntityKind::Contact, Side::Ghl)
+        .await
+        .unwrap();
+    let linked: Vec<&String> = linked.iter().map(|(_, id)| id).collect();
+    // The app requires an email: the unusual contacts without one (an
+    // absent optional field, valid in GHL) stay in GHL only.
+    let missing: Vec<&String> = planted
+        .iter()
+        .filter(|id| {
+            h.ghl()
+                .contact(id)
+                .is_some_and(|c| c.get("email").is_some())
+        })
+        .filter(|id| !linked.contains(id))
+        .collect();
+    assert!(
+        missing.is_empty(),
+        "unusual contacts with an email not linked: {missing:?}"
+    );
+    // One round may carry a side's own spelling back (the app simulator
+    // trims the trailing space of a 500-character task title); after it,
+    // reading everything again plans nothing.
+    h.cycle(Mode::Apply, Reconcile::Always).await;
+    let again = h.cycle(Mode::Apply, Reconcile::Always).await.totals();
+    assert_eq!(
+        (
+            again.planned_creates,
+            again.planned_updates,
+            again.dead_letters
+        ),
+        (0, 0, 0),
+        "read again, nothing changes: {again:?}"
+    );
 }
