@@ -8,6 +8,7 @@ use std::collections::HashSet;
 use std::time::Duration;
 
 use async_trait::async_trait;
+use futures::StreamExt;
 use ghl_sync::connector::ghl::{
     ClientOptions, Credentials, GhlClient, GhlConnector, RateLimiter, RateLimits,
 };
@@ -217,4 +218,70 @@ async fn two_locations_sync_through_their_own_tokens_and_limiters() {
         assert_eq!(client.limiter().headroom().requests, 1);
     }
     sim.shutdown().await;
+}
+
+/// Search answers spell `address` for `address1` and give `dateOfBirth`
+/// in epoch milliseconds (FIELD-NOTES.md, "Search"; the spec-strict
+/// simulator answers so). The change feed, read from search, gives the
+/// engine `GET /contacts/{id}`'s spelling: a field map written against it
+/// must not see every address cleared.
+#[tokio::test]
+async fn the_change_feed_reads_search_answers_in_the_spelling_of_get() {
+    let fixture = fixture().await;
+    let handle = fixture.sim.handle();
+    let before = chrono::Utc::now() - chrono::Duration::seconds(1);
+    let contact = handle
+        .create_contact_as_user(
+            &fixture.location,
+            serde_json::json!({
+                "email": "ada@example.com",
+                "address1": "12 Analytical Row",
+                "dateOfBirth": "1990-09-25"
+            }),
+        )
+        .unwrap();
+    let id = contact["id"].as_str().unwrap();
+
+    // As GHL spells it in a search answer.
+    let api = reqwest::Client::new();
+    let token = handle.issue_token(&fixture.location, &["contacts.readonly"], None);
+    let answer: Value = api
+        .post(format!("{}/contacts/search", fixture.sim.base_url()))
+        .bearer_auth(token)
+        .header("Version", ghlsync_sim::ghl::API_VERSION)
+        .json(&serde_json::json!({"locationId": fixture.location, "pageLimit": 500}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let searched = answer["contacts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["id"] == id)
+        .unwrap();
+    assert_eq!(searched["address"], "12 Analytical Row", "{searched}");
+    assert!(searched.get("address1").is_none(), "{searched}");
+    assert_eq!(searched["dateOfBirth"], 654_220_800_000_i64, "{searched}");
+
+    // As the connector hands it to the engine.
+    let pages: Vec<_> = fixture
+        .connector
+        .changes(
+            ghl_sync::domain::EntityKind::Contact,
+            before,
+            chrono::Utc::now() + chrono::Duration::seconds(1),
+        )
+        .collect()
+        .await;
+    let record = pages
+        .into_iter()
+        .flat_map(|page| page.unwrap().records)
+        .find(|r| r.id == id)
+        .expect("the new contact is in the change feed");
+    assert_eq!(record.fields["address1"], "12 Analytical Row");
+    assert!(record.fields.get("address").is_none());
+    assert_eq!(record.fields["dateOfBirth"], "1990-09-25");
 }

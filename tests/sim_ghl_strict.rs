@@ -209,10 +209,11 @@ impl Audit {
 /// Reads every record of the location through every answer that carries
 /// one, and makes one of each write, auditing every record sent.
 /// What a searched contact may carry beyond `ContactsSearchSchema`: the
-/// contact's own fields and the `searchAfter` cursor (field notes).
+/// contact's own fields, `address` as search spells `address1`, and the
+/// `searchAfter` cursor (field notes, "Search").
 fn searched_extras() -> Vec<&'static str> {
     let mut extras = shapes::CONTACT_BY_ID_SCHEMA_FIELDS.to_vec();
-    extras.push("searchAfter");
+    extras.extend(["address", "searchAfter"]);
     extras
 }
 

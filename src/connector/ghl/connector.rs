@@ -109,7 +109,9 @@ impl Connector for GhlConnector {
             .search_contact_pages(SearchQuery::updated_between(since, until, CHANGE_PAGE))
             .map(move |page| {
                 let contacts = page.map_err(|e| self.error(entity, None, e))?;
-                Ok(self.page(entity, contacts, |c| self.contact_record(c)))
+                Ok(self.page(entity, contacts, |c| {
+                    self.contact_record(records::from_search_spelling(c))
+                }))
             })
             .boxed()
     }
@@ -392,8 +394,10 @@ impl Connector for GhlConnector {
             .find_duplicate(email, phone)
             .await
             .map_err(|e| self.error(EntityKind::Contact, None, e))?;
+        // The duplicate search is a search too; whichever spelling it
+        // answers in, the record is read in `GET /contacts/{id}`'s.
         found
-            .map(|contact| self.contact_record(contact))
+            .map(|contact| self.contact_record(records::from_search_spelling(contact)))
             .into_iter()
             .collect()
     }

@@ -28,9 +28,7 @@ use super::error::{trace_id, ApiError, SimError};
 use super::model::{validate_contact, validate_note, validate_tags, validate_task, Child, Mode};
 use super::query::{self, ListParams, Search, LIST_DEFAULT_LIMIT, LIST_MAX_LIMIT};
 use super::server::{ok, AuthCtx, Shared};
-use super::shapes::{
-    Shape, CONTACT_BY_ID, CREATED_CONTACT, EVENT, LISTED_CONTACT, NOTE, SEARCHED_CONTACT, TASK,
-};
+use super::shapes::{Shape, CONTACT_BY_ID, CREATED_CONTACT, EVENT, LISTED_CONTACT, NOTE, TASK};
 
 type Sim = State<Arc<Shared>>;
 type Auth = Extension<AuthCtx>;
@@ -221,8 +219,7 @@ pub(crate) async fn search_contacts(State(sim): Sim, Extension(auth): Auth, body
     auth.check_location(&search.location_id)?;
     let result = sim.read(|db| -> Result<_> {
         let mut result = search.run(db.location(&search.location_id)?);
-        db.record_shapes
-            .apply_to_list(&mut result, "contacts", &SEARCHED_CONTACT);
+        db.record_shapes.apply_to_search(&mut result);
         Ok(result)
     })?;
     Ok(ok(StatusCode::OK, result))

@@ -625,6 +625,36 @@ impl RecordShapes {
     }
 
     /// Trims each object of `answer[key]` (a list answer) to `shape`.
+    /// A `POST /contacts/search` answer's contacts, trimmed to
+    /// [`SEARCHED_CONTACT`] and spelled as search spells them: "Search
+    /// answers spell some fields differently from `GET /contacts/{id}`
+    /// (for example `address` rather than `address1`, and `dateOfBirth`
+    /// as epoch milliseconds)" (FIELD-NOTES.md, "Search").
+    pub(crate) fn apply_to_search(self, answer: &mut Value) {
+        if self == RecordShapes::Generous {
+            return;
+        }
+        self.apply_to_list(answer, "contacts", &SEARCHED_CONTACT);
+        for contact in answer["contacts"].as_array_mut().into_iter().flatten() {
+            let Value::Object(contact) = contact else {
+                continue;
+            };
+            if let Some(address) = contact.remove("address1") {
+                contact.insert("address".into(), address);
+            }
+            let birth = contact.get("dateOfBirth").and_then(Value::as_str);
+            if let Some(date) =
+                birth.and_then(|d| chrono::NaiveDate::parse_from_str(d, "%Y-%m-%d").ok())
+            {
+                let millis = date
+                    .and_time(chrono::NaiveTime::MIN)
+                    .and_utc()
+                    .timestamp_millis();
+                contact.insert("dateOfBirth".into(), Value::from(millis));
+            }
+        }
+    }
+
     pub(crate) fn apply_to_list(self, answer: &mut Value, key: &str, shape: &Shape) {
         if self == RecordShapes::Generous {
             return;

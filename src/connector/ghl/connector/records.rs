@@ -179,6 +179,28 @@ impl GhlConnector {
     }
 }
 
+/// A contact of a `POST /contacts/search` answer in the spelling of
+/// `GET /contacts/{id}`, which field maps are written against: "Search
+/// answers spell some fields differently from `GET /contacts/{id}` (for
+/// example `address` rather than `address1`, and `dateOfBirth` as epoch
+/// milliseconds): map from the shape each endpoint really returns"
+/// (FIELD-NOTES.md, "Search"). Read as spelled, a search answer would
+/// show every address as cleared, and the sync would clear it elsewhere.
+pub(super) fn from_search_spelling(mut contact: Contact) -> Contact {
+    let extra = &mut contact.extra;
+    if !extra.contains_key("address1") {
+        if let Some(address) = extra.remove("address") {
+            extra.insert("address1".to_owned(), address);
+        }
+    }
+    let birth = extra.get("dateOfBirth").and_then(Value::as_i64);
+    if let Some(date) = birth.and_then(DateTime::from_timestamp_millis) {
+        let date = date.date_naive().format("%Y-%m-%d").to_string();
+        extra.insert("dateOfBirth".to_owned(), Value::String(date));
+    }
+    contact
+}
+
 /// A change time the typed model does not name (a task's or note's
 /// `dateUpdated`, which the spec does not list but GHL may send).
 fn timestamp(fields: &Map<String, Value>, key: &str) -> Option<DateTime<Utc>> {
