@@ -361,6 +361,15 @@ fn write(source: &Source, patch: &mut Map<String, Value>, value: Value) {
             }
         }
         Source::CustomField(id) => {
+            // Written with its type intact (a string, an array, a number or
+            // an object, as the GHL field notes type `field_value` per
+            // field); a cleared value is sent as "", which clears a field
+            // of any type (`null` is none of the types a write takes).
+            let value = if value.is_null() {
+                Value::String(String::new())
+            } else {
+                value
+            };
             let fields = patch
                 .entry("customFields")
                 .or_insert_with(|| Value::Array(Vec::new()));

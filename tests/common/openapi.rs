@@ -74,6 +74,27 @@ pub const QUIRKS: &[(&str, &str, &str, &str)] = &[
         "number",
         "typed `object` but its example (and the live API) is a number",
     ),
+    (
+        "CustomFieldSchema",
+        "value",
+        "number",
+        "typed `string`, but the GHL field notes and the webhook docs give read values their field's type: \
+         a number for numeric and monetary fields (what `NumericField`/`MonetoryField` write)",
+    ),
+    (
+        "CustomFieldSchema",
+        "value",
+        "array",
+        "typed `string`, but the GHL field notes and the webhook docs give read values their field's type: \
+         an array for multi-select and checkbox fields (what `MultiSelectField`/`CheckboxField` write)",
+    ),
+    (
+        "CustomFieldSchema",
+        "value",
+        "object",
+        "typed `string`, but the GHL field notes and the webhook docs give read values their field's type: \
+         an object for file uploads (what `FileField` writes)",
+    ),
 ];
 
 /// The contacts spec, loaded once per test process (with [`QUIRKS`] applied).

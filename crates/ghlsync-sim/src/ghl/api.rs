@@ -25,7 +25,9 @@ use axum::Extension;
 use serde_json::{json, Value};
 
 use super::error::{trace_id, ApiError, SimError};
-use super::model::{validate_contact, validate_note, validate_tags, validate_task, Child, Mode};
+use super::model::{
+    now_ms, validate_contact, validate_note, validate_tags, validate_task, Child, Mode,
+};
 use super::query::{self, ListParams, Search, LIST_DEFAULT_LIMIT, LIST_MAX_LIMIT};
 use super::server::{ok, AuthCtx, Shared};
 use super::shapes::{Shape, CONTACT_BY_ID, CREATED_CONTACT, EVENT, LISTED_CONTACT, NOTE, TASK};
@@ -218,6 +220,11 @@ pub(crate) async fn search_contacts(State(sim): Sim, Extension(auth): Auth, body
         Search::parse(&value).map_err(|errors| ApiError::new(StatusCode::BAD_REQUEST, errors))?;
     auth.check_location(&search.location_id)?;
     let result = sim.read(|db| -> Result<_> {
+        // The index lag of the field notes (see `SimOptions::search_lag`).
+        let search = match db.search_lag_ms {
+            0 => search,
+            lag => search.visible_until(now_ms().saturating_sub(lag)),
+        };
         let mut result = search.run(db.location(&search.location_id)?);
         db.record_shapes.apply_to_search(&mut result);
         Ok(result)

@@ -40,6 +40,8 @@ pub struct CustomFieldInfo {
     pub id: String,
     /// e.g. `contact.plan`.
     pub key: String,
+    /// GHL's `dataType`, which types a write's `field_value`.
+    pub data_type: String,
 }
 
 /// A cheap, cloneable handle on a running simulator.
@@ -116,7 +118,9 @@ impl SimHandle {
     }
 
     /// A location's custom field definitions (seeded: `contact.industry`,
-    /// `contact.plan`, `contact.score`).
+    /// `contact.plan`, `contact.score`, and one field of each other
+    /// `field_value` type: `contact.interests`, `consent`, `budget`,
+    /// `contract`).
     pub fn custom_fields(&self, location_id: &str) -> Vec<CustomFieldInfo> {
         self.shared.read(|db| {
             db.locations
@@ -127,6 +131,7 @@ impl SimHandle {
                         .map(|d| CustomFieldInfo {
                             id: d.id.clone(),
                             key: d.key.clone(),
+                            data_type: d.data_type.into(),
                         })
                         .collect()
                 })

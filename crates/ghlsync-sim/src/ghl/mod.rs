@@ -133,6 +133,16 @@ pub struct SimOptions {
     /// every field the simulator holds ([`RecordShapes::Generous`]). Change it later
     /// with [`SimHandle::set_record_shapes`].
     pub record_shapes: RecordShapes,
+    /// How long a contact write takes to become visible to `POST
+    /// /contacts/search`: a contact is found there only once `dateUpdated
+    /// + search_lag` has passed; `GET /contacts/{id}` and `GET /contacts/`
+    /// see it at once. Zero (the default): no lag. The GHL field notes:
+    /// "Search is an index: a write can take a few seconds to become
+    /// visible there. Poll with an overlap below the watermark and a lag
+    /// behind now." Until then the search finds neither the new version
+    /// nor the one before it (a simplification: a live index still holds
+    /// the previous version). Change it with [`SimHandle::set_search_lag`].
+    pub search_lag: Duration,
 }
 
 impl SimOptions {
@@ -168,7 +178,21 @@ impl Default for SimOptions {
             allow_duplicate_contacts: false,
             child_writes_touch_contact: false,
             record_shapes: RecordShapes::default(),
+            search_lag: Duration::ZERO,
         }
+    }
+}
+
+fn lag_ms(lag: Duration) -> i64 {
+    i64::try_from(lag.as_millis()).unwrap_or(i64::MAX)
+}
+
+impl SimHandle {
+    /// Sets the search index lag from now on (see
+    /// [`SimOptions::search_lag`]); contacts already written become
+    /// visible `lag` after their own `dateUpdated`.
+    pub fn set_search_lag(&self, lag: Duration) {
+        server::lock(&self.shared.db).search_lag_ms = lag_ms(lag);
     }
 }
 
@@ -194,6 +218,7 @@ impl GhlSim {
         db.allow_duplicates = options.allow_duplicate_contacts;
         db.child_writes_touch_contact = options.child_writes_touch_contact;
         db.record_shapes = options.record_shapes;
+        db.search_lag_ms = lag_ms(options.search_lag);
         if options.webhook_url.is_some() {
             let seed = options.seed;
             // Warm the key cache off the runtime so the first delivery is quick.

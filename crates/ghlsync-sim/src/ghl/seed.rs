@@ -175,13 +175,15 @@ fn location(rng: &mut ChaCha8Rng, spec: &SeedSpec, index: usize) -> Location {
     let id = gen_id(rng);
     let users: Vec<String> = (0..3).map(|_| gen_id(rng)).collect();
     let calendars: Vec<String> = (0..2).map(|_| gen_id(rng)).collect();
-    let custom_fields: Vec<CustomFieldDef> = ["contact.industry", "contact.plan", "contact.score"]
+    let mut custom_fields: Vec<CustomFieldDef> = SEEDED_FIELDS
         .iter()
-        .map(|key| CustomFieldDef {
+        .map(|(key, data_type)| CustomFieldDef {
             id: gen_id(rng),
             key: (*key).to_string(),
+            data_type,
         })
         .collect();
+    custom_fields.extend(typed_fields(spec.seed, index));
     let businesses: Vec<String> = (0..(spec.contacts_per_location / 10).max(1))
         .map(|_| format!("{:024x}", rng.gen::<u128>() >> 32))
         .collect();
@@ -203,6 +205,36 @@ fn location(rng: &mut ChaCha8Rng, spec: &SeedSpec, index: usize) -> Location {
         location.insert_contact(contact);
     }
     location
+}
+
+/// The custom fields every seeded contact may have a value of.
+const SEEDED_FIELDS: [(&str, &str); 3] = [
+    ("contact.industry", "TEXT"),
+    ("contact.plan", "SINGLE_OPTIONS"),
+    ("contact.score", "NUMERICAL"),
+];
+
+/// One more custom field of each `field_value` type the GHL field notes
+/// list (an array for multi-select and checkbox fields, a number for
+/// monetary ones, an object for file uploads), empty on seeded contacts.
+/// Their ids come from a generator of their own, so the rest of the seed
+/// data is what it was before they existed.
+fn typed_fields(seed: u64, location_index: usize) -> Vec<CustomFieldDef> {
+    use rand::SeedableRng;
+    let mut rng = ChaCha8Rng::seed_from_u64(seed ^ 0x7479_7065_6466 ^ location_index as u64);
+    [
+        ("contact.interests", "MULTIPLE_OPTIONS"),
+        ("contact.consent", "CHECKBOX"),
+        ("contact.budget", "MONETORY"),
+        ("contact.contract", "FILE_UPLOAD"),
+    ]
+    .into_iter()
+    .map(|(key, data_type)| CustomFieldDef {
+        id: gen_id(&mut rng),
+        key: key.to_string(),
+        data_type,
+    })
+    .collect()
 }
 
 fn pick<'a>(rng: &mut ChaCha8Rng, items: &'a [&'a str]) -> &'a str {
@@ -326,18 +358,18 @@ fn describe(rng: &mut ChaCha8Rng, data: &mut Record, location: &Location, busine
     }
 }
 
-/// Values for some of the location's custom fields (each set with
-/// probability 0.4).
+/// Values for some of the location's [`SEEDED_FIELDS`] (each set with
+/// probability 0.4), each of its field's type (`contact.score` a number).
 fn custom_values(rng: &mut ChaCha8Rng, location: &Location) -> Vec<Value> {
     let mut custom: Vec<Value> = Vec::new();
-    for def in &location.custom_fields {
+    for def in location.custom_fields.iter().take(SEEDED_FIELDS.len()) {
         if rng.gen_bool(0.4) {
             let value = match def.key.as_str() {
                 "contact.industry" => {
-                    pick(rng, &["retail", "health", "finance", "education"]).to_string()
+                    json!(pick(rng, &["retail", "health", "finance", "education"]))
                 }
-                "contact.plan" => pick(rng, &["basic", "pro", "enterprise"]).to_string(),
-                _ => rng.gen_range(1..100).to_string(),
+                "contact.plan" => json!(pick(rng, &["basic", "pro", "enterprise"])),
+                _ => json!(rng.gen_range(1..100)),
             };
             custom.push(json!({"id": def.id, "value": value}));
         }

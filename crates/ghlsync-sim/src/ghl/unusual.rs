@@ -27,12 +27,16 @@
 //! - empty arrays (`tags`, `customFields`, `followers`, appointment
 //!   `users` and `assignedResources`).
 //!
-//! Custom field values are strings only: `CustomFieldSchema.value` is
-//! typed `string`. The field notes say writes are typed per field
-//! (string, number, array, object) and the webhook docs type `value` as
-//! any of those, but a number, array or object in a contact answer would
-//! break the spec the simulator is held to, so the generator does not
-//! make them.
+//! Custom field values come in every type the GHL field notes give
+//! them: "Reads return `customFields: [{id, value}]`. Writes take
+//! `customFields: [{id | key, field_value}]`, typed per field: a string,
+//! an array for multi-select and checkbox fields, a number for numeric and
+//! monetary fields, an object for file uploads." The spec types
+//! `CustomFieldSchema.value` as `string` only; the webhook docs and the
+//! notes show typed values, which the strict-shape tests allow as a
+//! documented quirk (`tests/common/openapi.rs`, `QUIRKS`). Contact kind 2
+//! carries one value of each of the location's fields, of its type
+//! ([`typed_value`]).
 //!
 //! The same seed, count and location give the same records, byte for byte
 //! (every timestamp is generated; none is read from the clock). Contact
@@ -316,6 +320,12 @@ fn planted(rng: &mut ChaCha8Rng, target: &Target<'_>, index: usize) -> Planted {
                     {"id": field(2), "value": ""},
                 ]),
             );
+            let typed = target.custom_fields.iter().filter_map(|def| {
+                typed_value(def).map(|value| json!({"id": def.id, "value": value}))
+            });
+            if let Some(Value::Array(values)) = contact.get_mut("customFields") {
+                values.extend(typed);
+            }
             // `AttributionSource`: `url` required, the rest nullable.
             let attribution = json!({
                 "url": "", "campaign": null, "utmSource": null, "utmMedium": null,
@@ -437,6 +447,30 @@ fn task(id: &str, contact_id: &str, fields: Value, at: i64) -> Record {
 
 /// A note: `fields` (with its own `dateAdded`) plus its id and contact,
 /// and the `dateUpdated` the simulator keeps (not in `GetNoteSchema`).
+/// A value of a custom field whose type is not a string (see the module
+/// notes): an array for multi-select and checkbox fields, a number for
+/// numeric and monetary ones (the spec's `NumericField` and
+/// `MonetoryField` examples are numbers), an object for file uploads (the
+/// shape of the spec's `FileField` example: file id → `{meta,
+/// url, documentId}`); `None` for string fields.
+fn typed_value(def: &CustomFieldDef) -> Option<Value> {
+    Some(match def.data_type {
+        "MULTIPLE_OPTIONS" => json!(["option - 1", "option - 2"]),
+        "CHECKBOX" => json!(["yes"]),
+        "NUMERICAL" => json!(7),
+        "MONETORY" => json!(1234.5),
+        "FILE_UPLOAD" => json!({
+            "f31175d4-2b06-4fc6-b7bc-74cd814c68cb": {
+                "meta": {"fieldname": "contract", "originalname": "contract.pdf",
+                    "mimetype": "application/pdf", "size": 1024, "uuid": "f31175d4"},
+                "url": "https://example.com/contract.pdf",
+                "documentId": "doc1",
+            }
+        }),
+        _ => return None,
+    })
+}
+
 fn note(id: &str, contact_id: &str, fields: Value, at: i64) -> Record {
     let mut note = Record::new();
     note.insert("id".into(), json!(id));
@@ -459,6 +493,7 @@ mod tests {
             vec![CustomFieldDef {
                 id: "f1".into(),
                 key: "contact.plan".into(),
+                data_type: "SINGLE_OPTIONS",
             }],
         )
     }

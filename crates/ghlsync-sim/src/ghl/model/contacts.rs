@@ -18,6 +18,42 @@ fn custom_field_id(defs: &[CustomFieldDef], key: &str) -> Option<String> {
         .map(|d| d.id.clone())
 }
 
+/// Refuses (422, naming the field) a `field_value` of the wrong type for
+/// its field (see [`CustomFieldDef::takes`]); fields the location does
+/// not define are left to the shape check of `validation`.
+fn check_custom_types(defs: &[CustomFieldDef], patch: &Record) -> Result<(), SimError> {
+    let Some(Value::Array(items)) = patch.get("customFields") else {
+        return Ok(());
+    };
+    let mut errors = Vec::new();
+    for (i, item) in items.iter().enumerate() {
+        let def = match (
+            item.get("id").and_then(Value::as_str),
+            item.get("key").and_then(Value::as_str),
+        ) {
+            (Some(id), _) => defs.iter().find(|d| d.id == id),
+            (None, Some(key)) => {
+                custom_field_id(defs, key).and_then(|id| defs.iter().find(|d| d.id == id))
+            }
+            (None, None) => None,
+        };
+        let value = item.get("field_value").unwrap_or(&Value::Null);
+        if let Some(def) = def.filter(|d| !d.takes(value)) {
+            errors.push(format!(
+                "customFields.{i} ({}, {}): field_value must be {}",
+                def.key,
+                def.data_type,
+                def.wants()
+            ));
+        }
+    }
+    if errors.is_empty() {
+        Ok(())
+    } else {
+        Err(SimError::Invalid(errors))
+    }
+}
+
 /// Applies a validated patch to a stored contact.
 fn apply_contact_patch(data: &mut Record, patch: &Record, defs: &[CustomFieldDef]) {
     for (key, value) in patch {
@@ -39,11 +75,7 @@ fn apply_contact_patch(data: &mut Record, patch: &Record, defs: &[CustomFieldDef
                             custom_field_id(defs, key).unwrap_or_else(|| key.to_string())
                         }
                     };
-                    let value = item
-                        .get("field_value")
-                        .or_else(|| item.get("value"))
-                        .cloned()
-                        .unwrap_or(Value::Null);
+                    let value = item.get("field_value").cloned().unwrap_or(Value::Null);
                     current.retain(|c| c.get("id").and_then(Value::as_str) != Some(id.as_str()));
                     let empty = value.is_null() || value.as_str() == Some("");
                     if !empty {
@@ -121,7 +153,7 @@ impl Db {
         input: &ContactInput,
         default_source: &str,
     ) -> Result<Record, SimError> {
-        self.location(location_id)?;
+        check_custom_types(&self.location(location_id)?.custom_fields, &input.fields)?;
         if !self.allow_duplicates {
             if let Some((contact_id, field)) =
                 self.find_duplicate(location_id, input.email(), input.phone(), None)
@@ -194,6 +226,7 @@ impl Db {
         input: &ContactInput,
     ) -> Result<Record, SimError> {
         let location_id = self.contact_location(contact_id)?.to_string();
+        check_custom_types(&self.location(&location_id)?.custom_fields, &input.fields)?;
         if !self.allow_duplicates {
             let email = input.email();
             let phone = input.phone();

@@ -137,6 +137,40 @@ pub(crate) struct Event {
 pub(crate) struct CustomFieldDef {
     pub id: String,
     pub key: String,
+    /// GHL's `dataType` (`TEXT`, `SINGLE_OPTIONS`, `MULTIPLE_OPTIONS`,
+    /// `CHECKBOX`, `NUMERICAL`, `MONETORY`, `FILE_UPLOAD`…): the type of
+    /// `field_value` a write must carry (see [`CustomFieldDef::takes`]).
+    pub data_type: &'static str,
+}
+
+impl CustomFieldDef {
+    /// Whether a write's `field_value` has this field's type. The GHL
+    /// field notes: "Writes take `customFields: [{id | key,
+    /// field_value}]`, typed per field: a string, an array for
+    /// multi-select and checkbox fields, a number for numeric and
+    /// monetary fields, an object for file uploads." (The spec's
+    /// `CheckboxField`, `MultiSelectField`, `NumericField`,
+    /// `MonetoryField` and `FileField` agree.) An empty string
+    /// clears any field.
+    pub fn takes(&self, value: &Value) -> bool {
+        match (self.data_type, value) {
+            (_, Value::String(s)) if s.is_empty() => true,
+            ("MULTIPLE_OPTIONS" | "CHECKBOX", v) => v.is_array(),
+            ("NUMERICAL" | "MONETORY", v) => v.is_number(),
+            ("FILE_UPLOAD", v) => v.is_object(),
+            (_, v) => v.is_string(),
+        }
+    }
+
+    /// What [`CustomFieldDef::takes`] wants, for a 422's message.
+    pub fn wants(&self) -> &'static str {
+        match self.data_type {
+            "MULTIPLE_OPTIONS" | "CHECKBOX" => "an array",
+            "NUMERICAL" | "MONETORY" => "a number",
+            "FILE_UPLOAD" => "an object",
+            _ => "a string",
+        }
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -243,6 +277,9 @@ pub(crate) struct Db {
     pub child_writes_touch_contact: bool,
     /// What answers and webhooks carry (see [`RecordShapes`]).
     pub record_shapes: RecordShapes,
+    /// How long after its `dateUpdated` a contact write becomes visible to
+    /// `POST /contacts/search` (see `SimOptions::search_lag`); 0: at once.
+    pub search_lag_ms: i64,
     events: Vec<Event>,
 }
 
@@ -272,6 +309,7 @@ impl Db {
             allow_duplicates: false,
             child_writes_touch_contact: false,
             record_shapes: RecordShapes::default(),
+            search_lag_ms: 0,
             events: Vec::new(),
         }
     }

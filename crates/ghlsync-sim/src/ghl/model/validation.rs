@@ -220,20 +220,40 @@ fn tags(value: &Value) -> Result<Value, String> {
     }
 }
 
-/// `customFields`: an array whose items each name an `id` or a `key`,
-/// stored as sent (even with bad items, which are reported); `null` leaves
-/// them as they are.
+/// `customFields`: an array of `{id | key, field_value}`, `field_value` a
+/// string, an array, a number or an object (the GHL field notes: "Writes
+/// take `customFields: [{id | key, field_value}]`, typed per field: a
+/// string, an array for multi-select and checkbox fields, a number for
+/// numeric and monetary fields, an object for file uploads"; whether the
+/// type fits the field is checked against the location's definitions when
+/// the write is applied). Anything else is refused, naming the item;
+/// `null` leaves them as they are.
 fn custom_fields(value: &Value, errors: &mut Vec<String>) -> Option<Value> {
     match value {
         Value::Null => None,
         Value::Array(items) => {
             for (i, item) in items.iter().enumerate() {
-                let ok = item.as_object().is_some_and(|o| {
-                    o.get("id").is_some_and(Value::is_string)
-                        || o.get("key").is_some_and(Value::is_string)
-                });
-                if !ok {
+                let Some(item) = item.as_object() else {
+                    errors.push(format!("customFields.{i} must be an object"));
+                    continue;
+                };
+                let named = item.get("id").is_some_and(Value::is_string)
+                    || item.get("key").is_some_and(Value::is_string);
+                if !named {
                     errors.push(format!("customFields.{i} must have an id or a key"));
+                }
+                let typed = item.get("field_value").is_some_and(|v| {
+                    v.is_string() || v.is_array() || v.is_number() || v.is_object()
+                });
+                if !typed {
+                    let name = item
+                        .get("id")
+                        .or_else(|| item.get("key"))
+                        .and_then(Value::as_str)
+                        .unwrap_or("?");
+                    errors.push(format!(
+                        "customFields.{i} ({name}): field_value must be a string, an array, a number or an object"
+                    ));
                 }
             }
             Some(value.clone())

@@ -64,4 +64,15 @@ pub(crate) struct Search {
     filters: Vec<Filter>,
     sort: Vec<Sort>,
     query: Option<String>,
+    /// Contacts updated after this (epoch ms) are not indexed yet.
+    visible_until: Option<i64>,
+}
+
+impl Search {
+    /// Finds only contacts whose `dateUpdated` is at or before
+    /// `visible_until` (epoch ms): the search index's lag.
+    pub fn visible_until(mut self, visible_until: i64) -> Self {
+        self.visible_until = Some(visible_until);
+        self
+    }
 }

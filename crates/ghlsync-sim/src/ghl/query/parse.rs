@@ -158,6 +158,7 @@ impl Search {
                 filters,
                 sort,
                 query,
+                visible_until: None,
             })
         } else {
             Err(errors)

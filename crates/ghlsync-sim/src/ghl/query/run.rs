@@ -90,7 +90,9 @@ impl Search {
     }
 
     fn matches(&self, contact: &Contact) -> bool {
-        self.filters.iter().all(|f| matches(contact, f))
+        self.visible_until
+            .is_none_or(|until| contact.updated_ms <= until)
+            && self.filters.iter().all(|f| matches(contact, f))
             && self
                 .query
                 .as_deref()
