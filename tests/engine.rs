@@ -628,6 +628,42 @@ async fn deletes_found_by_reconciliation_propagate() {
     h.assert_both_sides_hold(&expected, "nothing re-created");
 }
 
+/// `deletes = "tag"` on GHL: the counterpart of a contact deleted in the
+/// app gets the tag with one `POST /contacts/{id}/tags`, no whole list
+/// written, so a tag a GHL user adds meanwhile stays.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn delete_policy_tag_adds_its_tag_to_ghl_and_keeps_the_others() {
+    let config = Template::contacts().render().replace(
+        "deletes = \"propagate\"",
+        "deletes = \"tag\"\ndelete_tag = \"deleted-in-app\"",
+    );
+    let h = Harness::new(start_sims(3, 3).await, &config).await;
+    h.cycle(Mode::Apply, Reconcile::IfDue).await;
+    let email = text(&h.app().contacts()[0], "email_address");
+    let (ghl_id, app_id) = linked_ids(&h, &email).await;
+    let held = tag_set(&h.ghl().contact(&ghl_id).unwrap(), "tags");
+
+    h.app().delete_contact_as_user(&app_id).unwrap();
+    tag_in_ghl_before_the_next_write(&h, &ghl_id, "meanwhile");
+    h.reset_counters();
+    h.cycle(Mode::Apply, Reconcile::Always).await;
+    let mut want = held;
+    want.extend(["deleted-in-app".to_owned(), "meanwhile".to_owned()]);
+    want.sort();
+    assert_eq!(tag_set(&h.ghl().contact(&ghl_id).unwrap(), "tags"), want);
+    let counters = h.ghl().counters();
+    assert_eq!(
+        (
+            counters.count_route("POST", "/contacts/{contactId}/tags"),
+            counters.count_route("PUT", "/contacts/{contactId}"),
+            counters.count_route("GET", "/contacts/{contactId}"),
+        ),
+        (1, 0, 0),
+        "one tag request: no PUT, no read: {:?}",
+        counters.requests
+    );
+}
+
 /// The mass-delete guard: when more than `sync.mass_delete_percent` of a
 /// side's linked contacts disappear at once, none of those deletes is
 /// propagated (and the next reconciliation still holds them).
