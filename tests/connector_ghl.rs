@@ -284,4 +284,165 @@ async fn the_change_feed_reads_search_answers_in_the_spelling_of_get() {
     assert_eq!(record.fields["address1"], "12 Analytical Row");
     assert!(record.fields.get("address").is_none());
     assert_eq!(record.fields["dateOfBirth"], "1990-09-25");
+
+/// What a recording GHL stand-in received: method, path and JSON body.
+type Requests = std::sync::Arc<std::sync::Mutex<Vec<(String, String, Option<Value>)>>>;
+
+/// A GHL stand-in that records each request and answers every one with a
+/// body each decoder of the client takes, and a connector on it.
+async fn recording() -> (GhlConnector, Requests) {
+    use axum::body::Bytes;
+    use axum::extract::{OriginalUri, State};
+    use axum::http::Method;
+
+    async fn answer(
+        State(log): State<Requests>,
+        method: Method,
+        uri: OriginalUri,
+        body: Bytes,
+    ) -> axum::Json<Value> {
+        let body = serde_json::from_slice(&body).ok();
+        log.lock()
+            .unwrap()
+            .push((method.to_string(), uri.path().to_owned(), body));
+        axum::Json(serde_json::json!({
+            "contact": {
+                "id": "c1",
+                "locationId": "loc",
+                "tags": ["vip"],
+                "dateAdded": "2024-01-01T00:00:00.000Z",
+                "dateUpdated": "2024-01-02T00:00:00.000Z"
+            },
+            "tags": ["vip"],
+            "succeded": true
+        }))
+    }
+
+    let log = Requests::default();
+    let app = axum::Router::new().fallback(answer).with_state(log.clone());
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    let scopes = ["contacts.readonly", "contacts.write"];
+    let client = GhlClient::new(ClientOptions {
+        base_url: base.parse().unwrap(),
+        location_id: "loc".to_owned(),
+        credentials: Credentials::Static(SecretString::from("pit-test".to_owned())),
+        scopes: scopes.iter().map(|s| s.to_string()).collect(),
+        limiter: RateLimiter::new(RateLimits::default()),
+        retry: RetryPolicy::default(),
+        timeout: Duration::from_secs(5),
+    })
+    .unwrap();
+    (GhlConnector::new("ghl", client), log)
+}
+
+fn object(value: Value) -> Map<String, Value> {
+    value.as_object().cloned().unwrap()
+}
+
+/// GHL field notes, "Tags": `tags` in a contact PUT replaces the whole
+/// list, so an update sends the tag change as `POST /contacts/{id}/tags`
+/// (added) and `DELETE /contacts/{id}/tags` (removed), each with exactly
+/// the delta against `before`, and PUTs the other fields without `tags`;
+/// a change to tags only sends no PUT (a GET reads the contact back), and
+/// with `before` unknown nothing is removed.
+#[tokio::test]
+async fn contact_updates_send_tag_deltas_and_never_tags_in_the_put() {
+    use ghl_sync::connector::Patch;
+    use ghl_sync::domain::EntityKind::Contact;
+    use serde_json::json;
+
+    let (connector, log) = recording().await;
+    let take = || std::mem::take(&mut *log.lock().unwrap());
+
+    let patch = Patch {
+        fields: object(json!({"firstName": "Ada", "tags": ["vip", "new", "NEW"]})),
+        before: object(json!({"firstName": "Ad", "tags": ["VIP", "old"]})),
+    };
+    let record = connector.update(Contact, "c1", None, &patch).await.unwrap();
+    assert_eq!(record.id, "c1");
+    let tags = |list: &[&str]| Some(json!({ "tags": list }));
+    assert_eq!(
+        take(),
+        vec![
+            ("POST".into(), "/contacts/c1/tags".into(), tags(&["new"])),
+            ("DELETE".into(), "/contacts/c1/tags".into(), tags(&["old"])),
+            (
+                "PUT".into(),
+                "/contacts/c1".into(),
+                Some(json!({"firstName": "Ada"}))
+            ),
+        ]
+    );
+
+    let patch = Patch {
+        fields: object(json!({"tags": ["vip", "new"]})),
+        before: object(json!({"tags": ["vip"]})),
+    };
+    connector.update(Contact, "c1", None, &patch).await.unwrap();
+    assert_eq!(
+        take(),
+        vec![
+            ("POST".into(), "/contacts/c1/tags".into(), tags(&["new"])),
+            ("GET".into(), "/contacts/c1".into(), None),
+        ],
+        "tags only: no PUT"
+    );
+
+    let patch = Patch::new(object(json!({"tags": ["vip"]})));
+    connector.update(Contact, "c1", None, &patch).await.unwrap();
+    assert_eq!(
+        take(),
+        vec![
+            ("POST".into(), "/contacts/c1/tags".into(), tags(&["vip"])),
+            ("GET".into(), "/contacts/c1".into(), None),
+        ],
+        "`before` unknown: add, never remove"
+    );
+
+    let added = connector
+        .add_tags(Contact, "c1", &object(json!({"tags": ["lost"]})))
+        .await;
+    assert!(matches!(added, Some(Ok(()))), "{added:?}");
+    assert_eq!(
+        take(),
+        vec![("POST".into(), "/contacts/c1/tags".into(), tags(&["lost"]))],
+        "the delete policy's tag: one request, no read"
+    );
+}
+
+/// Against the simulator, which keeps GHL's semantics: a tag a user added
+/// after `before` was read survives the update.
+#[tokio::test]
+async fn a_tag_added_after_the_read_survives_an_update() {
+    use ghl_sync::connector::Patch;
+    use ghl_sync::domain::EntityKind::Contact;
+    use serde_json::json;
+
+    let fixture = fixture().await;
+    let handle = fixture.sim.handle();
+    let id = suite::Fixture::user_creates_contact(&fixture, "tagged@example.com", "Tagged").await;
+    handle.add_tags_as_user(&id, &["a", "b"]).unwrap();
+    let before = object(json!({"tags": ["a", "b"]}));
+    handle.add_tags_as_user(&id, &["user"]).unwrap();
+    let patch = Patch {
+        fields: object(json!({"tags": ["a", "c"], "firstName": "Renamed"})),
+        before,
+    };
+    let record = fixture
+        .connector
+        .update(Contact, &id, None, &patch)
+        .await
+        .unwrap();
+    let mut held: Vec<&str> = record.fields["tags"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(Value::as_str)
+        .collect();
+    held.sort();
+    assert_eq!(held, ["a", "c", "user"]);
+    assert_eq!(record.fields["firstName"], "Renamed");
+    assert_eq!(handle.contact(&id).unwrap()["tags"], record.fields["tags"]);
 }

@@ -17,6 +17,7 @@ use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
+use axum::http::Method;
 use engine_helpers::{
     app_writes, emails, eventually, ghl_writes, load, render, start_sims, text, with_postgres,
     Harness, Template,
@@ -474,6 +475,127 @@ async fn write_planned_from_a_stale_read_is_withdrawn() {
     assert_quiet_cycle(&h, Reconcile::Never, "after the merge").await;
 }
 
+/// The tags of a contact as a sorted list (`tags` in GHL, `labels` in the
+/// app).
+fn tag_set(record: &Value, field: &str) -> Vec<String> {
+    let mut tags: Vec<String> = record[field]
+        .as_array()
+        .map(|a| {
+            a.iter()
+                .filter_map(Value::as_str)
+                .map(str::to_owned)
+                .collect()
+        })
+        .unwrap_or_default();
+    tags.sort();
+    tags
+}
+
+/// Adds `tag` to GHL contact `id` as a GHL user just before the next
+/// contact write reaches GHL, whichever it is (`PUT /contacts/{id}`, or
+/// `POST` / `DELETE /contacts/{id}/tags`): after the writer's re-read,
+/// before its write. Pending edits of an earlier call (on the routes
+/// that were not taken) are dropped first, so they do not take its turn.
+fn tag_in_ghl_before_the_next_write(h: &Harness, id: &str, tag: &'static str) {
+    h.ghl().clear_faults();
+    let edit = std::sync::Arc::new(std::sync::Mutex::new(Some((h.ghl(), id.to_owned()))));
+    for (method, route) in [
+        (Method::PUT, "/contacts/{contactId}"),
+        (Method::POST, "/contacts/{contactId}/tags"),
+        (Method::DELETE, "/contacts/{contactId}/tags"),
+    ] {
+        let edit = edit.clone();
+        h.ghl().before_next(method, route, move || {
+            if let Some((ghl, id)) = edit.lock().unwrap().take() {
+                ghl.add_tags_as_user(&id, &[tag]).expect("the user's tag");
+            }
+        });
+    }
+}
+
+/// GHL field notes, "Tags": a contact write carrying `tags` replaces the
+/// whole list. Tag changes go to GHL as add/remove deltas, so a tag a
+/// GHL user adds after the writer's re-read and before its write is
+/// never wiped: neither when the app adds a tag nor when it removes one,
+/// and neither write sends a PUT.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tag_changes_reach_ghl_as_deltas_and_keep_a_tag_added_meanwhile() {
+    let (h, expected) = synced(3, 3, Template::contacts()).await;
+    let email = expected.keys().next().unwrap().clone();
+    let (ghl_id, app_id) = linked_ids(&h, &email).await;
+    let held = tag_set(&h.ghl().contact(&ghl_id).unwrap(), "tags");
+
+    // The app adds a tag; a GHL user adds another while it is written.
+    tick().await;
+    let mut labels = tag_set(&h.app().contact(&app_id).unwrap(), "labels");
+    labels.push("from-app".into());
+    h.app()
+        .update_contact_as_user(&app_id, json!({ "labels": labels }))
+        .unwrap();
+    tag_in_ghl_before_the_next_write(&h, &ghl_id, "from-ghl");
+    h.reset_counters();
+    h.cycle(Mode::Apply, Reconcile::Never).await;
+    let in_ghl = tag_set(&h.ghl().contact(&ghl_id).unwrap(), "tags");
+    let mut want = held.clone();
+    want.extend(["from-app".to_owned(), "from-ghl".to_owned()]);
+    want.sort();
+    assert_eq!(
+        in_ghl, want,
+        "the app's tag reached GHL and the user's survived"
+    );
+    let counters = h.ghl().counters();
+    assert_eq!(
+        counters.count_route("PUT", "/contacts/{contactId}"),
+        0,
+        "a tags-only change sends no PUT: {:?}",
+        counters.requests
+    );
+    assert_eq!(
+        counters.count_route("POST", "/contacts/{contactId}/tags"),
+        1
+    );
+    let both = |h: &Harness| {
+        tag_set(&h.app().contact(&app_id).unwrap(), "labels").contains(&"from-ghl".to_owned())
+    };
+    assert!(
+        cycles_until(&h, 2, both).await,
+        "the user's tag reached the app"
+    );
+
+    // The app removes its tag; a GHL user adds a third while it is written.
+    tick().await;
+    let labels: Vec<String> = tag_set(&h.app().contact(&app_id).unwrap(), "labels")
+        .into_iter()
+        .filter(|t| t != "from-app")
+        .collect();
+    h.app()
+        .update_contact_as_user(&app_id, json!({ "labels": labels }))
+        .unwrap();
+    tag_in_ghl_before_the_next_write(&h, &ghl_id, "second-ghl");
+    h.reset_counters();
+    h.cycle(Mode::Apply, Reconcile::Never).await;
+    let in_ghl = tag_set(&h.ghl().contact(&ghl_id).unwrap(), "tags");
+    let mut want = held;
+    want.extend(["from-ghl".to_owned(), "second-ghl".to_owned()]);
+    want.sort();
+    assert_eq!(
+        in_ghl, want,
+        "the app's removal reached GHL, and only it: every other tag stays"
+    );
+    let counters = h.ghl().counters();
+    assert_eq!(counters.count_route("PUT", "/contacts/{contactId}"), 0);
+    assert_eq!(
+        counters.count_route("DELETE", "/contacts/{contactId}/tags"),
+        1
+    );
+    let settled = |h: &Harness| {
+        let labels = tag_set(&h.app().contact(&app_id).unwrap(), "labels");
+        labels.contains(&"second-ghl".to_owned()) && !labels.contains(&"from-app".to_owned())
+    };
+    assert!(cycles_until(&h, 2, settled).await, "the sides agree again");
+    assert_quiet_cycle(&h, Reconcile::Never, "after the tag changes").await;
+}
+
 // ------------------------------------------------------------ 6. deletes --
 
 /// `deletes = "propagate"`: a contact deleted on one side, found gone by a
@@ -505,6 +627,42 @@ async fn deletes_found_by_reconciliation_propagate() {
     );
     assert_quiet_cycle(&h, Reconcile::Always, "after the deletes").await;
     h.assert_both_sides_hold(&expected, "nothing re-created");
+}
+
+/// `deletes = "tag"` on GHL: the counterpart of a contact deleted in the
+/// app gets the tag with one `POST /contacts/{id}/tags`, no whole list
+/// written, so a tag a GHL user adds meanwhile stays.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn delete_policy_tag_adds_its_tag_to_ghl_and_keeps_the_others() {
+    let config = Template::contacts().render().replace(
+        "deletes = \"propagate\"",
+        "deletes = \"tag\"\ndelete_tag = \"deleted-in-app\"",
+    );
+    let h = Harness::new(start_sims(3, 3).await, &config).await;
+    h.cycle(Mode::Apply, Reconcile::IfDue).await;
+    let email = text(&h.app().contacts()[0], "email_address");
+    let (ghl_id, app_id) = linked_ids(&h, &email).await;
+    let held = tag_set(&h.ghl().contact(&ghl_id).unwrap(), "tags");
+
+    h.app().delete_contact_as_user(&app_id).unwrap();
+    tag_in_ghl_before_the_next_write(&h, &ghl_id, "meanwhile");
+    h.reset_counters();
+    h.cycle(Mode::Apply, Reconcile::Always).await;
+    let mut want = held;
+    want.extend(["deleted-in-app".to_owned(), "meanwhile".to_owned()]);
+    want.sort();
+    assert_eq!(tag_set(&h.ghl().contact(&ghl_id).unwrap(), "tags"), want);
+    let counters = h.ghl().counters();
+    assert_eq!(
+        (
+            counters.count_route("POST", "/contacts/{contactId}/tags"),
+            counters.count_route("PUT", "/contacts/{contactId}"),
+            counters.count_route("GET", "/contacts/{contactId}"),
+        ),
+        (1, 0, 0),
+        "one tag request: no PUT, no read: {:?}",
+        counters.requests
+    );
 }
 
 /// The mass-delete guard: when more than `sync.mass_delete_percent` of a

@@ -1528,7 +1528,7 @@ async fn ids_are_encoded_and_put_sends_the_whole_record() {
             EntityKind::Contact,
             "a/b c",
             None,
-            &object(json!({"name": "New", "city": null})),
+            &object(json!({"name": "New", "city": null})).into(),
         )
         .await
         .unwrap();

@@ -11,7 +11,7 @@ mod record;
 mod secret;
 mod webhook;
 
-pub use record::{Capabilities, ConnectorError, Deletion, EntityCaps, Page, Record, Stamp};
+pub use record::{Capabilities, ConnectorError, Deletion, EntityCaps, Page, Patch, Record, Stamp};
 pub use secret::{Secret, SecretSource};
 pub use webhook::{WebhookError, WebhookEvent};
 
@@ -105,15 +105,35 @@ pub trait Connector: Send + Sync + std::fmt::Debug {
         fields: &Map<String, Value>,
     ) -> Result<Record, ConnectorError>;
 
-    /// Changes only the fields in `patch` (a JSON `null` clears one) and
-    /// returns the record as the side now holds it.
+    /// Changes only the fields in `patch.fields` (a JSON `null` clears
+    /// one) and returns the record as the side now holds it. A side that
+    /// changes a list by deltas computes them against `patch.before`, the
+    /// target's values as the write's decision saw them, never by sending
+    /// the whole list (see [`Patch`]); other sides ignore `before`.
     async fn update(
         &self,
         entity: EntityKind,
         id: &str,
         parent_id: Option<&str>,
-        patch: &Map<String, Value>,
+        patch: &Patch,
     ) -> Result<Record, ConnectorError>;
+
+    /// Adds the tags of `tags` (the native form of canonical `tags` as the
+    /// pair's map spells it, e.g. `{"tags": ["lost"]}`) to contact `id`,
+    /// keeping its other tags, without reading it, where the side has a
+    /// call for that: GHL's `POST /contacts/{id}/tags`, one request. The
+    /// delete policy `tag` uses it. `None`: the side has no such call, or
+    /// `tags` is not in the form it takes (the default); the caller then
+    /// reads the record and writes its whole list with
+    /// [`Connector::update`].
+    async fn add_tags(
+        &self,
+        _entity: EntityKind,
+        _id: &str,
+        _tags: &Map<String, Value>,
+    ) -> Option<Result<(), ConnectorError>> {
+        None
+    }
 
     async fn delete(
         &self,

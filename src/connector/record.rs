@@ -94,6 +94,47 @@ impl Page {
     }
 }
 
+/// What [`super::Connector::update`] changes, and what the target held
+/// before.
+///
+/// `fields` are the native fields to set (a JSON `null` clears one).
+/// `before` holds the target's values of those fields as the decision
+/// that planned the write saw them (native, spelled as in `fields`), which
+/// the writer checked the target still held just before the call
+/// (`engine::writer::edited_since`). A field absent from `before` is
+/// unknown, not empty: a write planned without a view of the target (a
+/// create completed on a record found for it) has an empty `before`.
+///
+/// A side whose API changes a list by deltas writes the difference between
+/// `before` and `fields` instead of the whole list, so that an element
+/// added there after the writer's read is kept. GHL does so for a
+/// contact's `tags` (GHL field notes, "Tags": sending `tags` in a contact
+/// write replaces the whole list): it adds what `fields` has and `before`
+/// lacks, removes what `before` has and `fields` lacks, and never removes
+/// an element `before` does not hold, so with `tags` unknown it only adds.
+/// Other sides (the REST connector) ignore `before`.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Patch {
+    pub fields: Map<String, Value>,
+    pub before: Map<String, Value>,
+}
+
+impl Patch {
+    /// A patch whose target values are unknown (`before` empty).
+    pub fn new(fields: Map<String, Value>) -> Self {
+        Patch {
+            fields,
+            before: Map::new(),
+        }
+    }
+}
+
+impl From<Map<String, Value>> for Patch {
+    fn from(fields: Map<String, Value>) -> Self {
+        Patch::new(fields)
+    }
+}
+
 /// What a delete found.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Deletion {

@@ -23,7 +23,7 @@ use super::matching::{self, Search};
 use super::outbox::{change_of_key, WritePayload};
 use super::writer::{Failure, Written};
 use super::{Engine, EngineError, PairRuntime};
-use crate::connector::{ConnectorError, Record};
+use crate::connector::{ConnectorError, Patch, Record};
 use crate::domain::EntityKind;
 use crate::mapping::Canonical;
 use crate::store::OutboxItem;
@@ -252,9 +252,12 @@ async fn adopt(
     if holds {
         return Written::Done(Some(record));
     }
+    // `before` unknown: the create's decision never saw this record, so
+    // a side writing lists by deltas adds ours and removes none of its.
+    let patch = Patch::new(fields.clone());
     match pair
         .connector(target)
-        .update(item.entity, &record.id, parent, fields)
+        .update(item.entity, &record.id, parent, &patch)
         .await
     {
         Ok(updated) => Written::Done(Some(updated)),

@@ -26,6 +26,7 @@ mod reconcile;
 mod redecide;
 mod report;
 mod resolve;
+mod retag;
 mod retry;
 mod scheduler;
 mod signals;

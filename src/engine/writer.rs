@@ -13,8 +13,8 @@ use tracing::Instrument;
 use super::outbox::{change_of_key, WritePayload};
 use super::report::Stats;
 use super::{snapshot, Engine, EngineError, PairRuntime};
-use crate::connector::{ConnectorError, Record};
-use crate::domain::{EntityKind, Side};
+use crate::connector::{ConnectorError, Patch, Record};
+use crate::domain::EntityKind;
 
 use crate::store::{
     Change, Completion, Direction, JournalAction, LinkRef, LinkUpdate, LinkWrite, NewJournalEntry,
@@ -218,8 +218,12 @@ impl Engine {
                         Err(error) => Written::Failed(error.into()),
                     });
                 }
+                let patch = Patch {
+                    before: before(pair, item, &payload),
+                    fields,
+                };
                 connector
-                    .update(item.entity, id, parent, &fields)
+                    .update(item.entity, id, parent, &patch)
                     .await
                     .map(Some)
             }
@@ -352,48 +356,6 @@ impl Engine {
             ))
         })
     }
-
-    /// The delete policy `tag`: adds a tag to the record, keeping its
-    /// others.
-    async fn retag(
-        &self,
-        pair: &PairRuntime,
-        target: Side,
-        item: &OutboxItem,
-        id: &str,
-        payload: &WritePayload,
-    ) -> Result<Option<Record>, ConnectorError> {
-        let connector = pair.connector(target);
-        let map = &pair.settings.map;
-        let Some(current) = connector.get(item.entity, id, None).await? else {
-            return Ok(None);
-        };
-        let mut canonical = map
-            .to_canonical(item.entity, target, &current.fields)
-            .unwrap_or_default();
-        let mut tags: Vec<Value> = match canonical.remove("tags") {
-            Some(Value::Array(tags)) => tags,
-            Some(other) => vec![other],
-            None => Vec::new(),
-        };
-        let tag = Value::from(payload.tag.clone().unwrap_or_default());
-        if !tags.contains(&tag) {
-            tags.push(tag);
-        }
-        let changes = [("tags".to_owned(), Value::Array(tags))].into();
-        let patch =
-            map.to_native(item.entity, target, &changes)
-                .map_err(|e| ConnectorError::Record {
-                    side: connector.side().to_owned(),
-                    entity: item.entity,
-                    id: Some(id.to_owned()),
-                    message: e.to_string(),
-                })?;
-        connector
-            .update(item.entity, id, None, &patch)
-            .await
-            .map(Some)
-    }
 }
 
 /// The one `info` event of an applied change (field names only; values
@@ -461,6 +423,27 @@ fn native_fields(
                 item.target_id.as_deref().unwrap_or("(new)")
             ))
         })
+}
+
+/// What the target held of the written fields when the write's decision
+/// saw it (`expect`, which `edited_since` has just checked), mapped to
+/// native: the update's [`Patch::before`], against which a side that
+/// writes lists by deltas (GHL's tags) computes them. Empty, that is
+/// unknown, for a write without an `expect` or a map that no longer takes
+/// the values; such a side then removes nothing it did not see.
+fn before(pair: &PairRuntime, item: &OutboxItem, payload: &WritePayload) -> Map<String, Value> {
+    let Some(expect) = &payload.expect else {
+        return Map::new();
+    };
+    let held: crate::mapping::Canonical = payload
+        .changed
+        .iter()
+        .filter_map(|field| Some((field.clone(), expect.get(field)?.clone())))
+        .collect();
+    pair.settings
+        .map
+        .to_native(item.entity, item.target_side, &held)
+        .unwrap_or_default()
 }
 
 pub(super) fn payload(item: &OutboxItem) -> WritePayload {

@@ -203,7 +203,7 @@ pub async fn contact_round_trip(fixture: &dyn Fixture) {
             EntityKind::Contact,
             &created.id,
             None,
-            &fixture.rename_patch("Hopper"),
+            &fixture.rename_patch("Hopper").into(),
         )
         .await
         .expect("update");
@@ -284,7 +284,7 @@ pub async fn sub_resources_of_a_contact(fixture: &dyn Fixture) {
             EntityKind::Task,
             &task.id,
             Some(&contact),
-            &fixture.task_fields("Send the final quote"),
+            &fixture.task_fields("Send the final quote").into(),
         )
         .await
         .expect("update task");
@@ -297,7 +297,7 @@ pub async fn sub_resources_of_a_contact(fixture: &dyn Fixture) {
             EntityKind::Note,
             &note.id,
             Some(&contact),
-            &fixture.note_fields("Prefers phone"),
+            &fixture.note_fields("Prefers phone").into(),
         )
         .await
         .expect("update note");

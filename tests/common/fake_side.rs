@@ -17,7 +17,7 @@ use futures::future::BoxFuture;
 use futures::stream::{self, BoxStream, StreamExt};
 use ghl_sync::config::{self, LoadOptions};
 use ghl_sync::connector::{
-    Capabilities, Connector, ConnectorError, Deletion, EntityCaps, Page, Record, Stamp,
+    Capabilities, Connector, ConnectorError, Deletion, EntityCaps, Page, Patch, Record, Stamp,
 };
 use ghl_sync::domain::{EntityKind, MatchKey, Side};
 use ghl_sync::engine::{Engine, EngineError, Mode, PairReport, PairRuntime};
@@ -169,9 +169,9 @@ impl<F: Feed> Connector for FakeSide<F> {
         entity: EntityKind,
         id: &str,
         _: Option<&str>,
-        patch: &Map<String, Value>,
+        patch: &Patch,
     ) -> Result<Record, ConnectorError> {
-        Ok(written(entity, id.to_owned(), patch))
+        Ok(written(entity, id.to_owned(), &patch.fields))
     }
 
     async fn delete(

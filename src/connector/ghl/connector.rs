@@ -2,6 +2,7 @@
 
 mod errors;
 mod records;
+mod tags;
 
 use std::collections::BTreeMap;
 
@@ -16,7 +17,7 @@ use super::error::GhlError;
 use super::models::{ContactFields, SearchQuery, TaskFields};
 use super::GhlClient;
 use crate::connector::{
-    Capabilities, Connector, ConnectorError, Deletion, EntityCaps, Page, Record,
+    Capabilities, Connector, ConnectorError, Deletion, EntityCaps, Page, Patch, Record,
 };
 use crate::domain::{EntityKind, MatchKey};
 
@@ -281,12 +282,30 @@ impl Connector for GhlConnector {
         }
     }
 
+    /// A contact's tags are never sent in its PUT (see `connector/tags.rs`):
+    /// requests per contact update, besides the writer's re-read
+    /// (`GET /contacts/{id}`, one, when the write has an `expect`):
+    ///
+    /// | the patch changes | requests |
+    /// | --- | --- |
+    /// | other fields only | 1: `PUT` |
+    /// | tags and other fields | 2 or 3: `POST …/tags` when some are added, `DELETE …/tags` when some are removed, then `PUT` (its answer holds the new tags) |
+    /// | tags only | 2 or 3: the tag requests, then `GET /contacts/{id}`, the tag endpoints answering with the tags only, not the contact |
+    ///
+    /// (Before, each was 1 `PUT` carrying the whole list.) The `GET` of a
+    /// tags-only write costs one read, not a write: the engine records
+    /// the written version as seen only from a whole record that holds
+    /// the new snapshot (`engine::writer::holds_snapshot`), and without
+    /// it the next poll would decide the contact again. The tag requests
+    /// go first so that the PUT's or GET's answer is the contact as it
+    /// now is; each is idempotent, so a retried write resends none twice
+    /// to any effect.
     async fn update(
         &self,
         entity: EntityKind,
         id: &str,
         parent_id: Option<&str>,
-        patch: &Map<String, Value>,
+        patch: &Patch,
     ) -> Result<Record, ConnectorError> {
         if !self.capabilities.of(entity).update {
             return Err(self.unsupported(entity, "update"));
@@ -300,20 +319,27 @@ impl Connector for GhlConnector {
         };
         match entity {
             EntityKind::Contact => {
-                let contact = self
-                    .client
-                    .update_contact(
-                        id,
-                        &ContactFields {
-                            fields: patch.clone(),
-                        },
-                    )
-                    .await
-                    .map_err(wrap)?;
-                self.contact_record(contact)
+                let split = tags::split(patch).map_err(invalid)?;
+                if !split.add.is_empty() {
+                    self.client.add_tags(id, &split.add).await.map_err(wrap)?;
+                }
+                if !split.remove.is_empty() {
+                    self.client
+                        .remove_tags(id, &split.remove)
+                        .await
+                        .map_err(wrap)?;
+                }
+                let contact = if split.put.is_empty() {
+                    self.client.get_contact(id).await
+                } else {
+                    let fields = ContactFields { fields: split.put };
+                    self.client.update_contact(id, &fields).await
+                };
+                self.contact_record(contact.map_err(wrap)?)
             }
             EntityKind::Task => {
                 let parent = self.parent(entity, parent_id)?;
+                let patch = &patch.fields;
                 let typed = task_fields(patch).map_err(invalid)?;
                 let mut task = None;
                 if typed != TaskFields::default() {
@@ -341,7 +367,7 @@ impl Connector for GhlConnector {
             }
             EntityKind::Note => {
                 let parent = self.parent(entity, parent_id)?;
-                let typed = note_fields(patch).map_err(invalid)?;
+                let typed = note_fields(&patch.fields).map_err(invalid)?;
                 let note = self
                     .client
                     .update_note(parent, id, &typed)
@@ -351,6 +377,31 @@ impl Connector for GhlConnector {
             }
             EntityKind::Appointment => Err(self.unsupported(entity, "update")),
         }
+    }
+
+    /// One `POST /contacts/{id}/tags` (GHL field notes, "Tags": it adds,
+    /// keeping the contact's other tags), no read. A contact that is gone
+    /// has nothing to tag: done.
+    async fn add_tags(
+        &self,
+        entity: EntityKind,
+        id: &str,
+        tags: &Map<String, Value>,
+    ) -> Option<Result<(), ConnectorError>> {
+        if entity != EntityKind::Contact || tags.len() != 1 {
+            return None;
+        }
+        let list = tags::tag_list(tags.get("tags")?)?;
+        if !self.capabilities.of(entity).update {
+            return Some(Err(self.unsupported(entity, "update")));
+        }
+        if list.is_empty() {
+            return Some(Ok(()));
+        }
+        Some(match self.client.add_tags(id, &list).await {
+            Ok(_) | Err(GhlError::NotFound { .. }) => Ok(()),
+            Err(error) => Err(self.error(entity, Some(id), error)),
+        })
     }
 
     async fn delete(

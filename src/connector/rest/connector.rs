@@ -12,7 +12,8 @@ use super::records::{parse_json, Reader};
 use super::spec::{EntityApi, Template, CONTACT_ID, ID};
 use super::{usable_id, RestConnector};
 use crate::connector::{
-    Capabilities, Connector, ConnectorError, Deletion, Page, Record, WebhookError, WebhookEvent,
+    Capabilities, Connector, ConnectorError, Deletion, Page, Patch, Record, WebhookError,
+    WebhookEvent,
 };
 use crate::domain::{EntityKind, MatchKey};
 
@@ -343,8 +344,10 @@ impl Connector for RestConnector {
         entity: EntityKind,
         id: &str,
         parent_id: Option<&str>,
-        patch: &Map<String, Value>,
+        patch: &Patch,
     ) -> Result<Record, ConnectorError> {
+        // Lists are written whole here: `patch.before` is not used.
+        let patch = &patch.fields;
         self.writable(entity, "update", self.capabilities.of(entity).update)?;
         let api = self.entity_api(entity, "update")?;
         let template = self.template(entity, api.update.as_ref(), "update", "update")?;

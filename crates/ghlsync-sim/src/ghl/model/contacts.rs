@@ -219,7 +219,10 @@ impl Db {
 
     /// Applies a patch. Always bumps `dateUpdated` and emits
     /// `ContactUpdate`, plus `ContactTagUpdate` / `ContactDndUpdate` when
-    /// tags / DND changed.
+    /// tags / DND changed. A patch holding `tags` replaces the contact's
+    /// whole tag list (GHL field notes, "Tags": so do `POST /contacts/`
+    /// and `POST /contacts/upsert`); [`Db::change_tags`] adds or removes
+    /// some only.
     pub fn update_contact(
         &mut self,
         contact_id: &str,
@@ -354,8 +357,10 @@ impl Db {
         Ok(contact.data)
     }
 
-    /// Adds (`add = true`) or removes tags; returns the resulting tags.
-    /// Emits `ContactTagUpdate` and bumps `dateUpdated`.
+    /// Adds (`add = true`) or removes tags, keeping the others (GHL field
+    /// notes, "Tags": `POST` / `DELETE /contacts/{id}/tags` change the
+    /// list one change at a time); returns the resulting tags. Emits
+    /// `ContactTagUpdate` and bumps `dateUpdated`.
     pub fn change_tags(
         &mut self,
         contact_id: &str,
