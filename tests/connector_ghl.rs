@@ -284,6 +284,7 @@ async fn the_change_feed_reads_search_answers_in_the_spelling_of_get() {
     assert_eq!(record.fields["address1"], "12 Analytical Row");
     assert!(record.fields.get("address").is_none());
     assert_eq!(record.fields["dateOfBirth"], "1990-09-25");
+}
 
 /// What a recording GHL stand-in received: method, path and JSON body.
 type Requests = std::sync::Arc<std::sync::Mutex<Vec<(String, String, Option<Value>)>>>;

@@ -609,3 +609,56 @@ async fn a_task_event_without_its_contact_is_read_under_the_known_one() {
     );
     assert!(h.engine.store.dead_letters(None).await.unwrap().is_empty());
 }
+
+/// GHL's `POST /contacts/` "has been reported to answer 422 (and other
+/// errors) while still creating the contact" (FIELD-NOTES.md, "Creates").
+/// The refused create is not final until the writer has looked: the
+/// contact GHL made is found, verified and linked; there is one, and no
+/// dead letter is left beside it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_create_refused_yet_made_is_found_and_linked() {
+    let h = Harness::new(start_sims(1, 1).await, &Template::contacts().render()).await;
+    h.cycle(Mode::Apply, Reconcile::IfDue).await;
+    let email = "refused.yet.made@example.com";
+    let app_contact = h
+        .app()
+        .create_contact_as_user(json!({"email_address": email, "first_name": "Grace"}))
+        .unwrap();
+    // Decided through a targeted sync, so that the fault meets the create
+    // (a search is a POST too).
+    let pair = h.engine.pairs[0].clone();
+    let target = Target {
+        pair: PAIR.into(),
+        source: Side::App,
+        entity: EntityKind::Contact,
+        id: text(&app_contact, "id"),
+        parent_id: None,
+    };
+    let planned = h.engine.sync_record(&pair, &target).await.unwrap();
+    assert_eq!(planned.stats.planned_creates, 1, "{:?}", planned.stats);
+    h.ghl().fail_next(FaultKind::StatusAfterWrite(422), 1);
+    h.engine.drain_outbox(&Shutdown::default()).await.unwrap();
+
+    let made: Vec<Value> = h
+        .ghl_contacts()
+        .into_iter()
+        .filter(|c| c["email"] == email)
+        .collect();
+    assert_eq!(made.len(), 1, "GHL holds the contact once: {made:#?}");
+    let link = link_of(
+        &h,
+        EntityKind::Contact,
+        Side::App,
+        &text(&app_contact, "id"),
+    )
+    .await;
+    assert_eq!(link.a.id.as_deref(), Some(text(&made[0], "id").as_str()));
+    let letters = h
+        .engine
+        .store
+        .dead_letters(Some(DeadLetterStatus::Open))
+        .await
+        .unwrap();
+    assert!(letters.is_empty(), "nothing dead-lettered: {letters:#?}");
+    assert_settled(&h).await;
+}

@@ -326,7 +326,12 @@ async fn round_trip(name: &str, value: Value, updated: Value) {
         .to_native(EntityKind::Contact, Side::Ghl, &canonical)
         .unwrap();
     connector
-        .update(EntityKind::Contact, &created.id, None, &patch)
+        .update(
+            EntityKind::Contact,
+            &created.id,
+            None,
+            &patch.clone().into(),
+        )
         .await
         .unwrap();
     let (_, back) = read(created.id.clone()).await;
@@ -339,7 +344,12 @@ async fn round_trip(name: &str, value: Value, updated: Value) {
         .unwrap();
     assert_eq!(patch["customFields"][0]["field_value"], "");
     connector
-        .update(EntityKind::Contact, &created.id, None, &patch)
+        .update(
+            EntityKind::Contact,
+            &created.id,
+            None,
+            &patch.clone().into(),
+        )
         .await
         .unwrap();
     let (raw, back) = read(created.id).await;

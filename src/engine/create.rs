@@ -12,6 +12,9 @@
 //!   is linked to nothing else. Another person sharing a phone number, or a
 //!   record already linked, makes the write a dead letter that names both
 //!   records and the shared key; nothing is overwritten.
+//! - A create the side refuses for any other reason about the record may
+//!   still have made it (GHL answers 422 and creates): it is looked for,
+//!   as for a retried create, before the refusal is final.
 //! - A record found either way is brought to the planned values with an
 //!   update (none when it holds them already: our own lost create).
 
@@ -85,6 +88,20 @@ impl Engine {
                         after: Some(Duration::from_secs(10)),
                     }),
                     Existing::Stop(failure) => Written::Failed(failure),
+                })
+            }
+            Err(error @ ConnectorError::Record { .. }) => {
+                // A refused create may still have created (GHL's
+                // `POST /contacts/` answers 422 and creates: field notes,
+                // "Creates"): what it made is looked for before the
+                // refusal is final, so the record is linked, not left
+                // beside a dead letter.
+                Ok(match self.find_ours(pair, item, payload, parent).await? {
+                    Existing::Found(record) => {
+                        tracing::info!(found = %record.id, error = %error, "the create was refused yet made the record; completing on it");
+                        adopt(pair, item, record, fields, payload, parent).await
+                    }
+                    Existing::Nothing | Existing::Stop(_) => Written::Failed(error.into()),
                 })
             }
             Err(error) => Ok(Written::Failed(error.into())),

@@ -193,13 +193,19 @@ impl Exchange {
     }
 
     /// Applies the planned fault that acts after the handler, if any, to
-    /// its `response`, and counts it.
-    pub async fn after<S: Snapshot>(&mut self, core: &SimCore<S>, response: Response) -> Response {
+    /// its `response`, and counts it. `json_error` words an injected error
+    /// status as the simulator does.
+    pub async fn after<S: Snapshot>(
+        &mut self,
+        core: &SimCore<S>,
+        response: Response,
+        json_error: impl FnOnce(StatusCode) -> Response,
+    ) -> Response {
         let Some(kind) = self.plan.after else {
             return response;
         };
         lock(&core.counters).fault(&kind.label());
-        let applied = apply_after(kind, response, self.conn.as_ref()).await;
+        let applied = apply_after(kind, response, self.conn.as_ref(), json_error).await;
         self.dropped = applied.dropped;
         applied.response
     }

@@ -100,7 +100,11 @@ async fn pipeline(State(sim): State<Arc<Shared>>, req: Request, next: Next) -> R
             break 'respond ApiError::rate_limited(d.retry_after).into_response();
         }
         let response = next.run(req).await;
-        exchange.after(&sim.core, response).await
+        exchange
+            .after(&sim.core, response, |status| {
+                ApiError::injected(status).into_response()
+            })
+            .await
     };
     let mut response = response;
     let decision = decision.or_else(|| lock(&sim.limiter).peek(token.as_deref()));

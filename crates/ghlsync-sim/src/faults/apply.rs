@@ -80,20 +80,26 @@ pub(crate) fn apply_before(
             response: drop_connection(conn, StatusCode::INTERNAL_SERVER_ERROR.into_response()),
             dropped: true,
         }),
-        FaultKind::Truncate | FaultKind::Html | FaultKind::EmptyBody | FaultKind::LoseResponse => {
-            None
-        }
+        FaultKind::Truncate
+        | FaultKind::Html
+        | FaultKind::EmptyBody
+        | FaultKind::LoseResponse
+        | FaultKind::StatusAfterWrite(_) => None,
     }
 }
 
 /// Applies a fault that acts after the handler produced `response`
-/// (`Truncate`, `Html`, `LoseResponse`); other kinds leave it as is.
+/// (`Truncate`, `Html`, `LoseResponse`, `StatusAfterWrite`, worded by
+/// `json_error` as the simulator words errors); other kinds leave it as
+/// is.
 pub(crate) async fn apply_after(
     kind: FaultKind,
     response: Response,
     conn: Option<&ConnCtl>,
+    json_error: impl FnOnce(StatusCode) -> Response,
 ) -> Applied {
     match kind {
+        FaultKind::StatusAfterWrite(status) => Applied::sent(status_response(status, json_error)),
         FaultKind::Truncate => Applied::sent(truncate(response).await),
         FaultKind::Html => Applied::sent(html_response(StatusCode::OK, "text/html; charset=utf-8")),
         FaultKind::EmptyBody => Applied::sent(StatusCode::OK.into_response()),

@@ -94,6 +94,12 @@ pub enum FaultKind {
     /// Run the handler of a write, then drop the connection. Only
     /// POST/PUT/PATCH/DELETE requests consume it.
     LoseResponse,
+    /// Run the handler of a write (it is committed), then answer this
+    /// error status instead of its answer: GHL's `POST /contacts/` "has
+    /// been reported to answer 422 (and other errors) while still
+    /// creating the contact" (FIELD-NOTES.md, "Creates"). Only writes
+    /// consume it.
+    StatusAfterWrite(u16),
 }
 
 impl FaultKind {
@@ -109,7 +115,16 @@ impl FaultKind {
             FaultKind::Html => "html".into(),
             FaultKind::EmptyBody => "empty_body".into(),
             FaultKind::LoseResponse => "lose_response".into(),
+            FaultKind::StatusAfterWrite(s) => format!("status_{s}_after_write"),
         }
+    }
+
+    /// Only a write (POST, PUT, PATCH, DELETE) can take this fault.
+    fn writes_only(self) -> bool {
+        matches!(
+            self,
+            FaultKind::LoseResponse | FaultKind::StatusAfterWrite(_)
+        )
     }
 
     fn before_handler(self) -> bool {
@@ -224,7 +239,7 @@ impl FaultState {
         if let Some(index) = self
             .queue
             .iter()
-            .position(|(kind, _)| *kind != FaultKind::LoseResponse || write)
+            .position(|(kind, _)| !kind.writes_only() || write)
         {
             let (kind, left) = &mut self.queue[index];
             let kind = *kind;

@@ -208,7 +208,11 @@ async fn pipeline(State(sim): State<Arc<Shared>>, mut req: Request, next: Next) 
             req.extensions_mut().insert(AuthCtx(info.clone()));
         }
         let response = next.run(req).await;
-        exchange.after(&sim.core, response).await
+        exchange
+            .after(&sim.core, response, |status| {
+                ApiError::injected(status).into_response()
+            })
+            .await
     };
     let mut response = response;
     if let Some(d) = &decision {
