@@ -434,8 +434,9 @@ async fn dead_letter_retry_case(database: Option<String>) {
     ghl.fail_next(FaultKind::LoseResponse, 1);
     let refuse = ghl.clone();
     ghl.before_next(Method::POST, "/contacts/{contactId}/tasks", move || {
-        // The look-up that follows the lost answer is refused for good.
-        refuse.fail_next(FaultKind::Status(400), 1);
+        // The look-ups that follow the lost answer (the connector's, then
+        // the writer's before it gives up) are refused for good.
+        refuse.fail_next(FaultKind::Status(400), 2);
     });
     h.engine.drain_outbox(&Shutdown::default()).await.unwrap();
     let titles = |h: &Harness| {

@@ -102,7 +102,9 @@ pub async fn changes_since_a_watermark_across_pages(fixture: &dyn Fixture) {
     let connector = fixture.connector();
     let start = Utc::now() - Duration::seconds(1);
     let mut created = HashSet::new();
-    for n in 0..120 {
+    // More than a page of the largest page size a side asks for (GHL's
+    // change feed asks for 500).
+    for n in 0..520 {
         created.insert(
             fixture
                 .user_creates_contact(&format!("suite.page.{n}@example.com"), &format!("Page{n}"))
@@ -120,7 +122,7 @@ pub async fn changes_since_a_watermark_across_pages(fixture: &dyn Fixture) {
         .expect("change stream");
     assert!(
         pages.len() >= 2,
-        "120 changes should span pages, got {}",
+        "520 changes should span pages, got {}",
         pages.len()
     );
     let mut seen = HashSet::new();
