@@ -7,6 +7,10 @@
 #[path = "common/openapi.rs"]
 mod openapi;
 
+#[path = "common/client_inputs.rs"]
+mod client_inputs;
+
+use client_inputs::Inputs;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -17,8 +21,7 @@ use axum::Json;
 use chrono::{TimeZone, Utc};
 use futures::TryStreamExt;
 use ghl_sync::connector::ghl::{
-    ClientOptions, ContactFields, Credentials, GhlClient, NoteFields, RateLimiter, RateLimits,
-    SearchQuery, TaskFields,
+    ClientOptions, Credentials, GhlClient, RateLimiter, RateLimits, SearchQuery,
 };
 use ghl_sync::connector::http::RetryPolicy;
 use secrecy::SecretString;
@@ -95,29 +98,15 @@ async fn every_request_the_client_builds_matches_the_official_spec() {
         timeout: Duration::from_secs(5),
     })
     .unwrap();
-    let (c, t, n) = (
-        "c0000000000000000001",
-        "t0000000000000000001",
-        "n0000000000000000001",
-    );
-    let fields = ContactFields::new()
-        .set("firstName", "Ada")
-        .set("lastName", "Lovelace")
-        .set("email", "ada@example.com")
-        .set("phone", "+14155550100")
-        .set("tags", json!(["vip"]));
-    let task = TaskFields {
-        title: Some("Call".into()),
-        body: Some("About the renewal".into()),
-        due_date: Some(Utc.with_ymd_and_hms(2027, 1, 5, 9, 0, 0).unwrap()),
-        completed: Some(false),
-        assigned_to: None,
-    };
-    let note = NoteFields {
-        body: "Met at the fair".into(),
-        user_id: None,
-    };
-    let tags = vec!["vip".to_owned()];
+    let Inputs {
+        contact: c,
+        task_id: t,
+        note_id: n,
+        fields,
+        task,
+        note,
+        tags,
+    } = Inputs::new();
 
     client.get_contact(c).await.unwrap();
     client.create_contact(&fields).await.unwrap();

@@ -30,6 +30,10 @@
 //! test --locked` needs no Node on a fresh machine; with
 //! `GHLSYNC_REQUIRE_PRISM=1` (set by `.ci/run`) a missing prism fails.
 
+#[path = "common/client_inputs.rs"]
+mod client_inputs;
+
+use client_inputs::Inputs;
 use std::collections::BTreeSet;
 use std::io::Write as _;
 use std::net::TcpListener;
@@ -45,8 +49,7 @@ use axum::response::{IntoResponse, Response};
 use chrono::{TimeZone, Utc};
 use futures::TryStreamExt;
 use ghl_sync::connector::ghl::{
-    ClientOptions, ContactFields, Credentials, GhlClient, NoteFields, RateLimiter, RateLimits,
-    SearchQuery, TaskFields,
+    ClientOptions, Credentials, GhlClient, RateLimiter, RateLimits, SearchQuery,
 };
 use ghl_sync::connector::http::RetryPolicy;
 use secrecy::SecretString;
@@ -540,29 +543,15 @@ async fn every_request_the_client_sends_passes_prism_validation() {
         timeout: Duration::from_secs(30),
     })
     .unwrap();
-    let (c, t, n) = (
-        "c0000000000000000001",
-        "t0000000000000000001",
-        "n0000000000000000001",
-    );
-    let fields = ContactFields::new()
-        .set("firstName", "Ada")
-        .set("lastName", "Lovelace")
-        .set("email", "ada@example.com")
-        .set("phone", "+14155550100")
-        .set("tags", json!(["vip"]));
-    let task = TaskFields {
-        title: Some("Call".into()),
-        body: Some("About the renewal".into()),
-        due_date: Some(Utc.with_ymd_and_hms(2027, 1, 5, 9, 0, 0).unwrap()),
-        completed: Some(false),
-        assigned_to: None,
-    };
-    let note = NoteFields {
-        body: "Met at the fair".into(),
-        user_id: None,
-    };
-    let tags = vec!["vip".to_owned()];
+    let Inputs {
+        contact: c,
+        task_id: t,
+        note_id: n,
+        fields,
+        task,
+        note,
+        tags,
+    } = Inputs::new();
 
     // Each call's outcome is kept, not unwrapped: an invalid request is
     // answered with an error, and Prism's reason is the better report.

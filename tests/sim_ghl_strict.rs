@@ -179,6 +179,13 @@ impl Audit {
     }
 
     /// Checks a whole answer against the operation's documented schema.
+    /// `GET path`, its answer checked.
+    async fn get(&mut self, api: &Api, path: &str) -> Resp {
+        let r = api.get(path).await;
+        self.answer("GET", path, &r);
+        r
+    }
+
     fn answer(&mut self, method: &str, path: &str, resp: &Resp) {
         ok(resp, &format!("{method} {path}"));
         if let Err(errors) =
@@ -206,8 +213,6 @@ impl Audit {
     }
 }
 
-/// Reads every record of the location through every answer that carries
-/// one, and makes one of each write, auditing every record sent.
 /// What a searched contact may carry beyond `ContactsSearchSchema`: the
 /// contact's own fields, `address` as search spells `address1`, and the
 /// `searchAfter` cursor (field notes, "Search").
@@ -217,6 +222,8 @@ fn searched_extras() -> Vec<&'static str> {
     extras
 }
 
+/// Reads every record of the location through every answer that carries
+/// one, and makes one of each write, auditing every record sent.
 async fn audit_everything(handle: &SimHandle, location: &str, api: &Api) -> Audit {
     let mut audit = Audit::default();
     let contacts: Vec<String> = handle
@@ -225,44 +232,38 @@ async fn audit_everything(handle: &SimHandle, location: &str, api: &Api) -> Audi
         .map(|c| str_of(c, "id").to_string())
         .collect();
     for id in &contacts {
-        let path = format!("/contacts/{id}");
-        let r = api.get(&path).await;
-        audit.answer("GET", &path, &r);
+        let r = audit.get(api, &format!("/contacts/{id}")).await;
         audit.record("GetContectByIdSchema", &r.json["contact"], &[]);
 
-        let path = format!("/contacts/{id}/tasks");
-        let r = api.get(&path).await;
-        audit.answer("GET", &path, &r);
+        let r = audit.get(api, &format!("/contacts/{id}/tasks")).await;
         audit.records("TaskSchema", &r.json["tasks"], &[]);
         for task in r.json["tasks"].as_array().unwrap() {
-            let path = format!("/contacts/{id}/tasks/{}", str_of(task, "id"));
-            let r = api.get(&path).await;
-            audit.answer("GET", &path, &r);
+            let r = audit
+                .get(api, &format!("/contacts/{id}/tasks/{}", str_of(task, "id")))
+                .await;
             audit.record("TaskSchema", &r.json["task"], &[]);
         }
 
-        let path = format!("/contacts/{id}/notes");
-        let r = api.get(&path).await;
-        audit.answer("GET", &path, &r);
+        let r = audit.get(api, &format!("/contacts/{id}/notes")).await;
         audit.records("GetNoteSchema", &r.json["notes"], &[]);
         for note in r.json["notes"].as_array().unwrap() {
-            let path = format!("/contacts/{id}/notes/{}", str_of(note, "id"));
-            let r = api.get(&path).await;
-            audit.answer("GET", &path, &r);
+            let r = audit
+                .get(api, &format!("/contacts/{id}/notes/{}", str_of(note, "id")))
+                .await;
             audit.record("GetNoteSchema", &r.json["note"], &[]);
         }
 
-        let path = format!("/contacts/{id}/appointments");
-        let r = api.get(&path).await;
-        audit.answer("GET", &path, &r);
+        let r = audit
+            .get(api, &format!("/contacts/{id}/appointments"))
+            .await;
         audit.records("GetEventSchema", &r.json["events"], &[]);
     }
 
     // Listings: ContactsSearchSchema plus the contact's own fields (field
     // notes: "dateUpdated (and more fields)"; search spells `address`).
-    let path = format!("/contacts/?locationId={location}&limit=100");
-    let r = api.get(&path).await;
-    audit.answer("GET", &path, &r);
+    let r = audit
+        .get(api, &format!("/contacts/?locationId={location}&limit=100"))
+        .await;
     audit.records(
         "ContactsSearchSchema",
         &r.json["contacts"],
@@ -279,9 +280,12 @@ async fn audit_everything(handle: &SimHandle, location: &str, api: &Api) -> Audi
         .collect();
     assert!(!businesses.is_empty());
     for business in businesses {
-        let path = format!("/contacts/business/{business}?locationId={location}&limit=100");
-        let r = api.get(&path).await;
-        audit.answer("GET", &path, &r);
+        let r = audit
+            .get(
+                api,
+                &format!("/contacts/business/{business}?locationId={location}&limit=100"),
+            )
+            .await;
         audit.records(
             "ContactsSearchSchema",
             &r.json["contacts"],
@@ -311,9 +315,12 @@ async fn audit_everything(handle: &SimHandle, location: &str, api: &Api) -> Audi
         })
         .unwrap()
         .to_string();
-    let path = format!("/contacts/search/duplicate?locationId={location}&email={email}");
-    let r = api.get(&path).await;
-    audit.answer("GET", &path, &r);
+    let r = audit
+        .get(
+            api,
+            &format!("/contacts/search/duplicate?locationId={location}&email={email}"),
+        )
+        .await;
     assert!(r.json["contact"].is_object(), "{}", r.text);
     audit.record(
         "ContactsSearchSchema",
@@ -803,9 +810,7 @@ async fn unusual_records_validate_and_have_every_kind() {
             ("notes", "notes", "GetNoteSchema"),
             ("appointments", "events", "GetEventSchema"),
         ] {
-            let path = format!("/contacts/{id}/{what}");
-            let r = api.get(&path).await;
-            audit.answer("GET", &path, &r);
+            let r = audit.get(&api, &format!("/contacts/{id}/{what}")).await;
             audit.records(component, &r.json[key], &[]);
             kinds_of("", &r.json, &mut found);
         }

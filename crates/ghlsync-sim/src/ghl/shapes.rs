@@ -286,54 +286,6 @@ pub const LISTED_CONTACT_FIELDS: &[&str] = &[
     "visitorId",
 ];
 
-/// A contact of a `POST /contacts/search` answer: [`LISTED_CONTACT_FIELDS`]
-/// plus `searchAfter`, the sort values that continue after it. The spec
-/// gives search no answer schema; the field notes (FIELD-NOTES.md,
-/// "Search") require paging with `searchAfter` past 10,000 results, which
-/// needs the cursor in the answer.
-pub const SEARCHED_CONTACT_FIELDS: &[&str] = &[
-    "id",
-    "locationId",
-    "email",
-    "timezone",
-    "country",
-    "source",
-    "dateAdded",
-    "customFields",
-    "tags",
-    "businessId",
-    "attributions",
-    "followers",
-    "name",
-    "firstName",
-    "lastName",
-    "emailLowerCase",
-    "companyName",
-    "phone",
-    "dnd",
-    "dndSettings",
-    "type",
-    "assignedTo",
-    "address1",
-    "city",
-    "state",
-    "postalCode",
-    "website",
-    "dateOfBirth",
-    "dateUpdated",
-    "attachments",
-    "ssn",
-    "keyword",
-    "firstNameLowerCase",
-    "fullNameLowerCase",
-    "lastNameLowerCase",
-    "lastActivity",
-    "attributionSource",
-    "lastAttributionSource",
-    "visitorId",
-    "searchAfter",
-];
-
 /// `CustomFieldSchema`: an item of a contact's `customFields`.
 pub const CUSTOM_FIELD_SCHEMA_FIELDS: &[&str] = &["id", "value"];
 
@@ -534,18 +486,6 @@ pub const LISTED_CONTACT: Shape = Shape {
         ("lastAttributionSource", &ATTRIBUTION),
     ],
 };
-/// `POST /contacts/search`.
-pub const SEARCHED_CONTACT: Shape = Shape {
-    source: "ContactsSearchSchema + GetContectByIdSchema + searchAfter (field notes)",
-    fields: SEARCHED_CONTACT_FIELDS,
-    nested: &[
-        ("customFields", &CUSTOM_FIELD),
-        ("attributions", &ATTRIBUTION),
-        ("dndSettings", &DND_SETTINGS),
-        ("attributionSource", &ATTRIBUTION),
-        ("lastAttributionSource", &ATTRIBUTION),
-    ],
-};
 /// Tasks in every task answer.
 pub const TASK: Shape = Shape {
     source: "TaskSchema",
@@ -626,7 +566,8 @@ impl RecordShapes {
 
     /// Trims each object of `answer[key]` (a list answer) to `shape`.
     /// A `POST /contacts/search` answer's contacts, trimmed to
-    /// [`SEARCHED_CONTACT`] and spelled as search spells them: "Search
+    /// [`LISTED_CONTACT`] (their `searchAfter` kept) and spelled as search
+    /// spells them: "Search
     /// answers spell some fields differently from `GET /contacts/{id}`
     /// (for example `address` rather than `address1`, and `dateOfBirth`
     /// as epoch milliseconds)" (FIELD-NOTES.md, "Search").
@@ -634,11 +575,18 @@ impl RecordShapes {
         if self == RecordShapes::Generous {
             return;
         }
-        self.apply_to_list(answer, "contacts", &SEARCHED_CONTACT);
         for contact in answer["contacts"].as_array_mut().into_iter().flatten() {
             let Value::Object(contact) = contact else {
                 continue;
             };
+            // The spec gives search no answer schema; the field notes
+            // require paging with `searchAfter` past 10,000 results, which
+            // needs the cursor in the answer.
+            let search_after = contact.remove("searchAfter");
+            *contact = LISTED_CONTACT.trim(contact);
+            if let Some(search_after) = search_after {
+                contact.insert("searchAfter".into(), search_after);
+            }
             if let Some(address) = contact.remove("address1") {
                 contact.insert("address".into(), address);
             }
@@ -712,7 +660,5 @@ mod tests {
         }
         assert!(listed.contains(&"dateUpdated"));
         assert_eq!(LISTED_CONTACT_FIELDS, listed.as_slice());
-        listed.push("searchAfter");
-        assert_eq!(SEARCHED_CONTACT_FIELDS, listed.as_slice());
     }
 }
