@@ -51,7 +51,9 @@ COPY --from=builder /usr/local/bin/ghlsync /usr/local/bin/ghlsync
 COPY config/default.toml /usr/share/doc/ghlsync/default.toml
 COPY config/example.toml /usr/share/doc/ghlsync/example.toml
 
-USER ghlsync:ghlsync
+# Numeric, so an orchestrator can check it is not root without reading
+# /etc/passwd (Kubernetes' runAsNonRoot).
+USER 10001:10001
 WORKDIR /var/lib/ghlsync
 VOLUME ["/var/lib/ghlsync"]
 ENV GHLSYNC__STATE_DIR=/var/lib/ghlsync
