@@ -113,8 +113,9 @@ async fn check_side(side: &str, location: &str, client: &GhlClient) -> Vec<Check
     checks
 }
 
-/// 1. The token: present, and not about to expire (and, in
-/// [`check_side`], accepted by GHL on the first request).
+/// 1. The token: present, and not about to expire.
+///
+/// [`check_side`] fails it too when GHL refuses it on the first request.
 async fn token_check(side: &str, location: &str, client: &GhlClient) -> Check {
     match client.credentials() {
         Credentials::OAuth(session) => match session.token().await {
