@@ -128,6 +128,53 @@ async fn doctor_reports_each_check_and_fails_with_ghls_message() {
     sim.shutdown().await;
 }
 
+/// The row of `check` in doctor's table, with its status and detail.
+fn doctor_row<'a>(out: &'a str, check: &str) -> &'a str {
+    out.lines()
+        .find(|line| line.split_whitespace().nth(1) == Some(check))
+        .unwrap_or_else(|| panic!("no `{check}` row in doctor's table:\n{out}"))
+}
+
+/// A token GHL refuses (401) on doctor's first request is not "ok": the
+/// token row fails with GHL's message, and doctor exits 1. Both a token
+/// GHL never issued and one it revoked.
+#[tokio::test(flavor = "multi_thread")]
+async fn doctor_fails_the_token_row_when_ghl_refuses_the_token() {
+    let sim = sim().await;
+    let location = sim.handle().location_ids()[0].clone();
+    let issued =
+        sim.handle()
+            .issue_token(&location, &["contacts.readonly", "contacts.write"], None);
+    assert!(sim.handle().revoke_token(&issued));
+    for token in ["pit-never-issued-by-ghl", issued.as_str()] {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(
+            dir.path().join("ghlsync.toml"),
+            pit_config(dir.path(), &sim, token),
+        )
+        .unwrap();
+        let output = tokio::task::spawn_blocking({
+            let dir = dir.path().to_owned();
+            move || ghlsync(&dir).arg("doctor").output().unwrap()
+        })
+        .await
+        .unwrap();
+        let out = text(&output);
+        assert_eq!(output.status.code(), Some(1), "{out}");
+        let row = doctor_row(&out, "token");
+        assert!(
+            row.split_whitespace().nth(2) == Some("FAIL"),
+            "the token row fails: {row}\n{out}"
+        );
+        assert!(
+            row.contains("401") && row.contains("Invalid JWT"),
+            "the token row quotes GHL's refusal: {row}"
+        );
+        assert!(!out.contains(token), "token printed:\n{out}");
+    }
+    sim.shutdown().await;
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn auth_login_with_a_code_stores_tokens_that_status_and_doctor_use() {
     let sim = sim().await;

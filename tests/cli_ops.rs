@@ -216,7 +216,7 @@ async fn status_after_a_cycle() {
         "left in window",
         "daily budget left",
         "private integration token",
-        "no request budget",
+        "no budget headers from the app",
     ] {
         assert!(text.contains(expected), "missing {expected:?} in:\n{text}");
     }
@@ -228,6 +228,56 @@ async fn status_after_a_cycle() {
     park_first_name(&h).await;
     let parked = json(&h, &["status", "--json"]).await;
     assert_eq!(parked["pairs"][0]["open_conflicts"], 1, "{parked:#}");
+}
+
+/// `status` says how each side is kept: a REST side that sends no budget
+/// headers is paced by its configured `rate_limit` (not "no request
+/// budget"), and GHL tasks and notes, which have no change feed, are read
+/// with their contacts and by reconciliation: no lag waiting for a
+/// watermark that never comes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn status_says_how_sides_without_budgets_or_feeds_are_kept() {
+    let h = harness(2, 2).await;
+    ok(&h, &["sync", "--once"]).await;
+    let status = json(&h, &["status", "--json"]).await;
+
+    let ghl = side(&status, "a");
+    assert!(ghl["lag_secs"]["contact"].is_i64(), "{ghl:#}");
+    for entity in ["task", "note"] {
+        assert!(
+            ghl["lag_secs"].get(entity).is_none(),
+            "no lag for GHL {entity}s, which have no change feed: {ghl:#}"
+        );
+    }
+    assert_eq!(
+        ghl["read_with_contacts"],
+        json!(["task", "note"]),
+        "{ghl:#}"
+    );
+    assert!(ghl["last_reconciliation_at"].is_string(), "{ghl:#}");
+    let app = side(&status, "b");
+    for entity in ["contact", "task", "note"] {
+        assert!(app["lag_secs"][entity].is_i64(), "app {entity}: {app:#}");
+    }
+    assert_eq!(app["read_with_contacts"], json!([]), "{app:#}");
+    assert_eq!(app["rate_limit"]["state"], "no_budget", "{app:#}");
+    // The harness paces the app side at 1000 requests per second.
+    assert_eq!(
+        app["rate_limit"]["pace"],
+        json!({"requests": 1000, "per_secs": 1.0}),
+        "{app:#}"
+    );
+
+    let text = ok(&h, &["status"]).await;
+    for expected in [
+        "task, note read with their contacts; last reconciliation ",
+        "no budget headers from the app; paced at 1000 per 1s (rate_limit)",
+    ] {
+        assert!(text.contains(expected), "missing {expected:?} in:\n{text}");
+    }
+    for wrong in ["no watermark yet", "no request budget"] {
+        assert!(!text.contains(wrong), "{wrong:?} in:\n{text}");
+    }
 }
 
 /// The daemon records each side's headroom after its detection passes,

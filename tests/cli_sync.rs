@@ -93,6 +93,71 @@ async fn plan_prints_the_writes_and_writes_nothing() {
     assert!(text.contains("nothing was written"), "{text}");
 }
 
+/// The writes a report counts as planned (creates, updates, deletes), over
+/// every pair.
+fn planned_count(report: &Value) -> u64 {
+    let pairs = report["pairs"].as_object().expect("pairs");
+    pairs
+        .values()
+        .map(|pair| {
+            ["planned_creates", "planned_updates", "planned_deletes"]
+                .iter()
+                .map(|k| pair["stats"][k].as_u64().unwrap_or(0))
+                .sum::<u64>()
+        })
+        .sum()
+}
+
+/// A person created on both sides before a sync is linked by match key,
+/// and both of its records are new to the mirror: both sides' polls decide
+/// the pair in a plan (a plan commits nothing, so neither poll sees the
+/// other's link). `plan` must still count and list each write once, as the
+/// sync that follows performs it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn plan_counts_a_write_to_a_matched_pair_once_as_the_sync_applies_it() {
+    let sims = Sims::start(2, 2).await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let path = config(&sims, dir.path());
+    let path = path.to_str().unwrap();
+    json(&ghlsync(&["sync", "--once", "--json", "--config", path]).await);
+
+    for n in 0..3 {
+        let email = format!("matched.{n}@example.com");
+        sims.ghl
+            .handle()
+            .create_contact_as_user(
+                &sims.location,
+                serde_json::json!({"email": email, "firstName": format!("First{n}")}),
+            )
+            .unwrap();
+        sims.app
+            .handle()
+            .create_contact_as_user(
+                serde_json::json!({"email_address": email, "last_name": format!("Last{n}")}),
+            )
+            .unwrap();
+    }
+
+    let plan = json(&ghlsync(&["plan", "--json", "--config", path]).await);
+    let planned = plan["pairs"]["demo"]["planned"].as_array().unwrap();
+    let sync = json(&ghlsync(&["sync", "--once", "--json", "--config", path]).await);
+    let applied = sync["totals"]["applied"].as_u64().unwrap();
+    assert_eq!(
+        sync["totals"]["linked"], 3,
+        "the three people are linked by email: {sync:#}"
+    );
+    assert_eq!(
+        applied, 6,
+        "each matched pair takes one update per side: {sync:#}"
+    );
+    assert_eq!(
+        planned_count(&plan),
+        applied,
+        "plan's count vs the writes the sync applied: {plan:#}"
+    );
+    assert_eq!(planned.len() as u64, applied, "plan lists: {planned:#?}");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sync_once_then_nothing_left_to_do() {
     let sims = Sims::start(4, 3).await.unwrap();

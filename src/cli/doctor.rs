@@ -95,12 +95,17 @@ impl Check {
 }
 
 async fn check_side(side: &str, location: &str, client: &GhlClient) -> Vec<Check> {
-    let mut checks = vec![
-        token_check(side, location, client).await,
-        scopes_check(side, client),
-    ];
+    // The listing goes first: it is the token's real test. A token found
+    // and unexpired may still be one GHL refuses (revoked, mistyped, of
+    // another location), and the table must not call it ok.
     let (listing, contact) = first_contact(side, client).await;
-    checks.extend(listing);
+    let mut token = token_check(side, location, client).await;
+    if let Some(refusal) = listing.as_ref().and_then(|l| l.refusal.as_deref()) {
+        token.outcome = Outcome::Fail;
+        token.detail = format!("{}: refused by GHL: {refusal}", token.detail);
+    }
+    let mut checks = vec![token, scopes_check(side, client)];
+    checks.extend(listing.map(|l| l.check));
     if let Some(contact) = contact {
         checks.extend(children_checks(side, client, &contact.id).await);
     }
@@ -109,6 +114,8 @@ async fn check_side(side: &str, location: &str, client: &GhlClient) -> Vec<Check
 }
 
 /// 1. The token: present, and not about to expire.
+///
+/// [`check_side`] fails it too when GHL refuses it on the first request.
 async fn token_check(side: &str, location: &str, client: &GhlClient) -> Check {
     match client.credentials() {
         Credentials::OAuth(session) => match session.token().await {
@@ -163,8 +170,15 @@ fn scopes_check(side: &str, client: &GhlClient) -> Check {
     }
 }
 
+/// The check of the first request, and what it says of the token.
+struct Listing {
+    check: Check,
+    /// GHL refused the token (401), in its words: the token row fails.
+    refusal: Option<String>,
+}
+
 /// 3. A one-contact listing, and the contact it returned.
-async fn first_contact(side: &str, client: &GhlClient) -> (Option<Check>, Option<Contact>) {
+async fn first_contact(side: &str, client: &GhlClient) -> (Option<Listing>, Option<Contact>) {
     let started = Instant::now();
     let first = std::pin::pin!(client.list_contacts(1)).next().await;
     let latency = Some(started.elapsed());
@@ -173,13 +187,45 @@ async fn first_contact(side: &str, client: &GhlClient) -> (Option<Check>, Option
         Some(Ok(contacts)) => {
             let detail = format!("{} contact(s) returned", contacts.len());
             let check = Check::new(side, name, Outcome::Ok, latency, detail);
-            (Some(check), contacts.into_iter().next())
+            let listing = Listing {
+                check,
+                refusal: None,
+            };
+            (Some(listing), contacts.into_iter().next())
         }
         Some(Err(error)) => {
+            let refusal = token_refusal(&error);
             let check = Check::new(side, name, Outcome::Fail, latency, error.to_string());
-            (Some(check), None)
+            (Some(Listing { check, refusal }), None)
         }
         None => (None, None),
+    }
+}
+
+/// What a failed request says of the token: GHL's message when it
+/// answered 401 (invalid, revoked or expired), or when a new access token
+/// could not be had; `None` when the failure is not the token's.
+fn token_refusal(error: &GhlError) -> Option<String> {
+    match error {
+        GhlError::Unauthorized {
+            call,
+            message,
+            trace_id,
+        } => Some(format!(
+            "401 on {} {}: {message}{}",
+            call.method,
+            call.path,
+            trace_id
+                .as_ref()
+                .map(|id| format!(" [traceId {id}]"))
+                .unwrap_or_default()
+        )),
+        GhlError::TokenExpired { call, .. } => Some(format!(
+            "401 on {} {}: the access token expired",
+            call.method, call.path
+        )),
+        GhlError::Auth { source, .. } => Some(source.to_string()),
+        _ => None,
     }
 }
 

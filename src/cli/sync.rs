@@ -1,8 +1,9 @@
 //! The engine's commands: `run` (the daemon), `sync --once`, `plan`,
 //! `backfill` and `demo`.
 
+mod progress;
+
 use std::io::IsTerminal as _;
-use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
@@ -12,6 +13,8 @@ use super::Exit;
 use crate::config::Loaded;
 use crate::engine::{Engine, Mode, Reconcile, Report, Shutdown};
 use crate::store::LeasedWrites;
+
+use self::progress::Progress;
 
 /// `ghlsync run`: until SIGTERM or SIGINT.
 pub async fn run(loaded: Loaded) -> anyhow::Result<()> {
@@ -164,6 +167,8 @@ pub async fn backfill(loaded: Loaded, json: bool) -> anyhow::Result<()> {
     let stop = Shutdown::default();
     stop_on_signals(&stop)?;
     let engine = crate::demo::engine(&loaded).await?;
+    let mut progress = Progress::new(std::io::stderr().is_terminal());
+    progress.start(&engine).await;
     let work = {
         let engine = engine.clone();
         let stop = stop.clone();
@@ -173,13 +178,11 @@ pub async fn backfill(loaded: Loaded, json: bool) -> anyhow::Result<()> {
             anyhow::Ok((report, leased))
         })
     };
-    let progress = Progress::new(std::io::stderr().is_terminal());
-    let started = Instant::now();
     let mut work = work;
     let (report, leased) = loop {
         tokio::select! {
             result = &mut work => break result.context("the backfill task panicked")??,
-            _ = tokio::time::sleep(progress.every()) => progress.show(&engine, started).await,
+            _ = tokio::time::sleep(progress.every()) => progress.show(&engine).await,
         }
     };
     progress.finish();
@@ -278,79 +281,6 @@ fn unfinished(engine: &Engine, leased: &[LeasedWrites]) -> anyhow::Result<()> {
 
 fn at(time: DateTime<Utc>) -> String {
     time.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
-}
-
-/// A progress bar on a terminal, periodic log lines otherwise.
-struct Progress {
-    bar: Option<indicatif::ProgressBar>,
-}
-
-impl Progress {
-    fn new(terminal: bool) -> Self {
-        let bar = terminal.then(|| {
-            let bar = indicatif::ProgressBar::new_spinner();
-            bar.enable_steady_tick(Duration::from_millis(120));
-            bar
-        });
-        Progress { bar }
-    }
-
-    fn every(&self) -> Duration {
-        if self.bar.is_some() {
-            Duration::from_millis(250)
-        } else {
-            Duration::from_secs(10)
-        }
-    }
-
-    async fn show(&self, engine: &Engine, started: Instant) {
-        let read = engine.records_read.load(Ordering::Relaxed);
-        let depth = engine.store.outbox_depth().await.unwrap_or_default();
-        let mut linked = 0;
-        for pair in &engine.pairs {
-            linked += engine
-                .store
-                .count_links(pair.name(), crate::domain::EntityKind::Contact)
-                .await
-                .unwrap_or(0);
-        }
-        let secs = started.elapsed().as_secs_f64().max(0.001);
-        let write_rate = depth.done as f64 / secs;
-        let eta = if depth.pending > 0 && write_rate > 0.0 {
-            format!(
-                "{}",
-                humantime::format_duration(Duration::from_secs(
-                    (depth.pending as f64 / write_rate) as u64
-                ))
-            )
-        } else {
-            "-".to_owned()
-        };
-        let line = format!(
-            "read {read} ({:.0}/s), contacts linked {linked}, written {} ({:.1}/s), pending {}, ETA {eta}",
-            read as f64 / secs,
-            depth.done,
-            write_rate,
-            depth.pending
-        );
-        match &self.bar {
-            Some(bar) => bar.set_message(line),
-            None => tracing::info!(
-                read,
-                linked,
-                written = depth.done,
-                pending = depth.pending,
-                eta = %eta,
-                "backfill progress"
-            ),
-        }
-    }
-
-    fn finish(&self) {
-        if let Some(bar) = &self.bar {
-            bar.finish_and_clear();
-        }
-    }
 }
 
 async fn print_report(

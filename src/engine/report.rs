@@ -90,9 +90,16 @@ impl PairReport {
         self.planned.extend(other.planned);
     }
 
-    /// Drops the repeats of a planned write, with their counts. A plan
-    /// commits nothing, so a reconciliation after the polls of the same
-    /// pass decides again the records they decided.
+    /// Drops the repeats of a planned write, with their counts, so a plan
+    /// counts each write once, as the sync it previews applies it. A plan
+    /// commits nothing, so later decisions of the same pass do not see the
+    /// earlier ones: a reconciliation after the polls decides again the
+    /// records they decided, and a person new on both sides (linked by
+    /// match key) is decided by both sides' polls, each planning the
+    /// writes to both records. A write to an existing record is the same
+    /// write whichever side's record it was decided from (the merge of the
+    /// two is the same), so it is known by its target; a create, which has
+    /// no target yet, by the record it copies.
     pub(super) fn dedup_planned(&mut self) {
         let mut seen = std::collections::HashSet::new();
         let stats = &mut self.stats;
@@ -102,7 +109,7 @@ impl PairReport {
                 w.entity,
                 w.op,
                 w.target_id.clone(),
-                w.source_id.clone(),
+                w.target_id.is_none().then(|| w.source_id.clone()),
             );
             if seen.insert(key) {
                 return true;

@@ -128,9 +128,9 @@ impl Engine {
         };
         if due {
             report.absorb(self.reconcile(pair, mode).await?);
-            if mode == Mode::Plan {
-                report.dedup_planned();
-            }
+        }
+        if mode == Mode::Plan {
+            report.dedup_planned();
         }
         Ok(report)
     }

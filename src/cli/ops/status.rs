@@ -1,6 +1,9 @@
 //! `ghlsync status`: per pair and side, where detection stands (last poll,
-//! lag per entity), the backlog (outbox, dead letters, conflicts), the
-//! request budget the daemon last saw, and the OAuth token's expiry. Reads
+//! lag per entity with a change feed; for the others, GHL tasks and notes,
+//! that they are read with their contacts and when the side was last
+//! reconciled), the backlog (outbox, dead letters, conflicts), the request
+//! budget the daemon last saw (or, for an app that sends no budget headers,
+//! the pace it is kept to), and the OAuth token's expiry. Reads
 //! only the mirror: it works while the daemon runs, and when it does not.
 
 use std::collections::BTreeMap;
@@ -10,9 +13,10 @@ use chrono::{DateTime, Utc};
 use serde::Serialize;
 
 use super::output::{age, print_json, span, time_and_age, Table};
-use crate::config::{GhlAuth, Loaded, OAuthInstall, SideKind};
+use crate::config::{GhlAuth, Loaded, OAuthInstall, SideKind, SideSettings};
+use crate::connector::ghl::connector::GhlConnector;
 use crate::connector::ghl::OAuthSession;
-use crate::domain::Side;
+use crate::domain::{EntityKind, Side};
 use crate::store::{Cursor, PairBacklog, SideHealth, SideOutbox, Store};
 
 /// What `status` says of a side without a stored reading.
@@ -42,9 +46,15 @@ struct SideStatus {
     last_poll_at: Option<DateTime<Utc>>,
     last_poll_age_secs: Option<i64>,
     last_success_at: Option<DateTime<Utc>>,
-    /// Seconds between now and the oldest watermark of each entity (None:
-    /// nothing durably processed yet).
+    /// Seconds between now and the oldest watermark of each entity the
+    /// side has a change feed of (None: nothing durably processed yet).
     lag_secs: BTreeMap<String, Option<i64>>,
+    /// Entities the side has no change feed of (GHL tasks and notes): read
+    /// as the children of the contacts that changed, and by
+    /// reconciliation, so they have no watermark and no lag.
+    read_with_contacts: Vec<String>,
+    /// When the side was last fully read (reconciliation, backfill).
+    last_reconciliation_at: Option<DateTime<Utc>>,
     /// Writes aimed at this side.
     outbox: SideOutbox,
     /// Open dead letters of this side's records or writes.
@@ -58,8 +68,13 @@ struct SideStatus {
 enum RateLimit {
     /// No reading stored yet.
     Unknown { note: &'static str },
-    /// A reading of a side without a request budget.
-    NoBudget { recorded_at: DateTime<Utc> },
+    /// A reading of a side that reports no request budget: a REST app
+    /// sends no rate-limit headers, so it is kept to its configured pace.
+    NoBudget {
+        recorded_at: DateTime<Utc>,
+        /// The side's `rate_limit` (a REST side's, configured or default).
+        pace: Option<Pace>,
+    },
     Known {
         interval_remaining: Option<i64>,
         daily_remaining: Option<i64>,
@@ -68,6 +83,25 @@ enum RateLimit {
         recorded_at: DateTime<Utc>,
         age_secs: i64,
     },
+}
+
+/// A REST side's `rate_limit`: at most `requests` in any `per_secs`.
+#[derive(Debug, Clone, Copy, Serialize)]
+struct Pace {
+    requests: u32,
+    per_secs: f64,
+}
+
+impl Pace {
+    fn of(settings: Option<&SideSettings>) -> Option<Pace> {
+        match settings.map(|s| &s.kind) {
+            Some(SideKind::Rest(rest)) => Some(Pace {
+                requests: rest.rate_limit.requests,
+                per_secs: rest.rate_limit.per.as_secs_f64(),
+            }),
+            _ => None,
+        }
+    }
 }
 
 #[derive(Debug, Serialize)]
@@ -106,10 +140,20 @@ async fn collect(loaded: &Loaded, store: &Store) -> anyhow::Result<Status> {
             backlog: store.pair_backlog(&pair.name).await?,
             health: store.side_health(&pair.name).await?,
         };
+        let entities: Vec<EntityKind> = EntityKind::ALL
+            .iter()
+            .copied()
+            .filter(|e| *e == EntityKind::Contact || pair.map.fields_of(*e).next().is_some())
+            .collect();
         let mut sides = Vec::new();
         for role in Side::BOTH {
             let name = pair.side_name(role);
-            sides.push(side_status(loaded, store, &readings, role, name, now).await?);
+            let side = SideRef {
+                role,
+                name,
+                entities: &entities,
+            };
+            sides.push(side_status(loaded, store, &readings, side, now).await?);
         }
         pairs.push(PairStatus {
             pair: pair.name.clone(),
@@ -131,15 +175,24 @@ struct Readings {
     health: Vec<SideHealth>,
 }
 
-/// The status of side `name`, the pair's `role`.
+/// One side of a pair, as `status` looks at it.
+struct SideRef<'a> {
+    role: Side,
+    /// Its configured name.
+    name: &'a str,
+    /// The entities the pair syncs.
+    entities: &'a [EntityKind],
+}
+
+/// The status of side `side.name`, the pair's `side.role`.
 async fn side_status(
     loaded: &Loaded,
     store: &Store,
     readings: &Readings,
-    role: Side,
-    name: &str,
+    side: SideRef<'_>,
     now: DateTime<Utc>,
 ) -> anyhow::Result<SideStatus> {
+    let SideRef { role, name, .. } = side;
     let settings = loaded.settings.sides.get(name);
     let kind = settings.map_or("unknown", |s| s.kind.name()).to_owned();
     let location = match settings.map(|s| &s.kind) {
@@ -151,8 +204,20 @@ async fn side_status(
     let last_success_at = mine.iter().filter_map(|c| c.last_success_at).max();
     let rate_limit = match readings.health.iter().find(|h| h.side == role) {
         None => RateLimit::Unknown { note: NO_READING },
-        Some(reading) => rate_limit(reading, now),
+        Some(reading) => rate_limit(reading, Pace::of(settings), now),
     };
+    let fed = |entity: EntityKind| match settings.map(|s| &s.kind) {
+        Some(SideKind::Ghl(_)) => GhlConnector::has_change_feed(entity),
+        Some(SideKind::Rest(rest)) => rest.has_change_feed(entity),
+        None => true,
+    };
+    let read_with_contacts = side
+        .entities
+        .iter()
+        .filter(|e| !fed(**e))
+        .map(|e| e.to_string())
+        .collect();
+    let fed_cursors: Vec<&Cursor> = mine.iter().copied().filter(|c| fed(c.entity)).collect();
     let token = match settings.map(|s| &s.kind) {
         Some(SideKind::Ghl(ghl)) => match &ghl.auth {
             GhlAuth::PrivateToken { .. } => TokenInfo::PrivateToken,
@@ -170,7 +235,9 @@ async fn side_status(
         last_poll_at,
         last_poll_age_secs: last_poll_at.map(|t| (now - t).num_seconds()),
         last_success_at,
-        lag_secs: lag_secs(&mine, now),
+        lag_secs: lag_secs(&fed_cursors, now),
+        read_with_contacts,
+        last_reconciliation_at: mine.iter().filter_map(|c| c.last_full_sync_at).max(),
         outbox: readings.backlog.outbox(role),
         dead_letters: readings.backlog.dead_letters(role),
         rate_limit,
@@ -194,10 +261,11 @@ fn lag_secs(cursors: &[&Cursor], now: DateTime<Utc>) -> BTreeMap<String, Option<
     lag_secs
 }
 
-fn rate_limit(reading: &SideHealth, now: DateTime<Utc>) -> RateLimit {
+fn rate_limit(reading: &SideHealth, pace: Option<Pace>, now: DateTime<Utc>) -> RateLimit {
     if reading.daily_remaining.is_none() {
         return RateLimit::NoBudget {
             recorded_at: reading.recorded_at,
+            pace,
         };
     }
     RateLimit::Known {
@@ -276,7 +344,7 @@ type Row = (&'static str, fn(&SideStatus, DateTime<Utc>) -> String);
 const ROWS: [Row; 8] = [
     ("side", |s, _| s.describe()),
     ("last poll", SideStatus::last_poll),
-    ("lag", |s, _| s.lag()),
+    ("lag", SideStatus::lag),
     ("outbox to side", |s, _| s.outbox()),
     ("dead letters", |s, _| format!("{} open", s.dead_letters)),
     ("rate limit", SideStatus::rate_limit),
@@ -298,18 +366,27 @@ impl SideStatus {
             .map_or("never".to_owned(), |t| time_and_age(t, now))
     }
 
-    fn lag(&self) -> String {
-        if self.lag_secs.is_empty() {
-            return "-".to_owned();
-        }
-        self.lag_secs
+    fn lag(&self, now: DateTime<Utc>) -> String {
+        let mut parts: Vec<String> = self
+            .lag_secs
             .iter()
             .map(|(entity, lag)| match lag {
                 Some(secs) => format!("{entity} {}", span(*secs)),
                 None => format!("{entity} (no watermark yet)"),
             })
-            .collect::<Vec<_>>()
-            .join(", ")
+            .collect();
+        if !self.read_with_contacts.is_empty() {
+            parts.push(format!(
+                "{} read with their contacts; last reconciliation {}",
+                self.read_with_contacts.join(", "),
+                self.last_reconciliation_at
+                    .map_or("never".to_owned(), |t| time_and_age(t, now))
+            ));
+        }
+        if parts.is_empty() {
+            return "-".to_owned();
+        }
+        parts.join(", ")
     }
 
     fn outbox(&self) -> String {
@@ -322,9 +399,15 @@ impl SideStatus {
     fn rate_limit(&self, now: DateTime<Utc>) -> String {
         match &self.rate_limit {
             RateLimit::Unknown { note } => (*note).to_owned(),
-            RateLimit::NoBudget { recorded_at } => {
-                format!("no request budget (read {})", age(*recorded_at, now))
-            }
+            RateLimit::NoBudget { recorded_at, pace } => format!(
+                "no budget headers from the app; {} (read {})",
+                pace.map_or("not paced".to_owned(), |p| format!(
+                    "paced at {} per {} (rate_limit)",
+                    p.requests,
+                    humantime::format_duration(std::time::Duration::from_secs_f64(p.per_secs))
+                )),
+                age(*recorded_at, now)
+            ),
             RateLimit::Known {
                 interval_remaining,
                 requests,

@@ -37,6 +37,14 @@ pub struct GhlConnector {
 }
 
 impl GhlConnector {
+    /// Whether GHL lists changes of `entity` since a time: contacts only
+    /// (a search by `dateUpdated`). Tasks and notes are read per contact,
+    /// as the children of the contacts that changed, and by
+    /// reconciliation; `status` says so instead of a lag.
+    pub const fn has_change_feed(entity: EntityKind) -> bool {
+        matches!(entity, EntityKind::Contact)
+    }
+
     /// Wraps a client. Without `contacts.write` every entity is read-only,
     /// so the engine never plans a write to this side.
     pub fn new(side: &str, client: GhlClient) -> Self {
@@ -48,15 +56,16 @@ impl GhlConnector {
             change_feed: false,
         };
         let mut entities = BTreeMap::new();
-        entities.insert(
-            EntityKind::Contact,
-            EntityCaps {
-                change_feed: true,
-                ..writable
-            },
-        );
-        entities.insert(EntityKind::Task, writable);
-        entities.insert(EntityKind::Note, writable);
+        for entity in [EntityKind::Contact, EntityKind::Task, EntityKind::Note] {
+            let change_feed = Self::has_change_feed(entity);
+            entities.insert(
+                entity,
+                EntityCaps {
+                    change_feed,
+                    ..writable
+                },
+            );
+        }
         entities.insert(EntityKind::Appointment, EntityCaps::READ_ONLY);
         let capabilities = Capabilities {
             entities,

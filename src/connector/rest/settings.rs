@@ -11,6 +11,7 @@ use url::Url;
 use super::spec::{EntityApi, WebhookSpec};
 use crate::connector::http::RetryPolicy;
 use crate::connector::Secret;
+use crate::domain::EntityKind;
 
 /// Default largest response body.
 pub const DEFAULT_MAX_BODY_BYTES: u64 = 10 * 1024 * 1024;
@@ -37,6 +38,24 @@ pub struct RestSide {
     pub contacts: Box<EntityApi>,
     pub tasks: Option<Box<EntityApi>>,
     pub notes: Option<Box<EntityApi>>,
+}
+
+impl RestSide {
+    /// The description of `entity`, when the side has one.
+    pub fn entity(&self, entity: EntityKind) -> Option<&EntityApi> {
+        match entity {
+            EntityKind::Contact => Some(&self.contacts),
+            EntityKind::Task => self.tasks.as_deref(),
+            EntityKind::Note => self.notes.as_deref(),
+            EntityKind::Appointment => None,
+        }
+    }
+
+    /// Whether the side lists changes of `entity` since a time (its
+    /// description has a `list`); the connector's `change_feed`.
+    pub fn has_change_feed(&self, entity: EntityKind) -> bool {
+        self.entity(entity).is_some_and(|api| api.list.is_some())
+    }
 }
 
 #[derive(Debug, Clone)]
