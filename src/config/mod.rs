@@ -125,10 +125,13 @@ pub fn load(options: &LoadOptions) -> Result<Loaded, ConfigError> {
         });
         builder = builder.add_source(File::new(&path.to_string_lossy(), FileFormat::Toml));
     }
+    // An empty variable is an empty value, refused or accepted exactly as
+    // `key = ""` in the file would be: ignoring it would silently keep the
+    // file's value (or none) while the operator believes it was set.
     let environment = Environment::with_prefix(ENV_PREFIX)
         .prefix_separator("__")
         .separator("__")
-        .ignore_empty(true);
+        .ignore_empty(false);
     let environment = match &options.env {
         Some(vars) => environment.source(Some(vars.clone().into_iter().collect())),
         None => environment,
