@@ -365,3 +365,80 @@ fn no_command_prints_a_secret() {
         assert!(!text.contains(SENTINEL), "secret leaked:\n{text}");
     }
 }
+
+/// check-config says which directories of the SQLite mirror `migrate` and
+/// the daemon will create, and creates none of them itself.
+#[test]
+fn check_config_names_the_sqlite_directories_it_would_create() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("missing").join("sub").join("ghlsync.db");
+    write(
+        dir.path(),
+        "ghlsync.toml",
+        &format!(
+            "state_dir = \".\"\n[database]\nurl = \"sqlite://{}\"\n",
+            db.display()
+        ),
+    );
+    let run = ghlsync(dir.path())
+        .args(["check-config", "--config", "ghlsync.toml"])
+        .assert()
+        .code(0);
+    let stdout = String::from_utf8_lossy(&run.get_output().stdout).into_owned();
+    let expected = format!(
+        "will create {}, {}",
+        dir.path().join("missing").display(),
+        dir.path().join("missing").join("sub").display()
+    );
+    assert!(stdout.contains(&expected), "{stdout}");
+    assert!(
+        !dir.path().join("missing").exists(),
+        "check-config created it"
+    );
+    let leftovers: Vec<_> = std::fs::read_dir(dir.path())
+        .unwrap()
+        .filter_map(|e| e.ok())
+        .filter(|e| {
+            e.file_name()
+                .to_string_lossy()
+                .starts_with(".ghlsync-probe")
+        })
+        .collect();
+    assert!(leftovers.is_empty(), "probe left behind: {leftovers:?}");
+}
+
+/// A SQLite path under a file can never be created: check-config refuses
+/// it (exit 2) naming the directory it cannot create and why.
+#[test]
+fn check_config_refuses_a_sqlite_directory_that_cannot_be_created() {
+    let dir = tempfile::tempdir().unwrap();
+    let blocker = write(dir.path(), "a-file", "not a directory");
+    let db = blocker.join("sub").join("ghlsync.db");
+    write(
+        dir.path(),
+        "ghlsync.toml",
+        &format!(
+            "state_dir = \".\"\n[database]\nurl = \"sqlite://{}\"\n",
+            db.display()
+        ),
+    );
+    let run = ghlsync(dir.path())
+        .args(["check-config", "--config", "ghlsync.toml"])
+        .assert()
+        .code(2);
+    let stderr = String::from_utf8_lossy(&run.get_output().stderr).into_owned();
+    assert!(
+        stderr.contains(&format!(
+            "cannot create directory {}",
+            blocker.join("sub").display()
+        )),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains(&format!(
+            "{} exists and is not a directory",
+            blocker.display()
+        )),
+        "{stderr}"
+    );
+}

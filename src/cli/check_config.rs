@@ -1,8 +1,10 @@
 //! `ghlsync check-config`: validate and summarise, without touching the
-//! database or any remote side.
+//! database or any remote side (a SQLite mirror's missing directories are
+//! only planned, with one probe directory created and removed).
 
 use std::collections::BTreeMap;
 use std::fmt::Write;
+use std::path::PathBuf;
 
 use super::Exit;
 use crate::config::{
@@ -10,8 +12,23 @@ use crate::config::{
 };
 
 pub fn run(loaded: &Loaded) -> Exit {
-    print!("{}", summary(loaded));
-    Exit::Ok
+    // Only a look (and a probe directory created and removed): the SQLite
+    // directories are created by `migrate` and the daemon, which fail on a
+    // parent this user cannot create; better to learn that before a deploy.
+    match crate::store::sqlite_dirs_to_create(&loaded.settings.database) {
+        Ok(dirs) => {
+            print!("{}", summary(loaded, &dirs));
+            Exit::Ok
+        }
+        Err(e) => {
+            print!("{}", summary(loaded, &[]));
+            eprintln!(
+                "error: database: {e}; create it as the service's user, or set database.url \
+                 (or state_dir) to a place that user may write"
+            );
+            Exit::Invalid
+        }
+    }
 }
 
 /// "contacts, tasks (read-only)": what a REST side describes.
@@ -32,7 +49,7 @@ fn rest_entities(rest: &crate::config::RestSide) -> String {
 
 /// The human summary of what would run. Names where secrets come from,
 /// never their values.
-pub fn summary(loaded: &Loaded) -> String {
+pub fn summary(loaded: &Loaded, planned_dirs: &[PathBuf]) -> String {
     let settings = &loaded.settings;
     let mut out = String::new();
     let source = match &loaded.file {
@@ -41,6 +58,17 @@ pub fn summary(loaded: &Loaded) -> String {
     };
     let _ = writeln!(out, "configuration is valid: {source}");
     write_daemon(&mut out, settings);
+    if !planned_dirs.is_empty() {
+        let dirs: Vec<String> = planned_dirs
+            .iter()
+            .map(|dir| dir.display().to_string())
+            .collect();
+        let _ = writeln!(
+            out,
+            "             missing: `migrate` and the daemon will create {}",
+            dirs.join(", ")
+        );
+    }
     for side in settings.sides.values() {
         let _ = writeln!(out, "{}", side_line(side));
     }
