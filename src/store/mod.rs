@@ -235,6 +235,9 @@ impl Store {
                     // reaches millions of rows. Planning these short
                     // statements each time costs microseconds.
                     .options([("plan_cache_mode", "force_custom_plan")]);
+                first_postgres_connection(&options, settings.acquire_timeout)
+                    .await
+                    .map_err(connect_err)?;
                 let pool = PgPoolOptions::new()
                     .max_connections(settings.max_connections.max(1))
                     .acquire_timeout(settings.acquire_timeout)
@@ -348,5 +351,30 @@ impl Store {
             Pool::Postgres(p) => p.begin().await.map(Tx::Postgres),
         }
         .map_err(|e| StoreError::query(format!("{op} (begin)"), e))
+    }
+}
+
+/// One connection made outside the pool, closed again: the pool retries a
+/// failed connection until its acquire timeout and then reports only
+/// "pool timed out", hiding a refused connection, a failed login or a
+/// missing database for 30 s. A server that answers fails here at once,
+/// with the driver's reason; one that never answers within `timeout` is
+/// reported as such.
+async fn first_postgres_connection(
+    options: &PgConnectOptions,
+    timeout: std::time::Duration,
+) -> std::result::Result<(), String> {
+    use sqlx::{ConnectOptions as _, Connection as _};
+    match tokio::time::timeout(timeout, options.connect()).await {
+        Ok(Ok(connection)) => {
+            // A failed goodbye changes nothing: the pool connects anew.
+            let _ = connection.close().await;
+            Ok(())
+        }
+        Ok(Err(e)) => Err(e.to_string()),
+        Err(_) => Err(format!(
+            "no answer within {} (database.acquire_timeout)",
+            humantime::format_duration(timeout)
+        )),
     }
 }
