@@ -442,3 +442,33 @@ fn check_config_refuses_a_sqlite_directory_that_cannot_be_created() {
         "{stderr}"
     );
 }
+
+/// Tasks without a `list` wait for their contact, a webhook or the next
+/// reconciliation: check-config says so, with the interval that bounds it.
+#[test]
+fn check_config_says_how_late_a_task_without_a_list_is_seen() {
+    let dir = tempfile::tempdir().unwrap();
+    write(
+        dir.path(),
+        "ghlsync.toml",
+        "state_dir = \".\"\n[sync]\nreconcile_interval = \"2h\"\n\
+         [sides.app]\nkind = \"rest\"\nbase_url = \"https://api.example.com\"\n\
+         [sides.app.contacts]\nlist = \"GET /contacts\"\n\
+         [sides.app.tasks]\nchildren = \"GET /contacts/{contact_id}/tasks\"\n\
+         [sides.app.notes]\nlist = \"GET /notes\"\nchildren = \"GET /contacts/{contact_id}/notes\"\n\
+         parent_pointer = \"/contact_id\"\n",
+    );
+    let run = ghlsync(dir.path())
+        .args(["check-config", "--config", "ghlsync.toml"])
+        .assert()
+        .code(0);
+    let stdout = String::from_utf8_lossy(&run.get_output().stdout).into_owned();
+    assert!(
+        stdout.contains(
+            "tasks: no `list`, so a task edited in the app is seen only when its contact changes"
+        ),
+        "{stdout}"
+    );
+    assert!(stdout.contains("at most 2h later"), "{stdout}");
+    assert!(!stdout.contains("notes: no `list`"), "{stdout}");
+}

@@ -77,3 +77,93 @@ fn an_empty_environment_value_is_refused_like_an_empty_file_value() {
         }
     );
 }
+
+/// Tasks listed only under their contact, whose records do not name it:
+/// each belongs to the contact it was read under, so no pointer is needed.
+const NESTED_TASKS: &str = "
+[sides.app.tasks]
+children = \"GET /contacts/{contact_id}/tasks\"
+get = \"GET /contacts/{contact_id}/tasks/{id}\"
+create = \"POST /contacts/{contact_id}/tasks\"
+update = \"PATCH /contacts/{contact_id}/tasks/{id}\"
+";
+
+#[test]
+fn nested_only_tasks_need_no_parent_pointer() {
+    let loaded = load_with_env(&format!("{VALID}{NESTED_TASKS}"), &[])
+        .expect("nested-only tasks without parent_pointer are valid");
+    let config::SideKind::Rest(rest) = &loaded.settings.sides["app"].kind else {
+        panic!("rest side")
+    };
+    let tasks = rest.tasks.as_ref().expect("tasks");
+    assert!(tasks.parent_pointer.is_none());
+}
+
+/// Records of a flat `list`, and a create without `{contact_id}`, can say
+/// whose they are only through the pointer: still required, saying why.
+#[test]
+fn a_child_list_or_flat_create_still_needs_parent_pointer() {
+    let flat_create = NESTED_TASKS.replace(
+        "create = \"POST /contacts/{contact_id}/tasks\"",
+        "create = \"POST /tasks\"",
+    );
+    for (tasks, why) in [
+        (
+            format!("{NESTED_TASKS}list = \"GET /tasks\"\n"),
+            "`list` (\"GET /tasks\") reads records outside their contact",
+        ),
+        (
+            flat_create,
+            "`create` (\"POST /tasks\") has no `{contact_id}`",
+        ),
+    ] {
+        let text = format!("{VALID}{tasks}");
+        let found = problems_with_env(&text, &[]);
+        assert_eq!(found.len(), 1, "{found:?}");
+        assert_eq!(found[0].key, "sides.app.tasks.parent_pointer");
+        assert!(
+            found[0].message.contains("missing required key"),
+            "{}",
+            found[0]
+        );
+        assert!(found[0].message.contains(why), "{}", found[0]);
+    }
+}
+
+/// `match_key = "phone"` with no `lookup_phone` on the REST side works one
+/// way only: a warning names the pair, the field and the side.
+#[test]
+fn a_match_key_the_rest_side_cannot_look_up_is_warned() {
+    let phone_key = "
+[[pairs.main.fields]]
+name = \"phone\"
+ghl = \"/phone\"
+app = \"/phone\"
+match_key = \"phone\"
+";
+    let loaded = load_with_env(&format!("{VALID}{phone_key}"), &[]).expect("valid, warned");
+    let warning = loaded
+        .warnings
+        .iter()
+        .find(|w| w.contains("lookup_phone"))
+        .unwrap_or_else(|| panic!("no warning about lookup_phone: {:?}", loaded.warnings));
+    for needle in [
+        "pair `main`",
+        "field `phone`",
+        "side `app`",
+        "match_key = \"phone\"",
+    ] {
+        assert!(warning.contains(needle), "{needle:?} missing: {warning}");
+    }
+
+    let with_lookup = format!("{VALID}{phone_key}").replace(
+        "get = \"GET /contacts/{id}\"",
+        "get = \"GET /contacts/{id}\"\nlookup_phone = \"GET /contacts?phone={value}\"",
+    );
+    let loaded = load_with_env(&with_lookup, &[]).unwrap();
+    assert!(
+        !loaded.warnings.iter().any(|w| w.contains("lookup_phone")),
+        "{:?}",
+        loaded.warnings
+    );
+}

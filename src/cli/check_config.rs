@@ -5,6 +5,7 @@
 use std::collections::BTreeMap;
 use std::fmt::Write;
 use std::path::PathBuf;
+use std::time::Duration;
 
 use super::Exit;
 use crate::config::{
@@ -71,6 +72,9 @@ pub fn summary(loaded: &Loaded, planned_dirs: &[PathBuf]) -> String {
     }
     for side in settings.sides.values() {
         let _ = writeln!(out, "{}", side_line(side));
+        if let SideKind::Rest(rest) = &side.kind {
+            write_child_delay(&mut out, rest, settings.sync.reconcile_interval);
+        }
     }
     for pair in settings.pairs.values() {
         let _ = writeln!(out, "{}", pair_line(pair, &settings.sides));
@@ -156,6 +160,23 @@ fn side_line(side: &SideSettings) -> String {
                 None => String::new(),
             }
         ),
+    }
+}
+
+/// Tasks and notes without a `list`: nothing polls them on their own, so
+/// an edit made in the app waits for something to read them under their
+/// contact. The operator should know the delay before relying on it.
+fn write_child_delay(out: &mut String, rest: &crate::config::RestSide, reconcile: Duration) {
+    for (entity, api) in [("task", &rest.tasks), ("note", &rest.notes)] {
+        if api.as_ref().is_some_and(|api| api.list.is_none()) {
+            let _ = writeln!(
+                out,
+                "             {entity}s: no `list`, so a {entity} edited in the app is seen only when its \
+                 contact changes, when its webhook arrives, or at the next reconciliation \
+                 (at most {} later: sync.reconcile_interval)",
+                humantime::format_duration(reconcile)
+            );
+        }
     }
 }
 
