@@ -167,3 +167,45 @@ match_key = \"phone\"
         loaded.warnings
     );
 }
+
+/// `config/example.toml` holds the app's tags as one delimited string:
+/// read, "VIP, 2024" is the list GHL holds; written, the list is one string
+/// again, so the app's field keeps its shape both ways.
+#[test]
+fn the_example_maps_a_delimited_field_both_ways() {
+    use ghl_sync::domain::{EntityKind, Side};
+    use serde_json::{json, Value};
+    let example = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("config/example.toml");
+    let loaded = config::load(&config::LoadOptions {
+        file: Some(example),
+        env: Some(Default::default()),
+        no_search: true,
+    })
+    .expect("config/example.toml is valid");
+    let map = &loaded.settings.pairs["main"].map;
+
+    let native = json!({"tags": "VIP, 2024,, "});
+    let canonical = map
+        .to_canonical(EntityKind::Contact, Side::App, native.as_object().unwrap())
+        .unwrap();
+    let mut tags: Vec<&str> = canonical["tags"]
+        .as_array()
+        .expect("a list")
+        .iter()
+        .filter_map(Value::as_str)
+        .collect();
+    tags.sort_unstable();
+    assert_eq!(tags, ["2024", "vip"]);
+
+    let changes = [("tags".to_owned(), json!(["vip", "2024"]))]
+        .into_iter()
+        .collect();
+    let patch = map
+        .to_native(EntityKind::Contact, Side::App, &changes)
+        .unwrap();
+    assert_eq!(patch["tags"], json!("vip,2024"));
+    let to_ghl = map
+        .to_native(EntityKind::Contact, Side::Ghl, &changes)
+        .unwrap();
+    assert_eq!(to_ghl["tags"], json!(["vip", "2024"]), "GHL keeps a list");
+}
