@@ -365,3 +365,110 @@ fn no_command_prints_a_secret() {
         assert!(!text.contains(SENTINEL), "secret leaked:\n{text}");
     }
 }
+
+/// check-config says which directories of the SQLite mirror `migrate` and
+/// the daemon will create, and creates none of them itself.
+#[test]
+fn check_config_names_the_sqlite_directories_it_would_create() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("missing").join("sub").join("ghlsync.db");
+    write(
+        dir.path(),
+        "ghlsync.toml",
+        &format!(
+            "state_dir = \".\"\n[database]\nurl = \"sqlite://{}\"\n",
+            db.display()
+        ),
+    );
+    let run = ghlsync(dir.path())
+        .args(["check-config", "--config", "ghlsync.toml"])
+        .assert()
+        .code(0);
+    let stdout = String::from_utf8_lossy(&run.get_output().stdout).into_owned();
+    let expected = format!(
+        "will create {}, {}",
+        dir.path().join("missing").display(),
+        dir.path().join("missing").join("sub").display()
+    );
+    assert!(stdout.contains(&expected), "{stdout}");
+    assert!(
+        !dir.path().join("missing").exists(),
+        "check-config created it"
+    );
+    let leftovers: Vec<_> = std::fs::read_dir(dir.path())
+        .unwrap()
+        .filter_map(|e| e.ok())
+        .filter(|e| {
+            e.file_name()
+                .to_string_lossy()
+                .starts_with(".ghlsync-probe")
+        })
+        .collect();
+    assert!(leftovers.is_empty(), "probe left behind: {leftovers:?}");
+}
+
+/// A SQLite path under a file can never be created: check-config refuses
+/// it (exit 2) naming the directory it cannot create and why.
+#[test]
+fn check_config_refuses_a_sqlite_directory_that_cannot_be_created() {
+    let dir = tempfile::tempdir().unwrap();
+    let blocker = write(dir.path(), "a-file", "not a directory");
+    let db = blocker.join("sub").join("ghlsync.db");
+    write(
+        dir.path(),
+        "ghlsync.toml",
+        &format!(
+            "state_dir = \".\"\n[database]\nurl = \"sqlite://{}\"\n",
+            db.display()
+        ),
+    );
+    let run = ghlsync(dir.path())
+        .args(["check-config", "--config", "ghlsync.toml"])
+        .assert()
+        .code(2);
+    let stderr = String::from_utf8_lossy(&run.get_output().stderr).into_owned();
+    assert!(
+        stderr.contains(&format!(
+            "cannot create directory {}",
+            blocker.join("sub").display()
+        )),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains(&format!(
+            "{} exists and is not a directory",
+            blocker.display()
+        )),
+        "{stderr}"
+    );
+}
+
+/// Tasks without a `list` wait for their contact, a webhook or the next
+/// reconciliation: check-config says so, with the interval that bounds it.
+#[test]
+fn check_config_says_how_late_a_task_without_a_list_is_seen() {
+    let dir = tempfile::tempdir().unwrap();
+    write(
+        dir.path(),
+        "ghlsync.toml",
+        "state_dir = \".\"\n[sync]\nreconcile_interval = \"2h\"\n\
+         [sides.app]\nkind = \"rest\"\nbase_url = \"https://api.example.com\"\n\
+         [sides.app.contacts]\nlist = \"GET /contacts\"\n\
+         [sides.app.tasks]\nchildren = \"GET /contacts/{contact_id}/tasks\"\n\
+         [sides.app.notes]\nlist = \"GET /notes\"\nchildren = \"GET /contacts/{contact_id}/notes\"\n\
+         parent_pointer = \"/contact_id\"\n",
+    );
+    let run = ghlsync(dir.path())
+        .args(["check-config", "--config", "ghlsync.toml"])
+        .assert()
+        .code(0);
+    let stdout = String::from_utf8_lossy(&run.get_output().stdout).into_owned();
+    assert!(
+        stdout.contains(
+            "tasks: no `list`, so a task edited in the app is seen only when its contact changes"
+        ),
+        "{stdout}"
+    );
+    assert!(stdout.contains("at most 2h later"), "{stdout}");
+    assert!(!stdout.contains("notes: no `list`"), "{stdout}");
+}

@@ -1632,7 +1632,7 @@ fn check_config_reports_pagination_without_its_parameters() {
 fn check_config_reports_several_problems_at_once() {
     let found = problems(
         "list = \"GET /contacts?x={value}\"\nrecords_pointer = \"data\"\ntimestamp_format = \"unix\"\nlookup_email = \"GET /contacts\"\nlsit = \"GET /c\"",
-        "\n[sides.app.tasks]\nget = \"GET /tasks/{id}\"\n\n[sides.app.notes]\nchildren = \"GET /notes\"\nparent_pointer = \"/contact_id\"\n",
+        "\n[sides.app.tasks]\nlist = \"GET /tasks\"\nget = \"GET /tasks/{id}\"\n\n[sides.app.notes]\nchildren = \"GET /notes\"\nparent_pointer = \"/contact_id\"\n",
     );
     let keys: Vec<&str> = found.iter().map(|p| p.key.as_str()).collect();
     for key in [

@@ -1736,3 +1736,25 @@ async fn postgres_connect_error_hides_the_password() {
     assert!(!format!("{err:?}").contains("hunter2"));
     assert!(message.contains("127.0.0.1:1"), "{message}");
 }
+
+/// A server that refuses the connection (nothing listens) fails at once
+/// with the operating system's reason, not after the acquire timeout with
+/// the pool's "timed out"; the host and port are named, the password not.
+#[tokio::test]
+async fn postgres_connect_refused_fails_fast_naming_the_refusal() {
+    let settings = ghl_sync::config::database::DatabaseSettings::postgres_url(
+        "postgres://ghlsync:hunter2-secret@127.0.0.1:1/mirror",
+    );
+    assert_eq!(settings.acquire_timeout, Duration::from_secs(30));
+    let started = std::time::Instant::now();
+    let err = Store::connect(&settings).await.unwrap_err();
+    let message = err.to_string();
+    assert!(
+        started.elapsed() < Duration::from_secs(3),
+        "took {:?}: {message}",
+        started.elapsed()
+    );
+    assert!(message.to_lowercase().contains("refused"), "{message}");
+    assert!(message.contains("127.0.0.1:1"), "{message}");
+    assert!(!message.contains("hunter2"), "{message}");
+}

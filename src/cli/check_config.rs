@@ -1,8 +1,11 @@
 //! `ghlsync check-config`: validate and summarise, without touching the
-//! database or any remote side.
+//! database or any remote side (a SQLite mirror's missing directories are
+//! only planned, with one probe directory created and removed).
 
 use std::collections::BTreeMap;
 use std::fmt::Write;
+use std::path::PathBuf;
+use std::time::Duration;
 
 use super::Exit;
 use crate::config::{
@@ -10,8 +13,23 @@ use crate::config::{
 };
 
 pub fn run(loaded: &Loaded) -> Exit {
-    print!("{}", summary(loaded));
-    Exit::Ok
+    // Only a look (and a probe directory created and removed): the SQLite
+    // directories are created by `migrate` and the daemon, which fail on a
+    // parent this user cannot create; better to learn that before a deploy.
+    match crate::store::sqlite_dirs_to_create(&loaded.settings.database) {
+        Ok(dirs) => {
+            print!("{}", summary(loaded, &dirs));
+            Exit::Ok
+        }
+        Err(e) => {
+            print!("{}", summary(loaded, &[]));
+            eprintln!(
+                "error: database: {e}; create it as the service's user, or set database.url \
+                 (or state_dir) to a place that user may write"
+            );
+            Exit::Invalid
+        }
+    }
 }
 
 /// "contacts, tasks (read-only)": what a REST side describes.
@@ -32,7 +50,7 @@ fn rest_entities(rest: &crate::config::RestSide) -> String {
 
 /// The human summary of what would run. Names where secrets come from,
 /// never their values.
-pub fn summary(loaded: &Loaded) -> String {
+pub fn summary(loaded: &Loaded, planned_dirs: &[PathBuf]) -> String {
     let settings = &loaded.settings;
     let mut out = String::new();
     let source = match &loaded.file {
@@ -41,8 +59,22 @@ pub fn summary(loaded: &Loaded) -> String {
     };
     let _ = writeln!(out, "configuration is valid: {source}");
     write_daemon(&mut out, settings);
+    if !planned_dirs.is_empty() {
+        let dirs: Vec<String> = planned_dirs
+            .iter()
+            .map(|dir| dir.display().to_string())
+            .collect();
+        let _ = writeln!(
+            out,
+            "             missing: `migrate` and the daemon will create {}",
+            dirs.join(", ")
+        );
+    }
     for side in settings.sides.values() {
         let _ = writeln!(out, "{}", side_line(side));
+        if let SideKind::Rest(rest) = &side.kind {
+            write_child_delay(&mut out, rest, settings.sync.reconcile_interval);
+        }
     }
     for pair in settings.pairs.values() {
         let _ = writeln!(out, "{}", pair_line(pair, &settings.sides));
@@ -128,6 +160,23 @@ fn side_line(side: &SideSettings) -> String {
                 None => String::new(),
             }
         ),
+    }
+}
+
+/// Tasks and notes without a `list`: nothing polls them on their own, so
+/// an edit made in the app waits for something to read them under their
+/// contact. The operator should know the delay before relying on it.
+fn write_child_delay(out: &mut String, rest: &crate::config::RestSide, reconcile: Duration) {
+    for (entity, api) in [("task", &rest.tasks), ("note", &rest.notes)] {
+        if api.as_ref().is_some_and(|api| api.list.is_none()) {
+            let _ = writeln!(
+                out,
+                "             {entity}s: no `list`, so a {entity} edited in the app is seen only when its \
+                 contact changes, when its webhook arrives, or at the next reconciliation \
+                 (at most {} later: sync.reconcile_interval)",
+                humantime::format_duration(reconcile)
+            );
+        }
     }
 }
 

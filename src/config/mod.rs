@@ -125,10 +125,13 @@ pub fn load(options: &LoadOptions) -> Result<Loaded, ConfigError> {
         });
         builder = builder.add_source(File::new(&path.to_string_lossy(), FileFormat::Toml));
     }
+    // An empty variable is an empty value, refused or accepted exactly as
+    // `key = ""` in the file would be: ignoring it would silently keep the
+    // file's value (or none) while the operator believes it was set.
     let environment = Environment::with_prefix(ENV_PREFIX)
         .prefix_separator("__")
         .separator("__")
-        .ignore_empty(true);
+        .ignore_empty(false);
     let environment = match &options.env {
         Some(vars) => environment.source(Some(vars.clone().into_iter().collect())),
         None => environment,
@@ -360,6 +363,7 @@ fn warnings(settings: &Settings) -> Vec<String> {
             }
         }
     }
+    lookup_warnings(settings, &mut warnings);
     let oauth_sides: Vec<&str> = settings
         .sides
         .values()
@@ -377,6 +381,50 @@ fn warnings(settings: &Settings) -> Vec<String> {
         ));
     }
     warnings
+}
+
+/// A pair matching by a key its REST side cannot look up. Not refused:
+/// the engine still links its own creates by id, and matching still runs
+/// from that side into GHL (which looks up both keys); but a GHL contact
+/// new to the pair whose key is already in the app is not found there and
+/// is created again, which a first backfill does for every shared contact.
+fn lookup_warnings(settings: &Settings, warnings: &mut Vec<String>) {
+    for pair in settings.pairs.values() {
+        let Some(SideSettings {
+            kind: SideKind::Rest(rest),
+            ..
+        }) = settings.sides.get(&pair.app)
+        else {
+            continue;
+        };
+        for key in [
+            crate::domain::MatchKey::Email,
+            crate::domain::MatchKey::Phone,
+        ] {
+            let Some(field) = pair
+                .map
+                .match_field(crate::domain::EntityKind::Contact, key)
+            else {
+                continue;
+            };
+            let (lookup, example) = match key {
+                crate::domain::MatchKey::Email => (&rest.contacts.lookup_email, "email"),
+                crate::domain::MatchKey::Phone => (&rest.contacts.lookup_phone, "phone"),
+            };
+            if lookup.is_none() {
+                warnings.push(format!(
+                    "pair `{pair_name}`: field `{field}` has match_key = \"{key}\", but side `{app}` \
+                     has no contacts.lookup_{key}, so a GHL contact whose {key} is already in `{app}` \
+                     is not found there and is created again (matching by {key} works only from \
+                     `{app}` into GHL); set lookup_{key} = \"GET /contacts?{example}={{value}}\" \
+                     in [sides.{app}.contacts]",
+                    pair_name = pair.name,
+                    field = field.name,
+                    app = pair.app,
+                ));
+            }
+        }
+    }
 }
 
 /// Maps each dotted key path of a TOML file to the line it is written on,

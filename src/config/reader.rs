@@ -56,6 +56,30 @@ impl Context {
         });
     }
 
+    /// Records a problem about `key` located by its own `value`: a table
+    /// that only variables of the environment made (a misspelt
+    /// `GHLSYNC__SYNCC__POLL_INTERVAL` makes a `syncc` table) carries no
+    /// origin of its own, so it names the variable of one of its values
+    /// rather than falling back to the file or the defaults.
+    pub fn report_own(&self, key: &str, value: &Value, message: String) {
+        let written_in_file = self
+            .file
+            .as_ref()
+            .is_some_and(|file| file.lines.contains_key(key));
+        let origin = match env_leaf(key, value) {
+            Some(leaf) if value.origin().is_none() && !written_in_file => Origin::Env {
+                var: env_var_for(&leaf),
+            },
+            _ => self.origin(key, value),
+        };
+        self.problems.borrow_mut().push(Problem {
+            origin,
+            key: key.to_owned(),
+            value: None,
+            message,
+        });
+    }
+
     /// Environment values name their variable. Anything else is placed in
     /// the operator's file when the key (or its nearest enclosing table) is
     /// written there: merged tables carry no origin of their own.
@@ -80,6 +104,22 @@ impl Context {
             None => Origin::BuiltIn,
         }
     }
+}
+
+/// The dotted path of the first value (in key order) under the table
+/// `value` at `key`, when every value under it came from the environment.
+fn env_leaf(key: &str, value: &Value) -> Option<String> {
+    let ValueKind::Table(map) = &value.kind else {
+        return (value.origin() == Some(ENV_ORIGIN)).then(|| key.to_owned());
+    };
+    let mut names: Vec<&String> = map.keys().collect();
+    names.sort();
+    let mut first = None;
+    for name in names {
+        let leaf = env_leaf(&format!("{key}.{name}"), &map[name])?;
+        first.get_or_insert(leaf);
+    }
+    first
 }
 
 /// The line of `key`, or of the nearest enclosing table that has one.
@@ -379,7 +419,7 @@ impl<'c> Table<'c> {
                 ),
             };
             self.ctx
-                .report(&self.key_path(key), &self.entries[key], None, hint);
+                .report_own(&self.key_path(key), &self.entries[key], hint);
         }
     }
 }

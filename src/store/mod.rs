@@ -38,7 +38,6 @@
 
 use std::collections::HashSet;
 use std::fmt;
-use std::path::Path;
 use std::str::FromStr;
 use std::sync::Arc;
 
@@ -96,6 +95,7 @@ mod outbox;
 mod pairs;
 mod sealing;
 mod sql;
+mod sqlite_dir;
 mod tokens;
 
 pub use changeset::{Changeset, CommitReceipt, Completion};
@@ -112,6 +112,7 @@ pub use outbox::{
     PayloadJson,
 };
 pub use pairs::{Pair, PairRegistration, PairSide};
+pub use sqlite_dir::sqlite_dirs_to_create;
 // The OAuth token sets this store keeps for the GHL connector, which owns
 // the type (see `tokens.rs`).
 pub use crate::connector::ghl::StoredToken;
@@ -214,7 +215,7 @@ impl Store {
                     // better than 4 KiB (a page rewritten for one new
                     // index entry costs more).
                     .page_size(8192);
-                ensure_parent_dir(options.get_filename())?;
+                sqlite_dir::ensure_parent_dir(options.get_filename())?;
                 let pool = SqlitePoolOptions::new()
                     .max_connections(settings.max_connections.max(1))
                     .acquire_timeout(settings.acquire_timeout)
@@ -234,6 +235,9 @@ impl Store {
                     // reaches millions of rows. Planning these short
                     // statements each time costs microseconds.
                     .options([("plan_cache_mode", "force_custom_plan")]);
+                first_postgres_connection(&options, settings.acquire_timeout)
+                    .await
+                    .map_err(connect_err)?;
                 let pool = PgPoolOptions::new()
                     .max_connections(settings.max_connections.max(1))
                     .acquire_timeout(settings.acquire_timeout)
@@ -350,18 +354,27 @@ impl Store {
     }
 }
 
-/// Creates the directory of the SQLite file if it is missing.
-fn ensure_parent_dir(file: &Path) -> Result<()> {
-    let text = file.to_string_lossy();
-    if text.is_empty() || text == ":memory:" || text.starts_with("file:") {
-        return Ok(());
-    }
-    match file.parent() {
-        Some(dir) if !dir.as_os_str().is_empty() && !dir.exists() => std::fs::create_dir_all(dir)
-            .map_err(|source| StoreError::CreateDir {
-                path: dir.to_path_buf(),
-                source,
-            }),
-        _ => Ok(()),
+/// One connection made outside the pool, closed again: the pool retries a
+/// failed connection until its acquire timeout and then reports only
+/// "pool timed out", hiding a refused connection, a failed login or a
+/// missing database for 30 s. A server that answers fails here at once,
+/// with the driver's reason; one that never answers within `timeout` is
+/// reported as such.
+async fn first_postgres_connection(
+    options: &PgConnectOptions,
+    timeout: std::time::Duration,
+) -> std::result::Result<(), String> {
+    use sqlx::{ConnectOptions as _, Connection as _};
+    match tokio::time::timeout(timeout, options.connect()).await {
+        Ok(Ok(connection)) => {
+            // A failed goodbye changes nothing: the pool connects anew.
+            let _ = connection.close().await;
+            Ok(())
+        }
+        Ok(Err(e)) => Err(e.to_string()),
+        Err(_) => Err(format!(
+            "no answer within {} (database.acquire_timeout)",
+            humantime::format_duration(timeout)
+        )),
     }
 }

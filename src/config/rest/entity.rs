@@ -196,12 +196,19 @@ fn read_entity_table(table: &mut Table<'_>, kind: Kind) -> Option<EntityApi> {
     let updated_at_pointer = pointer_or(table, "updated_at_pointer", "/updated_at");
     let parent_pointer = if kind == Kind::Child {
         let got = pointer(table, "parent_pointer");
-        required_of_child(
-            table,
-            got,
-            "parent_pointer",
-            "missing required key: where a record names its contact, such as \"/contact_id\"",
-        )
+        match (&got, parent_pointer_needed(&endpoints)) {
+            (Got::Absent, Some(why)) => {
+                table.report(
+                    "parent_pointer",
+                    None,
+                    format!(
+                        "missing required key: where a record names its contact, such as \"/contact_id\" ({why})"
+                    ),
+                );
+                None
+            }
+            _ => optional(got),
+        }
     } else {
         Some(None)
     };
@@ -279,6 +286,30 @@ fn read_endpoints(table: &mut Table<'_>, kind: Kind) -> Endpoints {
         children,
         lookup_email,
         lookup_phone,
+    }
+}
+
+/// Why a task or note table needs `parent_pointer`, or `None` when its
+/// records are only ever reached through their contact. A record read from
+/// `children` (or fetched with `{contact_id}` in the path) belongs to the
+/// contact it was read under, which the connector takes when the record
+/// does not name one: an app whose nested records do not name their
+/// contact can be described. Records of a flat `list` are read under no
+/// contact, and a create without `{contact_id}` can only say whose record
+/// it makes in its body: those need the pointer.
+fn parent_pointer_needed(endpoints: &Endpoints) -> Option<String> {
+    if let Some(Some(list)) = &endpoints.list {
+        return Some(format!(
+            "`list` (\"{}\") reads records outside their contact, so each must name it",
+            list.text
+        ));
+    }
+    match &endpoints.create {
+        Some(Some(create)) if !create.uses(CONTACT_ID) => Some(format!(
+            "`create` (\"{}\") has no `{{{CONTACT_ID}}}`, so the new record must carry its contact",
+            create.text
+        )),
+        _ => None,
     }
 }
 
