@@ -11,6 +11,9 @@ use super::limiter::BudgetExhausted;
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Call {
     pub method: &'static str,
+    /// The endpoint's template (`/contacts/{contactId}`): metrics label
+    /// calls by it.
+    pub endpoint: &'static str,
     /// The concrete path, ids included.
     pub path: String,
     pub location: String,

@@ -29,6 +29,10 @@ pub(crate) struct Request {
     /// `METHOD /path` for messages and logs (never the query: it may hold
     /// an API key, and is noise).
     pub label: String,
+    /// `METHOD /base/path/:id`: the configured template the request was
+    /// filled from, under the base URL's path, which labels metrics (the
+    /// path sent holds ids, and a label per id grows without bound).
+    pub endpoint: String,
     pub body: Option<Value>,
     /// Safe to send again when the outcome of an attempt is unknown.
     pub idempotent: bool,
@@ -359,13 +363,7 @@ impl Client {
 
     /// Counts and logs a call that got no (complete) answer.
     fn unanswered(&self, request: &Request, latency_ms: u64, failure: &ReadFailure) {
-        crate::metrics::api_call(
-            &self.side,
-            "",
-            request.method.as_str(),
-            request.url.path(),
-            None,
-        );
+        crate::metrics::api_call(&self.side, "", &request.endpoint, None);
         tracing::debug!(
             side = %self.side,
             method = %request.method,
@@ -378,13 +376,7 @@ impl Client {
 
     /// Counts and logs a call the app answered.
     fn answered(&self, request: &Request, latency_ms: u64, status: StatusCode) {
-        crate::metrics::api_call(
-            &self.side,
-            "",
-            request.method.as_str(),
-            request.url.path(),
-            Some(status.as_u16()),
-        );
+        crate::metrics::api_call(&self.side, "", &request.endpoint, Some(status.as_u16()));
         tracing::debug!(
             side = %self.side,
             method = %request.method,

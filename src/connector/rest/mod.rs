@@ -171,10 +171,20 @@ impl RestConnector {
         Request {
             idempotent: template.method != reqwest::Method::POST,
             label: format!("{} {path}", template.method),
+            endpoint: self.endpoint(template),
             method: template.method.clone(),
             url,
             body,
         }
+    }
+
+    /// The metric label of a template: its method and path as configured,
+    /// placeholders kept, under the base URL's path (`GET
+    /// /api/v1/people/:id`): the same for every record, whatever its id.
+    fn endpoint(&self, template: &Template) -> String {
+        let base = self.client.base_url.path().trim_end_matches('/');
+        let path = render_template(&template.path);
+        format!("{} {base}{path}", template.method)
     }
 
     /// A failure that concerns the side or the whole call (a listing).
@@ -322,6 +332,18 @@ fn encode_path_segment(value: &str) -> String {
         }
     }
     out
+}
+
+/// A template's path as written, with its placeholders as `:name` (a
+/// brace inside a label value breaks common Prometheus text parsers).
+fn render_template(parts: &[Part]) -> String {
+    parts
+        .iter()
+        .map(|part| match part {
+            Part::Text(text) => text.clone(),
+            Part::Placeholder(name) => format!(":{name}"),
+        })
+        .collect()
 }
 
 /// An id that can be put in a path: not empty, and not a dot segment
