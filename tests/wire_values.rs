@@ -196,3 +196,43 @@ async fn endpoints_are_labelled_by_their_template_never_by_ids_from_the_wire() {
     assert!(routes.iter().any(|r| r == "/webhooks/app"), "{routes:?}");
     daemon.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_100_kb_id_in_a_webhook_is_logged_bounded() {
+    capture_logs();
+    let signer = Signer::new(12);
+    let dir = tempfile::tempdir().unwrap();
+    let listen = listener().await;
+    let address = listen.local_addr().unwrap();
+    let sims = start_sims(address, 2, 1).await;
+    let loaded = configure(&sims, dir.path(), address, &signer.trusted());
+    let daemon = Daemon::start(&loaded, listen).await;
+
+    let huge = "a1".repeat(50_000);
+    let marker = "a1a1a1a1a1a1a1a1a1a1";
+    ghl_event(&daemon, &signer, &sims.location, &huge, "wh-huge").await;
+    app_event(&daemon, &sims, &huge).await;
+    let mentions = || {
+        log_lines()
+            .iter()
+            .filter(|line| line.contains(marker))
+            .count()
+    };
+    wait_for("the id to be logged", Duration::from_secs(20), || {
+        mentions() >= 2
+    })
+    .await
+    .unwrap();
+    // Let the retries of both fetches run their course.
+    tokio::time::sleep(Duration::from_secs(5)).await;
+
+    for line in log_lines() {
+        assert!(
+            line.len() < 4096,
+            "a log line of {} bytes: {}…",
+            line.len(),
+            &line[..300]
+        );
+    }
+    daemon.stop().await;
+}

@@ -16,6 +16,7 @@ use serde_json::json;
 
 use super::ServerState;
 use crate::connector::ghl::webhook::{EventAction, GhlEvent, WebhookError as GhlWebhookError};
+use crate::connector::http::bounded;
 use crate::connector::WebhookError as AppWebhookError;
 use crate::domain::{EntityKind, Side};
 
@@ -150,7 +151,7 @@ async fn accept_ghl(
         return Outcome::ok(
             "ignored",
             kind,
-            format!("location {location} is not synced here"),
+            format!("location {} is not synced here", bounded(&location)),
         );
     }
     let slots = match reserve(state, routes.len(), kind) {
@@ -252,11 +253,11 @@ fn synced_record(event: &GhlEvent, location: &str) -> Result<Record, Outcome> {
             parent_id,
         }),
         EventAction::Install => {
-            tracing::info!(location = %location, "GHL reports the app installed on a location");
+            tracing::info!(location = %bounded(location), "GHL reports the app installed on a location");
             Err(Outcome::ok("install", kind, "noted"))
         }
         EventAction::Uninstall => {
-            tracing::warn!(location = %location, "GHL reports the app uninstalled from a location: its tokens stop working and its pairs will turn unready");
+            tracing::warn!(location = %bounded(location), "GHL reports the app uninstalled from a location: its tokens stop working and its pairs will turn unready");
             Err(Outcome::ok("uninstall", kind, "noted"))
         }
         EventAction::Ignore => Err(Outcome::ok("ignored", kind, "not an event the sync uses")),
@@ -282,7 +283,7 @@ async fn remember_delivery(
             StatusCode::CONFLICT,
             "replayed",
             kind,
-            format!("webhookId {webhook_id} was already accepted"),
+            format!("webhookId {} was already accepted", bounded(webhook_id)),
         )),
         Err(error) => Err(Outcome::refused(
             BUSY,
@@ -395,7 +396,7 @@ async fn accept_app(state: &ServerState, side: &str, headers: &HeaderMap, body: 
             StatusCode::NOT_FOUND,
             "unknown_side",
             UNKNOWN,
-            format!("no side named `{side}` takes part in a pair"),
+            format!("no side named `{}` takes part in a pair", bounded(side)),
         );
     };
     let connector = state
@@ -411,7 +412,7 @@ async fn accept_app(state: &ServerState, side: &str, headers: &HeaderMap, body: 
                 StatusCode::NOT_FOUND,
                 "unknown_side",
                 UNKNOWN,
-                format!("side `{side}` has no webhooks of its own"),
+                format!("side `{}` has no webhooks of its own", bounded(side)),
             );
         }
         Some(Ok(event)) => event,

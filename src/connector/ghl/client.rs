@@ -17,7 +17,7 @@ use super::auth::Credentials;
 use super::error::{Call, GhlError};
 use super::limiter::{Access, RateLimiter};
 use super::models::API_VERSION;
-use crate::connector::http::{self, looks_like_json, snippet, RetryPolicy};
+use crate::connector::http::{self, bounded, looks_like_json, snippet, RetryPolicy};
 
 /// The scope every write to contacts, tasks, notes and tags needs.
 pub const WRITE_SCOPE: &str = "contacts.write";
@@ -303,11 +303,11 @@ impl GhlClient {
                 self.count_call(call, Some(status.as_u16()));
                 tracing::debug!(
                     method = call.method,
-                    path = %call.path,
+                    path = %bounded(&call.path),
                     location = %call.location,
                     status = status.as_u16(),
                     latency_ms,
-                    trace_id = failed_trace_id(*status, body).as_deref().unwrap_or(""),
+                    trace_id = %bounded(failed_trace_id(*status, body).as_deref().unwrap_or("")),
                     "GHL call"
                 );
             }
@@ -315,7 +315,7 @@ impl GhlClient {
                 self.count_call(call, None);
                 tracing::debug!(
                     method = call.method,
-                    path = %call.path,
+                    path = %bounded(&call.path),
                     location = %call.location,
                     latency_ms,
                     error = %failure,
@@ -453,8 +453,26 @@ fn trace_id(body: &[u8]) -> Option<String> {
         .map(str::to_owned)
 }
 
-/// GHL's error messages: `message` is a string or (422) a list of strings.
+/// How many of a 422's messages are kept; the rest are counted.
+const MAX_MESSAGES: usize = 10;
+
+/// GHL's error messages: `message` is a string or (422) a list of strings,
+/// each bounded (they may echo what we sent, or anything a proxy says),
+/// and at most [`MAX_MESSAGES`] of them.
 fn error_messages(body: &[u8]) -> Vec<String> {
+    let mut messages: Vec<String> = raw_error_messages(body)
+        .iter()
+        .map(|message| bounded(message).into_owned())
+        .collect();
+    if messages.len() > MAX_MESSAGES {
+        let more = messages.len() - MAX_MESSAGES;
+        messages.truncate(MAX_MESSAGES);
+        messages.push(format!("… and {more} more"));
+    }
+    messages
+}
+
+fn raw_error_messages(body: &[u8]) -> Vec<String> {
     match serde_json::from_slice::<Value>(body) {
         Ok(value) => match value.get("message") {
             Some(Value::String(message)) => vec![message.clone()],

@@ -18,7 +18,9 @@ use url::Url;
 use super::auth::{Auth, TokenFailure, Used};
 use super::records::parse_json;
 use super::settings::RestRateLimit;
-use crate::connector::http::{read_limited, retry_after, snippet, ReadFailure, RetryPolicy};
+use crate::connector::http::{
+    bounded, read_limited, retry_after, snippet, ReadFailure, RetryPolicy,
+};
 
 /// One request, described before it is sent (and re-sent).
 #[derive(Debug, Clone)]
@@ -367,7 +369,7 @@ impl Client {
         tracing::debug!(
             side = %self.side,
             method = %request.method,
-            path = %request.url.path(),
+            path = %bounded(request.url.path()),
             latency_ms,
             error = %failure,
             "app call failed"
@@ -380,7 +382,7 @@ impl Client {
         tracing::debug!(
             side = %self.side,
             method = %request.method,
-            path = %request.url.path(),
+            path = %bounded(request.url.path()),
             status = status.as_u16(),
             latency_ms,
             "app call"
@@ -419,7 +421,7 @@ impl Client {
                 status,
                 location: headers
                     .get(LOCATION)
-                    .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned()),
+                    .map(|v| bounded(&String::from_utf8_lossy(v.as_bytes())).into_owned()),
             });
         }
         let retry_after = match status.as_u16() {
@@ -472,7 +474,8 @@ pub(crate) fn error_message(body: &[u8]) -> String {
             if parts.is_empty() {
                 snippet(body)
             } else {
-                parts.join(": ")
+                // The app's own text, which may echo what we sent.
+                bounded(&parts.join(": ")).into_owned()
             }
         }
         Err(_) => format!("non-JSON body {}", snippet(body)),

@@ -43,7 +43,7 @@ pub use spec::{
 use self::auth::Auth;
 use self::client::{CallError, Client, Failure, Pacer, Request};
 use self::spec::Part;
-use crate::connector::http::api_client;
+use crate::connector::http::{api_client, bounded};
 use crate::connector::{Capabilities, ConnectorError, EntityCaps, Secret};
 use crate::domain::{EntityKind, MatchKey};
 
@@ -170,7 +170,7 @@ impl RestConnector {
         }
         Request {
             idempotent: template.method != reqwest::Method::POST,
-            label: format!("{} {path}", template.method),
+            label: format!("{} {}", template.method, bounded(&path)),
             endpoint: self.endpoint(template),
             method: template.method.clone(),
             url,

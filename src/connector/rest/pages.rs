@@ -149,7 +149,11 @@ impl RestConnector {
                 return Some(Request {
                     method: Method::GET,
                     url: url.clone(),
-                    label: format!("GET {} (page {})", url.path(), state.pages + 1),
+                    label: format!(
+                        "GET {} (page {})",
+                        crate::connector::http::bounded(url.path()),
+                        state.pages + 1
+                    ),
                     endpoint: self.endpoint(listing.template),
                     body: None,
                     idempotent: true,
