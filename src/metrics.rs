@@ -8,8 +8,9 @@ use std::sync::OnceLock;
 
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 
-/// API requests by `side`, `location`, `endpoint` (ids replaced by `:id`)
-/// and `status` (`transport` when no response came back).
+/// API requests by `side`, `location`, `endpoint` (the method and the
+/// endpoint's template, `GET /contacts/:contactId/tasks`, never a path
+/// filled with ids) and `status` (`transport` when no response came back).
 pub const API_REQUESTS: &str = "ghlsync_api_requests_total";
 /// 429 answers by `side` and `location`: each is a pacing bug.
 pub const API_THROTTLED: &str = "ghlsync_api_throttled_total";
@@ -32,9 +33,11 @@ pub const SYNC_LAG: &str = "ghlsync_sync_lag_seconds";
 pub const PROPAGATION: &str = "ghlsync_propagation_seconds";
 /// Writes done by `pair`, `entity`, `direction` and `result`.
 pub const WRITES: &str = "ghlsync_writes_total";
-/// Webhook deliveries by `source`, `type` and `result` (accepted,
+/// Webhook deliveries by `route` (the server's route template,
+/// `/webhooks/app/:side`), `source`, `type` (a known GHL event type, else
+/// `other`; the entity for app deliveries) and `result` (accepted,
 /// bad_signature, missing_signature, stale, replayed, malformed, ignored,
-/// queue_full, ...).
+/// queue_full, ...). Nothing a delivery carries becomes a label value.
 pub const WEBHOOK_EVENTS: &str = "ghlsync_webhook_events_total";
 
 /// Propagation buckets: webhooks land in the first few, polling in the
@@ -63,27 +66,11 @@ pub fn install() -> PrometheusHandle {
         .clone()
 }
 
-/// The endpoint label of a request path: segments that are not plain
-/// words (ids, emails, numbers) become `:id`, so the label set stays
-/// bounded whatever the ids.
-pub fn endpoint_label(path: &str) -> String {
-    let mut label = String::with_capacity(path.len());
-    for segment in path.split('/').filter(|s| !s.is_empty()) {
-        label.push('/');
-        let word = segment.len() <= 32
-            && segment
-                .chars()
-                .all(|c| c.is_ascii_lowercase() || c == '-' || c == '_');
-        label.push_str(if word { segment } else { ":id" });
-    }
-    if label.is_empty() {
-        label.push('/');
-    }
-    label
-}
-
-/// Counts one API call.
-pub fn api_call(side: &str, location: &str, method: &str, path: &str, status: Option<u16>) {
+/// Counts one API call. `endpoint` is the method and the template the
+/// request was filled from (`PUT /contacts/:contactId`), never the path
+/// sent: a path holds ids, and a label per id grows without bound (an id
+/// from a webhook naming a record that does not exist is still an id).
+pub fn api_call(side: &str, location: &str, endpoint: &str, status: Option<u16>) {
     let status = status.map_or_else(|| "transport".to_owned(), |s| s.to_string());
     if status == "429" {
         metrics::counter!(API_THROTTLED, "side" => side.to_owned(), "location" => location.to_owned())
@@ -93,25 +80,8 @@ pub fn api_call(side: &str, location: &str, method: &str, path: &str, status: Op
         API_REQUESTS,
         "side" => side.to_owned(),
         "location" => location.to_owned(),
-        "endpoint" => format!("{method} {}", endpoint_label(path)),
+        "endpoint" => endpoint.to_owned(),
         "status" => status,
     )
     .increment(1);
-}
-
-#[cfg(test)]
-mod tests {
-    use super::endpoint_label;
-
-    #[test]
-    fn ids_never_become_labels() {
-        assert_eq!(
-            endpoint_label("/contacts/aBc123xYz9/tasks/Zz9"),
-            "/contacts/:id/tasks/:id"
-        );
-        assert_eq!(endpoint_label("/contacts/search"), "/contacts/search");
-        assert_eq!(endpoint_label("/api/people/12345"), "/api/people/:id");
-        assert_eq!(endpoint_label("/contacts/"), "/contacts");
-        assert_eq!(endpoint_label(""), "/");
-    }
 }

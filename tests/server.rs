@@ -12,59 +12,12 @@ mod store_backends;
 
 use std::time::Duration;
 
-use base64::Engine as _;
 use chrono::Utc;
-use daemon_helpers::{configure, listener, sim_keys, start_sims, Daemon, TrustedKeys};
+use daemon_helpers::{configure, listener, sim_keys, start_sims, Daemon, Signer};
 use ghl_sync::demo::wait_for;
 use ghl_sync::engine::{run_targets, Shutdown, TargetQueue};
 use ghl_sync::server::{self, ServerState};
-use rand::SeedableRng;
 use serde_json::{json, Value};
-
-/// Keys of our own, to sign deliveries the tests shape (timestamps, ids).
-struct Signer {
-    rsa: rsa::RsaPrivateKey,
-    ed25519: ed25519_dalek::SigningKey,
-}
-
-impl Signer {
-    fn new(seed: u64) -> Signer {
-        let mut rng = rand_chacha::ChaCha20Rng::seed_from_u64(seed);
-        Signer {
-            rsa: rsa::RsaPrivateKey::new(&mut rng, 1024).unwrap(),
-            ed25519: ed25519_dalek::SigningKey::generate(&mut rng),
-        }
-    }
-
-    fn trusted(&self) -> TrustedKeys {
-        use ed25519_dalek::pkcs8::EncodePublicKey as _;
-        TrustedKeys {
-            rsa_pem: rsa::RsaPublicKey::from(&self.rsa)
-                .to_public_key_pem(rsa::pkcs8::LineEnding::LF)
-                .unwrap(),
-            ed25519_pem: self
-                .ed25519
-                .verifying_key()
-                .to_public_key_pem(ed25519_dalek::pkcs8::spki::der::pem::LineEnding::LF)
-                .unwrap(),
-        }
-    }
-
-    fn rsa_signature(&self, body: &[u8]) -> String {
-        use sha2::Digest as _;
-        let digest = sha2::Sha256::digest(body);
-        let signature = self
-            .rsa
-            .sign(rsa::Pkcs1v15Sign::new::<sha2::Sha256>(), &digest)
-            .unwrap();
-        base64::engine::general_purpose::STANDARD.encode(signature)
-    }
-
-    fn ed25519_signature(&self, body: &[u8]) -> String {
-        use ed25519_dalek::Signer as _;
-        base64::engine::general_purpose::STANDARD.encode(self.ed25519.sign(body).to_bytes())
-    }
-}
 
 /// A `ContactUpdate` delivery about `contact` in `location`.
 fn event(location: &str, contact: &str, webhook_id: &str, at: chrono::DateTime<Utc>) -> Vec<u8> {

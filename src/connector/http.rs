@@ -176,11 +176,25 @@ pub fn looks_like_json(body: &[u8]) -> bool {
     )
 }
 
+/// How many characters of a value from outside are echoed.
+pub const ECHO_CHARS: usize = 200;
+
+/// A value that came from outside (an id in a webhook, a side's answer or
+/// message), bounded for a log field or an error message: its first
+/// [`ECHO_CHARS`] characters and its full length. A sender decides how
+/// long its values are, and a 100 KB id was echoed whole into every line
+/// that named it.
+pub fn bounded(text: &str) -> std::borrow::Cow<'_, str> {
+    match text.char_indices().nth(ECHO_CHARS) {
+        None => text.into(),
+        Some((cut, _)) => format!("{}… ({} bytes)", &text[..cut], text.len()).into(),
+    }
+}
+
 /// The start of a body, quoted, for error messages.
 pub fn snippet(body: &[u8]) -> String {
     let text = String::from_utf8_lossy(body);
-    let text: String = text.trim().chars().take(120).collect();
-    format!("{text:?}")
+    format!("{:?}", bounded(text.trim()))
 }
 
 #[cfg(test)]
@@ -210,5 +224,17 @@ mod tests {
         assert!(looks_like_json(b"  {\"a\":1}"));
         assert!(!looks_like_json(b"<html>"));
         assert_eq!(snippet(b"  <h1>Bad</h1>\n"), "\"<h1>Bad</h1>\"");
+    }
+
+    #[test]
+    fn values_from_outside_are_bounded() {
+        assert_eq!(bounded("abc"), "abc");
+        let exact = "é".repeat(ECHO_CHARS);
+        assert_eq!(bounded(&exact), exact);
+        let long = "é".repeat(50_000);
+        let echoed = bounded(&long);
+        assert!(echoed.starts_with(&"é".repeat(ECHO_CHARS)));
+        assert!(echoed.ends_with("… (100000 bytes)"), "{echoed}");
+        assert!(echoed.len() < 500);
     }
 }

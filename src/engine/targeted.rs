@@ -10,6 +10,8 @@ use std::time::Instant;
 use tokio::sync::mpsc;
 use tracing::Instrument;
 
+use crate::connector::http::bounded;
+
 use super::decide::Decider;
 use super::report::PairReport;
 use super::{Engine, EngineError, Mode, PairRuntime, Shutdown};
@@ -120,7 +122,7 @@ pub async fn run_targets(engine: Engine, mut receiver: TargetReceiver, stop: Shu
                 pair = %target.pair,
                 side = %pair.connector(target.source).side(),
                 entity = %target.entity,
-                id = %target.id,
+                id = %bounded(&target.id),
             );
             let result = async {
                 let _turn = pair.signals.turn.lock().await;
@@ -180,7 +182,7 @@ impl Engine {
                 match link.and_then(|l| l.side(source).parent_id.clone()) {
                     Some(parent) => Some(parent),
                     None => {
-                        tracing::info!(pair = %pair.name(), %entity, record = %target.id, "the event does not name the record's contact, and the mirror does not know it yet: left to its contact's next read and to reconciliation");
+                        tracing::info!(pair = %pair.name(), %entity, record = %bounded(&target.id), "the event does not name the record's contact, and the mirror does not know it yet: left to its contact's next read and to reconciliation");
                         return Ok(PairReport::default());
                     }
                 }

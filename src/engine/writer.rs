@@ -10,9 +10,10 @@ use chrono::Utc;
 use serde_json::{Map, Value};
 use tracing::Instrument;
 
-use super::outbox::{change_of_key, WritePayload};
+use super::outbox::{change_of_key, source_in_key, WritePayload};
 use super::report::Stats;
 use super::{snapshot, Engine, EngineError, PairRuntime};
+use crate::connector::http::bounded;
 use crate::connector::{ConnectorError, Patch, Record};
 use crate::domain::EntityKind;
 
@@ -108,7 +109,7 @@ impl Engine {
             entity = %item.entity,
             op = %item.op,
             outbox_id = item.id,
-            target_id = item.target_id.as_deref().unwrap_or("-"),
+            target_id = %bounded(item.target_id.as_deref().unwrap_or("-")),
         );
         let written = self.apply(pair, &item).instrument(span.clone()).await?;
         let _enter = span.enter();
@@ -128,7 +129,8 @@ impl Engine {
                 match self.store.complete_outbox(&completion).await {
                     Ok(_) => {
                         stats.applied += 1;
-                        applied(pair, &item, record.as_ref());
+                        let source_id = self.source_id(pair, &item).await;
+                        applied(pair, &item, record.as_ref(), source_id.as_deref());
                     }
                     // Another writer whose lease outlived ours finished it.
                     Err(StoreError::OutboxNotPending { .. }) => {}
@@ -170,6 +172,20 @@ impl Engine {
             }
         }
         Ok(())
+    }
+
+    /// The id of the record a write comes from, for its log line: named
+    /// by its key, else (a merge writing back to the side whose change it
+    /// decided) the link's id on the other side; `None` when neither
+    /// knows it (deletes and tags name only the link).
+    async fn source_id(&self, pair: &PairRuntime, item: &OutboxItem) -> Option<String> {
+        let source = item.target_side.other();
+        let key = &item.idempotency_key;
+        if let Some(id) = source_in_key(key, pair.name(), item.entity, item.target_side) {
+            return Some(id.to_owned());
+        }
+        let link = self.store.link_by_id(item.link_id?).await.ok()??;
+        link.side(source).id.clone()
     }
 
     /// Performs one write on its target side.
@@ -360,7 +376,13 @@ impl Engine {
 
 /// The one `info` event of an applied change (field names only; values
 /// at `debug` when `log.values` is on), its propagation time and count.
-fn applied(pair: &PairRuntime, item: &OutboxItem, record: Option<&Record>) {
+/// `source_id` is the id of the record on the other side of the target.
+fn applied(
+    pair: &PairRuntime,
+    item: &OutboxItem,
+    record: Option<&Record>,
+    source_id: Option<&str>,
+) {
     let target = item.target_side;
     let source = target.other();
     let direction = Direction::towards(item.target_side);
@@ -377,14 +399,14 @@ fn applied(pair: &PairRuntime, item: &OutboxItem, record: Option<&Record>) {
         location,
         direction = %direction,
         from = %pair.connector(source).side(),
-        source_id = change_of_key(&item.idempotency_key).map_or("-", |(id, _)| id),
-        target_id,
+        source_id = %bounded(source_id.unwrap_or("-")),
+        target_id = %bounded(target_id),
         fields = ?payload.changed,
         "change applied"
     );
     if crate::telemetry::log_values() {
         let values = Value::Object(native_fields(pair, item, &payload).unwrap_or_default());
-        tracing::debug!(target_id, values = %values, "values written");
+        tracing::debug!(target_id = %bounded(target_id), values = %values, "values written");
     }
     let labels = [
         ("pair", item.pair.clone()),

@@ -16,6 +16,7 @@ use serde_json::json;
 
 use super::ServerState;
 use crate::connector::ghl::webhook::{EventAction, GhlEvent, WebhookError as GhlWebhookError};
+use crate::connector::http::bounded;
 use crate::connector::WebhookError as AppWebhookError;
 use crate::domain::{EntityKind, Side};
 
@@ -26,37 +27,47 @@ struct Outcome {
     status: StatusCode,
     /// The metric's `result` label.
     result: &'static str,
-    /// The event type (GHL) or entity (app); `unknown` before verification.
-    kind: String,
+    /// The event type (GHL: a known one, else `other`) or entity (app);
+    /// `unknown` before verification. A metric label: never the sender's
+    /// own text.
+    kind: &'static str,
     message: String,
 }
 
 impl Outcome {
-    fn refused(status: StatusCode, result: &'static str, kind: &str, message: String) -> Self {
+    fn refused(
+        status: StatusCode,
+        result: &'static str,
+        kind: &'static str,
+        message: String,
+    ) -> Self {
         Outcome {
             status,
             result,
-            kind: kind.to_owned(),
+            kind,
             message,
         }
     }
 
-    fn ok(result: &'static str, kind: &str, message: impl Into<String>) -> Self {
+    fn ok(result: &'static str, kind: &'static str, message: impl Into<String>) -> Self {
         Outcome {
             status: StatusCode::OK,
             result,
-            kind: kind.to_owned(),
+            kind,
             message: message.into(),
         }
     }
 
     /// Logs, counts and answers. Refusals are warnings: a forged or
-    /// replayed delivery is worth an operator's attention.
-    fn respond(self, source: &str) -> Response {
+    /// replayed delivery is worth an operator's attention. The metric is
+    /// labelled by the route's template (`/webhooks/app/:side`) and the
+    /// outcome, never by anything the delivery carries.
+    fn respond(self, route: &'static str, source: &'static str) -> Response {
         metrics::counter!(
             crate::metrics::WEBHOOK_EVENTS,
-            "source" => source.to_owned(),
-            "type" => self.kind.clone(),
+            "route" => route,
+            "source" => source,
+            "type" => self.kind,
             "result" => self.result,
         )
         .increment(1);
@@ -107,7 +118,7 @@ pub(super) async fn ghl(
     let received = Instant::now();
     accept_ghl(&state, &headers, &body, Utc::now(), received)
         .await
-        .respond("ghl")
+        .respond("/webhooks/ghl", "ghl")
 }
 
 async fn accept_ghl(
@@ -121,7 +132,7 @@ async fn accept_ghl(
         Ok(event) => event,
         Err(outcome) => return outcome,
     };
-    let kind = event.kind.as_str();
+    let kind = event.type_label();
     let webhook_id = match replay_checked_id(state, &event, now) {
         Ok(id) => id,
         Err(outcome) => return outcome,
@@ -140,7 +151,7 @@ async fn accept_ghl(
         return Outcome::ok(
             "ignored",
             kind,
-            format!("location {location} is not synced here"),
+            format!("location {} is not synced here", bounded(&location)),
         );
     }
     let slots = match reserve(state, routes.len(), kind) {
@@ -192,7 +203,7 @@ fn replay_checked_id(
         Outcome::refused(
             StatusCode::UNAUTHORIZED,
             result,
-            event.kind.as_str(),
+            event.type_label(),
             message,
         )
     };
@@ -230,7 +241,7 @@ fn replay_checked_id(
 /// The record an event asks to sync; the other events (install,
 /// uninstall, the ones the sync does not use) are answered at once.
 fn synced_record(event: &GhlEvent, location: &str) -> Result<Record, Outcome> {
-    let kind = event.kind.as_str();
+    let kind = event.type_label();
     match event.action() {
         EventAction::Sync {
             entity,
@@ -242,11 +253,11 @@ fn synced_record(event: &GhlEvent, location: &str) -> Result<Record, Outcome> {
             parent_id,
         }),
         EventAction::Install => {
-            tracing::info!(location = %location, "GHL reports the app installed on a location");
+            tracing::info!(location = %bounded(location), "GHL reports the app installed on a location");
             Err(Outcome::ok("install", kind, "noted"))
         }
         EventAction::Uninstall => {
-            tracing::warn!(location = %location, "GHL reports the app uninstalled from a location: its tokens stop working and its pairs will turn unready");
+            tracing::warn!(location = %bounded(location), "GHL reports the app uninstalled from a location: its tokens stop working and its pairs will turn unready");
             Err(Outcome::ok("uninstall", kind, "noted"))
         }
         EventAction::Ignore => Err(Outcome::ok("ignored", kind, "not an event the sync uses")),
@@ -259,7 +270,7 @@ async fn remember_delivery(
     state: &ServerState,
     webhook_id: &str,
     now: DateTime<Utc>,
-    kind: &str,
+    kind: &'static str,
 ) -> Result<(), Outcome> {
     match state
         .engine
@@ -272,7 +283,7 @@ async fn remember_delivery(
             StatusCode::CONFLICT,
             "replayed",
             kind,
-            format!("webhookId {webhook_id} was already accepted"),
+            format!("webhookId {} was already accepted", bounded(webhook_id)),
         )),
         Err(error) => Err(Outcome::refused(
             BUSY,
@@ -321,7 +332,7 @@ fn dispatch(
 fn reserve<'s>(
     state: &'s ServerState,
     n: usize,
-    kind: &str,
+    kind: &'static str,
 ) -> Result<Vec<TargetSlot<'s>>, Outcome> {
     (0..n)
         .map(|_| state.targets.reserve())
@@ -341,7 +352,7 @@ pub(super) async fn only_app(
             let side = side.clone();
             accept_app(&state, &side, &headers, &body)
                 .await
-                .respond("app")
+                .respond("/webhooks/app", "app")
         }
         _ => Outcome::refused(
             StatusCode::NOT_FOUND,
@@ -353,7 +364,7 @@ pub(super) async fn only_app(
                 sides.join(", ")
             ),
         )
-        .respond("app"),
+        .respond("/webhooks/app", "app"),
     }
 }
 
@@ -366,7 +377,7 @@ pub(super) async fn app(
 ) -> Response {
     accept_app(&state, &side, &headers, &body)
         .await
-        .respond("app")
+        .respond("/webhooks/app/:side", "app")
 }
 
 async fn accept_app(state: &ServerState, side: &str, headers: &HeaderMap, body: &[u8]) -> Outcome {
@@ -385,7 +396,7 @@ async fn accept_app(state: &ServerState, side: &str, headers: &HeaderMap, body: 
             StatusCode::NOT_FOUND,
             "unknown_side",
             UNKNOWN,
-            format!("no side named `{side}` takes part in a pair"),
+            format!("no side named `{}` takes part in a pair", bounded(side)),
         );
     };
     let connector = state
@@ -401,7 +412,7 @@ async fn accept_app(state: &ServerState, side: &str, headers: &HeaderMap, body: 
                 StatusCode::NOT_FOUND,
                 "unknown_side",
                 UNKNOWN,
-                format!("side `{side}` has no webhooks of its own"),
+                format!("side `{}` has no webhooks of its own", bounded(side)),
             );
         }
         Some(Ok(event)) => event,

@@ -124,3 +124,51 @@ impl Daemon {
 pub async fn listener() -> TcpListener {
     TcpListener::bind("127.0.0.1:0").await.unwrap()
 }
+
+/// Keys of our own, to sign deliveries the tests shape (timestamps, ids).
+pub struct Signer {
+    rsa: rsa::RsaPrivateKey,
+    ed25519: ed25519_dalek::SigningKey,
+}
+
+impl Signer {
+    pub fn new(seed: u64) -> Signer {
+        use rand::SeedableRng as _;
+        let mut rng = rand_chacha::ChaCha20Rng::seed_from_u64(seed);
+        Signer {
+            rsa: rsa::RsaPrivateKey::new(&mut rng, 1024).unwrap(),
+            ed25519: ed25519_dalek::SigningKey::generate(&mut rng),
+        }
+    }
+
+    pub fn trusted(&self) -> TrustedKeys {
+        use ed25519_dalek::pkcs8::EncodePublicKey as _;
+        TrustedKeys {
+            rsa_pem: rsa::RsaPublicKey::from(&self.rsa)
+                .to_public_key_pem(rsa::pkcs8::LineEnding::LF)
+                .unwrap(),
+            ed25519_pem: self
+                .ed25519
+                .verifying_key()
+                .to_public_key_pem(ed25519_dalek::pkcs8::spki::der::pem::LineEnding::LF)
+                .unwrap(),
+        }
+    }
+
+    pub fn rsa_signature(&self, body: &[u8]) -> String {
+        use sha2::Digest as _;
+        let digest = sha2::Sha256::digest(body);
+        let signature = self
+            .rsa
+            .sign(rsa::Pkcs1v15Sign::new::<sha2::Sha256>(), &digest)
+            .unwrap();
+        use base64::Engine as _;
+        base64::engine::general_purpose::STANDARD.encode(signature)
+    }
+
+    pub fn ed25519_signature(&self, body: &[u8]) -> String {
+        use base64::Engine as _;
+        use ed25519_dalek::Signer as _;
+        base64::engine::general_purpose::STANDARD.encode(self.ed25519.sign(body).to_bytes())
+    }
+}

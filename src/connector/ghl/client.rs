@@ -17,7 +17,7 @@ use super::auth::Credentials;
 use super::error::{Call, GhlError};
 use super::limiter::{Access, RateLimiter};
 use super::models::API_VERSION;
-use crate::connector::http::{self, looks_like_json, snippet, RetryPolicy};
+use crate::connector::http::{self, bounded, looks_like_json, snippet, RetryPolicy};
 
 /// The scope every write to contacts, tasks, notes and tags needs.
 pub const WRITE_SCOPE: &str = "contacts.write";
@@ -49,11 +49,54 @@ pub struct GhlClient {
     pub(super) options: Arc<ClientOptions>,
 }
 
+/// A request's path and the endpoint template it was filled from: the
+/// path is sent and named in errors, the template labels metrics (ids in
+/// a label would grow the label set without bound).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(super) struct ApiPath {
+    /// As GHL's reference writes it: `/contacts/:contactId/tasks`. (Not
+    /// `{contactId}`: a brace inside a label value breaks common
+    /// Prometheus text parsers.)
+    pub template: &'static str,
+    /// The template with its ids filled in, URL-encoded.
+    pub path: String,
+}
+
+impl ApiPath {
+    /// An endpoint without ids: `/contacts/search`.
+    pub fn fixed(template: &'static str) -> Self {
+        Self {
+            template,
+            path: template.to_owned(),
+        }
+    }
+
+    /// `template` with its `:name` segments replaced, in order, by `ids`.
+    /// Ids are alphanumeric in GHL; anything else is escaped so an odd id
+    /// from the other side cannot change the path.
+    pub fn fill(template: &'static str, ids: &[&str]) -> Self {
+        let mut ids = ids.iter();
+        let path = template
+            .split('/')
+            .map(|segment| match segment.strip_prefix(':') {
+                Some(_) => {
+                    let id = ids.next().expect("one id per placeholder");
+                    url::form_urlencoded::byte_serialize(id.as_bytes()).collect()
+                }
+                None => segment.to_owned(),
+            })
+            .collect::<Vec<String>>()
+            .join("/");
+        debug_assert!(ids.next().is_none(), "more ids than placeholders");
+        Self { template, path }
+    }
+}
+
 /// One request, described before it is sent (and re-sent).
 #[derive(Debug)]
 pub(super) struct Request<'a> {
     pub method: Method,
-    pub path: String,
+    pub path: ApiPath,
     pub query: Vec<(&'static str, String)>,
     pub body: Option<&'a Value>,
     pub access: Access,
@@ -62,7 +105,7 @@ pub(super) struct Request<'a> {
 }
 
 impl<'a> Request<'a> {
-    pub fn get(path: String) -> Self {
+    pub fn get(path: ApiPath) -> Self {
         Self {
             method: Method::GET,
             path,
@@ -73,7 +116,7 @@ impl<'a> Request<'a> {
         }
     }
 
-    pub fn write(method: Method, path: String, body: Option<&'a Value>) -> Self {
+    pub fn write(method: Method, path: ApiPath, body: Option<&'a Value>) -> Self {
         let idempotent = method != Method::POST;
         Self {
             method,
@@ -129,10 +172,11 @@ impl GhlClient {
         self.options.scopes.iter().any(|scope| scope == WRITE_SCOPE)
     }
 
-    pub(super) fn call(&self, method: &Method, path: &str) -> Call {
+    pub(super) fn call(&self, method: &Method, path: &ApiPath) -> Call {
         Call {
             method: method_name(method),
-            path: path.to_owned(),
+            endpoint: path.template,
+            path: path.path.clone(),
             location: self.options.location_id.clone(),
         }
     }
@@ -210,7 +254,8 @@ impl GhlClient {
 
     /// Counts a call and publishes what is left of the budget.
     fn count_call(&self, call: &Call, status: Option<u16>) {
-        crate::metrics::api_call("ghl", &call.location, call.method, &call.path, status);
+        let endpoint = format!("{} {}", call.method, call.endpoint);
+        crate::metrics::api_call("ghl", &call.location, &endpoint, status);
         let headroom = self.options.limiter.headroom();
         let location = call.location.clone();
         if let Some(left) = headroom.interval_remaining {
@@ -235,7 +280,7 @@ impl GhlClient {
                 call: call.clone(),
                 source,
             })?;
-        let url = join(&self.options.base_url, &request.path);
+        let url = join(&self.options.base_url, &request.path.path);
         let mut builder = self
             .http
             .request(request.method.clone(), url)
@@ -258,11 +303,11 @@ impl GhlClient {
                 self.count_call(call, Some(status.as_u16()));
                 tracing::debug!(
                     method = call.method,
-                    path = %call.path,
+                    path = %bounded(&call.path),
                     location = %call.location,
                     status = status.as_u16(),
                     latency_ms,
-                    trace_id = failed_trace_id(*status, body).as_deref().unwrap_or(""),
+                    trace_id = %bounded(failed_trace_id(*status, body).as_deref().unwrap_or("")),
                     "GHL call"
                 );
             }
@@ -270,7 +315,7 @@ impl GhlClient {
                 self.count_call(call, None);
                 tracing::debug!(
                     method = call.method,
-                    path = %call.path,
+                    path = %bounded(&call.path),
                     location = %call.location,
                     latency_ms,
                     error = %failure,
@@ -408,8 +453,26 @@ fn trace_id(body: &[u8]) -> Option<String> {
         .map(str::to_owned)
 }
 
-/// GHL's error messages: `message` is a string or (422) a list of strings.
+/// How many of a 422's messages are kept; the rest are counted.
+const MAX_MESSAGES: usize = 10;
+
+/// GHL's error messages: `message` is a string or (422) a list of strings,
+/// each bounded (they may echo what we sent, or anything a proxy says),
+/// and at most [`MAX_MESSAGES`] of them.
 fn error_messages(body: &[u8]) -> Vec<String> {
+    let mut messages: Vec<String> = raw_error_messages(body)
+        .iter()
+        .map(|message| bounded(message).into_owned())
+        .collect();
+    if messages.len() > MAX_MESSAGES {
+        let more = messages.len() - MAX_MESSAGES;
+        messages.truncate(MAX_MESSAGES);
+        messages.push(format!("… and {more} more"));
+    }
+    messages
+}
+
+fn raw_error_messages(body: &[u8]) -> Vec<String> {
     match serde_json::from_slice::<Value>(body) {
         Ok(value) => match value.get("message") {
             Some(Value::String(message)) => vec![message.clone()],

@@ -8,7 +8,7 @@ use serde::Deserialize;
 use serde_json::value::RawValue;
 use serde_json::{json, Value};
 
-use super::client::{GhlClient, Request};
+use super::client::{ApiPath, GhlClient, Request};
 use super::error::GhlError;
 use super::models::{
     Appointment, Contact, ContactFields, Listing, Note, NoteFields, Task, TaskFields, Unreadable,
@@ -90,12 +90,6 @@ pub enum Deleted {
     AlreadyGone,
 }
 
-fn seg(id: &str) -> String {
-    // Ids are alphanumeric in GHL; escape anything else so an odd id from
-    // the other side cannot change the path.
-    url::form_urlencoded::byte_serialize(id.as_bytes()).collect()
-}
-
 impl GhlClient {
     /// `GET /contacts/:contactId`. The outer error is the call's (GHL
     /// unreachable, 404, a body that is not JSON: retried where that is
@@ -103,7 +97,7 @@ impl GhlClient {
     /// it sent does not fit the model. That one is not retried (the same
     /// request gets the same record) and names the record and the field.
     pub async fn read_contact(&self, id: &str) -> Result<Result<Contact, Unreadable>, GhlError> {
-        let path = format!("/contacts/{}", seg(id));
+        let path = ApiPath::fill("/contacts/:contactId", &[id]);
         let envelope: RawContactEnvelope = self.execute(&Request::get(path.clone())).await?;
         let call = self.call(&Method::GET, &path);
         let Some(raw) = envelope.contact else {
@@ -138,7 +132,7 @@ impl GhlClient {
                 let envelope: ContactEnvelope = self
                     .execute(&Request::write(
                         Method::POST,
-                        "/contacts/".into(),
+                        ApiPath::fixed("/contacts/"),
                         Some(&body),
                     ))
                     .await?;
@@ -160,7 +154,11 @@ impl GhlClient {
     /// phone, or create one. Idempotent by construction.
     pub async fn upsert_contact(&self, fields: &ContactFields) -> Result<Upserted, GhlError> {
         let body = self.with_location(fields);
-        let mut request = Request::write(Method::POST, "/contacts/upsert".into(), Some(&body));
+        let mut request = Request::write(
+            Method::POST,
+            ApiPath::fixed("/contacts/upsert"),
+            Some(&body),
+        );
         request.idempotent = true;
         let envelope: UpsertEnvelope = self.execute(&request).await?;
         Ok(Upserted {
@@ -179,7 +177,7 @@ impl GhlClient {
         let envelope: ContactEnvelope = self
             .execute(&Request::write(
                 Method::PUT,
-                format!("/contacts/{}", seg(id)),
+                ApiPath::fill("/contacts/:contactId", &[id]),
                 Some(&body),
             ))
             .await?;
@@ -191,7 +189,7 @@ impl GhlClient {
         let sent: Result<Ignored, GhlError> = self
             .execute(&Request::write(
                 Method::DELETE,
-                format!("/contacts/{}", seg(id)),
+                ApiPath::fill("/contacts/:contactId", &[id]),
                 None,
             ))
             .await;
@@ -205,7 +203,7 @@ impl GhlClient {
         email: Option<&str>,
         phone: Option<&str>,
     ) -> Result<Option<Contact>, GhlError> {
-        let mut request = Request::get("/contacts/search/duplicate".into())
+        let mut request = Request::get(ApiPath::fixed("/contacts/search/duplicate"))
             .query("locationId", self.location_id());
         if let Some(email) = email {
             request = request.query("email", email);
@@ -220,7 +218,7 @@ impl GhlClient {
     /// `GET /contacts/:contactId/tasks`, each task read on its own: one
     /// that cannot be read is set aside in [`Listing::unreadable`].
     pub async fn task_listing(&self, contact_id: &str) -> Result<Listing<Task>, GhlError> {
-        let path = format!("/contacts/{}/tasks", seg(contact_id));
+        let path = ApiPath::fill("/contacts/:contactId/tasks", &[contact_id]);
         let list: TaskList = self.execute(&Request::get(path.clone())).await?;
         let call = self.call(&Method::GET, &path);
         Ok(read_records(&call, "task", list.tasks))
@@ -235,10 +233,9 @@ impl GhlClient {
     /// `GET /contacts/:contactId/tasks/:taskId`
     pub async fn get_task(&self, contact_id: &str, task_id: &str) -> Result<Task, GhlError> {
         let envelope: TaskEnvelope = self
-            .execute(&Request::get(format!(
-                "/contacts/{}/tasks/{}",
-                seg(contact_id),
-                seg(task_id)
+            .execute(&Request::get(ApiPath::fill(
+                "/contacts/:contactId/tasks/:taskId",
+                &[contact_id, task_id],
             )))
             .await?;
         Ok(envelope.task)
@@ -258,7 +255,7 @@ impl GhlClient {
             .expect("object")
             .entry("completed")
             .or_insert(Value::Bool(false));
-        let path = format!("/contacts/{}/tasks", seg(contact_id));
+        let path = ApiPath::fill("/contacts/:contactId/tasks", &[contact_id]);
         self.create_once(
             || async {
                 let envelope: TaskEnvelope = self
@@ -291,7 +288,7 @@ impl GhlClient {
         let envelope: TaskEnvelope = self
             .execute(&Request::write(
                 Method::PUT,
-                format!("/contacts/{}/tasks/{}", seg(contact_id), seg(task_id)),
+                ApiPath::fill("/contacts/:contactId/tasks/:taskId", &[contact_id, task_id]),
                 Some(&body),
             ))
             .await?;
@@ -309,10 +306,9 @@ impl GhlClient {
         let envelope: TaskEnvelope = self
             .execute(&Request::write(
                 Method::PUT,
-                format!(
-                    "/contacts/{}/tasks/{}/completed",
-                    seg(contact_id),
-                    seg(task_id)
+                ApiPath::fill(
+                    "/contacts/:contactId/tasks/:taskId/completed",
+                    &[contact_id, task_id],
                 ),
                 Some(&body),
             ))
@@ -325,7 +321,7 @@ impl GhlClient {
         let sent: Result<Ignored, GhlError> = self
             .execute(&Request::write(
                 Method::DELETE,
-                format!("/contacts/{}/tasks/{}", seg(contact_id), seg(task_id)),
+                ApiPath::fill("/contacts/:contactId/tasks/:taskId", &[contact_id, task_id]),
                 None,
             ))
             .await;
@@ -335,7 +331,7 @@ impl GhlClient {
     /// `GET /contacts/:contactId/notes`, each note read on its own: one
     /// that cannot be read is set aside in [`Listing::unreadable`].
     pub async fn note_listing(&self, contact_id: &str) -> Result<Listing<Note>, GhlError> {
-        let path = format!("/contacts/{}/notes", seg(contact_id));
+        let path = ApiPath::fill("/contacts/:contactId/notes", &[contact_id]);
         let list: NoteList = self.execute(&Request::get(path.clone())).await?;
         let call = self.call(&Method::GET, &path);
         Ok(read_records(&call, "note", list.notes))
@@ -350,10 +346,9 @@ impl GhlClient {
     /// `GET /contacts/:contactId/notes/:id`
     pub async fn get_note(&self, contact_id: &str, note_id: &str) -> Result<Note, GhlError> {
         let envelope: NoteEnvelope = self
-            .execute(&Request::get(format!(
-                "/contacts/{}/notes/{}",
-                seg(contact_id),
-                seg(note_id)
+            .execute(&Request::get(ApiPath::fill(
+                "/contacts/:contactId/notes/:id",
+                &[contact_id, note_id],
             )))
             .await?;
         Ok(envelope.note)
@@ -367,7 +362,7 @@ impl GhlClient {
         fields: &NoteFields,
     ) -> Result<Note, GhlError> {
         let body = serde_json::to_value(fields).expect("note fields serialise");
-        let path = format!("/contacts/{}/notes", seg(contact_id));
+        let path = ApiPath::fill("/contacts/:contactId/notes", &[contact_id]);
         self.create_once(
             || async {
                 let envelope: NoteEnvelope = self
@@ -396,7 +391,7 @@ impl GhlClient {
         let envelope: NoteEnvelope = self
             .execute(&Request::write(
                 Method::PUT,
-                format!("/contacts/{}/notes/{}", seg(contact_id), seg(note_id)),
+                ApiPath::fill("/contacts/:contactId/notes/:id", &[contact_id, note_id]),
                 Some(&body),
             ))
             .await?;
@@ -408,7 +403,7 @@ impl GhlClient {
         let sent: Result<Ignored, GhlError> = self
             .execute(&Request::write(
                 Method::DELETE,
-                format!("/contacts/{}/notes/{}", seg(contact_id), seg(note_id)),
+                ApiPath::fill("/contacts/:contactId/notes/:id", &[contact_id, note_id]),
                 None,
             ))
             .await;
@@ -422,7 +417,7 @@ impl GhlClient {
         &self,
         contact_id: &str,
     ) -> Result<Listing<Appointment>, GhlError> {
-        let path = format!("/contacts/{}/appointments", seg(contact_id));
+        let path = ApiPath::fill("/contacts/:contactId/appointments", &[contact_id]);
         let list: EventList = self.execute(&Request::get(path.clone())).await?;
         let call = self.call(&Method::GET, &path);
         Ok(read_records(&call, "appointment", list.events))
@@ -444,7 +439,7 @@ impl GhlClient {
         let body = json!({ "tags": tags });
         let mut request = Request::write(
             Method::POST,
-            format!("/contacts/{}/tags", seg(contact_id)),
+            ApiPath::fill("/contacts/:contactId/tags", &[contact_id]),
             Some(&body),
         );
         request.idempotent = true;
@@ -462,7 +457,7 @@ impl GhlClient {
         let list: TagList = self
             .execute(&Request::write(
                 Method::DELETE,
-                format!("/contacts/{}/tags", seg(contact_id)),
+                ApiPath::fill("/contacts/:contactId/tags", &[contact_id]),
                 Some(&body),
             ))
             .await?;

@@ -6,11 +6,15 @@ use std::fmt;
 use std::time::Duration;
 
 use super::limiter::BudgetExhausted;
+use crate::connector::http::bounded;
 
 /// Which call failed: `PUT /contacts/abc123 (location ve9E…)`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Call {
     pub method: &'static str,
+    /// The endpoint's template (`/contacts/{contactId}`): metrics label
+    /// calls by it.
+    pub endpoint: &'static str,
     /// The concrete path, ids included.
     pub path: String,
     pub location: String,
@@ -21,7 +25,9 @@ impl fmt::Display for Call {
         write!(
             f,
             "GHL {} {} (location {})",
-            self.method, self.path, self.location
+            self.method,
+            bounded(&self.path),
+            self.location
         )
     }
 }
@@ -29,7 +35,7 @@ impl fmt::Display for Call {
 fn trace(trace_id: &Option<String>) -> String {
     trace_id
         .as_ref()
-        .map(|id| format!(" [traceId {id}]"))
+        .map(|id| format!(" [traceId {}]", bounded(id)))
         .unwrap_or_default()
 }
 

@@ -15,7 +15,7 @@ use serde::Deserialize;
 use serde_json::value::RawValue;
 use serde_json::{json, Value};
 
-use super::client::{GhlClient, Request};
+use super::client::{ApiPath, GhlClient, Request};
 use super::error::GhlError;
 use super::models::{Contact, Listing, SearchQuery};
 use super::reading::read_records;
@@ -27,6 +27,10 @@ pub const SEARCH_LIMIT_MAX: u32 = 500;
 
 /// What [`Listing`]s name their records.
 const CONTACT: &str = "contact";
+/// `POST /contacts/search`.
+const SEARCH: &str = "/contacts/search";
+/// `GET /contacts/` (deprecated).
+const LIST: &str = "/contacts/";
 
 /// A page of contacts, each kept as raw JSON until it is read on its own.
 /// `contacts: null` reads as no contacts, like an absent list.
@@ -96,7 +100,7 @@ impl GhlClient {
                     SearchCursor::Page(page) => body["page"] = json!(page),
                 }
                 let request =
-                    Request::write(Method::POST, "/contacts/search".into(), Some(&body)).reading();
+                    Request::write(Method::POST, ApiPath::fixed(SEARCH), Some(&body)).reading();
                 let page: SearchPage = self.execute(&request).await?;
                 let raw = page.contacts.unwrap_or_default();
                 let full = raw.len() as u32 >= limit;
@@ -114,7 +118,7 @@ impl GhlClient {
                         _ => 2,
                     }),
                 };
-                let call = self.call(&Method::POST, "/contacts/search");
+                let call = self.call(&Method::POST, &ApiPath::fixed(SEARCH));
                 Ok(Some((read_records(&call, CONTACT, Some(raw)), next)))
             }
         })
@@ -143,7 +147,7 @@ impl GhlClient {
             let Some(after) = cursor else {
                 return Ok(None);
             };
-            let mut request = Request::get("/contacts/".into())
+            let mut request = Request::get(ApiPath::fixed(LIST))
                 .query("locationId", self.location_id())
                 .query("limit", limit.to_string());
             if let Some((start_after, start_after_id)) = &after {
@@ -166,7 +170,7 @@ impl GhlClient {
                 }
                 _ => None,
             };
-            let call = self.call(&Method::GET, "/contacts/");
+            let call = self.call(&Method::GET, &ApiPath::fixed(LIST));
             Ok(Some((read_records(&call, CONTACT, Some(raw)), next)))
         })
     }
@@ -190,10 +194,7 @@ impl GhlClient {
         limit: u32,
     ) -> impl Stream<Item = Result<Listing<Contact>, GhlError>> + 'a {
         let limit = limit.clamp(1, LIST_LIMIT_MAX);
-        let path = format!(
-            "/contacts/business/{}",
-            url::form_urlencoded::byte_serialize(business_id.as_bytes()).collect::<String>()
-        );
+        let path = ApiPath::fill("/contacts/business/:businessId", &[business_id]);
         stream::try_unfold(Some(0u32), move |skip| {
             let path = path.clone();
             async move {

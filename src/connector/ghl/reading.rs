@@ -202,6 +202,7 @@ mod tests {
     fn call() -> Call {
         Call {
             method: "GET",
+            endpoint: "/contacts/",
             path: "/contacts/".to_owned(),
             location: "loc".to_owned(),
         }

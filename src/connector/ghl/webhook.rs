@@ -214,7 +214,38 @@ pub enum EventAction {
     Ignore,
 }
 
+/// The event types the sync understands (see [`GhlEvent::action`]).
+const KNOWN_TYPES: [&str; 16] = [
+    "ContactCreate",
+    "ContactUpdate",
+    "ContactDelete",
+    "ContactTagUpdate",
+    "ContactDndUpdate",
+    "TaskCreate",
+    "TaskComplete",
+    "TaskDelete",
+    "NoteCreate",
+    "NoteUpdate",
+    "NoteDelete",
+    "AppointmentCreate",
+    "AppointmentUpdate",
+    "AppointmentDelete",
+    "INSTALL",
+    "UNINSTALL",
+];
+
 impl GhlEvent {
+    /// The event's type as a metric label: one the sync knows, else
+    /// `other`. The type is the sender's text, and a label value per
+    /// text it sends would grow without bound.
+    pub fn type_label(&self) -> &'static str {
+        KNOWN_TYPES
+            .iter()
+            .find(|known| **known == self.kind)
+            .copied()
+            .unwrap_or("other")
+    }
+
     pub fn parse(body: &[u8]) -> Result<Self, WebhookError> {
         serde_json::from_slice(body).map_err(|e| WebhookError::Malformed(e.to_string()))
     }

@@ -18,7 +18,9 @@ use url::Url;
 use super::auth::{Auth, TokenFailure, Used};
 use super::records::parse_json;
 use super::settings::RestRateLimit;
-use crate::connector::http::{read_limited, retry_after, snippet, ReadFailure, RetryPolicy};
+use crate::connector::http::{
+    bounded, read_limited, retry_after, snippet, ReadFailure, RetryPolicy,
+};
 
 /// One request, described before it is sent (and re-sent).
 #[derive(Debug, Clone)]
@@ -29,6 +31,10 @@ pub(crate) struct Request {
     /// `METHOD /path` for messages and logs (never the query: it may hold
     /// an API key, and is noise).
     pub label: String,
+    /// `METHOD /base/path/:id`: the configured template the request was
+    /// filled from, under the base URL's path, which labels metrics (the
+    /// path sent holds ids, and a label per id grows without bound).
+    pub endpoint: String,
     pub body: Option<Value>,
     /// Safe to send again when the outcome of an attempt is unknown.
     pub idempotent: bool,
@@ -359,17 +365,11 @@ impl Client {
 
     /// Counts and logs a call that got no (complete) answer.
     fn unanswered(&self, request: &Request, latency_ms: u64, failure: &ReadFailure) {
-        crate::metrics::api_call(
-            &self.side,
-            "",
-            request.method.as_str(),
-            request.url.path(),
-            None,
-        );
+        crate::metrics::api_call(&self.side, "", &request.endpoint, None);
         tracing::debug!(
             side = %self.side,
             method = %request.method,
-            path = %request.url.path(),
+            path = %bounded(request.url.path()),
             latency_ms,
             error = %failure,
             "app call failed"
@@ -378,17 +378,11 @@ impl Client {
 
     /// Counts and logs a call the app answered.
     fn answered(&self, request: &Request, latency_ms: u64, status: StatusCode) {
-        crate::metrics::api_call(
-            &self.side,
-            "",
-            request.method.as_str(),
-            request.url.path(),
-            Some(status.as_u16()),
-        );
+        crate::metrics::api_call(&self.side, "", &request.endpoint, Some(status.as_u16()));
         tracing::debug!(
             side = %self.side,
             method = %request.method,
-            path = %request.url.path(),
+            path = %bounded(request.url.path()),
             status = status.as_u16(),
             latency_ms,
             "app call"
@@ -427,7 +421,7 @@ impl Client {
                 status,
                 location: headers
                     .get(LOCATION)
-                    .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned()),
+                    .map(|v| bounded(&String::from_utf8_lossy(v.as_bytes())).into_owned()),
             });
         }
         let retry_after = match status.as_u16() {
@@ -480,7 +474,8 @@ pub(crate) fn error_message(body: &[u8]) -> String {
             if parts.is_empty() {
                 snippet(body)
             } else {
-                parts.join(": ")
+                // The app's own text, which may echo what we sent.
+                bounded(&parts.join(": ")).into_owned()
             }
         }
         Err(_) => format!("non-JSON body {}", snippet(body)),

@@ -43,7 +43,7 @@ pub use spec::{
 use self::auth::Auth;
 use self::client::{CallError, Client, Failure, Pacer, Request};
 use self::spec::Part;
-use crate::connector::http::api_client;
+use crate::connector::http::{api_client, bounded};
 use crate::connector::{Capabilities, ConnectorError, EntityCaps, Secret};
 use crate::domain::{EntityKind, MatchKey};
 
@@ -170,11 +170,21 @@ impl RestConnector {
         }
         Request {
             idempotent: template.method != reqwest::Method::POST,
-            label: format!("{} {path}", template.method),
+            label: format!("{} {}", template.method, bounded(&path)),
+            endpoint: self.endpoint(template),
             method: template.method.clone(),
             url,
             body,
         }
+    }
+
+    /// The metric label of a template: its method and path as configured,
+    /// placeholders kept, under the base URL's path (`GET
+    /// /api/v1/people/:id`): the same for every record, whatever its id.
+    fn endpoint(&self, template: &Template) -> String {
+        let base = self.client.base_url.path().trim_end_matches('/');
+        let path = render_template(&template.path);
+        format!("{} {base}{path}", template.method)
     }
 
     /// A failure that concerns the side or the whole call (a listing).
@@ -322,6 +332,18 @@ fn encode_path_segment(value: &str) -> String {
         }
     }
     out
+}
+
+/// A template's path as written, with its placeholders as `:name` (a
+/// brace inside a label value breaks common Prometheus text parsers).
+fn render_template(parts: &[Part]) -> String {
+    parts
+        .iter()
+        .map(|part| match part {
+            Part::Text(text) => text.clone(),
+            Part::Placeholder(name) => format!(":{name}"),
+        })
+        .collect()
 }
 
 /// An id that can be put in a path: not empty, and not a dot segment

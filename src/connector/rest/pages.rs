@@ -144,13 +144,20 @@ impl RestConnector {
         let position = match &state.next {
             Next::Done => return None,
             Next::Url(url) => {
+                // The next page's URL comes from the app: the metric
+                // label stays the listing's template.
                 return Some(Request {
                     method: Method::GET,
                     url: url.clone(),
-                    label: format!("GET {} (page {})", url.path(), state.pages + 1),
+                    label: format!(
+                        "GET {} (page {})",
+                        crate::connector::http::bounded(url.path()),
+                        state.pages + 1
+                    ),
+                    endpoint: self.endpoint(listing.template),
                     body: None,
                     idempotent: true,
-                })
+                });
             }
             position => position,
         };

@@ -38,6 +38,24 @@ pub(in crate::engine) fn change_of_key(key: &str) -> Option<(&str, DateTime<Utc>
     Some((id, DateTime::from_timestamp_micros(micros)?))
 }
 
+/// The id of the record a write to `target` comes from, when its
+/// [`change_key`] names it: the key names the record whose change was
+/// decided, which is the source only when it is on the other side. A
+/// merge also writes back to the side whose change it decided (the other
+/// side's value won a field); that key names the target itself, and
+/// `None` says the source's id must be had from the link.
+pub(in crate::engine) fn source_in_key<'k>(
+    key: &'k str,
+    pair: &str,
+    entity: EntityKind,
+    target: Side,
+) -> Option<&'k str> {
+    let rest = key.strip_prefix(&format!("{pair}/{entity}/"))?;
+    let (side, rest) = rest.split_once(':')?;
+    let (id, _) = rest.rsplit_once('@')?;
+    (side.parse::<Side>().ok()? == target.other()).then_some(id)
+}
+
 /// The key of a write that follows from a link rather than from a version
 /// of its record (a deletion propagated, or the delete policy's tag):
 /// `pair/entity/link:id/op->target`. A link is tombstoned once, so its
@@ -69,7 +87,7 @@ pub(in crate::engine) fn resolution_key(
 mod tests {
     use chrono::{TimeZone, Utc};
 
-    use super::{change_key, change_of_key, link_key, resolution_key};
+    use super::{change_key, change_of_key, link_key, resolution_key, source_in_key};
     use crate::domain::{EntityKind, Side};
     use crate::store::OutboxOp;
 
@@ -92,6 +110,34 @@ mod tests {
         );
         assert_eq!(change_of_key(&key), Some(("abc:12", at)));
         assert_eq!(change_of_key("main/contact/link:7/delete->b"), None);
+    }
+
+    #[test]
+    fn the_source_of_a_write_is_the_record_on_the_other_side() {
+        let at = Utc.with_ymd_and_hms(2026, 11, 24, 1, 2, 3).unwrap();
+        let seen_in_ghl = |target| {
+            change_key(
+                "main",
+                EntityKind::Contact,
+                Side::Ghl,
+                "ghl:1",
+                at,
+                OutboxOp::Update,
+                target,
+            )
+        };
+        // A GHL change written to the app comes from the GHL record.
+        let key = seen_in_ghl(Side::App);
+        let source = source_in_key(&key, "main", EntityKind::Contact, Side::App);
+        assert_eq!(source, Some("ghl:1"));
+        // Written back to GHL (the app's value won a field): the key names
+        // the target, not the source.
+        let key = seen_in_ghl(Side::Ghl);
+        let source = source_in_key(&key, "main", EntityKind::Contact, Side::Ghl);
+        assert_eq!(source, None);
+        let key = link_key("main", EntityKind::Contact, 7, OutboxOp::Delete, Side::App);
+        let source = source_in_key(&key, "main", EntityKind::Contact, Side::App);
+        assert_eq!(source, None);
     }
 
     #[test]

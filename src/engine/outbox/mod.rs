@@ -12,6 +12,6 @@ mod keys;
 mod payload;
 mod plan;
 
-pub(super) use keys::{change_key, change_of_key, link_key, resolution_key};
+pub(super) use keys::{change_key, change_of_key, link_key, resolution_key, source_in_key};
 pub use payload::WritePayload;
 pub(super) use plan::OutboxWrite;
