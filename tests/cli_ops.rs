@@ -422,6 +422,63 @@ async fn history_of_a_contact_edited_on_both_sides() {
     assert!(err.contains("no contact with id \"NO-SUCH-ID\""), "{err}");
 }
 
+/// `history` shows a conflict a policy settled: the `settled` row names
+/// the value that was overwritten as well as the one kept, and the policy,
+/// in the table and in JSON.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn history_shows_the_value_a_policy_overwrote() {
+    let template = Template {
+        first_name_policy: Some("newest"),
+        ..Template::with_children()
+    };
+    let h = Harness::new(start_sims(2, 1).await, &template.render()).await;
+    cycle(&h).await;
+    let (_, ghl_id, app_id) = first_contact(&h);
+    tick().await;
+    h.ghl()
+        .update_contact_as_user(&ghl_id, json!({"firstName": "Lost in GHL"}))
+        .unwrap();
+    tick().await;
+    h.app()
+        .update_contact_as_user(&app_id, json!({"first_name": "Kept from app"}))
+        .unwrap();
+    h.cycle(Mode::Apply, Reconcile::Never).await;
+    assert_eq!(
+        h.ghl().contact(&ghl_id).unwrap()["firstName"],
+        "Kept from app"
+    );
+
+    let history = json(&h, &["history", &ghl_id, "--json"]).await;
+    let events = history["contacts"][0]["events"].as_array().unwrap();
+    let settled = events
+        .iter()
+        .find(|e| e["action"] == "settled")
+        .unwrap_or_else(|| panic!("no settled row: {events:#?}"));
+    assert_eq!(settled["fields"], json!(["first_name"]), "{settled:#}");
+    assert_eq!(settled["from"], "app", "{settled:#}");
+    assert_eq!(settled["to"], "ghl", "{settled:#}");
+    let detail = settled["detail"].as_str().unwrap();
+    assert!(
+        detail.starts_with("newest kept app \"Kept from app\" (changed ")
+            && detail.contains(" over ghl \"Lost in GHL\" (changed "),
+        "{detail}"
+    );
+
+    let out = ok(&h, &["history", &ghl_id]).await;
+    let line = out
+        .lines()
+        .find(|l| l.contains("settled"))
+        .unwrap_or_else(|| panic!("no settled row in:\n{out}"));
+    for expected in [
+        "app -> ghl",
+        "first_name",
+        "newest kept app",
+        "\"Lost in GHL\"",
+    ] {
+        assert!(line.contains(expected), "missing {expected:?} in:\n{out}");
+    }
+}
+
 // ----------------------------------------------------------- conflicts --
 
 /// A `manual` conflict is listed and shown; resolving it by taking the

@@ -244,6 +244,58 @@ async fn one_email_twice_on_one_side_links_one_and_names_the_other() {
     );
 }
 
+/// A record dead-lettered as a duplicate is read again by every poll
+/// inside the overlap: the same version is skipped before any request
+/// (no match lookup on the app), while a new version of it is decided.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dead_lettered_version_read_again_costs_no_lookup() {
+    let sims = start_sims(0, 0).await;
+    let location = sims.location.clone();
+    let h = Harness::new(sims, &Template::contacts().render()).await;
+    // The first is synced (and linked) before the second appears, so the
+    // second's lookup finds a linked match: a duplicate, dead-lettered.
+    for name in ["Once", "Again"] {
+        h.ghl()
+            .create_contact_as_user(
+                &location,
+                json!({"email": "twice@example.com", "firstName": name}),
+            )
+            .unwrap();
+        h.cycle(Mode::Apply, Reconcile::Never).await;
+    }
+    let letters = h.engine.store.dead_letters(None).await.unwrap();
+    assert_eq!(letters.len(), 1, "{letters:#?}");
+    let dead = letters[0].record_id.clone().unwrap();
+
+    // A poll inside the overlap reads both GHL contacts again; the app is
+    // asked only for its own change feed (one page), not for a lookup.
+    h.reset_counters();
+    h.cycle(Mode::Apply, Reconcile::Never).await;
+    let app = h.app().counters();
+    assert_eq!(
+        app.count_route("GET", "/api/v1/contacts"),
+        1,
+        "the app's change feed only, no lookup: {:?}",
+        app.requests
+    );
+    assert_eq!(h.engine.store.dead_letters(None).await.unwrap().len(), 1);
+
+    // A new version of the dead-lettered contact is decided again: its
+    // lookup is made (and it is still a duplicate, already dead-lettered
+    // for that reason: no second letter).
+    tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    h.ghl()
+        .update_contact_as_user(&dead, json!({"lastName": "Changed"}))
+        .unwrap();
+    h.reset_counters();
+    h.cycle(Mode::Apply, Reconcile::Never).await;
+    assert_eq!(
+        h.app().counters().count_route("GET", "/api/v1/contacts"),
+        2,
+        "the feed and the new version's lookup"
+    );
+}
+
 // ------------------------------------ 2. a verified lookup, or nothing --
 
 /// An app whose lookup ignores the filter answers with everyone: a new

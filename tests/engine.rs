@@ -24,7 +24,7 @@ use engine_helpers::{
 };
 use ghl_sync::domain::{EntityKind, Side};
 use ghl_sync::engine::{Mode, Reconcile, Shutdown};
-use ghl_sync::store::{OutboxDepth, Store};
+use ghl_sync::store::{Direction, JournalAction, OutboxDepth, Store};
 use ghlsync_sim::faults::{FaultConfig, FaultKind};
 use ghlsync_sim::ghl::RecordShapes;
 use serde_json::{json, Value};
@@ -337,6 +337,77 @@ async fn newest_policy_keeps_the_later_edit_on_both_sides() {
             .unwrap()
             .is_empty(),
         "`newest` settles conflicts, it does not park them"
+    );
+    assert_quiet_cycle(&h, Reconcile::Never, "after settling").await;
+}
+
+/// A side's change time of a contact as the simulator holds it (GHL: ISO
+/// text, the app: epoch milliseconds), in the
+/// spelling a `settled` journal row gives it.
+fn changed_at(contact: &Value, key: &str) -> String {
+    let at = match &contact[key] {
+        Value::Number(ms) => ms
+            .as_i64()
+            .and_then(chrono::DateTime::from_timestamp_millis),
+        Value::String(iso) => iso.parse().ok(),
+        _ => None,
+    }
+    .unwrap_or_else(|| panic!("{key} of {contact} is no time"));
+    at.to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
+}
+
+/// A conflict `newest` settles leaves a `settled` journal row naming the
+/// overwritten edit: both values, both sides' change times and the policy,
+/// so the losing edit is never gone without a trace.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn newest_policy_journals_the_value_it_overwrote() {
+    let (h, expected) = synced(2, 2, Template::contacts()).await;
+    let email = expected.keys().next().unwrap().clone();
+    let (ghl_id, app_id) = linked_ids(&h, &email).await;
+
+    tick().await;
+    h.ghl()
+        .update_contact_as_user(&ghl_id, json!({"firstName": "Older GHL"}))
+        .unwrap();
+    tick().await;
+    h.app()
+        .update_contact_as_user(&app_id, json!({"first_name": "Newer app"}))
+        .unwrap();
+    let ghl_at = changed_at(&h.ghl().contact(&ghl_id).unwrap(), "dateUpdated");
+    let app_at = changed_at(&h.app().contact(&app_id).unwrap(), "updated_at");
+    h.cycle(Mode::Apply, Reconcile::Never).await;
+    assert_eq!(h.ghl().contact(&ghl_id).unwrap()["firstName"], "Newer app");
+
+    let link = h
+        .engine
+        .store
+        .link_by_side_id(PAIR, EntityKind::Contact, Side::Ghl, &ghl_id)
+        .await
+        .unwrap()
+        .unwrap();
+    let journal = h.engine.store.journal_for_link(link.id, 100).await.unwrap();
+    let settled: Vec<_> = journal
+        .iter()
+        .filter(|e| e.action == JournalAction::Settled)
+        .collect();
+    assert_eq!(settled.len(), 1, "one field settled: {journal:#?}");
+    let row = settled[0];
+    assert_eq!(row.fields, vec!["first_name".to_owned()], "{row:#?}");
+    assert_eq!(
+        row.direction,
+        Some(Direction::BToA),
+        "the app's value went to GHL"
+    );
+    assert_eq!(
+        row.detail.as_deref(),
+        Some(
+            format!(
+                "newest kept app \"Newer app\" (changed {app_at}) \
+                 over ghl \"Older GHL\" (changed {ghl_at})"
+            )
+            .as_str()
+        ),
+        "{row:#?}"
     );
     assert_quiet_cycle(&h, Reconcile::Never, "after settling").await;
 }

@@ -31,6 +31,24 @@ pub struct FieldConflict {
     pub app: Option<Value>,
 }
 
+/// A field edited on both sides to different values that its policy
+/// settled: what each side held and when, so the value that lost is never
+/// overwritten without a trace (the decision journals it as `settled`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct SettledField {
+    pub field: String,
+    pub policy: Policy,
+    /// Each side's value (`None`: the side cleared the field).
+    pub values: PerSide<Option<Value>>,
+    /// Each side's `updated_at` as the merge weighed it.
+    pub times: PerSide<Option<DateTime<Utc>>>,
+    /// The side whose value was kept; `None` for `union`, which keeps a
+    /// combination of both.
+    pub winner: Option<Side>,
+    /// The value kept.
+    pub merged: Option<Value>,
+}
+
 /// What a record should become, and the writes that get it there.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Merge {
@@ -40,6 +58,8 @@ pub struct Merge {
     /// Canonical changes to write to each side (`Null` clears a field).
     pub writes: PerSide<Canonical>,
     pub conflicts: Vec<FieldConflict>,
+    /// Fields edited on both sides that a policy settled.
+    pub settled: Vec<SettledField>,
     /// Fields whose merged value differs from the base, for the journal.
     pub changed: Vec<String>,
 }
@@ -88,20 +108,15 @@ pub fn merge(
                 if g == a {
                     g.cloned()
                 } else {
-                    match field.policy.unwrap_or(default_policy) {
-                        Policy::GhlWins => g.cloned(),
-                        Policy::AppWins => a.cloned(),
-                        Policy::Newest => {
-                            let ghl_time = ghl.map(|s| s.updated_at);
-                            let app_time = app.map(|s| s.updated_at);
-                            // A tie goes to GHL, so the outcome is deterministic.
-                            if app_time > ghl_time {
-                                a.cloned()
-                            } else {
-                                g.cloned()
-                            }
-                        }
-                        Policy::Union => Some(union(b, g, a)),
+                    let policy = field.policy.unwrap_or(default_policy);
+                    let times = PerSide::new(ghl.map(|s| s.updated_at), app.map(|s| s.updated_at));
+                    let winner = match policy {
+                        Policy::GhlWins => Some(Side::Ghl),
+                        Policy::AppWins => Some(Side::App),
+                        // A tie goes to GHL, so the outcome is deterministic.
+                        Policy::Newest if times.app > times.ghl => Some(Side::App),
+                        Policy::Newest => Some(Side::Ghl),
+                        Policy::Union => None,
                         Policy::Manual => {
                             out.conflicts.push(FieldConflict {
                                 field: name.to_owned(),
@@ -114,7 +129,21 @@ pub fn merge(
                             }
                             continue;
                         }
-                    }
+                    };
+                    let values = PerSide::new(g.cloned(), a.cloned());
+                    let merged = match winner {
+                        Some(side) => values[side].clone(),
+                        None => Some(union(b, g, a)),
+                    };
+                    out.settled.push(SettledField {
+                        field: name.to_owned(),
+                        policy,
+                        values,
+                        times,
+                        winner,
+                        merged: merged.clone(),
+                    });
+                    merged
                 }
             }
         };

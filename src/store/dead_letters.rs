@@ -152,6 +152,36 @@ impl Store {
         Ok(found.is_some())
     }
 
+    /// The records of `side` (and `entity`) that open read or map dead
+    /// letters hold, by record id, each with the record's fields as the
+    /// letter kept them: how a poll re-reading a record inside its overlap
+    /// knows this very version is dead-lettered already, before it asks
+    /// any side about it. Open letters are an operator's backlog, so all
+    /// of them are read in one statement rather than per record.
+    pub async fn open_dead_letter_payloads(
+        &self,
+        pair: &str,
+        side: Side,
+        entity: EntityKind,
+    ) -> Result<Vec<(String, Value)>> {
+        let rows: Vec<(String, Json<Value>)> = on_pool!(self, |p| {
+            sqlx::query_as(
+                "SELECT record_id, payload FROM dead_letters WHERE pair = $1 AND side = $2 \
+                 AND entity = $3 AND status = 'open' AND stage <> 'write' \
+                 AND record_id IS NOT NULL AND payload IS NOT NULL",
+            )
+            .bind(pair)
+            .bind(side)
+            .bind(entity)
+            .fetch_all(p)
+            .await
+        })
+        .map_err(op_err(|| {
+            format!("open_dead_letter_payloads(pair={pair}, side={side}, entity={entity})")
+        }))?;
+        Ok(rows.into_iter().map(|(id, Json(v))| (id, v)).collect())
+    }
+
     /// One dead letter by id (for `dead-letters show`).
     pub async fn dead_letter(&self, id: i64) -> Result<Option<DeadLetter>> {
         let sql = format!("SELECT {DEAD_LETTER_COLUMNS} FROM dead_letters WHERE id = $1");

@@ -41,6 +41,10 @@ text_enum! {
         ConflictResolved => "conflict_resolved",
         DeadLettered => "dead_lettered",
         FailedAttempt => "failed_attempt",
+        /// A field edited on both sides that its policy settled; the
+        /// detail names both values, their times, the policy and the
+        /// value kept, so the overwritten edit stays on record.
+        Settled => "settled",
     }
 }
 

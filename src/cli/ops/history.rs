@@ -1,7 +1,9 @@
 //! `ghlsync history <id | email>`: the audit trail of one contact, from the
 //! journal (every change seen, the decision taken, the write planned and
 //! its result), joined with the outbox rows still held for its link, plus
-//! the same for its tasks, notes and appointments.
+//! the same for its tasks, notes and appointments. A field edited on both
+//! sides that a policy settled has a `settled` row naming both values,
+//! their change times, the policy and the value kept.
 //!
 //! The contact is found in the mirror first: an id on either side, or an
 //! email in the base snapshot. Only when the mirror knows no such email are
@@ -21,7 +23,7 @@ use crate::domain::{EntityKind, MatchKey, Side};
 use crate::engine::matching::{self, Search};
 use crate::engine::{self, PairRuntime};
 use crate::mapping::Canonical;
-use crate::store::{Direction, JournalEntry, Link, OutboxItem, Store};
+use crate::store::{Direction, JournalAction, JournalEntry, Link, OutboxItem, Store};
 
 /// Journal rows read per link or record: the newest ones.
 const DEFAULT_LIMIT: u32 = 1000;
@@ -476,7 +478,16 @@ fn print_subject(subject: &Subject, pair: Option<&PairSettings>, indent: &str) {
                         ),
                         _ => format!("#{} (pruned)", w.outbox_id),
                     }),
-                clip(e.detail.as_deref().unwrap_or("-"), 100),
+                // A settled row's detail is read for the value that
+                // lost, which comes last: never clipped.
+                clip(
+                    e.detail.as_deref().unwrap_or("-"),
+                    if e.action == JournalAction::Settled.as_str() {
+                        usize::MAX
+                    } else {
+                        100
+                    },
+                ),
             ]);
         }
         for line in table.render().lines() {

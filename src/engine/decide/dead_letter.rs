@@ -3,6 +3,8 @@
 //! each, with a `dead_lettered` journal row) until an operator retries or
 //! drops them; and the merged values a target side cannot take.
 
+use std::collections::HashSet;
+
 use serde_json::Value;
 
 use super::Decider;
@@ -19,6 +21,41 @@ use crate::store::{
 pub(super) type DeadLetterKey = (Side, EntityKind, String, String);
 
 impl Decider<'_> {
+    /// The records among `records` (read from `source`, without a link)
+    /// whose very version an open dead letter holds: the letter kept the
+    /// record's fields, and they are the same now. A poll reads such a
+    /// record again on every pass inside its overlap; deciding it again
+    /// would cost the same match lookups and end in the same letter, so
+    /// it is skipped before any request. A version changed since (other
+    /// fields, or another change time, which the fields hold) is decided.
+    /// Reconciliation and deciding again still decide it: they are the
+    /// paths that repair what changed elsewhere (an operator's merge of
+    /// the duplicates) and an operator's retry.
+    pub(super) async fn known_dead(
+        &self,
+        source: Side,
+        entity: EntityKind,
+        records: &[&Record],
+    ) -> Result<HashSet<String>, EngineError> {
+        if records.is_empty() || self.compare_content || self.again {
+            return Ok(HashSet::new());
+        }
+        let letters = self
+            .store
+            .open_dead_letter_payloads(self.name(), source, entity)
+            .await?;
+        Ok(records
+            .iter()
+            .filter(|record| {
+                letters.iter().any(|(id, payload)| {
+                    *id == record.id
+                        && matches!(payload, Value::Object(fields) if *fields == record.fields)
+                })
+            })
+            .map(|record| record.id.clone())
+            .collect())
+    }
+
     /// The canonical form of a record, or `None` after dead-lettering it.
     pub(super) async fn canonical(
         &mut self,

@@ -168,6 +168,11 @@ impl<'a> Decider<'a> {
         } else {
             self.parent_links(source, &records).await?
         };
+        let unlinked: Vec<&Record> = records
+            .iter()
+            .filter(|r| !links.contains_key(&r.id))
+            .collect();
+        let known_dead = self.known_dead(source, entity, &unlinked).await?;
         let mut changed = Vec::new();
         self.records_read
             .fetch_add(records.len() as u64, Ordering::Relaxed);
@@ -182,6 +187,11 @@ impl<'a> Decider<'a> {
                     self.report.stats.unchanged += 1;
                     continue;
                 }
+            }
+            if link.is_none() && known_dead.contains(&record.id) {
+                // This version is dead-lettered already: no lookup again.
+                self.report.stats.unchanged += 1;
+                continue;
             }
             if entity == EntityKind::Contact
                 && source == Side::Ghl

@@ -3,12 +3,12 @@
 //! a planned write (or a dead letter when it cannot take them), and the
 //! link records the new base once nothing is left to write.
 
-use chrono::{DateTime, Utc};
-use serde_json::Map;
+use chrono::{DateTime, SecondsFormat, Utc};
+use serde_json::{Map, Value};
 
 use super::Decider;
 use crate::domain::{EntityKind, PerSide, Side};
-use crate::engine::merge::{merge, Merge, SideState};
+use crate::engine::merge::{merge, Merge, SettledField, SideState};
 use crate::engine::outbox::{change_key, OutboxWrite, WritePayload};
 use crate::engine::{snapshot, PairRuntime};
 use crate::mapping::Canonical;
@@ -62,6 +62,7 @@ impl Decider<'_> {
     /// Turns a merge into link, outbox, conflict and journal rows.
     pub(super) fn settle(&mut self, settlement: &Settlement<'_>, update: LinkUpdate) {
         self.park_conflicts(settlement);
+        self.journal_settled(settlement);
         let mut planned = false;
         for target in Side::BOTH {
             planned |= self.plan_write(settlement, target);
@@ -96,6 +97,25 @@ impl Decider<'_> {
             s.ids.fill(&mut opened);
             opened.fields = conflicts.iter().map(|c| c.field.clone()).collect();
             self.changeset.journal.push(opened);
+        }
+    }
+
+    /// A `settled` journal row per field its policy settled: the write
+    /// planned overwrites the losing side's edit, and this row is what
+    /// keeps it (both values, their times, the policy and what was kept).
+    /// Values are kept as the journal's other rows and the base snapshot
+    /// keep them: in the mirror, shown by `history`.
+    fn journal_settled(&mut self, s: &Settlement<'_>) {
+        for settled in &s.merged.settled {
+            let mut entry = NewJournalEntry::new(self.name(), s.entity, JournalAction::Settled);
+            entry.link = Some(s.link);
+            s.ids.fill(&mut entry);
+            entry.fields = vec![settled.field.clone()];
+            entry.direction = settled.winner.map(|w| Direction::towards(w.other()));
+            entry.detail = Some(settled_detail(settled, |side| {
+                self.pair.connector(side).side().to_owned()
+            }));
+            self.changeset.journal.push(entry);
         }
     }
 
@@ -199,6 +219,37 @@ impl Decider<'_> {
                 }
             }
         }
+    }
+}
+
+/// How a `settled` row reads, e.g. `newest kept app "Ann" (changed
+/// 2026-01-02T10:00:01.000Z) over ghl "Anne" (changed
+/// 2026-01-02T10:00:00.000Z)`; `name` gives a side's configured name.
+fn settled_detail(settled: &SettledField, name: impl Fn(Side) -> String) -> String {
+    let value = |v: &Option<Value>| v.as_ref().map_or("(cleared)".to_owned(), Value::to_string);
+    let side = |side: Side| {
+        let at = settled.times[side].map_or("-".to_owned(), |t| {
+            t.to_rfc3339_opts(SecondsFormat::Millis, true)
+        });
+        format!(
+            "{} {} (changed {at})",
+            name(side),
+            value(&settled.values[side])
+        )
+    };
+    let policy = settled.policy.as_str();
+    match settled.winner {
+        Some(winner) => format!(
+            "{policy} kept {} over {}",
+            side(winner),
+            side(winner.other())
+        ),
+        None => format!(
+            "{policy} of {} and {} kept {}",
+            side(Side::Ghl),
+            side(Side::App),
+            value(&settled.merged)
+        ),
     }
 }
 
