@@ -366,25 +366,37 @@ fn no_command_prints_a_secret() {
     }
 }
 
-/// check-config says which directories of the SQLite mirror `migrate` and
-/// the daemon will create, and creates none of them itself.
-#[test]
-fn check_config_names_the_sqlite_directories_it_would_create() {
-    let dir = tempfile::tempdir().unwrap();
-    let db = dir.path().join("missing").join("sub").join("ghlsync.db");
+/// `check-config` of a configuration whose mirror is the SQLite file `db`,
+/// asserting its exit code.
+fn check_config_with_sqlite(
+    dir: &std::path::Path,
+    db: &std::path::Path,
+    code: i32,
+) -> std::process::Output {
     write(
-        dir.path(),
+        dir,
         "ghlsync.toml",
         &format!(
             "state_dir = \".\"\n[database]\nurl = \"sqlite://{}\"\n",
             db.display()
         ),
     );
-    let run = ghlsync(dir.path())
+    ghlsync(dir)
         .args(["check-config", "--config", "ghlsync.toml"])
         .assert()
-        .code(0);
-    let stdout = String::from_utf8_lossy(&run.get_output().stdout).into_owned();
+        .code(code)
+        .get_output()
+        .clone()
+}
+
+/// check-config says which directories of the SQLite mirror `migrate` and
+/// the daemon will create, and creates none of them itself.
+#[test]
+fn check_config_names_the_sqlite_directories_it_would_create() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("missing").join("sub").join("ghlsync.db");
+    let run = check_config_with_sqlite(dir.path(), &db, 0);
+    let stdout = String::from_utf8_lossy(&run.stdout).into_owned();
     let expected = format!(
         "will create {}, {}",
         dir.path().join("missing").display(),
@@ -414,19 +426,8 @@ fn check_config_refuses_a_sqlite_directory_that_cannot_be_created() {
     let dir = tempfile::tempdir().unwrap();
     let blocker = write(dir.path(), "a-file", "not a directory");
     let db = blocker.join("sub").join("ghlsync.db");
-    write(
-        dir.path(),
-        "ghlsync.toml",
-        &format!(
-            "state_dir = \".\"\n[database]\nurl = \"sqlite://{}\"\n",
-            db.display()
-        ),
-    );
-    let run = ghlsync(dir.path())
-        .args(["check-config", "--config", "ghlsync.toml"])
-        .assert()
-        .code(2);
-    let stderr = String::from_utf8_lossy(&run.get_output().stderr).into_owned();
+    let run = check_config_with_sqlite(dir.path(), &db, 2);
+    let stderr = String::from_utf8_lossy(&run.stderr).into_owned();
     assert!(
         stderr.contains(&format!(
             "cannot create directory {}",
