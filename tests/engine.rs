@@ -277,6 +277,36 @@ async fn edits_to_different_fields_on_both_sides_both_survive() {
             h.app().contact(&app_id).unwrap()
         );
         assert_quiet_cycle(&h, Reconcile::Never, "after the merge").await;
+        // Each side's write is journaled with each side's own id, the write
+        // back to the side whose change was decided included.
+        let link = h
+            .engine
+            .store
+            .link_by_side_id(PAIR, EntityKind::Contact, Side::Ghl, &ghl_id)
+            .await
+            .unwrap()
+            .unwrap();
+        let planned: Vec<_> = h
+            .engine
+            .store
+            .journal_for_link(link.id, 100)
+            .await
+            .unwrap()
+            .into_iter()
+            // Updates: a create is planned before the other side's id exists.
+            .filter(|e| {
+                e.action == ghl_sync::store::JournalAction::Planned
+                    && e.detail.as_deref() != Some("create")
+            })
+            .collect();
+        assert!(!planned.is_empty());
+        for entry in &planned {
+            assert_eq!(
+                (entry.a_id.as_deref(), entry.b_id.as_deref()),
+                (Some(ghl_id.as_str()), Some(app_id.as_str())),
+                "{entry:?}"
+            );
+        }
     }
     assert!(h
         .engine

@@ -160,7 +160,10 @@ impl Decider<'_> {
                 target,
             ),
             target_id: ids.id_on(target),
-            source_id: Some(ids.source_id.clone()),
+            // The record on the other side: for the write back to the side
+            // whose change was decided, that is not `ids.source_id` (the
+            // target's own id), and the journal row would name it twice.
+            source_id: ids.id_on(target.other()),
             parent_id: ids.parents[target].clone(),
             payload: &payload,
             note: None,
