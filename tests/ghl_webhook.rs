@@ -14,12 +14,15 @@ use ghlsync_sim::ghl::{GhlSim, SimOptions, WebhookPublicKeys};
 use reqwest::header::{HeaderMap, HeaderValue};
 use serde_json::json;
 
-/// One signed `ContactUpdate` delivery from the simulator, and its keys.
-async fn delivery() -> (HeaderMap, Vec<u8>, WebhookKeys, WebhookPublicKeys) {
+/// One signed `ContactUpdate` delivery from the simulator, and its keys:
+/// signed with both schemes as GHL did before 2026-07-01 (`legacy_rsa`),
+/// or with Ed25519 only as it does now.
+async fn delivery(legacy_rsa: bool) -> (HeaderMap, Vec<u8>, WebhookKeys, WebhookPublicKeys) {
     let (url, received, _task) = sim_helpers::receiver().await;
     let sim = GhlSim::start(SimOptions {
         contacts_per_location: 2,
         webhook_url: Some(url),
+        legacy_rsa_signature: legacy_rsa,
         ..SimOptions::default()
     })
     .await
@@ -42,7 +45,12 @@ async fn delivery() -> (HeaderMap, Vec<u8>, WebhookKeys, WebhookPublicKeys) {
 
 #[tokio::test]
 async fn genuine_deliveries_verify_with_both_signatures() {
-    let (headers, body, keys, pems) = delivery().await;
+    // Today's delivery: Ed25519 only, the RSA header holding "N/A".
+    let (headers, body, keys, _) = delivery(false).await;
+    assert_eq!(headers[RSA_HEADER], "N/A");
+    assert_eq!(keys.verify(&headers, &body), Ok(Verified::Ed25519));
+
+    let (headers, body, keys, pems) = delivery(true).await;
     assert_eq!(keys.verify(&headers, &body), Ok(Verified::Both));
     let event = GhlEvent::parse(&body).unwrap();
     assert_eq!(event.kind, "ContactUpdate");
@@ -62,7 +70,7 @@ async fn genuine_deliveries_verify_with_both_signatures() {
 
 #[tokio::test]
 async fn tampered_forged_and_missing_signatures_are_refused() {
-    let (headers, body, keys, _) = delivery().await;
+    let (headers, body, keys, _) = delivery(true).await;
     let mut tampered = body.clone();
     tampered.extend_from_slice(b" ");
     assert!(matches!(

@@ -1521,6 +1521,8 @@ async fn webhooks_arrive_in_order_and_verify_with_the_published_keys() {
     let (sim, handle, location) = start(SimOptions {
         webhook_url: Some(url),
         seed: 5,
+        // As GHL signed before 2026-07-01: both schemes.
+        legacy_rsa_signature: true,
         ..options(3)
     })
     .await;
@@ -1863,5 +1865,40 @@ async fn the_cli_banner_lists_what_a_client_needs() {
         ghlsync_sim::ghl::start_from_args(&bad.args).await.is_err(),
         "unknown location index"
     );
+    sim.shutdown().await;
+}
+
+/// GHL signs webhooks with Ed25519 only since 2026-07-01, the legacy
+/// header holding `N/A` (field notes, "Webhook signatures"): so does the
+/// simulator by default.
+#[tokio::test]
+async fn webhooks_are_signed_with_ed25519_only_by_default() {
+    let (url, received, receiver_task) = receiver().await;
+    let (sim, handle, location) = start(SimOptions {
+        webhook_url: Some(url),
+        ..options(1)
+    })
+    .await;
+    let api = Api::ghl(&sim.base_url(), &handle.issue_token(&location, RW, None));
+    api.post(
+        "/contacts/",
+        json!({"locationId": location, "email": "ed@example.com"}),
+    )
+    .await;
+    assert!(handle.flush_webhooks(Duration::from_secs(20)).await);
+    let keys = handle.webhook_public_keys();
+    let ed_key = <ed25519_dalek::VerifyingKey as ed25519_dalek::pkcs8::DecodePublicKey>::from_public_key_pem(&keys.ed25519_pem).unwrap();
+    let b64 = base64::engine::general_purpose::STANDARD;
+    let deliveries = received.all();
+    assert!(!deliveries.is_empty());
+    for (headers, body) in &deliveries {
+        assert_eq!(headers["x-wh-signature"], "N/A");
+        let signature = b64
+            .decode(headers["x-ghl-signature"].to_str().unwrap())
+            .unwrap();
+        let signature = ed25519_dalek::Signature::from_slice(&signature).unwrap();
+        ed_key.verify_strict(body, &signature).unwrap();
+    }
+    receiver_task.abort();
     sim.shutdown().await;
 }

@@ -106,6 +106,10 @@ pub struct GhlSimArgs {
     /// or `generous` (every field the simulator holds).
     #[arg(long, value_enum, default_value_t = RecordShapes::SpecStrict)]
     pub record_shapes: RecordShapes,
+    /// Sign webhooks with the legacy RSA `x-wh-signature` too, as GHL did
+    /// before 2026-07-01 (by default: Ed25519 only, `x-wh-signature: N/A`).
+    #[arg(long)]
+    pub legacy_rsa_signature: bool,
 }
 
 impl GhlSimArgs {
@@ -126,6 +130,7 @@ impl GhlSimArgs {
             webhook_url: self.webhook_url.clone(),
             allow_duplicate_contacts: self.allow_duplicate_contacts,
             record_shapes: self.record_shapes,
+            legacy_rsa_signature: self.legacy_rsa_signature,
             ..SimOptions::default()
         }
     }

@@ -128,6 +128,10 @@ pub struct SimOptions {
     /// contact's `dateUpdated`. Off by default (the spec does not say it
     /// does; no `ContactUpdate` is emitted either way).
     pub child_writes_touch_contact: bool,
+    /// Sign webhooks with the legacy RSA `x-wh-signature` too, as GHL did
+    /// before 2026-07-01. Off by default: GHL signs with Ed25519 only now
+    /// and sends `x-wh-signature: N/A` (field notes, "Webhook signatures").
+    pub legacy_rsa_signature: bool,
     /// What answers and webhooks carry: only what the spec's schemas list
     /// ([`RecordShapes::SpecStrict`], the default; see [`shapes`]) or
     /// every field the simulator holds ([`RecordShapes::Generous`]). Change it later
@@ -177,6 +181,7 @@ impl Default for SimOptions {
             webhook_queue: 10_000,
             allow_duplicate_contacts: false,
             child_writes_touch_contact: false,
+            legacy_rsa_signature: false,
             record_shapes: RecordShapes::default(),
             search_lag: Duration::ZERO,
         }
@@ -232,6 +237,7 @@ impl GhlSim {
                 ChaCha8Rng::seed_from_u64(options.seed ^ 0x6661_756c_7473),
                 webhooks::start(
                     options.seed,
+                    options.legacy_rsa_signature,
                     options.webhook_url.clone(),
                     options.webhook_queue,
                     launch.stopping.clone(),

@@ -1,9 +1,12 @@
 //! Webhook delivery: every change (through the API or the `*_as_user`
 //! methods) is POSTed to the configured URL with GHL's payload for that
 //! event, a unique `webhookId` and a `timestamp`, and signed over the raw
-//! body twice:
-//! - `x-wh-signature`: base64 RSA-SHA256 (PKCS#1 v1.5), 2048-bit key;
-//! - `x-ghl-signature`: base64 Ed25519.
+//! body as GHL signs it since 2026-07-01: `x-ghl-signature`, base64
+//! Ed25519, with `x-wh-signature: N/A` ("A header that is present but holds
+//! the literal text `N/A` means not signed with this scheme": field notes,
+//! "Webhook signatures"). With `SimOptions::legacy_rsa_signature`, as GHL
+//! did before: `x-wh-signature` is also a base64 RSA-SHA256 (PKCS#1 v1.5)
+//! signature, 2048-bit key (`WebhookAuthentication.md`).
 //!
 //! The key pairs are derived from the seed (ChaCha RNG), generated once per
 //! process per seed and cached (RSA key generation is slow in debug
@@ -71,15 +74,20 @@ impl SigningKeys {
 
     /// `(x-wh-signature, x-ghl-signature)` of a body.
     pub fn sign(&self, body: &[u8]) -> (String, String) {
-        use ed25519_dalek::Signer as _;
         let digest = Sha256::digest(body);
         let rsa_sig = self
             .rsa
             .sign(rsa::Pkcs1v15Sign::new::<Sha256>(), &digest)
             .expect("RSA signing");
-        let ed_sig = self.ed25519.sign(body);
         let b64 = base64::engine::general_purpose::STANDARD;
-        (b64.encode(rsa_sig), b64.encode(ed_sig.to_bytes()))
+        (b64.encode(rsa_sig), self.sign_ed25519(body))
+    }
+
+    /// `x-ghl-signature` of a body: base64 Ed25519.
+    pub fn sign_ed25519(&self, body: &[u8]) -> String {
+        use ed25519_dalek::Signer as _;
+        let b64 = base64::engine::general_purpose::STANDARD;
+        b64.encode(self.ed25519.sign(body).to_bytes())
     }
 }
 
@@ -100,10 +108,11 @@ pub(crate) fn signing_keys(seed: u64) -> Arc<SigningKeys> {
         .clone()
 }
 
-/// Signs with the seed's key pairs: `x-wh-signature` (RSA) and
-/// `x-ghl-signature` (Ed25519).
+/// Signs with the seed's key pairs: `x-ghl-signature` (Ed25519), and
+/// `x-wh-signature` (RSA) only when `legacy_rsa`, else `N/A`.
 struct GhlSigner {
     seed: u64,
+    legacy_rsa: bool,
 }
 
 impl Signer for GhlSigner {
@@ -112,7 +121,11 @@ impl Signer for GhlSigner {
         let keys = tokio::task::spawn_blocking(move || signing_keys(seed))
             .await
             .ok()?;
-        let (rsa_sig, ed_sig) = keys.sign(body);
+        let (rsa_sig, ed_sig) = if self.legacy_rsa {
+            keys.sign(body)
+        } else {
+            ("N/A".to_owned(), keys.sign_ed25519(body))
+        };
         Some(vec![
             ("x-wh-signature", rsa_sig),
             ("x-ghl-signature", ed_sig),
@@ -126,13 +139,14 @@ const SHARDS: usize = 4;
 /// Starts the webhook queue of a simulator (on the current tokio runtime).
 pub(crate) fn start(
     seed: u64,
+    legacy_rsa: bool,
     url: Option<String>,
     capacity: usize,
     shutdown: watch::Receiver<bool>,
 ) -> WebhookQueue {
     WebhookQueue::start(
         "ghl sim",
-        GhlSigner { seed },
+        GhlSigner { seed, legacy_rsa },
         SHARDS,
         capacity,
         url,
