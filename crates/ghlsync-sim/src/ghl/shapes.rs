@@ -20,7 +20,10 @@
 
 use serde_json::Value;
 
-use super::model::{EventKind, Record};
+use super::model::Record;
+
+mod webhooks;
+pub use webhooks::*;
 
 /// How much a simulator's answers and webhooks carry beyond the spec.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
@@ -318,112 +321,6 @@ pub const ATTRIBUTION_SOURCE_FIELDS: &[&str] = &[
     "mediumId",
 ];
 
-// --- webhook payloads (shared/ghl-api/docs/webhooks/*.md) -------------------
-// These docs are not vendored in the repository, so no test reads them;
-// the lists are copied from their `json_schema` blocks. The `webhookId`
-// and `timestamp` every delivery carries come from
-// `docs/oauth/WebhookAuthentication.md` and are added after trimming.
-
-/// `ContactCreate`, `ContactUpdate`, `ContactDelete`, `ContactTagUpdate`
-/// (`docs/webhooks/Contact*.md`): no `dateUpdated`, no lower-case copies.
-pub const WEBHOOK_CONTACT_FIELDS: &[&str] = &[
-    "type",
-    "locationId",
-    "id",
-    "address1",
-    "city",
-    "companyName",
-    "country",
-    "source",
-    "dateAdded",
-    "dateOfBirth",
-    "dnd",
-    "email",
-    "name",
-    "firstName",
-    "lastName",
-    "phone",
-    "postalCode",
-    "state",
-    "tags",
-    "website",
-    "attachments",
-    "assignedTo",
-    "customFields",
-];
-
-/// `ContactDndUpdate` (`docs/webhooks/ContactDndUpdate.md`): the contact
-/// fields plus `dndSettings` (channels `SMS`, `Email`, `GMB`, `FB`,
-/// `WhatsApp`, `Call`, each `{status, message, code}`).
-pub const WEBHOOK_CONTACT_DND_FIELDS: &[&str] = &[
-    "type",
-    "locationId",
-    "id",
-    "address1",
-    "city",
-    "companyName",
-    "country",
-    "source",
-    "dateAdded",
-    "dateOfBirth",
-    "dnd",
-    "dndSettings",
-    "email",
-    "name",
-    "firstName",
-    "lastName",
-    "phone",
-    "postalCode",
-    "state",
-    "tags",
-    "website",
-    "attachments",
-    "assignedTo",
-    "customFields",
-];
-
-/// `TaskCreate`, `TaskComplete`, `TaskDelete` (`docs/webhooks/Task*.md`):
-/// `dateAdded` but no `dateUpdated`, and no `completed`.
-pub const WEBHOOK_TASK_FIELDS: &[&str] = &[
-    "type",
-    "locationId",
-    "id",
-    "assignedTo",
-    "body",
-    "contactId",
-    "title",
-    "dateAdded",
-    "dueDate",
-];
-
-/// `NoteCreate`, `NoteUpdate`, `NoteDelete` (`docs/webhooks/Note*.md`).
-pub const WEBHOOK_NOTE_FIELDS: &[&str] =
-    &["type", "locationId", "id", "body", "contactId", "dateAdded"];
-
-/// `AppointmentCreate`, `AppointmentUpdate`, `AppointmentDelete`
-/// (`docs/webhooks/Appointment*.md`): the envelope.
-pub const WEBHOOK_APPOINTMENT_ENVELOPE_FIELDS: &[&str] = &["type", "locationId", "appointment"];
-
-/// The `appointment` object of those events (no `status`, no
-/// `locationId`, but `source`).
-pub const WEBHOOK_APPOINTMENT_FIELDS: &[&str] = &[
-    "id",
-    "address",
-    "title",
-    "calendarId",
-    "contactId",
-    "groupId",
-    "appointmentStatus",
-    "assignedUserId",
-    "users",
-    "notes",
-    "source",
-    "startTime",
-    "endTime",
-    "dateAdded",
-    "dateUpdated",
-];
-
 // --- the shapes -------------------------------------------------------------
 
 const CUSTOM_FIELD: Shape = Shape {
@@ -505,56 +402,6 @@ pub const EVENT: Shape = Shape {
     nested: &[],
 };
 
-const WEBHOOK_CONTACT: Shape = Shape {
-    source: "docs/webhooks/ContactCreate.md",
-    fields: WEBHOOK_CONTACT_FIELDS,
-    nested: &[("customFields", &CUSTOM_FIELD)],
-};
-const WEBHOOK_CONTACT_DND: Shape = Shape {
-    source: "docs/webhooks/ContactDndUpdate.md",
-    fields: WEBHOOK_CONTACT_DND_FIELDS,
-    nested: &[
-        ("customFields", &CUSTOM_FIELD),
-        ("dndSettings", &DND_SETTINGS),
-    ],
-};
-const WEBHOOK_TASK: Shape = Shape {
-    source: "docs/webhooks/TaskCreate.md",
-    fields: WEBHOOK_TASK_FIELDS,
-    nested: &[],
-};
-const WEBHOOK_NOTE: Shape = Shape {
-    source: "docs/webhooks/NoteCreate.md",
-    fields: WEBHOOK_NOTE_FIELDS,
-    nested: &[],
-};
-const WEBHOOK_APPOINTMENT_RECORD: Shape = Shape {
-    source: "docs/webhooks/AppointmentCreate.md (appointment)",
-    fields: WEBHOOK_APPOINTMENT_FIELDS,
-    nested: &[],
-};
-const WEBHOOK_APPOINTMENT: Shape = Shape {
-    source: "docs/webhooks/AppointmentCreate.md",
-    fields: WEBHOOK_APPOINTMENT_ENVELOPE_FIELDS,
-    nested: &[("appointment", &WEBHOOK_APPOINTMENT_RECORD)],
-};
-
-/// The documented payload of a webhook event.
-pub(crate) fn webhook_shape(kind: EventKind) -> &'static Shape {
-    match kind {
-        EventKind::ContactCreate
-        | EventKind::ContactUpdate
-        | EventKind::ContactDelete
-        | EventKind::ContactTagUpdate => &WEBHOOK_CONTACT,
-        EventKind::ContactDndUpdate => &WEBHOOK_CONTACT_DND,
-        EventKind::TaskCreate | EventKind::TaskComplete | EventKind::TaskDelete => &WEBHOOK_TASK,
-        EventKind::NoteCreate | EventKind::NoteUpdate | EventKind::NoteDelete => &WEBHOOK_NOTE,
-        EventKind::AppointmentCreate
-        | EventKind::AppointmentUpdate
-        | EventKind::AppointmentDelete => &WEBHOOK_APPOINTMENT,
-    }
-}
-
 impl RecordShapes {
     /// `record` as this mode sends it in an answer of `shape`.
     pub(crate) fn apply(self, record: Record, shape: &Shape) -> Record {
@@ -618,47 +465,4 @@ impl RecordShapes {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use serde_json::json;
-
-    #[test]
-    fn trimming_keeps_listed_fields_and_trims_nested_objects() {
-        let record = json!({
-            "id": "c", "contactName": "x", "dateUpdated": "2021-07-02T05:18:26.704Z",
-            "customFields": [{"id": "f", "value": "v", "extra": 1}],
-            "dndSettings": {"Email": {"status": "active", "why": "?"}, "Fax": {}},
-        });
-        let record = record.as_object().unwrap();
-        let strict = RecordShapes::SpecStrict.apply(record.clone(), &CONTACT_BY_ID);
-        assert_eq!(
-            Value::Object(strict),
-            json!({
-                "id": "c", "dateUpdated": "2021-07-02T05:18:26.704Z",
-                "customFields": [{"id": "f", "value": "v"}],
-                "dndSettings": {"Email": {"status": "active"}},
-            })
-        );
-        assert_eq!(
-            &RecordShapes::Generous.apply(record.clone(), &CONTACT_BY_ID),
-            record
-        );
-        let task = json!({"id": "t", "dateAdded": "a", "dateUpdated": "b", "priority": 1});
-        assert_eq!(
-            Value::Object(TASK.trim(task.as_object().unwrap())),
-            json!({"id": "t"})
-        );
-    }
-
-    #[test]
-    fn listed_shapes_are_the_search_schema_and_the_contacts_own_fields() {
-        let mut listed: Vec<&str> = CONTACTS_SEARCH_SCHEMA_FIELDS.to_vec();
-        for field in CONTACT_BY_ID_SCHEMA_FIELDS {
-            if !listed.contains(field) {
-                listed.push(field);
-            }
-        }
-        assert!(listed.contains(&"dateUpdated"));
-        assert_eq!(LISTED_CONTACT_FIELDS, listed.as_slice());
-    }
-}
+mod tests;

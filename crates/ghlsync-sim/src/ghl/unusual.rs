@@ -189,245 +189,298 @@ fn planted(rng: &mut ChaCha8Rng, target: &Target<'_>, index: usize) -> Planted {
     let added = rng.gen_range(FROM_MS..TO_MS);
     let updated = rng.gen_range(added..=TO_MS);
     let user = target.users.choose(rng).cloned().unwrap_or_default();
-    let field_ids: Vec<String> = target.custom_fields.iter().map(|d| d.id.clone()).collect();
-    let field = |i: usize| {
-        field_ids
-            .get(i % field_ids.len().max(1))
-            .cloned()
-            .unwrap_or_default()
+    let mut d = Draft {
+        target,
+        id,
+        added,
+        updated,
+        user,
+        contact: Record::new(),
+        tasks: Vec::new(),
+        notes: Vec::new(),
+        appointments: Vec::new(),
     };
-    let mut contact = Record::new();
-    contact.insert("id".into(), json!(id));
-    contact.insert("locationId".into(), json!(target.location_id));
-    contact.insert("type".into(), json!("lead"));
-    let mut tasks = Vec::new();
-    let mut notes = Vec::new();
-    let mut appointments = Vec::new();
-    let child =
-        |rng: &mut ChaCha8Rng| -> (String, i64) { (gen_id(rng), rng.gen_range(added..=TO_MS)) };
+    d.contact.insert("id".into(), json!(d.id));
+    d.contact
+        .insert("locationId".into(), json!(target.location_id));
+    d.contact.insert("type".into(), json!("lead"));
     match index % UNUSUAL_VARIANTS {
-        0 => {
-            // Long, empty and absent.
-            let first = long_name(rng, 500);
-            contact.insert("firstName".into(), json!(first));
-            contact.insert("lastName".into(), json!(""));
-            lower_names(&mut contact, &first, "");
-            // No email, phone or address: none is required.
-            contact.insert("companyName".into(), json!(""));
-            contact.insert("source".into(), json!(""));
-            contact.insert("tags".into(), json!([]));
-            contact.insert("customFields".into(), json!([]));
-            contact.insert("followers".into(), json!([]));
-            contact.insert("dateAdded".into(), json!(iso_millis(added)));
-            contact.insert("dateUpdated".into(), json!(iso_millis(updated)));
-            let (task_id, at) = child(rng);
-            tasks.push(task(
-                &task_id,
-                &id,
-                json!({"title": "", "body": "", "completed": false, "dueDate": iso_seconds(at)}),
-                at,
-            ));
-            let (note_id, at) = child(rng);
-            let body = long_text(rng, 10 * 1024);
-            notes.push(note(
-                &note_id,
-                &id,
-                json!({"body": body, "title": "", "pinned": false, "dateAdded": iso_millis(at)}),
-                at,
-            ));
-        }
-        1 => {
-            // Unicode everywhere, dates with a +00:00 offset.
-            let first = format!("{} {}", pick(rng, EMOJI), pick(rng, COMBINING));
-            let last = pick(rng, RTL).to_string();
-            contact.insert("firstName".into(), json!(first));
-            contact.insert("lastName".into(), json!(last));
-            lower_names(&mut contact, &first, &last);
-            let email = "Zoë.Ünïcode+tag@exämple.com";
-            contact.insert("email".into(), json!(email));
-            contact.insert("emailLowerCase".into(), json!(email.to_lowercase()));
-            contact.insert("companyName".into(), json!(pick(rng, RTL)));
-            contact.insert(
-                "address1".into(),
-                json!(format!("{} Straße 5", pick(rng, COMBINING))),
-            );
-            contact.insert("city".into(), json!("תל אביב-יפו"));
-            // `ContactsSearchSchema.country` example.
-            contact.insert("country".into(), json!("DE"));
-            // `ContactsSearchSchema.timezone` example.
-            contact.insert("timezone".into(), json!("Asia/Calcutta"));
-            contact.insert(
-                "tags".into(),
-                json!([pick(rng, EMOJI), pick(rng, RTL), pick(rng, COMBINING)]),
-            );
-            contact.insert(
-                "customFields".into(),
-                json!([
-                    {"id": field(0), "value": format!("{} {}", pick(rng, EMOJI), pick(rng, RTL))},
-                    {"id": field(1), "value": pick(rng, COMBINING)},
-                ]),
-            );
-            contact.insert("assignedTo".into(), json!(user));
-            contact.insert("dateAdded".into(), json!(iso_offset(added, true)));
-            contact.insert("dateUpdated".into(), json!(iso_offset(updated, false)));
-            let (task_id, at) = child(rng);
-            tasks.push(task(
-                &task_id,
-                &id,
-                json!({
-                    "title": pick(rng, EMOJI),
-                    "body": format!("{}\n{}", pick(rng, RTL), pick(rng, COMBINING)),
-                    "assignedTo": user,
-                    "completed": true,
-                    "dueDate": iso_offset(at, true),
-                }),
-                at,
-            ));
-            let (note_id, at) = child(rng);
-            notes.push(note(
-                &note_id,
-                &id,
-                json!({
-                    "body": format!("{} {} {}", pick(rng, RTL), pick(rng, EMOJI), pick(rng, RTL)),
-                    "title": pick(rng, COMBINING),
-                    // `GetNoteSchema.color` example.
-                    "color": "#FFAA00",
-                    "pinned": true,
-                    "userId": user,
-                    "dateAdded": iso_offset(at, false),
-                }),
-                at,
-            ));
-        }
-        2 => {
-            // Nulls where nullable, digits in strings, DND settings.
-            contact.insert("firstName".into(), json!(pick(rng, PLAIN)));
-            contact.insert("lastName".into(), json!("O'Brien-Łukasiewicz"));
-            // `GetContectByIdSchema.phone`: a string (example
-            // "+18832327657"), never a number.
-            contact.insert(
-                "phone".into(),
-                json!(format!("+1883232{:04}", rng.gen_range(0..10_000))),
-            );
-            contact.insert("postalCode".into(), json!("00501"));
-            contact.insert("website".into(), json!(""));
-            contact.insert("dateOfBirth".into(), json!("1990-09-25"));
-            contact.insert(
-                "customFields".into(),
-                json!([
-                    {"id": field(0), "value": "42"},
-                    {"id": field(1), "value": "3.50"},
-                    {"id": field(2), "value": ""},
-                ]),
-            );
-            let typed = target.custom_fields.iter().filter_map(|def| {
-                typed_value(def).map(|value| json!({"id": def.id, "value": value}))
-            });
-            if let Some(Value::Array(values)) = contact.get_mut("customFields") {
-                values.extend(typed);
-            }
-            // `AttributionSource`: `url` required, the rest nullable.
-            let attribution = json!({
-                "url": "", "campaign": null, "utmSource": null, "utmMedium": null,
-                "utmContent": null, "referrer": null, "campaignId": null, "fbclid": null,
-                "gclid": null, "msclikid": null, "dclid": null, "fbc": null, "fbp": null,
-                "fbEventId": null, "userAgent": null, "ip": null, "medium": null,
-                "mediumId": null,
-            });
-            contact.insert("attributionSource".into(), attribution.clone());
-            contact.insert(
-                "lastAttributionSource".into(),
-                json!({"url": "Trigger Link", "medium": "survey", "mediumId": null}),
-            );
-            contact.insert("attributions".into(), json!([attribution]));
-            contact.insert("dnd".into(), json!(true));
-            // `DndSettingSchema`: `status` required, one of active,
-            // inactive, permanent; message and code optional strings.
-            contact.insert(
-                "dndSettings".into(),
-                json!({
-                    "Email": {"status": "inactive", "message": "", "code": ""},
-                    "SMS": {"status": "permanent"},
-                }),
-            );
-            contact.insert("tags".into(), json!([]));
-            contact.insert("dateAdded".into(), json!(iso_seconds(added)));
-            contact.insert("dateUpdated".into(), json!(iso_millis(updated)));
-            let (task_id, at) = child(rng);
-            tasks.push(task(
-                &task_id,
-                &id,
-                json!({"title": "12345", "body": "", "completed": false, "dueDate": iso_millis(at)}),
-                at,
-            ));
-            let (note_id, at) = child(rng);
-            notes.push(note(
-                &note_id,
-                &id,
-                json!({"body": "", "dateAdded": iso_seconds(at)}),
-                at,
-            ));
-        }
-        _ => {
-            // An appointment with the spec's own time spelling.
-            let first = pick(rng, RTL).to_string();
-            let last = pick(rng, EMOJI).to_string();
-            contact.insert("firstName".into(), json!(first));
-            contact.insert("lastName".into(), json!(last));
-            lower_names(&mut contact, &first, &last);
-            contact.insert("email".into(), json!("UPPER.CASE@EXAMPLE.COM"));
-            contact.insert("followers".into(), json!([]));
-            contact.insert("dateAdded".into(), json!(iso_millis(added)));
-            contact.insert("dateUpdated".into(), json!(iso_offset(updated, true)));
-            let (appointment_id, at) = child(rng);
-            let start = at + rng.gen_range(1..14) * 24 * 3600 * 1000;
-            let calendar = target.calendars.choose(rng).cloned().unwrap_or_default();
-            let mut appointment = Record::new();
-            for (key, value) in [
-                ("id", json!(appointment_id)),
-                ("calendarId", json!(calendar)),
-                // `GetEventSchema` examples: status "booked",
-                // appointmentStatus "booked".
-                ("status", json!("booked")),
-                ("appointmentStatus", json!("booked")),
-                (
-                    "title",
-                    json!(format!("{} {}", pick(rng, EMOJI), pick(rng, RTL))),
-                ),
-                ("assignedUserId", json!(user)),
-                ("users", json!([])),
-                ("assignedResources", json!([])),
-                ("notes", json!("")),
-                ("address", json!("")),
-                ("startTime", json!(spaced(start))),
-                ("endTime", json!(spaced(start + 30 * 60 * 1000))),
-                ("locationId", json!(target.location_id)),
-                ("contactId", json!(id)),
-                ("dateAdded", json!(spaced(at))),
-                ("dateUpdated", json!(spaced(at))),
-            ] {
-                appointment.insert(key.into(), value);
-            }
-            appointments.push(appointment);
-            let (task_id, at) = child(rng);
-            tasks.push(task(
-                &task_id,
-                &id,
-                json!({
-                    "title": long_name(rng, 500),
-                    "completed": false,
-                    "dueDate": iso_offset(at, true),
-                }),
-                at,
-            ));
-        }
+        0 => long_empty_and_absent(&mut d, rng),
+        1 => unicode_everywhere(&mut d, rng),
+        2 => nulls_digits_and_dnd(&mut d, rng),
+        _ => an_appointment_spelled_as_the_spec(&mut d, rng),
     }
     Planted {
-        contact,
-        tasks,
-        notes,
-        appointments,
+        contact: d.contact,
+        tasks: d.tasks,
+        notes: d.notes,
+        appointments: d.appointments,
     }
+}
+
+/// A contact being planted, and the children its variant gives it.
+struct Draft<'a> {
+    target: &'a Target<'a>,
+    id: String,
+    added: i64,
+    updated: i64,
+    user: String,
+    contact: Record,
+    tasks: Vec<Record>,
+    notes: Vec<Record>,
+    appointments: Vec<Record>,
+}
+
+impl Draft<'_> {
+    /// The id of the location's `i`-th custom field (cycling).
+    fn field(&self, i: usize) -> String {
+        let fields = self.target.custom_fields;
+        fields
+            .get(i % fields.len().max(1))
+            .map(|d| d.id.clone())
+            .unwrap_or_default()
+    }
+
+    /// A child's id and time, no earlier than the contact.
+    fn child(&self, rng: &mut ChaCha8Rng) -> (String, i64) {
+        (gen_id(rng), rng.gen_range(self.added..=TO_MS))
+    }
+}
+
+/// Long, empty and absent values.
+fn long_empty_and_absent(d: &mut Draft<'_>, rng: &mut ChaCha8Rng) {
+    let first = long_name(rng, 500);
+    d.contact.insert("firstName".into(), json!(first));
+    d.contact.insert("lastName".into(), json!(""));
+    lower_names(&mut d.contact, &first, "");
+    // No email, phone or address: none is required.
+    d.contact.insert("companyName".into(), json!(""));
+    d.contact.insert("source".into(), json!(""));
+    d.contact.insert("tags".into(), json!([]));
+    d.contact.insert("customFields".into(), json!([]));
+    d.contact.insert("followers".into(), json!([]));
+    d.contact
+        .insert("dateAdded".into(), json!(iso_millis(d.added)));
+    d.contact
+        .insert("dateUpdated".into(), json!(iso_millis(d.updated)));
+    let (task_id, at) = d.child(rng);
+    d.tasks.push(task(
+        &task_id,
+        &d.id,
+        json!({"title": "", "body": "", "completed": false, "dueDate": iso_seconds(at)}),
+        at,
+    ));
+    let (note_id, at) = d.child(rng);
+    let body = long_text(rng, 10 * 1024);
+    d.notes.push(note(
+        &note_id,
+        &d.id,
+        json!({"body": body, "title": "", "pinned": false, "dateAdded": iso_millis(at)}),
+        at,
+    ));
+}
+
+/// Unicode everywhere, dates with a `+00:00` offset.
+fn unicode_everywhere(d: &mut Draft<'_>, rng: &mut ChaCha8Rng) {
+    let first = format!("{} {}", pick(rng, EMOJI), pick(rng, COMBINING));
+    let last = pick(rng, RTL).to_string();
+    d.contact.insert("firstName".into(), json!(first));
+    d.contact.insert("lastName".into(), json!(last));
+    lower_names(&mut d.contact, &first, &last);
+    let email = "Zoë.Ünïcode+tag@exämple.com";
+    d.contact.insert("email".into(), json!(email));
+    d.contact
+        .insert("emailLowerCase".into(), json!(email.to_lowercase()));
+    d.contact
+        .insert("companyName".into(), json!(pick(rng, RTL)));
+    d.contact.insert(
+        "address1".into(),
+        json!(format!("{} Straße 5", pick(rng, COMBINING))),
+    );
+    d.contact.insert("city".into(), json!("תל אביב-יפו"));
+    // `ContactsSearchSchema.country` example.
+    d.contact.insert("country".into(), json!("DE"));
+    // `ContactsSearchSchema.timezone` example.
+    d.contact.insert("timezone".into(), json!("Asia/Calcutta"));
+    d.contact.insert(
+        "tags".into(),
+        json!([pick(rng, EMOJI), pick(rng, RTL), pick(rng, COMBINING)]),
+    );
+    d.contact.insert(
+        "customFields".into(),
+        json!([
+            {"id": d.field(0), "value": format!("{} {}", pick(rng, EMOJI), pick(rng, RTL))},
+            {"id": d.field(1), "value": pick(rng, COMBINING)},
+        ]),
+    );
+    d.contact.insert("assignedTo".into(), json!(d.user));
+    d.contact
+        .insert("dateAdded".into(), json!(iso_offset(d.added, true)));
+    d.contact
+        .insert("dateUpdated".into(), json!(iso_offset(d.updated, false)));
+    let (task_id, at) = d.child(rng);
+    d.tasks.push(task(
+        &task_id,
+        &d.id,
+        json!({
+            "title": pick(rng, EMOJI),
+            "body": format!("{}\n{}", pick(rng, RTL), pick(rng, COMBINING)),
+            "assignedTo": d.user,
+            "completed": true,
+            "dueDate": iso_offset(at, true),
+        }),
+        at,
+    ));
+    let (note_id, at) = d.child(rng);
+    d.notes.push(note(
+        &note_id,
+        &d.id,
+        json!({
+            "body": format!("{} {} {}", pick(rng, RTL), pick(rng, EMOJI), pick(rng, RTL)),
+            "title": pick(rng, COMBINING),
+            // `GetNoteSchema.color` example.
+            "color": "#FFAA00",
+            "pinned": true,
+            "userId": d.user,
+            "dateAdded": iso_offset(at, false),
+        }),
+        at,
+    ));
+}
+
+/// Nulls where nullable, digits in strings, DND settings.
+fn nulls_digits_and_dnd(d: &mut Draft<'_>, rng: &mut ChaCha8Rng) {
+    d.contact
+        .insert("firstName".into(), json!(pick(rng, PLAIN)));
+    d.contact
+        .insert("lastName".into(), json!("O'Brien-Łukasiewicz"));
+    // `GetContectByIdSchema.phone`: a string (example
+    // "+18832327657"), never a number.
+    d.contact.insert(
+        "phone".into(),
+        json!(format!("+1883232{:04}", rng.gen_range(0..10_000))),
+    );
+    d.contact.insert("postalCode".into(), json!("00501"));
+    d.contact.insert("website".into(), json!(""));
+    d.contact.insert("dateOfBirth".into(), json!("1990-09-25"));
+    d.contact.insert(
+        "customFields".into(),
+        json!([
+            {"id": d.field(0), "value": "42"},
+            {"id": d.field(1), "value": "3.50"},
+            {"id": d.field(2), "value": ""},
+        ]),
+    );
+    let typed = d
+        .target
+        .custom_fields
+        .iter()
+        .filter_map(|def| typed_value(def).map(|value| json!({"id": def.id, "value": value})));
+    if let Some(Value::Array(values)) = d.contact.get_mut("customFields") {
+        values.extend(typed);
+    }
+    // `AttributionSource`: `url` required, the rest nullable.
+    let attribution = json!({
+        "url": "", "campaign": null, "utmSource": null, "utmMedium": null,
+        "utmContent": null, "referrer": null, "campaignId": null, "fbclid": null,
+        "gclid": null, "msclikid": null, "dclid": null, "fbc": null, "fbp": null,
+        "fbEventId": null, "userAgent": null, "ip": null, "medium": null,
+        "mediumId": null,
+    });
+    d.contact
+        .insert("attributionSource".into(), attribution.clone());
+    d.contact.insert(
+        "lastAttributionSource".into(),
+        json!({"url": "Trigger Link", "medium": "survey", "mediumId": null}),
+    );
+    d.contact
+        .insert("attributions".into(), json!([attribution]));
+    d.contact.insert("dnd".into(), json!(true));
+    // `DndSettingSchema`: `status` required, one of active,
+    // inactive, permanent; message and code optional strings.
+    d.contact.insert(
+        "dndSettings".into(),
+        json!({
+            "Email": {"status": "inactive", "message": "", "code": ""},
+            "SMS": {"status": "permanent"},
+        }),
+    );
+    d.contact.insert("tags".into(), json!([]));
+    d.contact
+        .insert("dateAdded".into(), json!(iso_seconds(d.added)));
+    d.contact
+        .insert("dateUpdated".into(), json!(iso_millis(d.updated)));
+    let (task_id, at) = d.child(rng);
+    d.tasks.push(task(
+        &task_id,
+        &d.id,
+        json!({"title": "12345", "body": "", "completed": false, "dueDate": iso_millis(at)}),
+        at,
+    ));
+    let (note_id, at) = d.child(rng);
+    d.notes.push(note(
+        &note_id,
+        &d.id,
+        json!({"body": "", "dateAdded": iso_seconds(at)}),
+        at,
+    ));
+}
+
+/// An appointment with the spec's own time spelling.
+fn an_appointment_spelled_as_the_spec(d: &mut Draft<'_>, rng: &mut ChaCha8Rng) {
+    let first = pick(rng, RTL).to_string();
+    let last = pick(rng, EMOJI).to_string();
+    d.contact.insert("firstName".into(), json!(first));
+    d.contact.insert("lastName".into(), json!(last));
+    lower_names(&mut d.contact, &first, &last);
+    d.contact
+        .insert("email".into(), json!("UPPER.CASE@EXAMPLE.COM"));
+    d.contact.insert("followers".into(), json!([]));
+    d.contact
+        .insert("dateAdded".into(), json!(iso_millis(d.added)));
+    d.contact
+        .insert("dateUpdated".into(), json!(iso_offset(d.updated, true)));
+    let (appointment_id, at) = d.child(rng);
+    let start = at + rng.gen_range(1..14) * 24 * 3600 * 1000;
+    let calendar = d.target.calendars.choose(rng).cloned().unwrap_or_default();
+    let mut appointment = Record::new();
+    for (key, value) in [
+        ("id", json!(appointment_id)),
+        ("calendarId", json!(calendar)),
+        // `GetEventSchema` examples: status "booked",
+        // appointmentStatus "booked".
+        ("status", json!("booked")),
+        ("appointmentStatus", json!("booked")),
+        (
+            "title",
+            json!(format!("{} {}", pick(rng, EMOJI), pick(rng, RTL))),
+        ),
+        ("assignedUserId", json!(d.user)),
+        ("users", json!([])),
+        ("assignedResources", json!([])),
+        ("notes", json!("")),
+        ("address", json!("")),
+        ("startTime", json!(spaced(start))),
+        ("endTime", json!(spaced(start + 30 * 60 * 1000))),
+        ("locationId", json!(d.target.location_id)),
+        ("contactId", json!(d.id)),
+        ("dateAdded", json!(spaced(at))),
+        ("dateUpdated", json!(spaced(at))),
+    ] {
+        appointment.insert(key.into(), value);
+    }
+    d.appointments.push(appointment);
+    let (task_id, at) = d.child(rng);
+    d.tasks.push(task(
+        &task_id,
+        &d.id,
+        json!({
+            "title": long_name(rng, 500),
+            "completed": false,
+            "dueDate": iso_offset(at, true),
+        }),
+        at,
+    ));
 }
 
 /// A task: `fields` plus its id and contact. The simulator keeps a
