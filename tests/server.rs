@@ -273,6 +273,75 @@ async fn webhooks_propagate_both_ways_without_waiting_for_a_poll() {
     daemon.stop().await;
 }
 
+/// Ready after the first successful poll of each side, not after the
+/// first full reconciliation, which reads every contact's tasks and notes
+/// and can take far longer than a poll at a real location's size.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn readyz_is_ready_after_the_first_polls_before_the_reconciliation_ends() {
+    let dir = tempfile::tempdir().unwrap();
+    let listen = listener().await;
+    let address = listen.local_addr().unwrap();
+    let sims = start_sims(address, 8, 8).await;
+    // Every GHL request takes 100 ms: the poll is one search, the
+    // reconciliation's per-contact reads of tasks and notes take seconds.
+    sims.ghl
+        .handle()
+        .set_faults(ghlsync_sim::faults::FaultConfig {
+            latency: Duration::from_millis(100),
+            ..Default::default()
+        });
+    let loaded = configure(&sims, dir.path(), address, &sim_keys(&sims));
+    let daemon = Daemon::start(&loaded, listen).await;
+    let readyz = daemon.url("/readyz");
+    let started = std::time::Instant::now();
+    while get(&readyz).await.0 != 200 {
+        assert!(started.elapsed() < Duration::from_secs(30), "never ready");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let reconciled = daemon
+        .engine
+        .store
+        .load_cursor(
+            daemon.engine.pairs[0].name(),
+            ghl_sync::domain::Side::Ghl,
+            ghl_sync::domain::EntityKind::Contact,
+            "",
+        )
+        .await
+        .unwrap()
+        .and_then(|c| c.last_full_sync_at);
+    assert_eq!(
+        reconciled, None,
+        "ready only once the first reconciliation had finished"
+    );
+    // The reconciliation does finish, and is recorded (the check above
+    // reads the right cursor).
+    let pair = daemon.engine.pairs[0].name().to_owned();
+    let started = std::time::Instant::now();
+    loop {
+        let cursor = daemon
+            .engine
+            .store
+            .load_cursor(
+                &pair,
+                ghl_sync::domain::Side::Ghl,
+                ghl_sync::domain::EntityKind::Contact,
+                "",
+            )
+            .await
+            .unwrap();
+        if cursor.is_some_and(|c| c.last_full_sync_at.is_some()) {
+            break;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "the first reconciliation never finished"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    daemon.stop().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn readyz_turns_unready_when_a_token_or_the_store_fails() {
     let dir = tempfile::tempdir().unwrap();

@@ -270,15 +270,30 @@ async fn detection_loop(engine: &Engine, pair: &PairRuntime, stop: &Shutdown, sc
         };
         let result = {
             let _turn = pair.signals.turn.lock().await;
-            engine
-                .detect_sides(pair, &due, Mode::Apply, reconcile)
+            // The polls first, recorded as soon as they succeed: readiness
+            // (`/readyz`) follows the first successful poll of each side,
+            // not the end of a reconciliation that can take far longer.
+            match engine
+                .detect_sides(pair, &due, Mode::Apply, Reconcile::Never)
                 .await
+            {
+                Ok(mut report) => {
+                    for role in &due {
+                        pair.signals.polled(*role, Utc::now());
+                    }
+                    engine
+                        .detect_sides(pair, &[], Mode::Apply, reconcile)
+                        .await
+                        .map(|reconciled| {
+                            report.absorb(reconciled);
+                            report
+                        })
+                }
+                Err(error) => Err(error),
+            }
         };
         match result {
             Ok(report) => {
-                for role in &due {
-                    pair.signals.polled(*role, Utc::now());
-                }
                 if report.stats.planned() > 0 {
                     tracing::info!(pair = %pair.name(), stats = ?report.stats, "changes detected");
                 }
