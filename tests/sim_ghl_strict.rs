@@ -517,80 +517,23 @@ async fn strict_notes_have_date_added_only() {
 
 // --- webhooks -----------------------------------------------------------------
 
-/// The payload properties of each event, from the `json_schema` blocks of
-/// GHL's webhook docs (`shared/ghl-api/docs/webhooks/*.md`, not vendored),
-/// plus `webhookId` and `timestamp` (`docs/oauth/WebhookAuthentication.md`).
+/// The payload properties of each event: the simulator's lists of them,
+/// copied from the `json_schema` blocks of GHL's webhook docs
+/// (`shared/ghl-api/docs/webhooks/*.md`, not vendored, so no test can read
+/// them), plus `webhookId` and `timestamp`
+/// (`docs/oauth/WebhookAuthentication.md`).
 fn documented_webhook_fields(event: &str) -> Vec<&'static str> {
-    let contact = vec![
-        "type",
-        "locationId",
-        "id",
-        "address1",
-        "city",
-        "companyName",
-        "country",
-        "source",
-        "dateAdded",
-        "dateOfBirth",
-        "dnd",
-        "email",
-        "name",
-        "firstName",
-        "lastName",
-        "phone",
-        "postalCode",
-        "state",
-        "tags",
-        "website",
-        "attachments",
-        "assignedTo",
-        "customFields",
-    ];
     let mut fields = match event {
-        "ContactDndUpdate" => {
-            let mut f = contact;
-            f.push("dndSettings");
-            f
-        }
-        e if e.starts_with("Contact") => contact,
-        e if e.starts_with("Task") => vec![
-            "type",
-            "locationId",
-            "id",
-            "assignedTo",
-            "body",
-            "contactId",
-            "title",
-            "dateAdded",
-            "dueDate",
-        ],
-        e if e.starts_with("Note") => {
-            vec!["type", "locationId", "id", "body", "contactId", "dateAdded"]
-        }
-        e if e.starts_with("Appointment") => vec!["type", "locationId", "appointment"],
+        "ContactDndUpdate" => shapes::WEBHOOK_CONTACT_DND_FIELDS.to_vec(),
+        e if e.starts_with("Contact") => shapes::WEBHOOK_CONTACT_FIELDS.to_vec(),
+        e if e.starts_with("Task") => shapes::WEBHOOK_TASK_FIELDS.to_vec(),
+        e if e.starts_with("Note") => shapes::WEBHOOK_NOTE_FIELDS.to_vec(),
+        e if e.starts_with("Appointment") => shapes::WEBHOOK_APPOINTMENT_ENVELOPE_FIELDS.to_vec(),
         other => panic!("unexpected event {other}"),
     };
     fields.extend(["webhookId", "timestamp"]);
     fields
 }
-
-const DOCUMENTED_APPOINTMENT_FIELDS: &[&str] = &[
-    "id",
-    "address",
-    "title",
-    "calendarId",
-    "contactId",
-    "groupId",
-    "appointmentStatus",
-    "assignedUserId",
-    "users",
-    "notes",
-    "source",
-    "startTime",
-    "endTime",
-    "dateAdded",
-    "dateUpdated",
-];
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn strict_webhooks_carry_only_documented_fields() {
@@ -665,7 +608,7 @@ async fn strict_webhooks_carry_only_documented_fields() {
         if let Some(appointment) = payload.get("appointment") {
             for key in appointment.as_object().unwrap().keys() {
                 assert!(
-                    DOCUMENTED_APPOINTMENT_FIELDS.contains(&key.as_str()),
+                    shapes::WEBHOOK_APPOINTMENT_FIELDS.contains(&key.as_str()),
                     "{event} appointment carries undocumented {key}: {payload}"
                 );
             }

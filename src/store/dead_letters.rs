@@ -10,6 +10,7 @@ use super::journal::{journal_item_and_commit, Direction, JournalAction, NewJourn
 use super::outbox::{OutboxItem, OUTBOX_COLUMNS};
 use super::sql::{dialect, now, rows_per_statement, values_with_suffix};
 use super::{Store, Tx};
+use crate::config::database::Backend;
 use crate::domain::{text_enum, EntityKind, Side};
 
 text_enum! {
@@ -152,32 +153,44 @@ impl Store {
         Ok(found.is_some())
     }
 
-    /// The records of `side` (and `entity`) that open read or map dead
-    /// letters hold, by record id, each with the record's fields as the
-    /// letter kept them: how a poll re-reading a record inside its overlap
-    /// knows this very version is dead-lettered already, before it asks
-    /// any side about it. Open letters are an operator's backlog, so all
-    /// of them are read in one statement rather than per record.
+    /// The payloads of the open read and map dead letters of these records
+    /// of `side` (a record may have more than one): what a decision checks
+    /// to skip a version it dead-lettered already. One statement, however
+    /// many ids: they travel as one JSON array.
     pub async fn open_dead_letter_payloads(
         &self,
         pair: &str,
         side: Side,
         entity: EntityKind,
+        record_ids: &[&str],
     ) -> Result<Vec<(String, Value)>> {
+        if record_ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        let ids = Value::from(record_ids.to_vec()).to_string();
+        let each_id = match self.backend() {
+            Backend::Sqlite => "SELECT value FROM json_each($4)",
+            Backend::Postgres => "SELECT jsonb_array_elements_text($4::jsonb)",
+        };
+        let sql = format!(
+            "SELECT record_id, payload FROM dead_letters WHERE pair = $1 AND side = $2 \
+             AND entity = $3 AND status = 'open' AND stage <> 'write' \
+             AND payload IS NOT NULL AND record_id IN ({each_id})"
+        );
         let rows: Vec<(String, Json<Value>)> = on_pool!(self, |p| {
-            sqlx::query_as(
-                "SELECT record_id, payload FROM dead_letters WHERE pair = $1 AND side = $2 \
-                 AND entity = $3 AND status = 'open' AND stage <> 'write' \
-                 AND record_id IS NOT NULL AND payload IS NOT NULL",
-            )
-            .bind(pair)
-            .bind(side)
-            .bind(entity)
-            .fetch_all(p)
-            .await
+            sqlx::query_as(&sql)
+                .bind(pair)
+                .bind(side)
+                .bind(entity)
+                .bind(ids.as_str())
+                .fetch_all(p)
+                .await
         })
         .map_err(op_err(|| {
-            format!("open_dead_letter_payloads(pair={pair}, side={side}, entity={entity})")
+            format!(
+                "open_dead_letter_payloads(pair={pair}, side={side}, entity={entity}, {} ids)",
+                record_ids.len()
+            )
         }))?;
         Ok(rows.into_iter().map(|(id, Json(v))| (id, v)).collect())
     }

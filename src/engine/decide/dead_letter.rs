@@ -40,9 +40,10 @@ impl Decider<'_> {
         if records.is_empty() || self.compare_content || self.again {
             return Ok(HashSet::new());
         }
+        let ids: Vec<&str> = records.iter().map(|r| r.id.as_str()).collect();
         let letters = self
             .store
-            .open_dead_letter_payloads(self.name(), source, entity)
+            .open_dead_letter_payloads(self.name(), source, entity, &ids)
             .await?;
         Ok(records
             .iter()
