@@ -121,18 +121,29 @@ impl Engine {
                 report.absorb(self.poll(pair, *source, entity, mode).await?);
             }
         }
+        report.absorb(self.reconcile_if(pair, mode, reconcile).await?);
+        if mode == Mode::Plan {
+            report.dedup_planned();
+        }
+        Ok(report)
+    }
+
+    /// A reconciliation of the whole pair, if asked or due.
+    async fn reconcile_if(
+        &self,
+        pair: &PairRuntime,
+        mode: Mode,
+        reconcile: Reconcile,
+    ) -> Result<PairReport, EngineError> {
         let due = match reconcile {
             Reconcile::Always => true,
             Reconcile::Never => false,
             Reconcile::IfDue => self.reconcile_due(pair).await?,
         };
-        if due {
-            report.absorb(self.reconcile(pair, mode).await?);
+        if !due {
+            return Ok(PairReport::default());
         }
-        if mode == Mode::Plan {
-            report.dedup_planned();
-        }
-        Ok(report)
+        self.reconcile(pair, mode).await
     }
 
     async fn reconcile_due(&self, pair: &PairRuntime) -> Result<bool, EngineError> {
@@ -282,7 +293,7 @@ async fn detection_loop(engine: &Engine, pair: &PairRuntime, stop: &Shutdown, sc
                         pair.signals.polled(*role, Utc::now());
                     }
                     engine
-                        .detect_sides(pair, &[], Mode::Apply, reconcile)
+                        .reconcile_if(pair, Mode::Apply, reconcile)
                         .await
                         .map(|reconciled| {
                             report.absorb(reconciled);
