@@ -18,8 +18,6 @@ use crate::connector::Patch;
 pub(super) struct Split {
     /// The fields for the PUT: the patch without `tags`.
     pub put: Map<String, Value>,
-    /// Whether the patch set `tags` at all.
-    pub tags_written: bool,
     /// For `POST /contacts/{id}/tags`: wanted, and not held before.
     pub add: Vec<String>,
     /// For `DELETE /contacts/{id}/tags`: held before, and not wanted.
@@ -58,12 +56,7 @@ pub(super) fn split(patch: &Patch) -> Result<Split, String> {
             remove.push(tag.clone());
         }
     }
-    Ok(Split {
-        put,
-        tags_written: true,
-        add,
-        remove,
-    })
+    Ok(Split { put, add, remove })
 }
 
 /// A native `tags` value as a list: `null` is none, a string is one.
@@ -111,7 +104,6 @@ mod tests {
             split.put,
             json!({"firstName": "Ada"}).as_object().cloned().unwrap()
         );
-        assert!(split.tags_written);
         assert_eq!(split.add, ["vip"]);
         assert_eq!(split.remove, ["lead"]);
     }
@@ -134,7 +126,6 @@ mod tests {
     #[test]
     fn a_patch_without_tags_is_all_put() {
         let split = split(&patch(json!({"email": "a@b.c"}), json!({}))).unwrap();
-        assert!(!split.tags_written);
         assert_eq!(split.put.len(), 1);
         assert!(split.add.is_empty() && split.remove.is_empty());
     }
