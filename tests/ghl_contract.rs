@@ -20,11 +20,8 @@ use axum::http::{HeaderMap, Method};
 use axum::Json;
 use chrono::{TimeZone, Utc};
 use futures::TryStreamExt;
-use ghl_sync::connector::ghl::{
-    ClientOptions, Credentials, GhlClient, RateLimiter, RateLimits, SearchQuery,
-};
+use ghl_sync::connector::ghl::SearchQuery;
 use ghl_sync::connector::http::RetryPolicy;
-use secrecy::SecretString;
 use serde_json::{json, Value};
 
 #[derive(Debug, Clone)]
@@ -88,16 +85,7 @@ async fn every_request_the_client_builds_matches_the_official_spec() {
     let base = format!("http://{}", listener.local_addr().unwrap());
     let server = tokio::spawn(async move { axum::serve(listener, app).await });
 
-    let client = GhlClient::new(ClientOptions {
-        base_url: base.parse().unwrap(),
-        location_id: "ve9EPM428h8vShlRW1KT".into(),
-        credentials: Credentials::Static(SecretString::from("pit-test".to_owned())),
-        scopes: vec!["contacts.readonly".into(), "contacts.write".into()],
-        limiter: RateLimiter::new(RateLimits::default()),
-        retry: RetryPolicy::default(),
-        timeout: Duration::from_secs(5),
-    })
-    .unwrap();
+    let client = client_inputs::client(&base, RetryPolicy::default(), Duration::from_secs(5));
     let Inputs {
         contact: c,
         task_id: t,

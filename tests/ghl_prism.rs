@@ -48,11 +48,8 @@ use axum::http::{HeaderMap, Method, StatusCode};
 use axum::response::{IntoResponse, Response};
 use chrono::{TimeZone, Utc};
 use futures::TryStreamExt;
-use ghl_sync::connector::ghl::{
-    ClientOptions, Credentials, GhlClient, RateLimiter, RateLimits, SearchQuery,
-};
+use ghl_sync::connector::ghl::SearchQuery;
 use ghl_sync::connector::http::RetryPolicy;
-use secrecy::SecretString;
 use serde_json::{json, Value};
 
 /// The variable that turns a missing prism from a skip into a failure.
@@ -529,20 +526,12 @@ async fn every_request_the_client_sends_passes_prism_validation() {
         "Prism did not flag a request without the Version header: {canary:#?}"
     );
 
-    let client = GhlClient::new(ClientOptions {
-        base_url: base.parse().unwrap(),
-        location_id: "ve9EPM428h8vShlRW1KT".into(),
-        credentials: Credentials::Static(SecretString::from("pit-test".to_owned())),
-        scopes: vec!["contacts.readonly".into(), "contacts.write".into()],
-        limiter: RateLimiter::new(RateLimits::default()),
-        // One attempt: each call is one request for Prism to judge.
-        retry: RetryPolicy {
-            max_attempts: 1,
-            ..RetryPolicy::default()
-        },
-        timeout: Duration::from_secs(30),
-    })
-    .unwrap();
+    // One attempt: each call is one request for Prism to judge.
+    let one_attempt = RetryPolicy {
+        max_attempts: 1,
+        ..RetryPolicy::default()
+    };
+    let client = client_inputs::client(&base, one_attempt, Duration::from_secs(30));
     let Inputs {
         contact: c,
         task_id: t,

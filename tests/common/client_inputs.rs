@@ -1,9 +1,31 @@
 //! What the spec contract checks (`ghl_contract.rs`, `ghl_prism.rs`) send
-//! through each GHL client call: one contact, task and note, written once.
+//! through each GHL client call: the client, and one contact, task and
+//! note, written once.
+
+use std::time::Duration;
 
 use chrono::{TimeZone, Utc};
-use ghl_sync::connector::ghl::{ContactFields, NoteFields, TaskFields};
+use ghl_sync::connector::ghl::{
+    ClientOptions, ContactFields, Credentials, GhlClient, NoteFields, RateLimiter, RateLimits,
+    TaskFields,
+};
+use ghl_sync::connector::http::RetryPolicy;
+use secrecy::SecretString;
 use serde_json::json;
+
+/// A read-write client of the checks' location at `base`.
+pub fn client(base: &str, retry: RetryPolicy, timeout: Duration) -> GhlClient {
+    GhlClient::new(ClientOptions {
+        base_url: base.parse().unwrap(),
+        location_id: "ve9EPM428h8vShlRW1KT".into(),
+        credentials: Credentials::Static(SecretString::from("pit-test".to_owned())),
+        scopes: vec!["contacts.readonly".into(), "contacts.write".into()],
+        limiter: RateLimiter::new(RateLimits::default()),
+        retry,
+        timeout,
+    })
+    .unwrap()
+}
 
 /// Ids and bodies for every client call.
 pub struct Inputs {
