@@ -5,7 +5,6 @@
 use std::time::Duration;
 
 use anyhow::Context as _;
-use chrono::Utc;
 use sd_notify::NotifyState;
 use tokio::net::TcpListener;
 
@@ -105,7 +104,7 @@ fn notify(states: &[NotifyState<'_>]) {
 async fn prune_deliveries(engine: Engine, window: Duration, stop: Shutdown) {
     let keep = chrono::Duration::from_std(window * 2).unwrap_or(chrono::Duration::MAX);
     loop {
-        if let Some(before) = Utc::now().checked_sub_signed(keep) {
+        if let Some(before) = crate::clock::now().checked_sub_signed(keep) {
             match engine.store.prune_deliveries(before).await {
                 Ok(0) => {}
                 Ok(pruned) => tracing::debug!(pruned, "old webhook deliveries forgotten"),

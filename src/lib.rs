@@ -4,6 +4,7 @@
 //! simulators.
 
 pub mod cli;
+pub mod clock;
 pub mod config;
 pub mod connector;
 pub mod daemon;

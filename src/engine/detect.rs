@@ -5,7 +5,7 @@
 
 use std::collections::HashSet;
 
-use chrono::{DateTime, Utc};
+use chrono::DateTime;
 use futures::StreamExt;
 use tracing::Instrument;
 
@@ -62,7 +62,7 @@ impl Engine {
         mode: Mode,
     ) -> Result<PairReport, EngineError> {
         let side = source;
-        let started = Utc::now();
+        let started = crate::clock::now();
         let cursor = self
             .store
             .load_cursor(pair.name(), side, entity, STREAM)
@@ -122,7 +122,7 @@ impl Engine {
         landed?;
         let mut done = self.advance(pair, source, entity);
         done.last_poll_at = Some(started);
-        done.last_success_at = Some(Utc::now());
+        done.last_success_at = Some(crate::clock::now());
         self.commit(&mut decider, done, mode).await?;
         let stats = &decider.report.stats;
         if stats.read > stats.unchanged {

@@ -3,7 +3,6 @@
 //! `status` runs as another process.
 
 use crate::domain::Side;
-use chrono::Utc;
 
 use super::Engine;
 use crate::store::SideHealth;
@@ -14,7 +13,7 @@ impl Engine {
     /// "no budget" from "the daemon never ran"). A failure is logged, not
     /// returned: a missing reading must never stop syncing.
     pub async fn record_health(&self) {
-        let now = Utc::now();
+        let now = crate::clock::now();
         let mut readings = Vec::with_capacity(self.pairs.len() * 2);
         for pair in &self.pairs {
             for role in Side::BOTH {

@@ -6,7 +6,6 @@
 
 use std::collections::HashSet;
 
-use chrono::Utc;
 use futures::StreamExt;
 use tracing::Instrument;
 
@@ -62,7 +61,7 @@ impl Engine {
         if !connector.capabilities().of(EntityKind::Contact).read {
             return Ok(());
         }
-        let started = Utc::now();
+        let started = crate::clock::now();
         // The links as they are before the listing: a record the writer
         // creates and links while the listing runs may not be listed, and
         // is not gone.

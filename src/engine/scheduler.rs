@@ -6,7 +6,6 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use chrono::Utc;
 use rand::Rng;
 use tokio::sync::watch;
 
@@ -154,7 +153,7 @@ impl Engine {
                 .load_cursor(pair.name(), source, EntityKind::Contact, "")
                 .await?;
             let last = cursor.and_then(|c| c.last_full_sync_at);
-            if last.is_none_or(|at| Utc::now() - at >= interval) {
+            if last.is_none_or(|at| crate::clock::now() - at >= interval) {
                 return Ok(true);
             }
         }
@@ -290,7 +289,7 @@ async fn detection_loop(engine: &Engine, pair: &PairRuntime, stop: &Shutdown, sc
             {
                 Ok(mut report) => {
                     for role in &due {
-                        pair.signals.polled(*role, Utc::now());
+                        pair.signals.polled(*role, crate::clock::now());
                     }
                     engine
                         .reconcile_if(pair, Mode::Apply, reconcile)
@@ -340,7 +339,11 @@ async fn detection_loop(engine: &Engine, pair: &PairRuntime, stop: &Shutdown, sc
 /// `role`'s polling interval now: longer while its webhooks arrive.
 fn interval(engine: &Engine, pair: &PairRuntime, role: Side, schedule: Schedule) -> Duration {
     match schedule.webhooks {
-        Some((trust_for, safety)) if pair.signals.webhooks_healthy(role, trust_for, Utc::now()) => {
+        Some((trust_for, safety))
+            if pair
+                .signals
+                .webhooks_healthy(role, trust_for, crate::clock::now()) =>
+        {
             safety.max(engine.sync.poll_interval)
         }
         _ => engine.sync.poll_interval,

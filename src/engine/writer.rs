@@ -6,7 +6,6 @@
 
 use std::time::Duration;
 
-use chrono::Utc;
 use serde_json::{Map, Value};
 use tracing::Instrument;
 
@@ -153,7 +152,8 @@ impl Engine {
                 } else {
                     let wait = after.unwrap_or_else(|| backoff(item.attempts));
                     tracing::debug!(reason = %reason, retry_in = ?wait, "write will be retried");
-                    let at = Utc::now() + chrono::Duration::from_std(wait).unwrap_or_default();
+                    let at =
+                        crate::clock::now() + chrono::Duration::from_std(wait).unwrap_or_default();
                     self.store.fail_outbox(item.id, &reason, Some(at)).await?;
                     stats.retried += 1;
                 }
@@ -415,7 +415,7 @@ fn applied(
     ];
     metrics::counter!(crate::metrics::WRITES, &labels).increment(1);
     if let Some((_, changed_at)) = change_of_key(&item.idempotency_key) {
-        let seconds = (Utc::now() - changed_at).num_milliseconds().max(0) as f64 / 1000.0;
+        let seconds = (crate::clock::now() - changed_at).num_milliseconds().max(0) as f64 / 1000.0;
         metrics::histogram!(crate::metrics::PROPAGATION, &labels).record(seconds);
     }
 }
@@ -554,7 +554,7 @@ fn completion(pair: &PairRuntime, item: &OutboxItem, record: Option<&Record>) ->
         written.saw(seen);
     }
     if item.op == OutboxOp::Delete {
-        update.deleted_at = Change::Set(Utc::now());
+        update.deleted_at = Change::Set(crate::clock::now());
     }
     if let Some(snapshot) = &payload.snapshot {
         update.snapshot = Some(snapshot::of(snapshot));

@@ -233,7 +233,7 @@ pub(crate) fn us_opt(t: Option<DateTime<Utc>>) -> Option<DateTime<Utc>> {
 
 /// The store's clock, already truncated.
 pub(crate) fn now() -> DateTime<Utc> {
-    us(Utc::now())
+    us(crate::clock::now())
 }
 
 #[cfg(test)]

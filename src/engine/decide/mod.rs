@@ -24,7 +24,6 @@ mod settle;
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use chrono::Utc;
 use serde_json::Value;
 
 use self::dead_letter::DeadLetterKey;
@@ -252,7 +251,7 @@ impl<'a> Decider<'a> {
         let caps = self.pair.connector(target).capabilities().of(link.entity);
         self.changeset.links.push(LinkWrite::Update(LinkUpdate {
             id: link.id,
-            deleted_at: Change::Set(Utc::now()),
+            deleted_at: Change::Set(crate::clock::now()),
             ..LinkUpdate::default()
         }));
         let mut entry = self.journal(link.entity, JournalAction::Seen, link);

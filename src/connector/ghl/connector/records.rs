@@ -102,7 +102,7 @@ impl GhlConnector {
         };
         let (updated_at, stamp) = match updated_at {
             Some(at) => (at, Stamp::Side),
-            None => (Utc::now(), Stamp::ReadAt),
+            None => (crate::clock::now(), Stamp::ReadAt),
         };
         Ok(Record {
             entity,
