@@ -108,7 +108,13 @@ pub async fn check(
         for role in Side::BOTH {
             let model = &state.sides[role];
             for (id, stored) in model.live(entity) {
-                if excused.records.contains(id) {
+                // A task or note of a contact a dead letter holds back is
+                // held back with it.
+                let parent_held = stored
+                    .parent
+                    .as_ref()
+                    .is_some_and(|p| excused.records.contains(p));
+                if excused.records.contains(id) || parent_held {
                     continue;
                 }
                 let Some(link) = by_id.get(&(role, id.as_str())) else {

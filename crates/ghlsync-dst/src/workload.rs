@@ -184,7 +184,6 @@ impl Workload {
     }
 
     fn edit_contact(&mut self, rng: &mut ChaCha8Rng, side: &mut SideModel) -> String {
-        let role = side.role;
         let Some(id) = pick(rng, side, EntityKind::Contact) else {
             return "finds no contact to edit".into();
         };
@@ -193,10 +192,7 @@ impl Workload {
         } else {
             (&PHONE, json!(self.new_phone()))
         };
-        let patch = Map::from_iter([(name.on(role).to_owned(), value.clone())]);
-        side.patch(EntityKind::Contact, &id, &patch);
-        self.remember(role, EntityKind::Contact, &id, &patch);
-        format!("sets contact {id} {} = {value}", name.on(role))
+        self.set(side, EntityKind::Contact, &id, name, value)
     }
 
     fn tag(&mut self, rng: &mut ChaCha8Rng, side: &mut SideModel) -> String {
@@ -255,7 +251,6 @@ impl Workload {
     }
 
     fn edit_task(&mut self, rng: &mut ChaCha8Rng, side: &mut SideModel) -> String {
-        let role = side.role;
         let Some(id) = pick(rng, side, EntityKind::Task) else {
             return "finds no task to edit".into();
         };
@@ -264,22 +259,36 @@ impl Workload {
         } else {
             (&TITLE, json!(format!("task {}", rng.gen_range(0..10_000))))
         };
-        let patch = Map::from_iter([(name.on(role).to_owned(), value.clone())]);
-        side.patch(EntityKind::Task, &id, &patch);
-        self.remember(role, EntityKind::Task, &id, &patch);
-        format!("sets task {id} {} = {value}", name.on(role))
+        self.set(side, EntityKind::Task, &id, name, value)
     }
 
     fn edit_note(&mut self, rng: &mut ChaCha8Rng, side: &mut SideModel) -> String {
-        let role = side.role;
         let Some(id) = pick(rng, side, EntityKind::Note) else {
             return "finds no note to edit".into();
         };
         let value = json!(format!("note {}", rng.gen_range(0..10_000)));
-        let patch = Map::from_iter([(NOTE_TEXT.on(role).to_owned(), value.clone())]);
-        side.patch(EntityKind::Note, &id, &patch);
-        self.remember(role, EntityKind::Note, &id, &patch);
-        format!("edits note {id} to {value}")
+        self.set(side, EntityKind::Note, &id, &NOTE_TEXT, value)
+    }
+
+    /// Sets one field of a record, as a user would. Setting the value it
+    /// holds changes nothing and is no edit (the ledger keeps edits).
+    fn set(
+        &mut self,
+        side: &mut SideModel,
+        entity: EntityKind,
+        id: &str,
+        name: &FieldName,
+        value: Value,
+    ) -> String {
+        let role = side.role;
+        let native = name.on(role);
+        if side.get(entity, id).and_then(|s| s.fields.get(native)) == Some(&value) {
+            return format!("sets {entity} {id} {native} = {value}, which it holds: no change");
+        }
+        let patch = Map::from_iter([(native.to_owned(), value.clone())]);
+        side.patch(entity, id, &patch);
+        self.remember(role, entity, id, &patch);
+        format!("sets {entity} {id} {native} = {value}")
     }
 
     fn remember(&mut self, role: Side, entity: EntityKind, id: &str, fields: &Map<String, Value>) {
