@@ -151,7 +151,7 @@ pub async fn check(
                     if entity != EntityKind::Contact {
                         same_parent(&contacts, &pair_records, &mut violations);
                     } else {
-                        tags_kept(&state.workload.ledger, &pair_records, map, &mut violations);
+                        tags_kept(state, &pair_records, map, &mut violations);
                     }
                     accounted(state, store, &pair_records, map, &excused, &mut violations).await?;
                 }
@@ -269,6 +269,18 @@ async fn accounted(
         if finals.get(name) == Some(value) {
             continue;
         }
+        let key = (
+            role,
+            records.entity,
+            records.of(role).0.to_owned(),
+            name.to_owned(),
+            *seq,
+        );
+        if state.window.losses.contains(&key) {
+            // Overwritten between the daemon's last read and its write:
+            // no side offers a conditional write (`window.rs`).
+            continue;
+        }
         let journal = match &mut journal {
             Some(journal) => journal,
             None => journal.insert(store.journal_for_link(records.link.id, 10_000).await?),
@@ -291,7 +303,8 @@ async fn accounted(
 }
 
 /// A tag a user added last (on either record) is there.
-fn tags_kept(ledger: &Ledger, records: &Records<'_>, map: &PairMap, violations: &mut Vec<String>) {
+fn tags_kept(state: &State, records: &Records<'_>, map: &PairMap, violations: &mut Vec<String>) {
+    let ledger: &Ledger = &state.workload.ledger;
     let finals = records.canonical(map, Side::Ghl);
     let held: BTreeSet<&str> = finals
         .get(TAGS.canonical)
@@ -311,7 +324,15 @@ fn tags_kept(ledger: &Ledger, records: &Records<'_>, map: &PairMap, violations: 
         }
     }
     for (tag, (seq, added, role)) in last {
-        if added && !held.contains(tag) {
+        let id = records.of(role).0.to_owned();
+        let in_window = state.window.losses.contains(&(
+            role,
+            EntityKind::Contact,
+            id,
+            format!("tags:{tag}"),
+            seq,
+        ));
+        if added && !held.contains(tag) && !in_window {
             violations.push(format!(
                 "contact {} (ghl) / {} (app): tag `{tag}`, added on {role} by operation {seq} and never removed since, is gone",
                 records.ghl.0, records.app.0, role = role.name()

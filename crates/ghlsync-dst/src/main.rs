@@ -41,10 +41,11 @@ struct Args {
 
 fn main() -> anyhow::Result<()> {
     let args = Args::parse();
-    let options = |seed| Options {
+    let options = |seed, trace| Options {
         seed,
         ops: args.ops,
         chaos: Chaos::default(),
+        trace,
     };
     if let Some(seed) = args.replay {
         // The engine's own logs, when asked for (`RUST_LOG=ghl_sync=debug`).
@@ -54,7 +55,7 @@ fn main() -> anyhow::Result<()> {
                 .with_writer(std::io::stderr)
                 .init();
         }
-        let outcome = ghlsync_dst::run(&options(seed));
+        let outcome = ghlsync_dst::run(&options(seed, true));
         for line in &outcome.trace {
             println!("{line}");
         }
@@ -84,7 +85,7 @@ fn main() -> anyhow::Result<()> {
                 if seed >= end {
                     return;
                 }
-                let outcome = ghlsync_dst::run(&options(seed));
+                let outcome = ghlsync_dst::run(&options(seed, false));
                 let mut totals = totals.lock().expect("never poisoned");
                 totals.0.add(&outcome.covered);
                 totals.1 += outcome.ops;
@@ -117,7 +118,7 @@ fn main() -> anyhow::Result<()> {
     std::fs::create_dir_all(&args.failures)
         .with_context(|| format!("creating {}", args.failures.display()))?;
     for seed in &failing {
-        let shortest = ghlsync_dst::shortest_failure(&options(*seed));
+        let shortest = ghlsync_dst::shortest_failure(&options(*seed, true));
         let path = args.failures.join(format!("seed-{seed}.trace"));
         let mut file =
             std::fs::File::create(&path).with_context(|| format!("creating {}", path.display()))?;
@@ -145,6 +146,10 @@ fn print_covered(covered: &Covered) {
     println!(
         "covered: {} gates, {} crashes and restarts, {} webhooks delivered, {} GHL requests (peak {} in 10 s of virtual time)",
         covered.gates, covered.crashes, covered.webhooks, covered.ghl_requests, covered.ghl_peak_10s
+    );
+    println!(
+        "user edits overwritten in the read-write window (no conditional writes): {}; passes the mirror's unique keys stopped: {}",
+        covered.window_losses, covered.unique_key_races
     );
     let faults: u64 = covered.faults.values().sum();
     println!("faults: {faults}");
