@@ -396,6 +396,23 @@ async fn simulate(options: &Options, dir: &Path) -> Outcome {
     }
     world.lock().chaos.heal();
     world.lock().log("HEALED: no more faults, crashes or users");
+    // First without reconciliation: what the change feeds and webhooks
+    // carry must arrive by them alone (reconciliation, every 6 h, is the
+    // safety net, not the path).
+    if !settle_by_feeds(&world, &mut daemon).await {
+        violations.push(
+            "the daemon did not settle on its polls: writes still planned after 30 quiet rounds"
+                .to_owned(),
+        );
+    }
+    {
+        let state = world.lock();
+        let map = &daemon.pair.settings.map;
+        match crate::check::feeds_delivered(&state, &daemon.engine.store, PAIR, map).await {
+            Ok(found) => violations.extend(found),
+            Err(e) => violations.push(format!("the checker could not read the mirror: {e}")),
+        }
+    }
     let converged = converge(&world, &mut daemon).await;
     if !converged {
         violations.push(
@@ -446,6 +463,33 @@ async fn restart(
     world.reset_actors();
     world.lock().log("RESTART");
     start_daemon(world, settings, sides).await
+}
+
+/// Rounds of webhooks and polls, with the writer, until nothing is left
+/// to write and nothing new is planned.
+async fn settle_by_feeds(world: &World, daemon: &mut Daemon) -> bool {
+    for _ in 0..30 {
+        ghl_sync::clock::advance(Duration::minutes(6));
+        let mut busy = 0;
+        for detection in [
+            Detection::Webhooks,
+            Detection::Poll(Side::Ghl),
+            Detection::Poll(Side::App),
+        ] {
+            let round = daemon.round(world, detection, true).await;
+            busy += round.planned + round.written;
+        }
+        let depth = daemon
+            .engine
+            .store
+            .outbox_depth()
+            .await
+            .expect("the mirror answers");
+        if busy == 0 && depth.pending == 0 {
+            return true;
+        }
+    }
+    false
 }
 
 /// After healing: rounds of webhooks and polls until nothing is left to
