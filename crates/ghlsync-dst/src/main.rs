@@ -34,6 +34,10 @@ struct Args {
     /// Replay this seed and print its whole trace.
     #[arg(long)]
     replay: Option<u64>,
+    /// Stop at the first failing seed (with `--jobs 1`, the number of
+    /// seeds it took to find a bug: how the mutation experiments count).
+    #[arg(long)]
+    until_failure: bool,
     /// Where the shortest failing trace of each failing seed is written.
     #[arg(long, default_value = "target/dst-failures")]
     failures: std::path::PathBuf,
@@ -74,6 +78,7 @@ fn main() -> anyhow::Result<()> {
         .progress_chars("=> "),
     );
     let next = AtomicU64::new(args.first);
+    let explored = AtomicU64::new(0);
     let end = args.first + args.seeds;
     let totals = Mutex::new((Covered::default(), 0u64, Vec::<u64>::new()));
     let started = Instant::now();
@@ -85,7 +90,11 @@ fn main() -> anyhow::Result<()> {
                 if seed >= end {
                     return;
                 }
+                if args.until_failure && !totals.lock().expect("never poisoned").2.is_empty() {
+                    return;
+                }
                 let outcome = ghlsync_dst::run(&options(seed, false));
+                explored.fetch_add(1, Ordering::Relaxed);
                 let mut totals = totals.lock().expect("never poisoned");
                 totals.0.add(&outcome.covered);
                 totals.1 += outcome.ops;
@@ -104,11 +113,11 @@ fn main() -> anyhow::Result<()> {
     bar.finish();
     let (covered, ops, failing) = totals.into_inner().expect("never poisoned");
     let minutes = started.elapsed().as_secs_f64() / 60.0;
+    let explored = explored.into_inner();
     println!(
-        "{} seeds in {:.1} min ({:.0} seeds/min), {ops} user operations",
-        args.seeds,
+        "{explored} seeds in {:.1} min ({:.0} seeds/min), {ops} user operations",
         minutes,
-        args.seeds as f64 / minutes.max(1e-9)
+        explored as f64 / minutes.max(1e-9)
     );
     print_covered(&covered);
     if failing.is_empty() {
