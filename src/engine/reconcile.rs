@@ -17,6 +17,9 @@ use crate::domain::{EntityKind, Side};
 
 /// Contacts whose children are read per commit.
 const CHILDREN_PER_COMMIT: usize = 50;
+/// Records missing from a lagging listing read by id in one
+/// reconciliation, at most (see [`Engine::confirm_gone`]).
+const CONFIRM_AT_MOST: usize = 1000;
 
 impl Engine {
     /// Reconciles one pair: contacts of both sides, then their children.
@@ -108,6 +111,9 @@ impl Engine {
                  sends records without an id (see `ghlsync dead-letters list`)"
             );
         } else {
+            let gone = self
+                .confirm_gone(pair, decider, source, gone, live.len())
+                .await?;
             self.deletions(
                 pair,
                 decider,
@@ -183,5 +189,88 @@ impl Engine {
             }
         }
         Ok(())
+    }
+
+    /// The links of `gone` (missing from `side`'s listing) whose record is
+    /// really gone, when that listing may lag writes
+    /// ([`Connector::listing_lags`]: GHL's search index hides a contact
+    /// written a moment ago): each is read by its id first, one request
+    /// per record the listing missed. Reading stops as soon as so many are
+    /// gone that the mass-delete guard will hold them all anyway (the
+    /// rest are returned unread, for the guard to count), and after
+    /// [`CONFIRM_AT_MOST`] reads: the ones left unread are neither deleted
+    /// nor read this time (held; the next reconciliation reads them), so
+    /// a bulk edit hiding thousands of contacts costs a bounded number of
+    /// requests and deletes nothing.
+    ///
+    /// [`Connector::listing_lags`]: crate::connector::Connector::listing_lags
+    async fn confirm_gone(
+        &self,
+        pair: &PairRuntime,
+        decider: &mut Decider<'_>,
+        side: Side,
+        gone: Vec<i64>,
+        live: usize,
+    ) -> Result<Vec<i64>, EngineError> {
+        if !pair.connector(side).listing_lags() {
+            return Ok(gone);
+        }
+        let allowed = (live as u64 * self.sync.mass_delete_percent / 100)
+            .max(self.sync.mass_delete_min.max(1) - 1) as usize;
+        let mut confirmed = Vec::new();
+        let mut candidates = gone.into_iter();
+        let mut read = 0usize;
+        for id in candidates.by_ref() {
+            if confirmed.len() > allowed {
+                // The guard holds these; no need to read the rest.
+                confirmed.push(id);
+                confirmed.extend(candidates.by_ref());
+                return Ok(confirmed);
+            }
+            if read == CONFIRM_AT_MOST {
+                let held = 1 + candidates.len();
+                decider.report.stats.deletes_held += held as u64;
+                tracing::warn!(
+                    side = %pair.connector(side).side(),
+                    held,
+                    "more records missing from the listing than are read by id in one reconciliation; \
+                     the rest wait for the next one"
+                );
+                break;
+            }
+            read += 1;
+            let Some(link) = self.store.link_by_id(id).await? else {
+                continue;
+            };
+            if !self.still_there(pair, side, &link).await? {
+                confirmed.push(id);
+            }
+        }
+        Ok(confirmed)
+    }
+
+    /// Whether the record of `link` on `side`, missing from a listing that
+    /// may lag writes, is in fact still there: read by its id. A record
+    /// that cannot be read is there.
+    async fn still_there(
+        &self,
+        pair: &PairRuntime,
+        side: Side,
+        link: &crate::store::Link,
+    ) -> Result<bool, EngineError> {
+        let connector = pair.connector(side);
+        let this = link.side(side);
+        let Some(id) = this.id.as_deref() else {
+            return Ok(false);
+        };
+        match connector
+            .get(link.entity, id, this.parent_id.as_deref())
+            .await
+        {
+            Ok(found) => Ok(found.is_some()),
+            // Refused for this record (it cannot be read): it is there.
+            Err(error) if error.is_record_error() => Ok(true),
+            Err(error) => Err(error.into()),
+        }
     }
 }
