@@ -218,13 +218,12 @@ impl Engine {
         let allowed = (live as u64 * self.sync.mass_delete_percent / 100)
             .max(self.sync.mass_delete_min.max(1) - 1) as usize;
         let mut confirmed = Vec::new();
-        let mut candidates = gone.into_iter();
-        let mut read = 0usize;
-        for id in candidates.by_ref() {
+        let mut candidates = gone.into_iter().enumerate();
+        while let Some((read, id)) = candidates.next() {
             if confirmed.len() > allowed {
                 // The guard holds these; no need to read the rest.
                 confirmed.push(id);
-                confirmed.extend(candidates.by_ref());
+                confirmed.extend(candidates.map(|(_, id)| id));
                 return Ok(confirmed);
             }
             if read == CONFIRM_AT_MOST {
@@ -238,7 +237,6 @@ impl Engine {
                 );
                 break;
             }
-            read += 1;
             let Some(link) = self.store.link_by_id(id).await? else {
                 continue;
             };
