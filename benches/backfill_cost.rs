@@ -68,6 +68,7 @@ async fn start(ghl: usize, app: usize, tasks_scope: bool) -> Sims {
     })
     .await
     .unwrap();
+    distinct_people(&app.handle());
     let location = ghl.handle().location_ids()[0].clone();
     let mut scopes = vec!["contacts.readonly", "contacts.write"];
     if tasks_scope {
@@ -79,6 +80,33 @@ async fn start(ghl: usize, app: usize, tasks_scope: bool) -> Sims {
         app,
         location,
         ghl_token,
+    }
+}
+
+/// Every seeded app contact a person of their own (as the end-to-end
+/// tests make them): the app seed leaves some without an email and draws
+/// mobiles at random, and GHL refuses a second contact with a phone it
+/// holds; shared keys are `data_safety_soak`'s subject, not this one's.
+fn distinct_people(app: &ghlsync_sim::app::AppSimHandle) {
+    let mut mobiles = std::collections::HashSet::new();
+    for contact in app.contacts() {
+        let id = contact["id"].as_str().unwrap_or_default().to_owned();
+        let mut patch = serde_json::Map::new();
+        if contact["email_address"].as_str().is_none() {
+            patch.insert(
+                "email_address".into(),
+                format!("no.email.{}@app.test", id.to_lowercase()).into(),
+            );
+        }
+        if let Some(mobile) = contact["mobile"].as_str() {
+            if !mobiles.insert(mobile.to_owned()) {
+                patch.insert("mobile".into(), serde_json::Value::Null);
+            }
+        }
+        if !patch.is_empty() {
+            app.update_contact_as_user(&id, serde_json::Value::Object(patch))
+                .unwrap();
+        }
     }
 }
 

@@ -24,6 +24,16 @@ struct InFlight {
     commit: tokio::task::JoinHandle<Result<CommitReceipt, StoreError>>,
 }
 
+/// Whether a poll of contacts reads the children of those that changed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Children {
+    Read,
+    /// A reconciliation in the same pass reads every linked contact's
+    /// children: reading those of the changed ones first would read them
+    /// twice (`ghlsync backfill`: once per contact for nothing).
+    LeftToReconciliation,
+}
+
 /// What a listing of children showed.
 struct Listed {
     /// The contacts whose children were all listed: a linked child of one
@@ -57,6 +67,20 @@ impl Engine {
         entity: EntityKind,
         mode: Mode,
     ) -> Result<PairReport, EngineError> {
+        self.poll_as(pair, source, entity, mode, Children::Read)
+            .await
+    }
+
+    /// [`Engine::poll`], reading the children of changed contacts or not
+    /// (a reconciliation following in the same pass reads them all).
+    pub(super) async fn poll_as(
+        &self,
+        pair: &PairRuntime,
+        source: Side,
+        entity: EntityKind,
+        mode: Mode,
+        children: Children,
+    ) -> Result<PairReport, EngineError> {
         let connector = pair.connector(source);
         let caps = connector.capabilities().of(entity);
         if !caps.read || !caps.change_feed {
@@ -68,7 +92,7 @@ impl Engine {
             side = %connector.side(),
             entity = %entity,
         );
-        self.poll_feed(pair, source, entity, mode)
+        self.poll_feed(pair, source, entity, mode, children)
             .instrument(span)
             .await
     }
@@ -79,6 +103,7 @@ impl Engine {
         source: Side,
         entity: EntityKind,
         mode: Mode,
+        children: Children,
     ) -> Result<PairReport, EngineError> {
         let side = source;
         let started = crate::clock::now();
@@ -116,7 +141,7 @@ impl Engine {
                 self.set_aside(pair, &mut decider, source, entity, page.rejected)
                     .await?;
                 let changed = decider.records(source, entity, page.records).await?;
-                if entity == EntityKind::Contact {
+                if entity == EntityKind::Contact && children == Children::Read {
                     self.children_of(pair, &mut decider, source, &changed)
                         .await?;
                 }

@@ -14,6 +14,7 @@ use super::detect::rejected_ids;
 use super::report::PairReport;
 use super::{Engine, EngineError, Mode, PairRuntime};
 use crate::domain::{EntityKind, Side};
+use crate::store::Change;
 
 /// Contacts whose children are read per commit.
 const CHILDREN_PER_COMMIT: usize = 50;
@@ -72,12 +73,18 @@ impl Engine {
             .store
             .live_side_ids(pair.name(), EntityKind::Contact, source)
             .await?;
+        // Whether this listing stands in for the side's first poll (see
+        // `Engine::detect_sides`): then it sets the watermark that poll
+        // would have set.
+        let first_listing = self.never_polled(pair, source).await?;
+        let mut newest = None;
         let mut present = HashSet::new();
         // Records the side sent without an id that could be read.
         let mut unnamed = 0usize;
         let mut pages = connector.contact_pages();
         while let Some(page) = pages.next().await {
             let page = page?;
+            newest = newest.max(page.watermark);
             // A record that could not be read is still there: dead-lettered,
             // never taken for deleted.
             let (named, without_id) = rejected_ids(&page.rejected);
@@ -126,6 +133,17 @@ impl Engine {
         }
         let mut advance = self.advance(pair, source, EntityKind::Contact);
         advance.last_full_sync_at = Some(started);
+        if first_listing {
+            // A poll reads up to `lag` before its start and moves the
+            // watermark to the newest change it read: everything changed
+            // before that is in this listing (which a lagging index shows
+            // by then), so the first poll after it starts there, less the
+            // overlap, and reads only what changed since.
+            let lag = chrono::Duration::from_std(self.sync.lag).unwrap_or_default();
+            if let Some(at) = newest.map(|newest| newest.min(started - lag)) {
+                advance.watermark = Change::Set(at);
+            }
+        }
         self.commit(decider, advance, mode).await
     }
 
