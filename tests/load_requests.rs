@@ -59,3 +59,68 @@ async fn the_first_poll_after_a_backfill_reads_only_what_changed_since() {
     assert_eq!(counters.count_route("POST", SEARCH), 1, "one page");
     assert_eq!(counters.total_requests, 1, "nothing else asked of GHL");
 }
+
+/// An initial load of app contacts into GHL sends no duplicate lookup
+/// (`GET /contacts/search/duplicate`, one or two per record before): each
+/// new app contact's keys are resolved against the GHL contacts the
+/// reconciliation just listed. A candidate is still read by its id and
+/// verified: the three app contacts with a GHL contact's email link to it
+/// (one request each), the one sharing only a GHL contact's phone under
+/// another email is somebody else and is created, and nobody is
+/// duplicated.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_initial_load_into_ghl_matches_against_the_listing_not_lookups() {
+    let h = Harness::new(start_sims(5, 20).await, &Template::contacts().render()).await;
+    let ghl = h.ghl_contacts();
+    for (i, contact) in ghl.iter().take(3).enumerate() {
+        h.app()
+            .create_contact_as_user(json!({
+                "email_address": text(contact, "email").to_uppercase(),
+                "first_name": format!("Same{i}"),
+            }))
+            .unwrap();
+    }
+    let shared_phone = text(&ghl[4], "phone");
+    h.app()
+        .create_contact_as_user(json!({
+            "email_address": "someone.else@app.test",
+            "mobile": shared_phone,
+        }))
+        .unwrap();
+    // What deciding costs, alone: a plan writes nothing.
+    h.reset_counters();
+    // (A plan commits nothing, so the app contacts find the GHL contacts
+    // that GHL's own records matched in the app still free, and are
+    // matched here through the listing.)
+    h.cycle(Mode::Plan, Reconcile::Always).await;
+    let counters = h.ghl().counters();
+    assert_eq!(
+        counters.count_route("GET", "/contacts/search/duplicate"),
+        0,
+        "no per-record lookup"
+    );
+    assert_eq!(
+        counters.count_route("GET", "/contacts/{contactId}"),
+        4,
+        "each candidate read by id: 3 matches, 1 somebody else"
+    );
+    h.reset_counters();
+    let report = h.cycle(Mode::Apply, Reconcile::Always).await;
+    assert_eq!(report.totals().linked, 3, "{:?}", report.totals());
+    let counters = h.ghl().counters();
+    assert_eq!(
+        counters.count_route("GET", "/contacts/search/duplicate"),
+        0,
+        "none when writing either"
+    );
+    assert_eq!(
+        counters.count_route("POST", "/contacts/"),
+        21,
+        "20 + 1 created"
+    );
+    let emails = h.ghl_emails();
+    assert_eq!(emails.len(), 5 + 21);
+    assert!(emails.values().all(|n| *n == 1), "nobody twice: {emails:?}");
+    let linked = h.ghl_by_email(&text(&ghl[0], "email"));
+    assert_eq!(text(&linked, "firstName"), "Same0", "merged, newest wins");
+}

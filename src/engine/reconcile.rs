@@ -11,6 +11,7 @@ use tracing::Instrument;
 
 use super::decide::Decider;
 use super::detect::rejected_ids;
+use super::listed::ListedKeys;
 use super::report::PairReport;
 use super::{Engine, EngineError, Mode, PairRuntime};
 use crate::domain::{EntityKind, Side};
@@ -77,6 +78,12 @@ impl Engine {
         // `Engine::detect_sides`): then it sets the watermark that poll
         // would have set.
         let first_listing = self.never_polled(pair, source).await?;
+        // The first side listed keeps its match keys for the other side's
+        // new records (`engine/listed.rs`); the other side's listing
+        // brings them up to date page by page.
+        let mut keys = (decider.listed.is_none()
+            && connector.capabilities().of(EntityKind::Contact).change_feed)
+            .then(|| ListedKeys::new(source, started));
         let mut newest = None;
         let mut present = HashSet::new();
         // Records the side sent without an id that could be read.
@@ -91,6 +98,14 @@ impl Engine {
             unnamed += without_id;
             present.extend(named);
             present.extend(page.records.iter().map(|r| r.id.clone()));
+            if let Some(keys) = keys.as_mut() {
+                keys.add(pair, &page.records, page.rejected.len());
+            }
+            if let Some(listed) = decider.listed.as_mut() {
+                if listed.answers_for(source.other()) {
+                    listed.refresh(pair, self.sync.overlap).await?;
+                }
+            }
             self.set_aside(pair, decider, source, EntityKind::Contact, page.rejected)
                 .await?;
             decider
@@ -99,6 +114,39 @@ impl Engine {
             let advance = self.advance(pair, source, EntityKind::Contact);
             self.commit(decider, advance, mode).await?;
         }
+        self.missing(pair, decider, source, &live, present, unnamed)
+            .await?;
+        decider.listed = decider.listed.take().or(keys);
+        let mut advance = self.advance(pair, source, EntityKind::Contact);
+        advance.last_full_sync_at = Some(started);
+        if first_listing {
+            // A poll reads up to `lag` before its start and moves the
+            // watermark to the newest change it read: everything changed
+            // before that is in this listing (which a lagging index shows
+            // by then), so the first poll after it starts there, less the
+            // overlap, and reads only what changed since.
+            let lag = chrono::Duration::from_std(self.sync.lag).unwrap_or_default();
+            if let Some(at) = newest.map(|newest| newest.min(started - lag)) {
+                advance.watermark = Change::Set(at);
+            }
+        }
+        self.commit(decider, advance, mode).await
+    }
+
+    /// The linked records of `source` missing from its listing: deleted,
+    /// unless the listing held records without an id (any of them could
+    /// be one of these) or, for a lagging listing, they are still there
+    /// when read by id; and never more at once than the guard allows.
+    async fn missing(
+        &self,
+        pair: &PairRuntime,
+        decider: &mut Decider<'_>,
+        source: Side,
+        live: &[(i64, String)],
+        present: HashSet<String>,
+        unnamed: usize,
+    ) -> Result<(), EngineError> {
+        let connector = pair.connector(source);
         let gone: Vec<i64> = live
             .iter()
             .filter(|(_, id)| !present.contains(id))
@@ -131,20 +179,7 @@ impl Engine {
             )
             .await?;
         }
-        let mut advance = self.advance(pair, source, EntityKind::Contact);
-        advance.last_full_sync_at = Some(started);
-        if first_listing {
-            // A poll reads up to `lag` before its start and moves the
-            // watermark to the newest change it read: everything changed
-            // before that is in this listing (which a lagging index shows
-            // by then), so the first poll after it starts there, less the
-            // overlap, and reads only what changed since.
-            let lag = chrono::Duration::from_std(self.sync.lag).unwrap_or_default();
-            if let Some(at) = newest.map(|newest| newest.min(started - lag)) {
-                advance.watermark = Change::Set(at);
-            }
-        }
-        self.commit(decider, advance, mode).await
+        Ok(())
     }
 
     async fn reconcile_children(
