@@ -129,6 +129,9 @@ impl Engine {
             if let Some(at) = newest.map(|newest| newest.min(started - lag)) {
                 advance.watermark = Change::Set(at);
             }
+            // It stood in for that poll: `status` shows it as one.
+            advance.last_poll_at = Some(started);
+            advance.last_success_at = Some(crate::clock::now());
         }
         self.commit(decider, advance, mode).await
     }
