@@ -42,18 +42,22 @@ pub(super) struct ListedKeys {
     /// Changes up to this time are in the index (a lagging index shows
     /// them an overlap later: refreshes start that much before it).
     covered_until: DateTime<Utc>,
-    refreshed_at: Instant,
+    /// When it was last brought up to date; never before its first answer.
+    refreshed_at: Option<Instant>,
+    /// `sync.overlap`: how far below `covered_until` a refresh starts.
+    overlap: Duration,
 }
 
 impl ListedKeys {
     /// An empty index of `side`, its listing started at `started`.
-    pub fn new(side: Side, started: DateTime<Utc>) -> Self {
+    pub fn new(side: Side, started: DateTime<Utc>, overlap: Duration) -> Self {
         ListedKeys {
             side,
             by_key: HashMap::new(),
             complete: true,
             covered_until: started,
-            refreshed_at: Instant::now(),
+            refreshed_at: None,
+            overlap,
         }
     }
 
@@ -83,18 +87,19 @@ impl ListedKeys {
         }
     }
 
-    /// Brings the index up to date with the side's change feed, unless it
-    /// was less than [`REFRESH_EVERY`] ago.
-    pub async fn refresh(
-        &mut self,
-        pair: &PairRuntime,
-        overlap: Duration,
-    ) -> Result<(), ConnectorError> {
-        if !self.complete || self.refreshed_at.elapsed() < REFRESH_EVERY {
+    /// Brings the index up to date with the side's change feed (always
+    /// before its first answer, then unless that was less than
+    /// [`REFRESH_EVERY`] ago): called before it answers, so a
+    /// reconciliation with no new record costs no refresh.
+    pub async fn refresh(&mut self, pair: &PairRuntime) -> Result<(), ConnectorError> {
+        let recent = self
+            .refreshed_at
+            .is_some_and(|at| at.elapsed() < REFRESH_EVERY);
+        if !self.complete || recent {
             return Ok(());
         }
         let until = crate::clock::now();
-        let overlap = chrono::Duration::from_std(overlap).unwrap_or_default();
+        let overlap = chrono::Duration::from_std(self.overlap).unwrap_or_default();
         let since = self.covered_until - overlap;
         let connector = pair.connector(self.side);
         let mut pages = connector.changes(EntityKind::Contact, since, until);
@@ -103,7 +108,7 @@ impl ListedKeys {
             self.add(pair, &page.records, page.rejected.len());
         }
         self.covered_until = until;
-        self.refreshed_at = Instant::now();
+        self.refreshed_at = Some(Instant::now());
         Ok(())
     }
 

@@ -79,11 +79,11 @@ impl Engine {
         // would have set.
         let first_listing = self.never_polled(pair, source).await?;
         // The first side listed keeps its match keys for the other side's
-        // new records (`engine/listed.rs`); the other side's listing
-        // brings them up to date page by page.
+        // new records (`engine/listed.rs`), brought up to date before it
+        // answers for one.
         let mut keys = (decider.listed.is_none()
             && connector.capabilities().of(EntityKind::Contact).change_feed)
-            .then(|| ListedKeys::new(source, started));
+            .then(|| ListedKeys::new(source, started, self.sync.overlap));
         let mut newest = None;
         let mut present = HashSet::new();
         // Records the side sent without an id that could be read.
@@ -100,11 +100,6 @@ impl Engine {
             present.extend(page.records.iter().map(|r| r.id.clone()));
             if let Some(keys) = keys.as_mut() {
                 keys.add(pair, &page.records, page.rejected.len());
-            }
-            if let Some(listed) = decider.listed.as_mut() {
-                if listed.answers_for(source.other()) {
-                    listed.refresh(pair, self.sync.overlap).await?;
-                }
             }
             self.set_aside(pair, decider, source, EntityKind::Contact, page.rejected)
                 .await?;

@@ -162,11 +162,13 @@ impl Decider<'_> {
         canonical: &Canonical,
     ) -> Result<Option<Record>, EngineError> {
         let other = source.other();
-        let searched = match &self.listed {
+        let pair = self.pair;
+        let searched = match self.listed.as_mut() {
             Some(listed) if listed.answers_for(other) => {
-                listed.search(self.pair, canonical).await?
+                listed.refresh(pair).await?;
+                listed.search(pair, canonical).await?
             }
-            _ => matching::search(self.pair, other, canonical).await?,
+            _ => matching::search(pair, other, canonical).await?,
         };
         match searched {
             Search::Found(verified) => Ok(Some(verified.record)),
