@@ -115,7 +115,10 @@ impl Engine {
     /// would list every contact) are not polled at all: the
     /// reconciliation's listing reads them once, and sets the watermark
     /// the poll would have set. So `ghlsync backfill` lists each side's
-    /// contacts once and reads each contact's children once.
+    /// contacts once and reads each contact's children once. A
+    /// reconciliation that fails stays due (its `last_full_sync_at` does
+    /// not move), so the children it did not read are read by the next
+    /// pass, and a side whose listing failed is still never polled then.
     pub async fn detect_sides(
         &self,
         pair: &PairRuntime,
