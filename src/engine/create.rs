@@ -278,7 +278,7 @@ fn adopt(pair: &PairRuntime, item: &OutboxItem, record: Record, payload: &WriteP
 /// a second claim (a retry, or a lease taken over after a crash), or an
 /// item that failed before (a dead letter the operator re-queued keeps its
 /// last error).
-fn may_have_been_sent(item: &OutboxItem) -> bool {
+pub(super) fn may_have_been_sent(item: &OutboxItem) -> bool {
     item.attempts > 1 || item.last_error.is_some()
 }
 

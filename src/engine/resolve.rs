@@ -315,6 +315,7 @@ async fn queue_write(
                 .collect(),
         ),
         other_writes: Vec::new(),
+        expect_at: None,
     };
     let key = resolution_key(pair.name(), entity, id, OutboxOp::Update, role);
     OutboxWrite {

@@ -13,7 +13,7 @@ use super::outbox::{change_of_key, source_in_key, WritePayload};
 use super::report::Stats;
 use super::{snapshot, Engine, EngineError, PairRuntime};
 use crate::connector::http::bounded;
-use crate::connector::{ConnectorError, Patch, Record};
+use crate::connector::{ConnectorError, Patch, Record, Stamp};
 use crate::domain::EntityKind;
 
 use crate::store::{
@@ -511,6 +511,17 @@ impl Engine {
             Ok(None) => return Some(Ok("the record was deleted there".to_owned())),
             Err(error) => return Some(Err(error)),
         };
+        let moved = payload
+            .expect_at
+            .filter(|_| crate::engine::create::may_have_been_sent(item))
+            .is_some_and(|at| current.stamp == Stamp::Side && current.updated_at != at);
+        if moved {
+            return Some(Ok(
+                "changed there since the write was planned, and an earlier \
+                            attempt may have applied it"
+                    .to_owned(),
+            ));
+        }
         let canonical = pair
             .settings
             .map

@@ -8,7 +8,7 @@ use std::collections::HashMap;
 use serde_json::Value;
 
 use super::reread::{already_decided, seen_side};
-use super::settle::{merge_sides, Ids, Settlement};
+use super::settle::{dated, merge_sides, Ids, Settlement};
 use super::{from_source, Decider};
 use crate::connector::Record;
 use crate::domain::{EntityKind, PerSide, Side};
@@ -142,6 +142,7 @@ impl Decider<'_> {
             entity,
             merged: &merged,
             current: from_source(source, Some(&canonical), None),
+            seen_at: from_source(source, dated(record), None),
             ids: Ids {
                 source,
                 source_id: record.id.clone(),
@@ -349,6 +350,7 @@ impl Decider<'_> {
             entity: record.entity,
             merged: &merged,
             current: from_source(source, Some(canonical), Some(found_canonical)),
+            seen_at: from_source(source, dated(record), dated(&found)),
             ids: Ids {
                 source,
                 source_id: record.id.clone(),
@@ -392,6 +394,7 @@ impl Decider<'_> {
             entity: record.entity,
             merged: &merged,
             current: from_source(source, Some(canonical), Some(found_canonical)),
+            seen_at: from_source(source, dated(record), dated(&found)),
             ids: Ids {
                 source,
                 source_id: record.id.clone(),

@@ -3,7 +3,7 @@
 //! base snapshot.
 
 use super::reread::agrees_with_base;
-use super::settle::{merge_sides, Ids, Settlement};
+use super::settle::{dated, merge_sides, Ids, Settlement};
 use super::{from_source, Decider};
 use crate::connector::Record;
 use crate::domain::{EntityKind, PerSide, Side};
@@ -111,6 +111,7 @@ impl Decider<'_> {
                 Some(&canonical),
                 other_canonical.as_ref().or(pending.as_ref()),
             ),
+            seen_at: from_source(source, dated(record), other_record.as_ref().and_then(dated)),
             ids: Ids {
                 source,
                 source_id: record.id.clone(),

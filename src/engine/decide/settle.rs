@@ -55,6 +55,10 @@ pub(super) struct Settlement<'m> {
     /// Each side's canonical record as the decision saw it (none: not
     /// there, or not read).
     pub current: PerSide<Option<&'m Canonical>>,
+    /// Each side's change time of the record the decision read, when the
+    /// side dates its records: a retried write finds there whether the
+    /// record changed since (see [`WritePayload::expect_at`]).
+    pub seen_at: PerSide<Option<DateTime<Utc>>>,
     pub ids: Ids,
 }
 
@@ -145,6 +149,7 @@ impl Decider<'_> {
             changed: writes.keys().cloned().collect(),
             tag: None,
             expect: held(s.current[target], writes),
+            expect_at: s.seen_at[target],
             other_writes: if self.write_op(s, other).is_some() {
                 other_writes.keys().cloned().collect()
             } else {
@@ -272,6 +277,12 @@ fn held(current: Option<&Canonical>, writes: &Canonical) -> Option<Canonical> {
             .filter_map(|f| Some((f.clone(), now.get(f)?.clone())))
             .collect()
     })
+}
+
+/// A record's change time, when its side gives one (a read time tells
+/// nothing of changes).
+pub(super) fn dated(record: &crate::connector::Record) -> Option<DateTime<Utc>> {
+    (record.stamp == crate::connector::Stamp::Side).then_some(record.updated_at)
 }
 
 /// [`merge`] of the record read from `source` with the other side's (if

@@ -31,6 +31,15 @@ pub struct WritePayload {
     /// poll merges that edit instead of overwriting it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub expect: Option<Canonical>,
+    /// The target's change time when the write was planned, if its side
+    /// dates records. A retry after an attempt whose answer was lost
+    /// cannot tell from the values alone whether that attempt applied and
+    /// a user then put `expect` back (A, ours, A again): a record whose
+    /// change time moved is decided again instead (found by the
+    /// deterministic simulation, issue 16: such a retry removed a tag a
+    /// user had just added back).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expect_at: Option<chrono::DateTime<chrono::Utc>>,
     /// The fields the same decision writes to the *other* side. Until that
     /// write is done, the other side does not hold their merged values, so
     /// this write's completion leaves them at their old base: the base is
@@ -52,8 +61,23 @@ impl WritePayload {
     pub fn base_after(&self, base: &Canonical) -> Option<Canonical> {
         let mut after = self.snapshot.clone()?;
         for field in &self.other_writes {
-            match base.get(field) {
-                Some(value) => after.insert(field.clone(), value.clone()),
+            let kept = match (after.get(field), base.get(field)) {
+                // A list both writes change (a `union`): both sides hold
+                // an item once both writes are done only if it was in the
+                // base, so the base keeps those; an item this write removed
+                // leaves it at once, or a user's adding it back later would
+                // read as "kept" and be removed again.
+                (Some(Value::Array(merged)), Some(Value::Array(old))) => Some(Value::Array(
+                    merged
+                        .iter()
+                        .filter(|item| old.contains(item))
+                        .cloned()
+                        .collect(),
+                )),
+                (_, old) => old.cloned(),
+            };
+            match kept {
+                Some(value) => after.insert(field.clone(), value),
                 None => after.remove(field),
             };
         }
