@@ -48,6 +48,15 @@ impl Decider<'_> {
         {
             return false;
         }
+        // A version older than the one the link took in is stale, not
+        // diverged: a listing read before our write landed (GHL's search
+        // index lags writes by seconds). Deciding it would write the old
+        // values back over the new (found by the deterministic simulation,
+        // issue 16).
+        let seen = link.side(source).updated_at;
+        if record.stamp == Stamp::Side && seen.is_some_and(|seen| record.updated_at < seen) {
+            return false;
+        }
         let map = &self.pair.settings.map;
         let Ok(canonical) = map.to_canonical(record.entity, source, &record.fields) else {
             // Unreadable: its dead letter was written when it was read.
