@@ -14,11 +14,11 @@ use super::report::Stats;
 use super::{snapshot, Engine, EngineError, PairRuntime};
 use crate::connector::http::bounded;
 use crate::connector::{ConnectorError, Patch, Record, Stamp};
-use crate::domain::EntityKind;
+use crate::domain::{EntityKind, Side};
 
 use crate::store::{
-    Change, Completion, Direction, JournalAction, LinkRef, LinkUpdate, LinkWrite, NewJournalEntry,
-    OutboxItem, OutboxOp, OutboxRef, SidePatch, StoreError,
+    Change, Completion, Direction, JournalAction, Link, LinkRef, LinkUpdate, LinkWrite,
+    NewJournalEntry, OutboxItem, OutboxOp, OutboxRef, OutboxStatus, SidePatch, StoreError,
 };
 
 /// Why one write did not happen.
@@ -191,17 +191,23 @@ impl Engine {
             }
         }
         let payload = payload(item);
-        let base = match item.link_id {
+        let link = match item.link_id {
+            Some(id) => self.store.link_by_id(id).await?,
+            None => None,
+        };
+        let base = match &link {
             // Fields a write to the other side has yet to bring there keep
             // their base (`WritePayload::other_writes`).
             Some(link) if !adopted && !payload.other_writes.is_empty() => {
-                let now = self.store.link_by_id(link).await?;
-                let held = now
-                    .and_then(|l| serde_json::from_value(l.snapshot.content).ok())
-                    .unwrap_or_default();
+                let held =
+                    serde_json::from_value(link.snapshot.content.clone()).unwrap_or_default();
                 payload.base_after(&held)
             }
             _ => payload.snapshot.clone(),
+        };
+        let overtaken = match &link {
+            Some(link) => self.overtaken(item, link).await?,
+            None => false,
         };
         let completion = completion(pair, item, record.as_ref(), adopted, base.as_ref());
         match self.store.complete_outbox(&completion).await {
@@ -209,6 +215,11 @@ impl Engine {
                 stats.applied += 1;
                 let source_id = self.source_id(pair, item).await;
                 applied(pair, item, record.as_ref(), source_id.as_deref());
+                if overtaken && !adopted {
+                    // Its base is the old decision's; the newer version
+                    // that agreed with the old base was taken as no change.
+                    self.decide_source_again(pair, item).await?;
+                }
                 Ok(true)
             }
             // Another writer whose lease outlived ours finished it.
@@ -224,6 +235,31 @@ impl Engine {
             }
             Err(error) => Err(error.into()),
         }
+    }
+
+    /// Whether a newer version of the record this write comes from was
+    /// decided while it waited, with no later write of the link pending to
+    /// carry it: that decision saw the old base, so a change back to it
+    /// (a tag added, then removed) planned nothing, and this write's
+    /// completion now records a base the source no longer holds. The
+    /// source is then decided again at once rather than at the next
+    /// reconciliation (found by the deterministic simulation, issue 16).
+    async fn overtaken(&self, item: &OutboxItem, link: &Link) -> Result<bool, EngineError> {
+        let Some((source_id, changed_at)) = change_of_key(&item.idempotency_key) else {
+            return Ok(false);
+        };
+        let newer = Side::BOTH.iter().any(|side| {
+            let seen = link.side(*side);
+            seen.id.as_deref() == Some(source_id)
+                && seen.updated_at.is_some_and(|at| at > changed_at)
+        });
+        if !newer {
+            return Ok(false);
+        }
+        let pending = self.store.outbox_for_link(link.id).await?;
+        Ok(!pending
+            .iter()
+            .any(|other| other.id != item.id && other.status == OutboxStatus::Pending))
     }
 
     /// The id of the record a write comes from, for its log line: named
