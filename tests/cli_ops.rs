@@ -1076,6 +1076,7 @@ async fn side_health_and_backlog_per_side(store: Store) {
         daily_remaining: daily,
         requests: daily.map(|_| 12),
         throttled: daily.map(|_| 0),
+        bulk_paused: daily.map(|_| false),
         recorded_at: at,
     };
     store

@@ -13,7 +13,7 @@ use super::decide::Decider;
 use super::report::PairReport;
 use super::{Engine, EngineError, Mode, PairRuntime};
 use crate::connector::ConnectorError;
-use crate::domain::{EntityKind, Side};
+use crate::domain::{EntityKind, Purpose, Side};
 
 use crate::store::{Change, Changeset, CommitReceipt, CursorAdvance, DeadLetterStatus, StoreError};
 
@@ -22,6 +22,18 @@ struct InFlight {
     /// The ids of the page's records.
     ids: HashSet<String>,
     commit: tokio::task::JoinHandle<Result<CommitReceipt, StoreError>>,
+}
+
+/// The children of some contacts as one side listed them, not decided yet
+/// (see [`Engine::list_children`]).
+pub(super) struct ChildrenListing {
+    /// The children linked before the listing began.
+    linked: Vec<crate::store::Link>,
+    pages: Vec<crate::connector::Page>,
+    /// Every child listed, readable or not.
+    present: HashSet<String>,
+    /// The contacts whose listing names every child (none without an id).
+    listed: HashSet<String>,
 }
 
 /// Detection of the default feed of an entity.
@@ -49,8 +61,8 @@ impl Engine {
             side = %connector.side(),
             entity = %entity,
         );
-        self.poll_feed(pair, source, entity, mode)
-            .instrument(span)
+        Purpose::Poll
+            .scope(self.poll_feed(pair, source, entity, mode).instrument(span))
             .await
     }
 
@@ -166,6 +178,21 @@ impl Engine {
         entity: EntityKind,
         contacts: &[String],
     ) -> Result<(), EngineError> {
+        let listing = self.list_children(pair, source, entity, contacts).await?;
+        self.decide_children(pair, decider, source, entity, listing)
+            .await
+    }
+
+    /// The reading half of [`read_children`](Self::read_children): only
+    /// requests to the side, no decision, so a reconciliation can list
+    /// without holding the pair's turn and take it only to decide.
+    pub(super) async fn list_children(
+        &self,
+        pair: &PairRuntime,
+        source: Side,
+        entity: EntityKind,
+        contacts: &[String],
+    ) -> Result<ChildrenListing, EngineError> {
         let connector = pair.connector(source);
         // The links as they are before the listings: a child the writer
         // creates and links meanwhile may not be listed, and is not gone.
@@ -173,8 +200,12 @@ impl Engine {
             .store
             .links_by_parent_ids(pair.name(), entity, source, contacts)
             .await?;
-        let mut present = HashSet::new();
-        let mut listed = HashSet::with_capacity(contacts.len());
+        let mut listing = ChildrenListing {
+            linked,
+            pages: Vec::with_capacity(contacts.len()),
+            present: HashSet::new(),
+            listed: HashSet::with_capacity(contacts.len()),
+        };
         for contact in contacts {
             let page = match connector.children_page(entity, contact).await {
                 Ok(page) => page,
@@ -191,10 +222,35 @@ impl Engine {
             // linked children, so none of them is taken for gone.
             let (named, unnamed) = rejected_ids(&page.rejected);
             if unnamed == 0 {
-                listed.insert(contact.clone());
+                listing.listed.insert(contact.clone());
             }
-            present.extend(named);
-            present.extend(page.records.iter().map(|c| c.id.clone()));
+            listing.present.extend(named);
+            listing
+                .present
+                .extend(page.records.iter().map(|c| c.id.clone()));
+            listing.pages.push(page);
+        }
+        Ok(listing)
+    }
+
+    /// The deciding half of [`read_children`](Self::read_children): the
+    /// listed children decided, and the linked children missing from
+    /// their contact's listing deleted.
+    pub(super) async fn decide_children(
+        &self,
+        pair: &PairRuntime,
+        decider: &mut Decider<'_>,
+        source: Side,
+        entity: EntityKind,
+        listing: ChildrenListing,
+    ) -> Result<(), EngineError> {
+        let ChildrenListing {
+            linked,
+            pages,
+            present,
+            listed,
+        } = listing;
+        for page in pages {
             self.set_aside(pair, decider, source, entity, page.rejected)
                 .await?;
             decider.records(source, entity, page.records).await?;

@@ -13,7 +13,7 @@ use super::decide::Decider;
 use super::detect::rejected_ids;
 use super::report::PairReport;
 use super::{Engine, EngineError, Mode, PairRuntime};
-use crate::domain::{EntityKind, Side};
+use crate::domain::{EntityKind, Purpose, Side};
 
 /// Contacts whose children are read per commit.
 const CHILDREN_PER_COMMIT: usize = 50;
@@ -26,7 +26,7 @@ impl Engine {
         mode: Mode,
     ) -> Result<PairReport, EngineError> {
         let span = tracing::info_span!("reconcile", pair = %pair.name());
-        async {
+        let work = async {
             let mut decider = Decider::new(self, pair, mode).comparing_content();
             for source in Side::BOTH {
                 self.reconcile_contacts(pair, &mut decider, source, mode)
@@ -45,9 +45,8 @@ impl Engine {
             }
             tracing::info!(stats = ?decider.report.stats, "reconciliation done");
             Ok(decider.report)
-        }
-        .instrument(span)
-        .await
+        };
+        Purpose::Reconcile.scope(work.instrument(span)).await
     }
 
     async fn reconcile_contacts(
@@ -73,6 +72,9 @@ impl Engine {
         // Records the side sent without an id that could be read.
         let mut unnamed = 0usize;
         let mut pages = connector.contact_pages();
+        // Versions read from here on are decided only against links
+        // nothing touched since: polls and the writer run beside us.
+        decider.listed_since(started);
         while let Some(page) = pages.next().await {
             let page = page?;
             // A record that could not be read is still there: dead-lettered,
@@ -81,6 +83,7 @@ impl Engine {
             unnamed += without_id;
             present.extend(named);
             present.extend(page.records.iter().map(|r| r.id.clone()));
+            let _turn = pair.signals.turn.lock().await;
             self.set_aside(pair, decider, source, EntityKind::Contact, page.rejected)
                 .await?;
             decider
@@ -89,6 +92,7 @@ impl Engine {
             let advance = self.advance(pair, source, EntityKind::Contact);
             self.commit(decider, advance, mode).await?;
         }
+        let _turn = pair.signals.turn.lock().await;
         let gone: Vec<i64> = live
             .iter()
             .filter(|(_, id)| !present.contains(id))
@@ -139,7 +143,12 @@ impl Engine {
             .map(|(_, id)| id)
             .collect();
         for chunk in contacts.chunks(CHILDREN_PER_COMMIT) {
-            self.read_children(pair, decider, source, entity, chunk)
+            decider.listed_since(crate::clock::now());
+            let listing = Purpose::ChildrenSweep
+                .scope(self.list_children(pair, source, entity, chunk))
+                .await?;
+            let _turn = pair.signals.turn.lock().await;
+            self.decide_children(pair, decider, source, entity, listing)
                 .await?;
             let advance = self.advance(pair, source, entity);
             self.commit(decider, advance, mode).await?;

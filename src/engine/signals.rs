@@ -28,6 +28,8 @@ pub struct SideSignals {
 pub struct PairSignals {
     sides: Mutex<PerSide<SideSignals>>,
     reconcile_requested: AtomicBool,
+    /// When the reconciliation running now began (None: none runs).
+    reconciling_since: Mutex<Option<DateTime<Utc>>>,
     wake: Notify,
     /// Detection passes and targeted syncs of one pair take turns: two
     /// deciders working on one new record at once could both link it.
@@ -76,6 +78,23 @@ impl PairSignals {
     pub fn request_reconcile(&self) {
         self.reconcile_requested.store(true, Ordering::SeqCst);
         self.wake.notify_one();
+    }
+
+    /// A reconciliation began at `at` (None: it ended).
+    pub fn reconciling(&self, at: Option<DateTime<Utc>>) {
+        *self
+            .reconciling_since
+            .lock()
+            .unwrap_or_else(|e| e.into_inner()) = at;
+    }
+
+    /// When the reconciliation running now began, if one runs: polls and
+    /// targeted syncs go on beside it.
+    pub fn reconciling_since(&self) -> Option<DateTime<Utc>> {
+        *self
+            .reconciling_since
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
     }
 
     /// Takes a pending reconciliation request.

@@ -14,7 +14,7 @@ use super::report::Stats;
 use super::{snapshot, Engine, EngineError, PairRuntime};
 use crate::connector::http::bounded;
 use crate::connector::{ConnectorError, Patch, Record};
-use crate::domain::EntityKind;
+use crate::domain::{EntityKind, Purpose};
 
 use crate::store::{
     Change, Completion, Direction, JournalAction, LinkRef, LinkUpdate, LinkWrite, NewJournalEntry,
@@ -81,7 +81,9 @@ impl Engine {
                     break;
                 }
                 pending.retain(|id| *id != item.id);
-                self.write_one(item, &mut stats).await?;
+                Purpose::Write
+                    .scope(self.write_one(item, &mut stats))
+                    .await?;
             }
             if !pending.is_empty() {
                 // Shutting down: hand back what was not started.
