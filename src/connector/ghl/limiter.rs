@@ -214,7 +214,7 @@ impl RateLimiter {
             let wait = {
                 let mut observed = self.observed.lock().expect("limiter lock");
                 roll_day(&mut observed);
-                self.check_daily(&observed, access, purpose)?;
+                self.check_daily(&observed, access, purpose, Utc::now())?;
                 let now = Instant::now();
                 [observed.paused_until, observed.slow_until]
                     .into_iter()
@@ -273,6 +273,7 @@ impl RateLimiter {
         observed: &Observed,
         access: Access,
         purpose: Purpose,
+        now: DateTime<Utc>,
     ) -> Result<(), BudgetExhausted> {
         let remaining = daily_remaining(observed, self.limits.daily);
         let floor = match access {
@@ -290,7 +291,7 @@ impl RateLimiter {
             return Err(exhausted(None));
         }
         if purpose.priority() == Priority::Bulk {
-            let need = observed.counts.live_need(Utc::now());
+            let need = observed.counts.live_need(now);
             let above_reserve = u64::from(remaining.saturating_sub(self.limits.write_reserve));
             if above_reserve <= need {
                 return Err(exhausted(Some(need)));
@@ -360,7 +361,7 @@ impl RateLimiter {
         let now = Utc::now();
         let mut usage = observed.counts.usage(now);
         usage.bulk_paused = self
-            .check_daily(&observed, Access::Read, Purpose::Reconcile)
+            .check_daily(&observed, Access::Read, Purpose::Reconcile, now)
             .is_err();
         Headroom {
             interval_remaining: observed.interval_remaining,
@@ -414,83 +415,4 @@ impl LimiterRegistry {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn headers(pairs: &[(&'static str, &str)]) -> HeaderMap {
-        let mut map = HeaderMap::new();
-        for (name, value) in pairs {
-            map.insert(*name, value.parse().unwrap());
-        }
-        map
-    }
-
-    #[test]
-    fn paced_quota_never_exceeds_the_limit_in_any_window() {
-        let limits = RateLimits::default();
-        let per_interval = limits.paced_per_interval();
-        let period = limits.interval / per_interval;
-        // GCRA admits burst + floor(window / period) in any window.
-        let worst = 1 + (limits.interval.as_nanos() / period.as_nanos()) as u32;
-        assert!(worst <= limits.max_per_interval, "worst window {worst}");
-        assert!(
-            per_interval * 100 >= 95 * limits.max_per_interval,
-            "sustains >= 95%"
-        );
-    }
-
-    #[tokio::test(start_paused = true)]
-    async fn reads_stop_at_the_write_reserve_and_writes_at_zero() {
-        let limiter = RateLimiter::new(RateLimits {
-            write_reserve: 5,
-            ..RateLimits::default()
-        });
-        limiter.observe(&headers(&[("x-ratelimit-daily-remaining", "6")]));
-        limiter.acquire(Access::Read, Purpose::Poll).await.unwrap();
-        let refused = limiter
-            .acquire(Access::Read, Purpose::Poll)
-            .await
-            .unwrap_err();
-        assert_eq!(refused.remaining, 5);
-        for _ in 0..5 {
-            limiter
-                .acquire(Access::Write, Purpose::Write)
-                .await
-                .unwrap();
-        }
-        assert!(limiter
-            .acquire(Access::Write, Purpose::Write)
-            .await
-            .is_err());
-    }
-
-    #[tokio::test(start_paused = true)]
-    async fn zero_remaining_pauses_for_the_interval() {
-        let limiter = RateLimiter::new(RateLimits::default());
-        limiter.acquire(Access::Read, Purpose::Poll).await.unwrap();
-        limiter.observe(&headers(&[
-            ("x-ratelimit-remaining", "0"),
-            ("x-ratelimit-interval-milliseconds", "10000"),
-        ]));
-        let start = Instant::now();
-        limiter.acquire(Access::Read, Purpose::Poll).await.unwrap();
-        assert!(
-            start.elapsed() >= Duration::from_secs(10),
-            "{:?}",
-            start.elapsed()
-        );
-    }
-
-    #[tokio::test(start_paused = true)]
-    async fn a_429_pauses_every_caller_and_is_counted() {
-        let limiter = RateLimiter::new(RateLimits::default());
-        limiter.throttled(Duration::from_secs(3));
-        let start = Instant::now();
-        limiter
-            .acquire(Access::Write, Purpose::Write)
-            .await
-            .unwrap();
-        assert!(start.elapsed() >= Duration::from_secs(3));
-        assert_eq!(limiter.headroom().throttled, 1);
-    }
-}
+mod tests;
