@@ -426,6 +426,22 @@ async fn a_poll_decides_an_edit_while_a_reconciliation_runs() {
         );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
+    // Every kind of work was counted under its purpose.
+    daemon.engine.record_health().await;
+    let usage = daemon
+        .engine
+        .store
+        .request_usage(pair.name(), Utc::now().date_naive())
+        .await
+        .unwrap();
+    for purpose in ["poll", "reconcile", "children_sweep", "write"] {
+        assert!(
+            usage
+                .iter()
+                .any(|u| u.purpose.as_str() == purpose && u.side == Side::Ghl && u.requests > 0),
+            "{purpose}: {usage:#?}"
+        );
+    }
     daemon.stop().await;
 }
 
