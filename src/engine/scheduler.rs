@@ -284,6 +284,10 @@ async fn detection_loop(
     // aborted at a stop) aborts it: what it had not committed is read
     // again by the next one.
     let mut reconciling: JoinSet<Result<PairReport, EngineError>> = JoinSet::new();
+    // No reconciliation starts before this: one that failed (a side down,
+    // bulk work held back for the day's budget) is not started again at
+    // every poll, each time listing every link of the pair from the mirror.
+    let mut reconcile_after = Instant::now();
     while !stop.is_stopping() {
         let now = Instant::now();
         let due: Vec<Side> = Side::BOTH
@@ -308,7 +312,7 @@ async fn detection_loop(
             }
             outcome(pair, result, "detection failed; retrying at the next poll");
         }
-        if reconciling.is_empty() {
+        if reconciling.is_empty() && Instant::now() >= reconcile_after {
             start_reconciliation(engine, pair, &mut reconciling).await;
         }
         engine.record_health().await;
@@ -326,7 +330,12 @@ async fn detection_loop(
             Some(done) = reconciling.join_next(), if !reconciling.is_empty() => {
                 pair.signals.reconciling(None);
                 match done {
-                    Ok(result) => outcome(pair, result, "reconciliation failed; retrying when due"),
+                    Ok(result) => {
+                        if result.is_err() {
+                            reconcile_after = Instant::now() + RECONCILE_RETRY;
+                        }
+                        outcome(pair, result, "reconciliation failed; retrying in a minute if still due");
+                    }
                     Err(error) if error.is_panic() => std::panic::resume_unwind(error.into_panic()),
                     Err(_) => {}
                 }
@@ -335,6 +344,9 @@ async fn detection_loop(
         }
     }
 }
+
+/// How long after a failed reconciliation the next may start.
+const RECONCILE_RETRY: Duration = Duration::from_secs(60);
 
 /// Starts a reconciliation of `pair` in `reconciling` if one was requested
 /// or is due.
