@@ -15,8 +15,9 @@
 //! - A create the side refuses for any other reason about the record may
 //!   still have made it (GHL answers 422 and creates): it is looked for,
 //!   as for a retried create, before the refusal is final.
-//! - A record found either way is brought to the planned values with an
-//!   update (none when it holds them already: our own lost create).
+//! - A record found either way that holds the planned values is ours (a
+//!   lost answer); one that does not is linked as it is and merged with
+//!   the source under the pair's policies, never overwritten (`adopt`).
 
 use std::time::Duration;
 
@@ -26,7 +27,7 @@ use super::matching::{self, Search};
 use super::outbox::{change_of_key, WritePayload};
 use super::writer::{Failure, Written};
 use super::{Engine, EngineError, PairRuntime};
-use crate::connector::{ConnectorError, Patch, Record};
+use crate::connector::{ConnectorError, Record};
 use crate::domain::EntityKind;
 use crate::mapping::Canonical;
 use crate::store::OutboxItem;
@@ -59,7 +60,7 @@ impl Engine {
             match self.find_ours(pair, item, payload, parent).await? {
                 Existing::Found(record) => {
                     tracing::info!(found = %record.id, "an earlier attempt made the record; completing on it");
-                    return Ok(adopt(pair, item, record, fields, payload, parent).await);
+                    return Ok(adopt(pair, item, record, payload));
                 }
                 Existing::Nothing => {}
                 Existing::Stop(failure) => return Ok(Written::Failed(failure)),
@@ -78,7 +79,7 @@ impl Engine {
                 Ok(match found {
                     Existing::Found(record) => {
                         tracing::info!(found = %record.id, "refused as a duplicate of the same person; completing on that record");
-                        adopt(pair, item, record, fields, payload, parent).await
+                        adopt(pair, item, record, payload)
                     }
                     Existing::Nothing => Written::Failed(Failure::Retry {
                         reason: format!(
@@ -99,7 +100,7 @@ impl Engine {
                 Ok(match self.find_ours(pair, item, payload, parent).await? {
                     Existing::Found(record) => {
                         tracing::info!(found = %record.id, error = %error, "the create was refused yet made the record; completing on it");
-                        adopt(pair, item, record, fields, payload, parent).await
+                        adopt(pair, item, record, payload)
                     }
                     Existing::Nothing | Existing::Stop(_) => Written::Failed(error.into()),
                 })
@@ -250,16 +251,16 @@ impl Engine {
     }
 }
 
-/// Brings a record found for a create to the planned values: an update,
-/// unless it holds them already (our own create, whose answer was lost).
-async fn adopt(
-    pair: &PairRuntime,
-    item: &OutboxItem,
-    record: Record,
-    fields: &Map<String, Value>,
-    payload: &WritePayload,
-    parent: Option<&str>,
-) -> Written {
+/// Completes a create on the record found for it. When it holds the
+/// planned values it is ours (an earlier attempt's, whose answer was
+/// lost): done. Otherwise it is the same person (verified) holding values
+/// no decision has seen: entered by a user while our create waited, or
+/// ours edited since. Writing the planned values over it would clobber
+/// them, so it is linked as it is, without a base (the two records never
+/// agreed), and the writer decides the source again: every field the two
+/// hold differently then goes through the pair's policies, journaled as
+/// `settled` (found by the deterministic simulation, issue 16).
+fn adopt(pair: &PairRuntime, item: &OutboxItem, record: Record, payload: &WritePayload) -> Written {
     let target = item.target_side;
     let holds = pair
         .settings
@@ -267,18 +268,9 @@ async fn adopt(
         .to_canonical(item.entity, target, &record.fields)
         .is_ok_and(|canonical| holds(&canonical, &payload.writes()));
     if holds {
-        return Written::Done(Some(record));
-    }
-    // `before` unknown: the create's decision never saw this record, so
-    // a side writing lists by deltas adds ours and removes none of its.
-    let patch = Patch::new(fields.clone());
-    match pair
-        .connector(target)
-        .update(item.entity, &record.id, parent, &patch)
-        .await
-    {
-        Ok(updated) => Written::Done(Some(updated)),
-        Err(error) => Written::Failed(error.into()),
+        Written::Done(Some(record))
+    } else {
+        Written::Adopted(record)
     }
 }
 

@@ -314,6 +314,7 @@ async fn queue_write(
                 .map(|v| (field.name.clone(), v.clone()))
                 .collect(),
         ),
+        other_writes: Vec::new(),
     };
     let key = resolution_key(pair.name(), entity, id, OutboxOp::Update, role);
     OutboxWrite {

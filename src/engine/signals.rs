@@ -37,6 +37,13 @@ pub struct PairSignals {
 }
 
 impl PairSignals {
+    /// Waits for the pair's turn, as the daemon's detection loop and its
+    /// targeted-sync worker do before they decide anything (for a harness
+    /// that plays the scheduler: the deterministic simulation).
+    pub async fn take_turn(&self) -> tokio::sync::MutexGuard<'_, ()> {
+        self.turn.lock().await
+    }
+
     pub fn side(&self, role: Side) -> SideSignals {
         self.lock()[role].clone()
     }

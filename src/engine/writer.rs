@@ -53,12 +53,27 @@ impl From<ConnectorError> for Failure {
     }
 }
 
+/// An update planned without seeing its target, as `unseen_target` finds
+/// it.
+enum Unseen {
+    Write(Patch),
+    /// It holds the planned values already.
+    Holds(Record),
+    /// Edited there since the create: withdrawn, decided again.
+    Edited(String),
+    Failed(ConnectorError),
+}
+
 /// The result of one written item.
 pub(super) enum Written {
     Done(Option<Record>),
     Failed(Failure),
     /// Not applied: the target changed since the write was planned.
     Withdrawn(String),
+    /// A create completed on an existing record of the same person that
+    /// holds values the write's decision never saw (`create.rs::adopt`):
+    /// linked without a base, the source then decided again.
+    Adopted(Record),
 }
 
 impl Engine {
@@ -116,34 +131,14 @@ impl Engine {
         let _enter = span.enter();
         match written {
             Written::Done(record) => {
-                // A create (or a side) that answers with a record another
-                // link holds would make two records share one: refuse it.
-                if let Some(found) = record.as_ref().filter(|_| item.link_id.is_some()) {
-                    if let Some(other) = self.linked_elsewhere(pair, &item, found).await? {
-                        let reason = already_linked(pair, &item, found, &other);
-                        tracing::warn!(reason = %reason, "write dead-lettered");
-                        self.store.fail_outbox(item.id, &reason, None).await?;
-                        return Ok(());
-                    }
-                }
-                let completion = completion(pair, &item, record.as_ref());
-                match self.store.complete_outbox(&completion).await {
-                    Ok(_) => {
-                        stats.applied += 1;
-                        let source_id = self.source_id(pair, &item).await;
-                        applied(pair, &item, record.as_ref(), source_id.as_deref());
-                    }
-                    // Another writer whose lease outlived ours finished it.
-                    Err(StoreError::OutboxNotPending { .. }) => {}
-                    // Linked by another writer between our check and our
-                    // commit: the same refusal, never an aborted cycle.
-                    Err(error) if error.is_constraint_violation() && record.is_some() => {
-                        let found = record.as_ref().expect("checked");
-                        let reason = already_linked(pair, &item, found, "another record");
-                        tracing::warn!(reason = %reason, error = %error, "write dead-lettered");
-                        self.store.fail_outbox(item.id, &reason, None).await?;
-                    }
-                    Err(error) => return Err(error.into()),
+                self.complete(pair, &item, record, false, stats).await?;
+            }
+            Written::Adopted(record) => {
+                if self
+                    .complete(pair, &item, Some(record), true, stats)
+                    .await?
+                {
+                    self.decide_source_again(pair, &item).await?;
                 }
             }
             Written::Failed(Failure::Retry { reason, after }) => {
@@ -174,6 +169,63 @@ impl Engine {
             }
         }
         Ok(())
+    }
+
+    /// Records a write done (or a create `adopted` onto an existing
+    /// record): links the record, unless another link holds it; whether
+    /// it was recorded.
+    async fn complete(
+        &self,
+        pair: &PairRuntime,
+        item: &OutboxItem,
+        record: Option<Record>,
+        adopted: bool,
+        stats: &mut Stats,
+    ) -> Result<bool, EngineError> {
+        // A create (or a side) that answers with a record another link
+        // holds would make two records share one: refuse it.
+        if let Some(found) = record.as_ref().filter(|_| item.link_id.is_some()) {
+            if let Some(other) = self.linked_elsewhere(pair, item, found).await? {
+                let reason = already_linked(pair, item, found, &other);
+                tracing::warn!(reason = %reason, "write dead-lettered");
+                self.store.fail_outbox(item.id, &reason, None).await?;
+                return Ok(false);
+            }
+        }
+        let payload = payload(item);
+        let base = match item.link_id {
+            // Fields a write to the other side has yet to bring there keep
+            // their base (`WritePayload::other_writes`).
+            Some(link) if !adopted && !payload.other_writes.is_empty() => {
+                let now = self.store.link_by_id(link).await?;
+                let held = now
+                    .and_then(|l| serde_json::from_value(l.snapshot.content).ok())
+                    .unwrap_or_default();
+                payload.base_after(&held)
+            }
+            _ => payload.snapshot.clone(),
+        };
+        let completion = completion(pair, item, record.as_ref(), adopted, base.as_ref());
+        match self.store.complete_outbox(&completion).await {
+            Ok(_) => {
+                stats.applied += 1;
+                let source_id = self.source_id(pair, item).await;
+                applied(pair, item, record.as_ref(), source_id.as_deref());
+                Ok(true)
+            }
+            // Another writer whose lease outlived ours finished it.
+            Err(StoreError::OutboxNotPending { .. }) => Ok(false),
+            // Linked by another writer between our check and our commit:
+            // the same refusal, never an aborted cycle.
+            Err(error) if error.is_constraint_violation() && record.is_some() => {
+                let found = record.as_ref().expect("checked");
+                let reason = already_linked(pair, item, found, "another record");
+                tracing::warn!(reason = %reason, error = %error, "write dead-lettered");
+                self.store.fail_outbox(item.id, &reason, None).await?;
+                Ok(false)
+            }
+            Err(error) => Err(error.into()),
+        }
     }
 
     /// The id of the record a write comes from, for its log line: named
@@ -212,7 +264,21 @@ impl Engine {
                     Some(id) => self.store.link_by_id(id).await?,
                     None => None,
                 };
+                let adopted = link
+                    .as_ref()
+                    .is_some_and(|l| l.snapshot == snapshot::empty());
                 match link.and_then(|l| l.side(item.target_side).id.clone()) {
+                    // The create was completed on an existing record holding
+                    // other values (`create.rs::adopt`), which this write's
+                    // decision never saw: writing it would clobber them.
+                    // The record is decided again instead.
+                    Some(_) if adopted => {
+                        return Ok(Written::Withdrawn(
+                            "planned while its record's create was pending; the create was \
+                             completed on an existing record holding other values"
+                                .into(),
+                        ))
+                    }
                     Some(id) => Some(id),
                     None => {
                         return Ok(Written::Failed(Failure::Retry {
@@ -236,9 +302,21 @@ impl Engine {
                         Err(error) => Written::Failed(error.into()),
                     });
                 }
-                let patch = Patch {
-                    before: before(pair, item, &payload),
-                    fields,
+                let patch = if item.target_id.is_none() {
+                    // Planned while the record's create here was pending: the
+                    // decision never saw the record, so it is read now and
+                    // only what it lacks is written.
+                    match self.unseen_target(pair, item, id, parent, &payload).await? {
+                        Unseen::Write(patch) => patch,
+                        Unseen::Holds(current) => return Ok(Written::Done(Some(current))),
+                        Unseen::Edited(reason) => return Ok(Written::Withdrawn(reason)),
+                        Unseen::Failed(error) => return Ok(Written::Failed(error.into())),
+                    }
+                } else {
+                    Patch {
+                        before: before(pair, item, &payload),
+                        fields,
+                    }
                 };
                 connector
                     .update(item.entity, id, parent, &patch)
@@ -336,6 +414,81 @@ impl Engine {
                 }),
             },
         )
+    }
+
+    /// What to do with an update planned while its record's create was
+    /// pending (the decision never saw the record): read it now; a field
+    /// changed there since the create (the link's base, what the create
+    /// wrote) is someone's edit, so the write is withdrawn and the record
+    /// decided again; otherwise only the planned values it lacks are
+    /// written, with what it holds as the patch's `before`. Writing a field
+    /// the record holds already would overwrite an edit made there
+    /// meanwhile for nothing (found by the deterministic simulation,
+    /// issue 16).
+    async fn unseen_target(
+        &self,
+        pair: &PairRuntime,
+        item: &OutboxItem,
+        id: &str,
+        parent: Option<&str>,
+        payload: &WritePayload,
+    ) -> Result<Unseen, EngineError> {
+        let target = item.target_side;
+        let map = &pair.settings.map;
+        let current = match pair.connector(target).get(item.entity, id, parent).await {
+            Ok(Some(current)) => current,
+            Ok(None) => return Ok(Unseen::Edited("the record was deleted there".into())),
+            Err(error) => return Ok(Unseen::Failed(error)),
+        };
+        let base: crate::mapping::Canonical = match item.link_id {
+            Some(link) => self
+                .store
+                .link_by_id(link)
+                .await?
+                .and_then(|l| serde_json::from_value(l.snapshot.content).ok())
+                .unwrap_or_default(),
+            None => Default::default(),
+        };
+        let held = map
+            .to_canonical(item.entity, target, &current.fields)
+            .unwrap_or_default();
+        let value = |values: &crate::mapping::Canonical, field: &str| {
+            values.get(field).cloned().unwrap_or(Value::Null)
+        };
+        let writes = payload.writes();
+        let edited: Vec<&str> = writes
+            .keys()
+            .filter(|field| value(&held, field) != value(&base, field))
+            .map(String::as_str)
+            .collect();
+        if !edited.is_empty() {
+            return Ok(Unseen::Edited(format!(
+                "edited there since its create: {}",
+                edited.join(", ")
+            )));
+        }
+        let lacking: crate::mapping::Canonical = writes
+            .into_iter()
+            .filter(|(field, planned)| value(&held, field) != *planned)
+            .collect();
+        if lacking.is_empty() {
+            return Ok(Unseen::Holds(current));
+        }
+        let before: crate::mapping::Canonical = lacking
+            .keys()
+            .filter_map(|field| Some((field.clone(), held.get(field)?.clone())))
+            .collect();
+        let native =
+            |values: &crate::mapping::Canonical| map.to_native(item.entity, target, values);
+        Ok(match (native(&lacking), native(&before)) {
+            (Ok(fields), Ok(before)) => Unseen::Write(Patch { fields, before }),
+            (Err(error), _) | (_, Err(error)) => Unseen::Failed(ConnectorError::Record {
+                side: pair.connector(target).side().to_owned(),
+                entity: item.entity,
+                id: Some(id.to_owned()),
+                message: error.to_string(),
+            }),
+        })
     }
 
     /// Whether the target's written fields still hold what the decision
@@ -514,8 +667,16 @@ fn holds_snapshot(
         .all(|f| canonical.get(&f.name) == snapshot.get(&f.name))
 }
 
-/// How a completed write changes the mirror.
-fn completion(pair: &PairRuntime, item: &OutboxItem, record: Option<&Record>) -> Completion {
+/// How a completed write changes the mirror. An `adopted` record (a
+/// create completed on a record holding values nobody decided) gets no
+/// base and no version seen: the two records never agreed on anything.
+fn completion(
+    pair: &PairRuntime,
+    item: &OutboxItem,
+    record: Option<&Record>,
+    adopted: bool,
+    base: Option<&crate::mapping::Canonical>,
+) -> Completion {
     let payload = payload(item);
     let mut entry = NewJournalEntry::new(&item.pair, item.entity, JournalAction::Applied);
     // History pairs the `applied` row with its `planned` row by write.
@@ -540,7 +701,7 @@ fn completion(pair: &PairRuntime, item: &OutboxItem, record: Option<&Record>) ->
         ..LinkUpdate::default()
     };
     let seen = record.filter(|r| {
-        let holds = holds_snapshot(pair, item, r, &payload);
+        let holds = !adopted && holds_snapshot(pair, item, r, &payload);
         if !holds {
             tracing::info!(record = %r.id, "the written record holds edits the write did not cover; its next read decides them");
         }
@@ -558,8 +719,10 @@ fn completion(pair: &PairRuntime, item: &OutboxItem, record: Option<&Record>) ->
     if item.op == OutboxOp::Delete {
         update.deleted_at = Change::Set(crate::clock::now());
     }
-    if let Some(snapshot) = &payload.snapshot {
-        update.snapshot = Some(snapshot::of(snapshot));
+    if adopted {
+        update.snapshot = Some(snapshot::empty());
+    } else if let Some(base) = base {
+        update.snapshot = Some(snapshot::of(base));
     }
     Completion {
         outbox_id: item.id,

@@ -15,7 +15,10 @@ use crate::domain::{EntityKind, PerSide, Side};
 use crate::engine::matching::{self, Search};
 use crate::engine::{snapshot, EngineError};
 use crate::mapping::Canonical;
-use crate::store::{DeadLetterStage, Link, LinkRef, LinkSide, LinkUpdate, LinkWrite, NewLink};
+use crate::store::{
+    DeadLetterStage, Link, LinkRef, LinkSide, LinkUpdate, LinkWrite, NewLink, OutboxOp,
+    OutboxStatus,
+};
 
 /// A contact decided on in this batch: children read later in the same
 /// batch find their parent here before its link is committed.
@@ -31,8 +34,8 @@ enum MatchedLink {
     /// Linked to nothing, and claimed by nothing in this batch.
     Free,
     /// Linked, without a record on this side yet: its create here is
-    /// outstanding, and the new record is that create coming back.
-    PendingCreate,
+    /// outstanding, and the new record may be that create coming back.
+    PendingCreate(Box<Link>),
     /// Linked to this very record: the writer recorded our create of it
     /// after this batch read its links.
     ThisRecord(Box<Link>),
@@ -176,14 +179,29 @@ impl Decider<'_> {
     ) -> Result<(), EngineError> {
         let claim = (record.entity, source.other(), found.id.clone());
         match self.matched_link(source, record, &found, &claim).await? {
-            MatchedLink::PendingCreate => {
-                // `found` is linked but has no record on this side yet: its
-                // create here is outstanding (its answer was lost, or we were
-                // killed before recording it), and this record is that create
-                // coming back. The writer's retry finds it by match key and
-                // links it; it is no duplicate to dead-letter.
-                tracing::debug!(pair = %self.name(), record = %record.id, matched = %found.id, "our own create, not recorded yet");
-                self.report.stats.echoes += 1;
+            MatchedLink::PendingCreate(link) => {
+                if self.create_outstanding(&link, source).await? {
+                    // `found`'s create here is still in the outbox (its
+                    // answer was lost, or we were killed before recording
+                    // it), and this record is that create coming back. The
+                    // writer's retry finds it by match key and links it; it
+                    // is no duplicate to dead-letter.
+                    tracing::debug!(pair = %self.name(), record = %record.id, matched = %found.id, "our own create, not recorded yet");
+                    self.report.stats.echoes += 1;
+                    return Ok(());
+                }
+                // The create was given up (dead-lettered): nothing will
+                // record this record, made here by a user (or by an attempt
+                // whose answer was lost). It is the same person, verified:
+                // it completes the link, merged without a base (found by
+                // the deterministic simulation, issue 16: such a record
+                // stayed unsynced, named by no dead letter).
+                let Some(found_canonical) = self.canonical(source.other(), &found, None).await?
+                else {
+                    return Ok(());
+                };
+                self.claimed.insert(claim);
+                self.complete_link(source, record, &canonical, found, &found_canonical, &link);
                 Ok(())
             }
             MatchedLink::ThisRecord(link) => {
@@ -229,7 +247,7 @@ impl Decider<'_> {
         };
         let here = link.side(source).id.as_deref();
         Ok(if link.deleted_at.is_none() && here.is_none() {
-            MatchedLink::PendingCreate
+            MatchedLink::PendingCreate(Box::new(link))
         } else if here == Some(record.id.as_str()) {
             MatchedLink::ThisRecord(Box::new(link))
         } else {
@@ -266,6 +284,69 @@ impl Decider<'_> {
             Some(Value::Object(record.fields.clone())),
         )
         .await
+    }
+
+    /// Whether a create of `link`'s record on `side` is still in the
+    /// outbox, for a writer to finish.
+    pub(super) async fn create_outstanding(
+        &self,
+        link: &Link,
+        side: Side,
+    ) -> Result<bool, EngineError> {
+        Ok(self
+            .store
+            .outbox_for_link(link.id)
+            .await?
+            .iter()
+            .any(|item| {
+                item.op == OutboxOp::Create
+                    && item.target_side == side
+                    && item.status == OutboxStatus::Pending
+            }))
+    }
+
+    /// Puts `record` on `source`'s side of `link`, whose create there was
+    /// given up, and settles the merge of the two records as records that
+    /// never agreed.
+    fn complete_link(
+        &mut self,
+        source: Side,
+        record: &Record,
+        canonical: &Canonical,
+        found: Record,
+        found_canonical: &Canonical,
+        link: &Link,
+    ) {
+        self.report.stats.linked += 1;
+        let merged = merge_sides(
+            self.pair,
+            record.entity,
+            None,
+            (source, canonical, record.updated_at),
+            Some((found_canonical, found.updated_at)),
+        );
+        let mut update = LinkUpdate {
+            id: link.id,
+            ..LinkUpdate::default()
+        };
+        let this = update.side_mut(source);
+        this.id = Some(record.id.clone());
+        this.saw(record);
+        let settlement = Settlement {
+            link: LinkRef::Existing(link.id),
+            base: None,
+            entity: record.entity,
+            merged: &merged,
+            current: from_source(source, Some(canonical), Some(found_canonical)),
+            ids: Ids {
+                source,
+                source_id: record.id.clone(),
+                updated_at: record.updated_at,
+                other_id: Some(found.id),
+                parents: PerSide::default(),
+            },
+        };
+        self.settle(&settlement, update);
     }
 
     /// Links `record` to `found`, its verified match that nothing links

@@ -290,8 +290,15 @@ impl<'a> Decider<'a> {
         ));
         self.changeset.journal.push(entry);
         self.report.stats.planned_deletes += 1;
-        let Some(target_id) = link.side(target).id.clone() else {
-            return Ok(());
+        let target_id = match link.side(target).id.clone() {
+            Some(id) => Some(id),
+            // Its create there is still in the outbox: the record is about
+            // to exist, so its delete follows (the writer takes the id from
+            // the link once the create has recorded it). Without it the
+            // create made a record nobody deletes (found by the
+            // deterministic simulation, issue 16).
+            None if self.create_outstanding(link, target).await? => None,
+            None => return Ok(()),
         };
         let (op, payload) = match &self.pair.settings.deletes {
             DeletePolicy::Propagate if caps.delete => (OutboxOp::Delete, WritePayload::default()),
@@ -312,7 +319,7 @@ impl<'a> Decider<'a> {
             target,
             op,
             key: link_key(self.name(), link.entity, link.id, op, target),
-            target_id: Some(target_id),
+            target_id,
             source_id: link.side(gone).id.clone(),
             parent_id: link.side(target).parent_id.clone(),
             payload: &payload,

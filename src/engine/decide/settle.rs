@@ -137,12 +137,19 @@ impl Decider<'_> {
             return false;
         }
         let ids = &s.ids;
+        let other = target.other();
+        let other_writes = s.merged.writes_to(other);
         let payload = WritePayload {
             fields: Map::new(),
             snapshot: Some(s.merged.merged.clone()),
             changed: writes.keys().cloned().collect(),
             tag: None,
             expect: held(s.current[target], writes),
+            other_writes: if self.write_op(s, other).is_some() {
+                other_writes.keys().cloned().collect()
+            } else {
+                Vec::new()
+            },
         };
         self.enqueue(OutboxWrite {
             pair: self.name(),

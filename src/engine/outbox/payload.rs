@@ -31,12 +31,35 @@ pub struct WritePayload {
     /// poll merges that edit instead of overwriting it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub expect: Option<Canonical>,
+    /// The fields the same decision writes to the *other* side. Until that
+    /// write is done, the other side does not hold their merged values, so
+    /// this write's completion leaves them at their old base: the base is
+    /// what both sides hold, and a sibling write withdrawn (or failed)
+    /// must not leave a base claiming an agreement that never happened
+    /// (found by the deterministic simulation, issue 16: the next decision
+    /// took the missing value for a removal and wiped a tag).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub other_writes: Vec<String>,
 }
 
 impl WritePayload {
     /// The canonical values the write sets: each changed field's value in
     /// the new snapshot, `null` for a field the snapshot no longer has.
     /// These are the values the decision mapped when it planned the write.
+    /// The base once this write is done, given the link's base now: the
+    /// new snapshot, except the fields a write to the other side has yet to
+    /// bring there, which keep their base.
+    pub fn base_after(&self, base: &Canonical) -> Option<Canonical> {
+        let mut after = self.snapshot.clone()?;
+        for field in &self.other_writes {
+            match base.get(field) {
+                Some(value) => after.insert(field.clone(), value.clone()),
+                None => after.remove(field),
+            };
+        }
+        Some(after)
+    }
+
     pub fn writes(&self) -> Canonical {
         let snapshot = self.snapshot.as_ref();
         self.changed

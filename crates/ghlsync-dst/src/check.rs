@@ -1,0 +1,346 @@
+//! The checker: once the users stop and the faults heal and the daemon has
+//! caught up, the invariants of the design brief must hold of what the two
+//! sides really hold, read from the sides themselves, with the mirror only
+//! telling which record is whose counterpart.
+//!
+//! * nothing lost, nothing duplicated: every live record of either side
+//!   has one live counterpart on the other, holding the same mapped values
+//!   (under the pair's field map, the production mapping code), and no
+//!   person exists twice on a side;
+//! * no clobber: every field holds the last value a user set on either
+//!   record, or the journal says which policy settled it otherwise; a tag
+//!   a user added last is there;
+//! * the exceptions are named: a record an open dead letter names, a field
+//!   an open conflict holds.
+//!
+//! "No echo" (a further cycle plans nothing) and the budget are checked by
+//! the run (`run.rs`), which drives the cycles.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use ghl_sync::domain::{EntityKind, Side};
+use ghl_sync::mapping::PairMap;
+use ghl_sync::store::{JournalAction, Link, Store, StoreError};
+use serde_json::Value;
+
+use crate::model::{SideModel, Stored};
+use crate::workload::{Ledger, LAST_NAME, TAGS};
+use crate::world::State;
+
+const ENTITIES: [EntityKind; 3] = [EntityKind::Contact, EntityKind::Task, EntityKind::Note];
+
+/// What the mirror says is excused: records named by open dead letters,
+/// fields held by open conflicts.
+struct Excused {
+    records: BTreeSet<String>,
+    fields: BTreeSet<(i64, String)>,
+}
+
+async fn excused(store: &Store, pair: &str) -> Result<Excused, StoreError> {
+    let mut records = BTreeSet::new();
+    for letter in store
+        .dead_letters(Some(ghl_sync::store::DeadLetterStatus::Open))
+        .await?
+    {
+        records.extend(letter.record_id.clone());
+        let item = match letter.outbox_id {
+            Some(id) => store.outbox_item(id).await?,
+            None => None,
+        };
+        if let Some(link) = item.and_then(|i| i.link_id) {
+            if let Some(link) = store.link_by_id(link).await? {
+                records.extend(link.a.id.clone());
+                records.extend(link.b.id.clone());
+            }
+        }
+        // A dead letter names the other record it is about in its reason
+        // (the record a duplicate refusal pointed at).
+        for word in letter.reason.split(|c: char| !c.is_ascii_alphanumeric()) {
+            if word.len() > 1
+                && (word.starts_with('g') || word.starts_with('a'))
+                && word[1..].chars().all(|c| c.is_ascii_digit())
+            {
+                records.insert(word.to_owned());
+            }
+        }
+    }
+    let fields = store
+        .open_conflicts(Some(pair))
+        .await?
+        .into_iter()
+        .map(|c| (c.link_id, c.field))
+        .collect();
+    Ok(Excused { records, fields })
+}
+
+/// Every violation of the invariants, each one sentence naming the
+/// records.
+pub async fn check(
+    state: &State,
+    store: &Store,
+    pair: &str,
+    map: &PairMap,
+) -> Result<Vec<String>, StoreError> {
+    let excused = excused(store, pair).await?;
+    let mut violations = Vec::new();
+    let contacts: BTreeMap<String, String> = store
+        .all_links(pair, EntityKind::Contact)
+        .await?
+        .into_iter()
+        .filter(|l| l.deleted_at.is_none())
+        .filter_map(|l| Some((l.a.id?, l.b.id?)))
+        .collect();
+    for entity in ENTITIES {
+        let links: Vec<Link> = store
+            .all_links(pair, entity)
+            .await?
+            .into_iter()
+            .filter(|l| l.deleted_at.is_none())
+            .collect();
+        let by_id: BTreeMap<(Side, &str), &Link> = links
+            .iter()
+            .flat_map(|l| {
+                Side::BOTH
+                    .into_iter()
+                    .filter_map(move |s| Some(((s, l.side(s).id.as_deref()?), l)))
+            })
+            .collect();
+        for role in Side::BOTH {
+            let model = &state.sides[role];
+            for (id, stored) in model.live(entity) {
+                // A task or note of a contact a dead letter holds back is
+                // held back with it.
+                let parent_held = stored
+                    .parent
+                    .as_ref()
+                    .is_some_and(|p| excused.records.contains(p));
+                if excused.records.contains(id) || parent_held {
+                    continue;
+                }
+                let Some(link) = by_id.get(&(role, id.as_str())) else {
+                    violations.push(format!(
+                        "{entity} {id} on {} has no counterpart: never synced ({})",
+                        role.name(),
+                        shown(stored)
+                    ));
+                    continue;
+                };
+                let other = role.other();
+                let Some(other_id) = link.side(other).id.as_deref() else {
+                    violations.push(format!(
+                        "{entity} {id} on {role}: its counterpart on {other} was never created",
+                        role = role.name(),
+                        other = other.name()
+                    ));
+                    continue;
+                };
+                let Some(counterpart) = state.sides[other].get(entity, other_id) else {
+                    if !excused.records.contains(other_id) {
+                        violations.push(format!("{entity} {id} on {role} lives, its counterpart {other_id} on {other} is gone", role = role.name(), other = other.name()));
+                    }
+                    continue;
+                };
+                if role == Side::Ghl {
+                    let pair_records = Records {
+                        entity,
+                        link,
+                        ghl: (id, stored),
+                        app: (other_id, counterpart),
+                    };
+                    compare(&pair_records, map, &excused, &mut violations);
+                    if entity != EntityKind::Contact {
+                        same_parent(&contacts, &pair_records, &mut violations);
+                    } else {
+                        tags_kept(&state.workload.ledger, &pair_records, map, &mut violations);
+                    }
+                    accounted(state, store, &pair_records, map, &excused, &mut violations).await?;
+                }
+            }
+        }
+    }
+    duplicates(state, &excused, &mut violations);
+    Ok(violations)
+}
+
+/// A linked pair of live records.
+struct Records<'a> {
+    entity: EntityKind,
+    link: &'a Link,
+    ghl: (&'a str, &'a Stored),
+    app: (&'a str, &'a Stored),
+}
+
+impl Records<'_> {
+    fn of(&self, role: Side) -> (&str, &Stored) {
+        match role {
+            Side::Ghl => self.ghl,
+            Side::App => self.app,
+        }
+    }
+
+    fn canonical(&self, map: &PairMap, role: Side) -> BTreeMap<String, Value> {
+        let (_, stored) = self.of(role);
+        map.to_canonical(self.entity, role, &stored.fields)
+            .map(|c| c.into_iter().collect())
+            .unwrap_or_default()
+    }
+}
+
+fn shown(stored: &Stored) -> String {
+    Value::Object(stored.fields.clone()).to_string()
+}
+
+/// Both records hold the same mapped values.
+fn compare(records: &Records<'_>, map: &PairMap, excused: &Excused, violations: &mut Vec<String>) {
+    let (ghl, app) = (
+        records.canonical(map, Side::Ghl),
+        records.canonical(map, Side::App),
+    );
+    let names: BTreeSet<&String> = ghl.keys().chain(app.keys()).collect();
+    for name in names {
+        let (g, a) = (ghl.get(name), app.get(name));
+        if g != a && !excused.fields.contains(&(records.link.id, name.clone())) {
+            violations.push(format!(
+                "{} {} (ghl) / {} (app): `{name}` differs: {} vs {}",
+                records.entity,
+                records.ghl.0,
+                records.app.0,
+                g.map_or("absent".into(), Value::to_string),
+                a.map_or("absent".into(), Value::to_string),
+            ));
+        }
+    }
+}
+
+/// A task or note hangs under the counterparts of each other's contacts.
+fn same_parent(
+    contacts: &BTreeMap<String, String>,
+    records: &Records<'_>,
+    violations: &mut Vec<String>,
+) {
+    let (ghl_parent, app_parent) = (&records.ghl.1.parent, &records.app.1.parent);
+    let expected = ghl_parent.as_ref().and_then(|p| contacts.get(p));
+    if expected != app_parent.as_ref() {
+        violations.push(format!(
+            "{} {} (ghl) / {} (app): under contact {} on ghl, whose counterpart is {}, but under {} on app",
+            records.entity,
+            records.ghl.0,
+            records.app.0,
+            ghl_parent.as_deref().unwrap_or("-"),
+            expected.map_or("-", String::as_str),
+            app_parent.as_deref().unwrap_or("-"),
+        ));
+    }
+}
+
+/// Every field holds the last value a user set on either record, or the
+/// journal says which policy settled it.
+async fn accounted(
+    state: &State,
+    store: &Store,
+    records: &Records<'_>,
+    map: &PairMap,
+    excused: &Excused,
+    violations: &mut Vec<String>,
+) -> Result<(), StoreError> {
+    let ledger = &state.workload.ledger;
+    let finals = records.canonical(map, Side::Ghl);
+    let mut journal = None;
+    for field in map.fields_of(records.entity) {
+        let name = field.name.as_str();
+        if name == TAGS.canonical || excused.fields.contains(&(records.link.id, name.to_owned())) {
+            continue;
+        }
+        let last = Side::BOTH
+            .into_iter()
+            .filter_map(|role| {
+                let key = (
+                    role,
+                    records.entity,
+                    records.of(role).0.to_owned(),
+                    name.to_owned(),
+                );
+                ledger.values.get(&key).map(|v| (role, v))
+            })
+            .max_by_key(|(_, (seq, _))| *seq);
+        let Some((role, (seq, value))) = last else {
+            continue;
+        };
+        if finals.get(name) == Some(value) {
+            continue;
+        }
+        let journal = match &mut journal {
+            Some(journal) => journal,
+            None => journal.insert(store.journal_for_link(records.link.id, 10_000).await?),
+        };
+        let settled = journal
+            .iter()
+            .any(|e| e.action == JournalAction::Settled && e.fields.iter().any(|f| f == name));
+        if !settled {
+            violations.push(format!(
+                "{} {} (ghl) / {} (app): `{name}` holds {}, but the last value a user set is {value} (on {role}, operation {seq}), and no policy settled it",
+                records.entity,
+                records.ghl.0,
+                records.app.0,
+                finals.get(name).map_or("nothing".into(), Value::to_string),
+                role = role.name(),
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// A tag a user added last (on either record) is there.
+fn tags_kept(ledger: &Ledger, records: &Records<'_>, map: &PairMap, violations: &mut Vec<String>) {
+    let finals = records.canonical(map, Side::Ghl);
+    let held: BTreeSet<&str> = finals
+        .get(TAGS.canonical)
+        .and_then(Value::as_array)
+        .map(|tags| tags.iter().filter_map(Value::as_str).collect())
+        .unwrap_or_default();
+    let mut last: BTreeMap<&str, (u64, bool, Side)> = BTreeMap::new();
+    for role in Side::BOTH {
+        let id = records.of(role).0;
+        for ((side, record, tag), (seq, added)) in &ledger.tags {
+            if *side == role && record == id {
+                let entry = last.entry(tag.as_str()).or_insert((*seq, *added, role));
+                if *seq >= entry.0 {
+                    *entry = (*seq, *added, role);
+                }
+            }
+        }
+    }
+    for (tag, (seq, added, role)) in last {
+        if added && !held.contains(tag) {
+            violations.push(format!(
+                "contact {} (ghl) / {} (app): tag `{tag}`, added on {role} by operation {seq} and never removed since, is gone",
+                records.ghl.0, records.app.0, role = role.name()
+            ));
+        }
+    }
+}
+
+/// No person twice on one side: every person has a last name of their
+/// own, which no user edits.
+fn duplicates(state: &State, excused: &Excused, violations: &mut Vec<String>) {
+    for role in Side::BOTH {
+        let model: &SideModel = &state.sides[role];
+        let mut seen: BTreeMap<String, Vec<&String>> = BTreeMap::new();
+        for (id, stored) in model.live(EntityKind::Contact) {
+            if let Some(last) = stored.fields.get(LAST_NAME.on(role)) {
+                seen.entry(last.to_string()).or_default().push(id);
+            }
+        }
+        for (last, ids) in seen {
+            if ids.len() > 1 && !ids.iter().any(|id| excused.records.contains(*id)) {
+                let ids: Vec<&str> = ids.iter().map(|s| s.as_str()).collect();
+                violations.push(format!(
+                    "person {last} exists {} times on {role}: {}",
+                    ids.len(),
+                    ids.join(", "),
+                    role = role.name()
+                ));
+            }
+        }
+    }
+}
