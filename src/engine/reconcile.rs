@@ -72,9 +72,6 @@ impl Engine {
         // Records the side sent without an id that could be read.
         let mut unnamed = 0usize;
         let mut pages = connector.contact_pages();
-        // Versions read from here on are decided only against links
-        // nothing touched since: polls and the writer run beside us.
-        decider.listed_since(started);
         while let Some(page) = pages.next().await {
             let page = page?;
             // A record that could not be read is still there: dead-lettered,
@@ -143,7 +140,6 @@ impl Engine {
             .map(|(_, id)| id)
             .collect();
         for chunk in contacts.chunks(CHILDREN_PER_COMMIT) {
-            decider.listed_since(crate::clock::now());
             let listing = Purpose::ChildrenSweep
                 .scope(self.list_children(pair, source, entity, chunk))
                 .await?;

@@ -37,9 +37,11 @@ pub struct PairSignals {
 }
 
 impl PairSignals {
-    /// Waits for the pair's turn, as the daemon's detection loop and its
+    /// Waits for the pair's turn, as the daemon's polls and its
     /// targeted-sync worker do before they decide anything (for a harness
-    /// that plays the scheduler: the deterministic simulation).
+    /// that plays the scheduler: the deterministic simulation). Not around
+    /// [`Engine::reconcile`](super::Engine::reconcile): it takes the turn
+    /// itself for each page it decides, and the turn is not reentrant.
     pub async fn take_turn(&self) -> tokio::sync::MutexGuard<'_, ()> {
         self.turn.lock().await
     }

@@ -24,7 +24,6 @@ mod settle;
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use chrono::{DateTime, SubsecRound, Utc};
 use serde_json::Value;
 
 use self::dead_letter::DeadLetterKey;
@@ -73,13 +72,6 @@ pub struct Decider<'a> {
     /// decided as a new one, because its decision is known not to have
     /// reached the other side.
     again: bool,
-    /// Reconciliation: when the listing being decided began. Polls,
-    /// targeted syncs and the writer run beside a reconciliation, so a
-    /// link may have taken in a newer version (or our own write) after the
-    /// listing read its record: such a record is left alone rather than
-    /// decided from the older version the listing holds (deciding it would
-    /// write stale values back). Polls and the next reconciliation see it.
-    listed_since: Option<DateTime<Utc>>,
 }
 
 impl<'a> Decider<'a> {
@@ -99,7 +91,6 @@ impl<'a> Decider<'a> {
             dead_in_flight: HashSet::new(),
             compare_content: false,
             again: false,
-            listed_since: None,
         }
     }
 
@@ -107,12 +98,6 @@ impl<'a> Decider<'a> {
     pub fn comparing_content(mut self) -> Self {
         self.compare_content = true;
         self
-    }
-
-    /// The records decided from now on were read by a listing that began
-    /// at `at` (see `listed_since`).
-    pub fn listed_since(&mut self, at: DateTime<Utc>) {
-        self.listed_since = Some(at);
     }
 
     /// A decider that decides versions already seen again (see `again`).
@@ -156,14 +141,6 @@ impl<'a> Decider<'a> {
         self.dead_in_flight.clear();
     }
 
-    /// Whether `link` was written after the listing being decided began
-    /// (see `listed_since`).
-    fn touched_since_listing(&self, link: &Link) -> bool {
-        // The store keeps microseconds, truncated: compare likewise.
-        self.listed_since
-            .is_some_and(|at| link.updated_at >= at.trunc_subsecs(6))
-    }
-
     fn is_claimed(&self, claim: &(EntityKind, Side, String)) -> bool {
         self.claimed.contains(claim) || self.claimed_in_flight.contains(claim)
     }
@@ -201,11 +178,6 @@ impl<'a> Decider<'a> {
         for mut record in records {
             self.report.stats.read += 1;
             let link = links.get(&record.id);
-            if link.is_some_and(|link| self.touched_since_listing(link)) {
-                tracing::debug!(pair = %self.name(), %entity, record = %record.id, "linked record changed since the listing read it; left to the polls");
-                self.report.stats.unchanged += 1;
-                continue;
-            }
             if let Some(link) = link {
                 if entity == EntityKind::Contact {
                     self.remember_contact(source, &record.id, link);
