@@ -409,3 +409,61 @@ async fn an_agency_login_lists_the_installed_locations() {
     }
     sim.shutdown().await;
 }
+
+/// `doctor` says how tasks are reconciled: per contact without
+/// `locations/tasks.readonly` (and how to get the location-wide search),
+/// with the search when the side's scopes list it and the token carries
+/// it (tried once); a warning when listed but refused by GHL.
+#[tokio::test(flavor = "multi_thread")]
+async fn doctor_says_how_tasks_are_reconciled() {
+    const SCOPE: &str = "locations/tasks.readonly";
+    let sim = sim().await;
+    let location = sim.handle().location_ids()[0].clone();
+    let doctor = |config: String| {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("ghlsync.toml"), config).unwrap();
+        async move {
+            let out = tokio::task::spawn_blocking({
+                let dir = dir.path().to_owned();
+                move || ghlsync(&dir).arg("doctor").output().unwrap()
+            })
+            .await
+            .unwrap();
+            let line = text(&out)
+                .lines()
+                .find(|l| l.contains("task reconciliation"))
+                .map(str::to_owned)
+                .unwrap_or_else(|| panic!("no task row:\n{}", text(&out)));
+            (out.status.code(), line)
+        }
+    };
+    let contacts_only = ["contacts.readonly", "contacts.write"];
+    let token = sim.handle().issue_token(&location, &contacts_only, None);
+    let dir = tempfile::tempdir().unwrap();
+    let (code, line) = doctor(pit_config(dir.path(), &sim, &token)).await;
+    assert_eq!(code, Some(0));
+    assert!(
+        line.contains("per contact") && line.contains(SCOPE),
+        "{line}"
+    );
+
+    let scoped =
+        format!("[sides.ghl]\nscopes = [\"contacts.readonly\", \"contacts.write\", \"{SCOPE}\"]");
+    let granted = sim.handle().issue_token(
+        &location,
+        &["contacts.readonly", "contacts.write", SCOPE],
+        None,
+    );
+    let config = pit_config(dir.path(), &sim, &granted).replace("[sides.ghl]", &scoped);
+    let (code, line) = doctor(config).await;
+    assert_eq!(code, Some(0), "{line}");
+    assert!(
+        line.contains("location-wide task search") && line.contains(" ok "),
+        "{line}"
+    );
+
+    let config = pit_config(dir.path(), &sim, &token).replace("[sides.ghl]", &scoped);
+    let (_, line) = doctor(config).await;
+    assert!(line.contains("warn") && line.contains("refused"), "{line}");
+    sim.shutdown().await;
+}

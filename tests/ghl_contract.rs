@@ -182,3 +182,40 @@ async fn every_request_the_client_builds_matches_the_official_spec() {
     // lookup, tag removal and notes create/update/delete.
     assert_eq!(templates.len(), 23, "operations exercised: {templates:#?}");
 }
+
+/// The location-wide task search (`connector/ghl/task_search.rs`) against
+/// `spec/ghl-api/apps/locations.json`, the vendored official spec of that
+/// operation: the path, the `Version` header, and a body that matches
+/// `TaskSearchParamsDto`.
+#[tokio::test]
+async fn the_task_search_matches_the_official_spec() {
+    let log: Log = Arc::default();
+    let app = axum::Router::new().fallback(record).with_state(log.clone());
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    let server = tokio::spawn(async move { axum::serve(listener, app).await });
+    let client = client_inputs::client(&base, RetryPolicy::default(), Duration::from_secs(5));
+    client
+        .search_tasks(&["c0000000000000000001".to_owned()])
+        .await
+        .unwrap();
+    server.abort();
+
+    let spec = openapi::Spec::load(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/spec/ghl-api/apps/locations.json"
+    ))
+    .unwrap();
+    let recorded = log.lock().unwrap().clone();
+    assert_eq!(recorded.len(), 1, "one page: the answer holds no task");
+    let request = &recorded[0];
+    let operation = spec
+        .operation(&request.method, &request.path)
+        .unwrap_or_else(|| panic!("{} {}: not in locations.json", request.method, request.path));
+    operation
+        .check_params(&request.query, &request.headers)
+        .unwrap();
+    let body = request.body.as_ref().expect("a JSON body");
+    operation.validate_request_body(body).unwrap();
+    assert_eq!(body["contactId"], json!(["c0000000000000000001"]));
+}

@@ -151,6 +151,77 @@ async fn the_change_feed_pages_by_500() {
     sim.shutdown().await;
 }
 
+/// The full listing reconciliation reads is the search at pages of 500,
+/// paged by `searchAfter` past 10,000 results, never `GET /contacts/` at
+/// 100 a page: 10,600 contacts in 22 requests (so about 200 for 100,000,
+/// against 1,000), each contact once, in `GET /contacts/{id}`'s spelling.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_full_listing_is_the_search_at_pages_of_500() {
+    let sim = start(10_600, SimOptions::default().spec_strict()).await;
+    let connector = GhlConnector::new("ghl", client(&sim));
+    let pages: Vec<_> = connector
+        .contact_pages()
+        .try_collect()
+        .await
+        .expect("the listing is read");
+    let seen = tally(
+        pages
+            .iter()
+            .flat_map(|p| p.records.iter().map(|r| r.id.clone())),
+    );
+    assert_eq!(seen.len(), 10_600, "every contact listed");
+    assert!(seen.values().all(|n| *n == 1), "none listed twice");
+    assert!(pages.iter().all(|p| p.rejected.is_empty()));
+    let counters = sim.handle().counters();
+    assert_eq!(
+        counters.count_route("GET", "/contacts/"),
+        0,
+        "no list endpoint"
+    );
+    assert_eq!(counters.count_route("POST", SEARCH), 22, "pages of 500");
+    assert_eq!(counters.count("POST", SEARCH, 200), 22, "none refused");
+    assert!(connector.listing_lags(), "search is an index");
+    sim.shutdown().await;
+}
+
+/// Reconciliation lists GHL through the search index, which lags writes
+/// (the simulator hides a contact from search until `search_lag` after
+/// its `dateUpdated`): contacts edited and created in GHL a moment before
+/// a reconciliation are missing from its listing, yet none of them is
+/// taken for deleted; each is read by its id first (one request each),
+/// and the app keeps every contact.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn contacts_hidden_by_the_search_lag_are_not_taken_for_deleted() {
+    let sims = start_sims(12, 0).await;
+    let h = Harness::new(sims, &Template::contacts().render()).await;
+    h.cycle(Mode::Apply, Reconcile::Always).await;
+    assert_eq!(h.app().contacts().len(), 12, "the first sync");
+    let contacts = h.ghl_contacts();
+    h.ghl().set_search_lag(Duration::from_secs(60));
+    for contact in contacts.iter().take(4) {
+        h.ghl()
+            .update_contact_as_user(&text(contact, "id"), json!({"firstName": "Hidden"}))
+            .unwrap();
+    }
+    h.reset_counters();
+    let report = h.cycle(Mode::Apply, Reconcile::Always).await;
+    let totals = report.totals();
+    assert_eq!(totals.planned_deletes, 0, "nothing deleted: {totals:?}");
+    assert_eq!(totals.deletes_held, 0, "no false mass delete");
+    assert_eq!(h.app().contacts().len(), 12, "the app keeps every contact");
+    let by_id = h
+        .ghl()
+        .counters()
+        .count_route("GET", "/contacts/{contactId}");
+    assert_eq!(by_id, 4, "each contact the listing missed read by its id");
+    h.ghl().set_search_lag(Duration::ZERO);
+    h.cycle(Mode::Apply, Reconcile::Always).await;
+    for contact in contacts.iter().take(4) {
+        let app = h.app_by_email(&text(contact, "email"));
+        assert_eq!(text(&app, "first_name"), "Hidden", "the edits arrive later");
+    }
+}
+
 /// The simulator's index lag: a write is found by `POST /contacts/search`
 /// only `search_lag` after its `dateUpdated`, by `GET /contacts/{id}` at
 /// once.

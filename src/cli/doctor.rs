@@ -11,6 +11,7 @@ use futures::StreamExt;
 use crate::config::{Loaded, SideKind};
 use crate::connector::ghl::build::connect;
 use crate::connector::ghl::client::{http_client, WRITE_SCOPE};
+use crate::connector::ghl::task_search::{CONTACTS_PER_SEARCH, TASKS_SCOPE};
 use crate::connector::ghl::{Contact, Credentials, GhlClient, GhlError, LimiterRegistry};
 use crate::store::Store;
 
@@ -106,9 +107,10 @@ async fn check_side(side: &str, location: &str, client: &GhlClient) -> Vec<Check
     }
     let mut checks = vec![token, scopes_check(side, client)];
     checks.extend(listing.map(|l| l.check));
-    if let Some(contact) = contact {
+    if let Some(contact) = &contact {
         checks.extend(children_checks(side, client, &contact.id).await);
     }
+    checks.push(task_reads_check(side, client, contact.as_ref().map(|c| c.id.as_str())).await);
     checks.push(rate_limit_check(side, client));
     checks
 }
@@ -251,6 +253,53 @@ async fn children_checks(side: &str, client: &GhlClient, contact_id: &str) -> [C
         )
         .await,
     ]
+}
+
+/// 4b. How reconciliation reads this side's tasks: the location-wide task
+/// search when the scopes include `locations/tasks.readonly` (tried once
+/// with the contact of the listing), one request per contact otherwise.
+async fn task_reads_check(side: &str, client: &GhlClient, contact: Option<&str>) -> Check {
+    let name = "task reconciliation";
+    let per_contact = "per contact: GET /contacts/:id/tasks, one request per contact";
+    if !client.can_search_tasks() {
+        let detail = format!(
+            "{per_contact} (grant {TASKS_SCOPE} to list them with POST /locations/:id/tasks/search, \
+             about one request per {CONTACTS_PER_SEARCH} contacts)"
+        );
+        return Check::new(side, name, Outcome::Ok, None, detail);
+    }
+    let Some(contact) = contact else {
+        let detail = format!(
+            "location-wide task search ({TASKS_SCOPE} listed; not tried: no contact to try it on)"
+        );
+        return Check::new(side, name, Outcome::Ok, None, detail);
+    };
+    let started = Instant::now();
+    let tried = client.search_tasks(&[contact.to_owned()]).await;
+    let latency = Some(started.elapsed());
+    match tried {
+        Ok(listing) => Check::new(
+            side,
+            name,
+            Outcome::Ok,
+            latency,
+            format!(
+                "location-wide task search (POST /locations/:id/tasks/search, {TASKS_SCOPE}): \
+                 {} task(s) on contact {contact}",
+                listing.records.len()
+            ),
+        ),
+        Err(error @ (GhlError::Unauthorized { .. } | GhlError::Forbidden { .. })) => Check::new(
+            side,
+            name,
+            Outcome::Warn,
+            latency,
+            format!(
+                "{TASKS_SCOPE} is listed but GHL refused the task search ({error}): {per_contact}"
+            ),
+        ),
+        Err(error) => Check::new(side, name, Outcome::Fail, latency, error.to_string()),
+    }
 }
 
 /// 5. Rate-limit headroom as GHL reported it.

@@ -83,6 +83,15 @@ pub trait Connector: Send + Sync + std::fmt::Debug {
         self.all_contacts().map(|page| page.map(Page::new)).boxed()
     }
 
+    /// Whether [`Connector::contact_pages`] reads an index that may lag
+    /// writes (GHL's search: a contact written a moment ago, created or
+    /// edited, may be missing from it for a few seconds). Reconciliation
+    /// then reads a contact missing from the listing by its id before it
+    /// takes it for deleted. The default: a listing shows what is there.
+    fn listing_lags(&self) -> bool {
+        false
+    }
+
     /// [`Connector::children`] with the records that could not be read set
     /// aside in [`Page::rejected`], as [`Connector::contact_pages`] does;
     /// the engine reads this one.
@@ -92,6 +101,22 @@ pub trait Connector: Send + Sync + std::fmt::Debug {
         contact_id: &str,
     ) -> Result<Page, ConnectorError> {
         self.children(entity, contact_id).await.map(Page::new)
+    }
+
+    /// The `entity` children of every contact of `contacts` in a few
+    /// requests, where the side has a listing for that (GHL's
+    /// location-wide task search): one page, each record naming its
+    /// contact in `parent_id`. `None` (the default): no such listing for
+    /// `entity` here; the caller reads each contact's children with
+    /// [`Connector::children_page`]. Such a listing is not taken as the
+    /// last word on a child it misses: the caller reads that contact's
+    /// children on their own before it takes one for deleted.
+    async fn children_of_many(
+        &self,
+        _entity: EntityKind,
+        _contacts: &[String],
+    ) -> Option<Result<Page, ConnectorError>> {
+        None
     }
 
     /// One record, or `None` when it does not exist (any more).

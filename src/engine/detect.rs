@@ -24,16 +24,33 @@ struct InFlight {
     commit: tokio::task::JoinHandle<Result<CommitReceipt, StoreError>>,
 }
 
-/// The children of some contacts as one side listed them, not decided yet
-/// (see [`Engine::list_children`]).
-pub(super) struct ChildrenListing {
-    /// The children linked before the listing began.
-    linked: Vec<crate::store::Link>,
-    pages: Vec<crate::connector::Page>,
-    /// Every child listed, readable or not.
+/// Whether a poll of contacts reads the children of those that changed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Children {
+    Read,
+    /// A reconciliation in the same pass reads every linked contact's
+    /// children: reading those of the changed ones first would read them
+    /// twice (`ghlsync backfill`: once per contact for nothing).
+    LeftToReconciliation,
+}
+
+/// What a listing of children showed.
+struct Listed {
+    /// The contacts whose children were all listed: a linked child of one
+    /// of them that is not `present` is gone.
+    contacts: HashSet<String>,
+    /// The ids of the children listed, readable or not.
     present: HashSet<String>,
-    /// The contacts whose listing names every child (none without an id).
-    listed: HashSet<String>,
+    /// The listing covered many contacts at once: a child it misses is
+    /// confirmed per contact before it is taken for gone.
+    confirm: bool,
+}
+
+/// What one page of children showed.
+struct PageSeen {
+    present: HashSet<String>,
+    /// No child without an id was set aside.
+    complete: bool,
 }
 
 /// Detection of the default feed of an entity.
@@ -50,6 +67,20 @@ impl Engine {
         entity: EntityKind,
         mode: Mode,
     ) -> Result<PairReport, EngineError> {
+        self.poll_as(pair, source, entity, mode, Children::Read)
+            .await
+    }
+
+    /// [`Engine::poll`], reading the children of changed contacts or not
+    /// (a reconciliation following in the same pass reads them all).
+    pub(super) async fn poll_as(
+        &self,
+        pair: &PairRuntime,
+        source: Side,
+        entity: EntityKind,
+        mode: Mode,
+        children: Children,
+    ) -> Result<PairReport, EngineError> {
         let connector = pair.connector(source);
         let caps = connector.capabilities().of(entity);
         if !caps.read || !caps.change_feed {
@@ -62,7 +93,10 @@ impl Engine {
             entity = %entity,
         );
         Purpose::Poll
-            .scope(self.poll_feed(pair, source, entity, mode).instrument(span))
+            .scope(
+                self.poll_feed(pair, source, entity, mode, children)
+                    .instrument(span),
+            )
             .await
     }
 
@@ -72,6 +106,7 @@ impl Engine {
         source: Side,
         entity: EntityKind,
         mode: Mode,
+        children: Children,
     ) -> Result<PairReport, EngineError> {
         let side = source;
         let started = crate::clock::now();
@@ -109,7 +144,7 @@ impl Engine {
                 self.set_aside(pair, &mut decider, source, entity, page.rejected)
                     .await?;
                 let changed = decider.records(source, entity, page.records).await?;
-                if entity == EntityKind::Contact {
+                if entity == EntityKind::Contact && children == Children::Read {
                     self.children_of(pair, &mut decider, source, &changed)
                         .await?;
                 }
@@ -169,7 +204,10 @@ impl Engine {
     }
 
     /// Lists the `entity` children of `contacts` on `source`, decides them,
-    /// and plans the deletion of linked children no longer there.
+    /// and plans the deletion of linked children no longer there. A side
+    /// with a listing of many contacts' children at once (GHL's
+    /// location-wide task search) is read that way: a few requests for the
+    /// lot instead of one per contact.
     pub(super) async fn read_children(
         &self,
         pair: &PairRuntime,
@@ -178,33 +216,74 @@ impl Engine {
         entity: EntityKind,
         contacts: &[String],
     ) -> Result<(), EngineError> {
-        let listing = self.list_children(pair, source, entity, contacts).await?;
-        self.decide_children(pair, decider, source, entity, listing)
-            .await
-    }
-
-    /// The reading half of [`read_children`](Self::read_children): only
-    /// requests to the side, no decision, so a reconciliation can list
-    /// without holding the pair's turn and take it only to decide.
-    pub(super) async fn list_children(
-        &self,
-        pair: &PairRuntime,
-        source: Side,
-        entity: EntityKind,
-        contacts: &[String],
-    ) -> Result<ChildrenListing, EngineError> {
-        let connector = pair.connector(source);
         // The links as they are before the listings: a child the writer
         // creates and links meanwhile may not be listed, and is not gone.
         let linked = self
             .store
             .links_by_parent_ids(pair.name(), entity, source, contacts)
             .await?;
-        let mut listing = ChildrenListing {
-            linked,
-            pages: Vec::with_capacity(contacts.len()),
+        let bulk = pair
+            .connector(source)
+            .children_of_many(entity, contacts)
+            .await;
+        let listed = match bulk {
+            Some(page) => {
+                let page = page?;
+                let listed = self
+                    .decide_children(pair, decider, source, entity, page)
+                    .await?;
+                Listed {
+                    contacts: if listed.complete {
+                        contacts.iter().cloned().collect()
+                    } else {
+                        HashSet::new()
+                    },
+                    present: listed.present,
+                    confirm: true,
+                }
+            }
+            None => {
+                self.children_each(pair, decider, source, entity, contacts)
+                    .await?
+            }
+        };
+        for link in linked {
+            let side = link.side(source);
+            let (Some(parent), Some(id)) = (side.parent_id.as_ref(), side.id.as_ref()) else {
+                continue;
+            };
+            if !listed.contacts.contains(parent) || listed.present.contains(id) {
+                continue;
+            }
+            if listed.confirm
+                && self
+                    .child_still_there(pair, source, entity, parent, id)
+                    .await?
+            {
+                continue;
+            }
+            // As it is now (the writer may have tombstoned it).
+            if let Some(link) = self.store.link_by_id(link.id).await? {
+                decider.deletion(source, &link).await?;
+            }
+        }
+        Ok(())
+    }
+
+    /// [`Engine::read_children`] one contact at a time.
+    async fn children_each(
+        &self,
+        pair: &PairRuntime,
+        decider: &mut Decider<'_>,
+        source: Side,
+        entity: EntityKind,
+        contacts: &[String],
+    ) -> Result<Listed, EngineError> {
+        let connector = pair.connector(source);
+        let mut listed = Listed {
+            contacts: HashSet::with_capacity(contacts.len()),
             present: HashSet::new(),
-            listed: HashSet::with_capacity(contacts.len()),
+            confirm: false,
         };
         for contact in contacts {
             let page = match connector.children_page(entity, contact).await {
@@ -217,56 +296,63 @@ impl Engine {
                 }
                 Err(error) => return Err(error.into()),
             };
-            // A child that could not be read is still there: never taken
-            // for gone. One without an id could be any of the contact's
-            // linked children, so none of them is taken for gone.
-            let (named, unnamed) = rejected_ids(&page.rejected);
-            if unnamed == 0 {
-                listing.listed.insert(contact.clone());
+            let page = self
+                .decide_children(pair, decider, source, entity, page)
+                .await?;
+            if page.complete {
+                listed.contacts.insert(contact.clone());
             }
-            listing.present.extend(named);
-            listing
-                .present
-                .extend(page.records.iter().map(|c| c.id.clone()));
-            listing.pages.push(page);
+            listed.present.extend(page.present);
         }
-        Ok(listing)
+        Ok(listed)
     }
 
-    /// The deciding half of [`read_children`](Self::read_children): the
-    /// listed children decided, and the linked children missing from
-    /// their contact's listing deleted.
-    pub(super) async fn decide_children(
+    /// Decides a page of children; what it shows present. A child that
+    /// could not be read is still there: never taken for gone. One without
+    /// an id could be any linked child, so the page is not `complete`.
+    async fn decide_children(
         &self,
         pair: &PairRuntime,
         decider: &mut Decider<'_>,
         source: Side,
         entity: EntityKind,
-        listing: ChildrenListing,
-    ) -> Result<(), EngineError> {
-        let ChildrenListing {
-            linked,
-            pages,
+        page: crate::connector::Page,
+    ) -> Result<PageSeen, EngineError> {
+        let (named, unnamed) = rejected_ids(&page.rejected);
+        let mut present: HashSet<String> = named.into_iter().collect();
+        present.extend(page.records.iter().map(|c| c.id.clone()));
+        self.set_aside(pair, decider, source, entity, page.rejected)
+            .await?;
+        decider.records(source, entity, page.records).await?;
+        Ok(PageSeen {
             present,
-            listed,
-        } = listing;
-        for page in pages {
-            self.set_aside(pair, decider, source, entity, page.rejected)
-                .await?;
-            decider.records(source, entity, page.records).await?;
-        }
-        for link in linked {
-            let side = link.side(source);
-            let gone = side.parent_id.as_ref().is_some_and(|p| listed.contains(p))
-                && side.id.as_ref().is_some_and(|id| !present.contains(id));
-            if gone {
-                // As it is now (the writer may have tombstoned it).
-                if let Some(link) = self.store.link_by_id(link.id).await? {
-                    decider.deletion(source, &link).await?;
-                }
+            complete: unnamed == 0,
+        })
+    }
+
+    /// Whether child `id` of `contact`, missing from a listing of many
+    /// contacts' children, is still there: that contact's children read on
+    /// their own (one request, only for a contact whose linked child the
+    /// listing missed). A contact that cannot be read is gone, and its
+    /// children go with its own deletion, not here: still there.
+    async fn child_still_there(
+        &self,
+        pair: &PairRuntime,
+        source: Side,
+        entity: EntityKind,
+        contact: &str,
+        id: &str,
+    ) -> Result<bool, EngineError> {
+        match pair.connector(source).children_page(entity, contact).await {
+            Ok(page) => {
+                let (named, unnamed) = rejected_ids(&page.rejected);
+                Ok(unnamed > 0
+                    || named.iter().any(|n| n == id)
+                    || page.records.iter().any(|r| r.id == id))
             }
+            Err(error) if error.is_record_error() => Ok(true),
+            Err(error) => Err(error.into()),
         }
-        Ok(())
     }
 
     /// Hands the records `source` refused to the decider, which

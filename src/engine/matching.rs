@@ -25,7 +25,7 @@ use crate::domain::{EntityKind, MatchKey, Side};
 use crate::mapping::{Canonical, PairMap};
 
 /// The identity keys, strongest first.
-const STRENGTH: [MatchKey; 2] = [MatchKey::Email, MatchKey::Phone];
+pub(super) const STRENGTH: [MatchKey; 2] = [MatchKey::Email, MatchKey::Phone];
 
 /// What a record offered as a match is to the record we look for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

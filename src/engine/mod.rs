@@ -19,6 +19,7 @@ mod create;
 mod decide;
 mod detect;
 mod health;
+mod listed;
 pub mod matching;
 pub mod merge;
 mod outbox;

@@ -10,6 +10,7 @@ use rand::Rng;
 use tokio::sync::watch;
 use tokio::task::JoinSet;
 
+use super::detect::{Children, STREAM};
 use super::report::{PairReport, Report};
 use super::{Engine, EngineError, Mode, PairRuntime};
 use crate::connector::ConnectorError;
@@ -108,6 +109,17 @@ impl Engine {
     /// Detection of the feeds of `sources` only (the daemon polls a side
     /// whose webhooks arrive less often), then a reconciliation of the
     /// whole pair if asked or due.
+    ///
+    /// When the pass reconciles, its polls leave the children of changed
+    /// contacts to the reconciliation (which reads every linked contact's),
+    /// and a side's contacts never polled before (no watermark: the poll
+    /// would list every contact) are not polled at all: the
+    /// reconciliation's listing reads them once, and sets the watermark
+    /// the poll would have set. So `ghlsync backfill` lists each side's
+    /// contacts once and reads each contact's children once. A
+    /// reconciliation that fails stays due (its `last_full_sync_at` does
+    /// not move), so the children it did not read are read by the next
+    /// pass, and a side whose listing failed is still never polled then.
     pub async fn detect_sides(
         &self,
         pair: &PairRuntime,
@@ -115,35 +127,57 @@ impl Engine {
         mode: Mode,
         reconcile: Reconcile,
     ) -> Result<PairReport, EngineError> {
+        let reconciling = self.reconcile_wanted(pair, reconcile).await?;
+        let children = if reconciling {
+            Children::LeftToReconciliation
+        } else {
+            Children::Read
+        };
         let mut report = PairReport::default();
         for entity in pair.entities() {
             for source in sources {
-                report.absorb(self.poll(pair, *source, entity, mode).await?);
+                if reconciling
+                    && entity == EntityKind::Contact
+                    && self.never_polled(pair, *source).await?
+                {
+                    continue;
+                }
+                report.absorb(self.poll_as(pair, *source, entity, mode, children).await?);
             }
         }
-        report.absorb(self.reconcile_if(pair, mode, reconcile).await?);
+        if reconciling {
+            report.absorb(self.reconcile(pair, mode).await?);
+        }
         if mode == Mode::Plan {
             report.dedup_planned();
         }
         Ok(report)
     }
 
-    /// A reconciliation of the whole pair, if asked or due.
-    async fn reconcile_if(
+    /// Whether `source`'s contact feed has no watermark yet.
+    pub(super) async fn never_polled(
         &self,
         pair: &PairRuntime,
-        mode: Mode,
+        source: Side,
+    ) -> Result<bool, EngineError> {
+        let cursor = self
+            .store
+            .load_cursor(pair.name(), source, EntityKind::Contact, STREAM)
+            .await?;
+        Ok(cursor.and_then(|c| c.watermark).is_none())
+    }
+
+    /// Whether a pass asked to reconcile as `reconcile` says does.
+    async fn reconcile_wanted(
+        &self,
+        pair: &PairRuntime,
         reconcile: Reconcile,
-    ) -> Result<PairReport, EngineError> {
-        let due = match reconcile {
+    ) -> Result<bool, EngineError> {
+        Ok(match reconcile {
             Reconcile::Always => true,
             Reconcile::Never => false,
             Reconcile::IfDue => self.reconcile_due(pair).await?,
-        };
-        if !due {
-            return Ok(PairReport::default());
-        }
-        self.reconcile(pair, mode).await
+        })
     }
 
     async fn reconcile_due(&self, pair: &PairRuntime) -> Result<bool, EngineError> {

@@ -418,9 +418,9 @@ impl Engine {
 
     /// What to do with an update planned while its record's create was
     /// pending (the decision never saw the record): read it now; a field
-    /// changed there since the create (the link's base, what the create
-    /// wrote) is someone's edit, so the write is withdrawn and the record
-    /// decided again; otherwise only the planned values it lacks are
+    /// that does not hold what the create wrote (the write's `expect`) was
+    /// changed there since, by a user or by a newer write, so this one is
+    /// withdrawn and the record decided again; otherwise only the planned values it lacks are
     /// written, with what it holds as the patch's `before`. Writing a field
     /// the record holds already would overwrite an edit made there
     /// meanwhile for nothing (found by the deterministic simulation,
@@ -440,14 +440,18 @@ impl Engine {
             Ok(None) => return Ok(Unseen::Edited("the record was deleted there".into())),
             Err(error) => return Ok(Unseen::Failed(error)),
         };
-        let base: crate::mapping::Canonical = match item.link_id {
-            Some(link) => self
+        // What the record should hold: what the decision expected its
+        // pending create to write, or (rows planned before it said) the
+        // link's base.
+        let base: crate::mapping::Canonical = match (&payload.expect, item.link_id) {
+            (Some(expect), _) => expect.clone(),
+            (None, Some(link)) => self
                 .store
                 .link_by_id(link)
                 .await?
                 .and_then(|l| serde_json::from_value(l.snapshot.content).ok())
                 .unwrap_or_default(),
-            None => Default::default(),
+            (None, None) => Default::default(),
         };
         let held = map
             .to_canonical(item.entity, target, &current.fields)

@@ -331,6 +331,14 @@ impl Store {
         .map_err(|e| StoreError::query("ping", e))
     }
 
+    /// Whether a statement or transaction holds one of the store's
+    /// connections right now. The deterministic simulation waits while it
+    /// does (a poll commits each page in a task of its own), so the next
+    /// step starts on a settled mirror.
+    pub fn in_use(&self) -> bool {
+        on_pool!(self, |p| p.num_idle() < p.size() as usize)
+    }
+
     /// Waits for in-flight statements and closes every connection, so a
     /// graceful shutdown leaves the SQLite WAL checkpointed and Postgres
     /// sessions ended.

@@ -73,6 +73,91 @@ async fn excused(store: &Store, pair: &str) -> Result<Excused, StoreError> {
     Ok(Excused { records, fields })
 }
 
+/// What the change feeds alone must have delivered, checked before any
+/// final reconciliation: every live contact (creates and edits are in the
+/// feeds) is linked, and linked live contacts hold the same values. A
+/// watermark moved past changes that were never decided fails here, even
+/// though a reconciliation would later repair it. Deletes and GHL's tasks
+/// and notes are left to the full check: only reconciliation is sure to
+/// find them. A pair whose write was withdrawn is left out too: deciding
+/// its source again can fail, and then waits for reconciliation
+/// (`writer.rs::decide_source_again`).
+pub async fn feeds_delivered(
+    state: &State,
+    store: &Store,
+    pair: &str,
+    map: &PairMap,
+) -> Result<Vec<String>, StoreError> {
+    let excused = excused(store, pair).await?;
+    let links: Vec<Link> = store
+        .all_links(pair, EntityKind::Contact)
+        .await?
+        .into_iter()
+        .filter(|l| l.deleted_at.is_none())
+        .collect();
+    let mut violations = Vec::new();
+    for role in Side::BOTH {
+        for (id, stored) in state.sides[role].live(EntityKind::Contact) {
+            if excused.records.contains(id) {
+                continue;
+            }
+            let Some(link) = links
+                .iter()
+                .find(|l| l.side(role).id.as_deref() == Some(id.as_str()))
+            else {
+                violations.push(format!(
+                    "contact {id} on {} was not synced by the change feeds (only a reconciliation could find it): {}",
+                    role.name(),
+                    shown(stored)
+                ));
+                continue;
+            };
+            let other_id = link.side(role.other()).id.as_deref();
+            let counterpart =
+                other_id.and_then(|o| state.sides[role.other()].get(EntityKind::Contact, o));
+            let (Some(other_id), Some(counterpart), Side::Ghl) = (other_id, counterpart, role)
+            else {
+                continue;
+            };
+            let records = Records {
+                entity: EntityKind::Contact,
+                link,
+                ghl: (id, stored),
+                app: (other_id, counterpart),
+            };
+            // A field a user edit was lost from in the read-write window
+            // differs until a later edit or reconciliation.
+            let windowed = |name: &str| {
+                state.window.losses.iter().any(|(_, _, lost, field, _)| {
+                    (lost == id || lost == other_id)
+                        && (field == name || (name == TAGS.canonical && field.starts_with("tags:")))
+                })
+            };
+            let differ: Vec<(String, String)> = compare(&records, map, &excused)
+                .into_iter()
+                .filter(|(name, _)| !windowed(name))
+                .collect();
+            if differ.is_empty() {
+                continue;
+            }
+            let journal = store.journal_for_link(link.id, 10_000).await?;
+            let withdrawn = journal.iter().any(|e| {
+                e.detail
+                    .as_deref()
+                    .is_some_and(|d| d.starts_with("write withdrawn"))
+            });
+            if !withdrawn {
+                violations.extend(
+                    differ
+                        .into_iter()
+                        .map(|(_, d)| format!("{d} (the change feeds did not deliver it)")),
+                );
+            }
+        }
+    }
+    Ok(violations)
+}
+
 /// Every violation of the invariants, each one sentence naming the
 /// records.
 pub async fn check(
@@ -147,11 +232,15 @@ pub async fn check(
                         ghl: (id, stored),
                         app: (other_id, counterpart),
                     };
-                    compare(&pair_records, map, &excused, &mut violations);
+                    violations.extend(
+                        compare(&pair_records, map, &excused)
+                            .into_iter()
+                            .map(|(_, d)| d),
+                    );
                     if entity != EntityKind::Contact {
                         same_parent(&contacts, &pair_records, &mut violations);
                     } else {
-                        tags_kept(&state.workload.ledger, &pair_records, map, &mut violations);
+                        tags_kept(state, &pair_records, map, &mut violations);
                     }
                     accounted(state, store, &pair_records, map, &excused, &mut violations).await?;
                 }
@@ -190,26 +279,32 @@ fn shown(stored: &Stored) -> String {
     Value::Object(stored.fields.clone()).to_string()
 }
 
-/// Both records hold the same mapped values.
-fn compare(records: &Records<'_>, map: &PairMap, excused: &Excused, violations: &mut Vec<String>) {
+/// Both records hold the same mapped values: each field they differ in
+/// (outside an open conflict), with a sentence naming it.
+fn compare(records: &Records<'_>, map: &PairMap, excused: &Excused) -> Vec<(String, String)> {
     let (ghl, app) = (
         records.canonical(map, Side::Ghl),
         records.canonical(map, Side::App),
     );
     let names: BTreeSet<&String> = ghl.keys().chain(app.keys()).collect();
+    let mut differ = Vec::new();
     for name in names {
         let (g, a) = (ghl.get(name), app.get(name));
         if g != a && !excused.fields.contains(&(records.link.id, name.clone())) {
-            violations.push(format!(
-                "{} {} (ghl) / {} (app): `{name}` differs: {} vs {}",
-                records.entity,
-                records.ghl.0,
-                records.app.0,
-                g.map_or("absent".into(), Value::to_string),
-                a.map_or("absent".into(), Value::to_string),
+            differ.push((
+                name.clone(),
+                format!(
+                    "{} {} (ghl) / {} (app): `{name}` differs: {} vs {}",
+                    records.entity,
+                    records.ghl.0,
+                    records.app.0,
+                    g.map_or("absent".into(), Value::to_string),
+                    a.map_or("absent".into(), Value::to_string),
+                ),
             ));
         }
     }
+    differ
 }
 
 /// A task or note hangs under the counterparts of each other's contacts.
@@ -269,6 +364,18 @@ async fn accounted(
         if finals.get(name) == Some(value) {
             continue;
         }
+        let key = (
+            role,
+            records.entity,
+            records.of(role).0.to_owned(),
+            name.to_owned(),
+            *seq,
+        );
+        if state.window.losses.contains(&key) {
+            // Overwritten between the daemon's last read and its write:
+            // no side offers a conditional write (`window.rs`).
+            continue;
+        }
         let journal = match &mut journal {
             Some(journal) => journal,
             None => journal.insert(store.journal_for_link(records.link.id, 10_000).await?),
@@ -291,7 +398,8 @@ async fn accounted(
 }
 
 /// A tag a user added last (on either record) is there.
-fn tags_kept(ledger: &Ledger, records: &Records<'_>, map: &PairMap, violations: &mut Vec<String>) {
+fn tags_kept(state: &State, records: &Records<'_>, map: &PairMap, violations: &mut Vec<String>) {
+    let ledger: &Ledger = &state.workload.ledger;
     let finals = records.canonical(map, Side::Ghl);
     let held: BTreeSet<&str> = finals
         .get(TAGS.canonical)
@@ -311,7 +419,15 @@ fn tags_kept(ledger: &Ledger, records: &Records<'_>, map: &PairMap, violations: 
         }
     }
     for (tag, (seq, added, role)) in last {
-        if added && !held.contains(tag) {
+        let id = records.of(role).0.to_owned();
+        let in_window = state.window.losses.contains(&(
+            role,
+            EntityKind::Contact,
+            id,
+            format!("tags:{tag}"),
+            seq,
+        ));
+        if added && !held.contains(tag) && !in_window {
             violations.push(format!(
                 "contact {} (ghl) / {} (app): tag `{tag}`, added on {role} by operation {seq} and never removed since, is gone",
                 records.ghl.0, records.app.0, role = role.name()

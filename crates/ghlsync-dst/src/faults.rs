@@ -74,6 +74,10 @@ pub struct Covered {
     /// virtual time.
     pub ghl_requests: u64,
     pub ghl_peak_10s: u64,
+    /// Passes the mirror's unique keys stopped from linking a record twice.
+    pub unique_key_races: u64,
+    /// User edits overwritten in the read-write window (`window.rs`).
+    pub window_losses: u64,
 }
 
 impl Covered {
@@ -89,6 +93,8 @@ impl Covered {
         self.webhooks += other.webhooks;
         self.ghl_requests += other.ghl_requests;
         self.ghl_peak_10s = self.ghl_peak_10s.max(other.ghl_peak_10s);
+        self.unique_key_races += other.unique_key_races;
+        self.window_losses += other.window_losses;
     }
 }
 

@@ -17,6 +17,7 @@ pub mod faults;
 pub mod model;
 pub mod run;
 pub mod side;
+pub mod window;
 pub mod workload;
 pub mod world;
 

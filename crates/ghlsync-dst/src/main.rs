@@ -34,6 +34,10 @@ struct Args {
     /// Replay this seed and print its whole trace.
     #[arg(long)]
     replay: Option<u64>,
+    /// Stop at the first failing seed (with `--jobs 1`, the number of
+    /// seeds it took to find a bug: how the mutation experiments count).
+    #[arg(long)]
+    until_failure: bool,
     /// Where the shortest failing trace of each failing seed is written.
     #[arg(long, default_value = "target/dst-failures")]
     failures: std::path::PathBuf,
@@ -41,10 +45,11 @@ struct Args {
 
 fn main() -> anyhow::Result<()> {
     let args = Args::parse();
-    let options = |seed| Options {
+    let options = |seed, trace| Options {
         seed,
         ops: args.ops,
         chaos: Chaos::default(),
+        trace,
     };
     if let Some(seed) = args.replay {
         // The engine's own logs, when asked for (`RUST_LOG=ghl_sync=debug`).
@@ -54,7 +59,7 @@ fn main() -> anyhow::Result<()> {
                 .with_writer(std::io::stderr)
                 .init();
         }
-        let outcome = ghlsync_dst::run(&options(seed));
+        let outcome = ghlsync_dst::run(&options(seed, true));
         for line in &outcome.trace {
             println!("{line}");
         }
@@ -73,6 +78,7 @@ fn main() -> anyhow::Result<()> {
         .progress_chars("=> "),
     );
     let next = AtomicU64::new(args.first);
+    let explored = AtomicU64::new(0);
     let end = args.first + args.seeds;
     let totals = Mutex::new((Covered::default(), 0u64, Vec::<u64>::new()));
     let started = Instant::now();
@@ -84,7 +90,11 @@ fn main() -> anyhow::Result<()> {
                 if seed >= end {
                     return;
                 }
-                let outcome = ghlsync_dst::run(&options(seed));
+                if args.until_failure && !totals.lock().expect("never poisoned").2.is_empty() {
+                    return;
+                }
+                let outcome = ghlsync_dst::run(&options(seed, false));
+                explored.fetch_add(1, Ordering::Relaxed);
                 let mut totals = totals.lock().expect("never poisoned");
                 totals.0.add(&outcome.covered);
                 totals.1 += outcome.ops;
@@ -103,11 +113,11 @@ fn main() -> anyhow::Result<()> {
     bar.finish();
     let (covered, ops, failing) = totals.into_inner().expect("never poisoned");
     let minutes = started.elapsed().as_secs_f64() / 60.0;
+    let explored = explored.into_inner();
     println!(
-        "{} seeds in {:.1} min ({:.0} seeds/min), {ops} user operations",
-        args.seeds,
+        "{explored} seeds in {:.1} min ({:.0} seeds/min), {ops} user operations",
         minutes,
-        args.seeds as f64 / minutes.max(1e-9)
+        explored as f64 / minutes.max(1e-9)
     );
     print_covered(&covered);
     if failing.is_empty() {
@@ -117,7 +127,7 @@ fn main() -> anyhow::Result<()> {
     std::fs::create_dir_all(&args.failures)
         .with_context(|| format!("creating {}", args.failures.display()))?;
     for seed in &failing {
-        let shortest = ghlsync_dst::shortest_failure(&options(*seed));
+        let shortest = ghlsync_dst::shortest_failure(&options(*seed, true));
         let path = args.failures.join(format!("seed-{seed}.trace"));
         let mut file =
             std::fs::File::create(&path).with_context(|| format!("creating {}", path.display()))?;
@@ -145,6 +155,10 @@ fn print_covered(covered: &Covered) {
     println!(
         "covered: {} gates, {} crashes and restarts, {} webhooks delivered, {} GHL requests (peak {} in 10 s of virtual time)",
         covered.gates, covered.crashes, covered.webhooks, covered.ghl_requests, covered.ghl_peak_10s
+    );
+    println!(
+        "user edits overwritten in the read-write window (no conditional writes): {}; passes the mirror's unique keys stopped: {}",
+        covered.window_losses, covered.unique_key_races
     );
     let faults: u64 = covered.faults.values().sum();
     println!("faults: {faults}");

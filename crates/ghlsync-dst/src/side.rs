@@ -27,6 +27,41 @@ use crate::model::{SideModel, Stored};
 use crate::workload::{EMAIL, PHONE, TAGS};
 use crate::world::{State, World};
 
+/// The records a call's answer shows the daemon.
+trait Shows {
+    fn shown(&self) -> Vec<&Record>;
+}
+
+impl Shows for Vec<Record> {
+    fn shown(&self) -> Vec<&Record> {
+        self.iter().collect()
+    }
+}
+
+impl Shows for Option<Record> {
+    fn shown(&self) -> Vec<&Record> {
+        self.iter().collect()
+    }
+}
+
+impl Shows for Record {
+    fn shown(&self) -> Vec<&Record> {
+        vec![self]
+    }
+}
+
+impl Shows for () {
+    fn shown(&self) -> Vec<&Record> {
+        Vec::new()
+    }
+}
+
+impl Shows for Deletion {
+    fn shown(&self) -> Vec<&Record> {
+        Vec::new()
+    }
+}
+
 /// Records per page of every listing: small, so paging and the watermark
 /// move page by page.
 const PAGE: usize = 4;
@@ -67,7 +102,7 @@ impl SimSide {
 
     /// One call: gate, fault, the side's work, gate. `requests` is what
     /// GHL counts for it.
-    async fn call<T>(
+    async fn call<T: Shows>(
         &self,
         what: String,
         requests: impl FnOnce(&State) -> u64,
@@ -80,7 +115,8 @@ impl SimSide {
             let mut state = self.world.lock();
             let n = requests(&state);
             state.count_requests(self.role, n);
-            *state.covered.calls.entry(what.clone()).or_default() += 1;
+            let kind: String = what.split(' ').take(2).collect::<Vec<_>>().join(" ");
+            *state.covered.calls.entry(kind).or_default() += 1;
             let ghl_create = self.role == Side::Ghl
                 && write == Some(EntityKind::Contact)
                 && what.starts_with("create");
@@ -103,6 +139,10 @@ impl SimSide {
                 None => serve(&mut state),
             };
             state.collect_webhooks();
+            if let Ok(value) = &result {
+                let ops = state.workload.ops;
+                state.window.read(self.role, &value.shown(), ops);
+            }
             let shown = match &result {
                 Ok(value) => show(value),
                 Err(error) => format!("ERR {error}"),
@@ -468,6 +508,12 @@ impl Connector for SimSide {
                     );
                     fields.insert(tags.to_owned(), after);
                 }
+                let held = stored.fields.clone();
+                let State {
+                    window, workload, ..
+                } = &mut *state;
+                window.write(self.role, entity, id, &held, &fields, &workload.ledger);
+                let model = &mut state.sides[self.role];
                 model.patch(entity, id, &fields);
                 let stored = model.get(entity, id).expect("still there");
                 Ok(self.record(model, entity, id, stored))

@@ -43,6 +43,11 @@ pub struct State {
     pub trace: Vec<String>,
     /// When GHL's requests of the last 10 s (virtual) were made.
     pub ghl_window: std::collections::VecDeque<chrono::DateTime<chrono::Utc>>,
+    /// The daemon's reads, and the user edits lost in its read-write
+    /// window.
+    pub window: crate::window::Window,
+    /// Whether the trace is kept.
+    pub tracing: bool,
     /// Errors of the mirror itself (never expected: a finding).
     pub store_errors: Vec<String>,
     /// Stop the run's operations here (a shortened replay of the seed).
@@ -64,6 +69,8 @@ impl State {
             trace: Vec::new(),
             ghl_window: Default::default(),
             store_errors: Vec::new(),
+            tracing: true,
+            window: Default::default(),
             ops_limit,
             crashed: false,
             holder: None,
@@ -71,8 +78,13 @@ impl State {
         }
     }
 
-    /// A line of the trace, stamped with the virtual time.
+    /// A line of the trace, stamped with the virtual time (when the run
+    /// keeps one: an exploration of many seeds does not, and replays a
+    /// failing seed with it).
     pub fn log(&mut self, line: impl AsRef<str>) {
+        if !self.tracing {
+            return;
+        }
         let at = ghl_sync::clock::now().format("%H:%M:%S%.3f");
         self.trace.push(format!("{at} {}", line.as_ref()));
     }
@@ -213,15 +225,25 @@ impl World {
         }
     }
 
-    /// Waits until the mirror has nothing in flight: the store runs with
-    /// one connection, handed out in order, so a statement queued now runs
-    /// after every one queued before (a poll's page commit runs in a task
-    /// of its own, `engine/detect.rs::launch`).
+    /// Waits until the mirror has nothing in flight: a poll commits each
+    /// page in a task of its own (`engine/detect.rs::launch`), so after a
+    /// yield (which lets a task just spawned take its connection) a
+    /// connection in use means a commit is running; the store runs with one
+    /// connection, handed out in order, so a statement queued behind it
+    /// returns once it is done.
     async fn settle(&self) {
-        tokio::task::yield_now().await;
         let store = self.store.lock().expect("never poisoned").clone();
-        if let Some(store) = store {
-            store.ping().await.expect("the simulation's mirror answers");
+        let Some(store) = store else {
+            return;
+        };
+        // Statements are short: yielding until the connection is back is
+        // cheaper than queueing a statement behind it.
+        for _ in 0..64 {
+            tokio::task::yield_now().await;
+            if !store.in_use() {
+                return;
+            }
         }
+        store.ping().await.expect("the simulation's mirror answers");
     }
 }

@@ -11,6 +11,7 @@ fn options(seed: u64, ops: u64) -> Options {
         seed,
         ops,
         chaos: Chaos::default(),
+        trace: true,
     }
 }
 

@@ -19,13 +19,14 @@ pub mod oauth;
 pub mod pages;
 mod reading;
 pub mod settings;
+pub mod task_search;
 pub mod times;
 pub mod tokens;
 pub mod webhook;
 
 pub use auth::{AuthError, Credentials, OAuthSession, TokenSource};
 pub use client::{ClientOptions, GhlClient};
-pub use connector::GhlConnector;
+pub use connector::{GhlConnector, TaskReads};
 pub use endpoints::Deleted;
 pub use error::{Call, GhlError};
 pub use limiter::{

@@ -250,6 +250,19 @@ impl SearchQuery {
             page_limit,
         }
     }
+
+    /// Every contact of the location, oldest first by `dateAdded`: the
+    /// full listing of a reconciliation. `dateAdded` never changes, so a
+    /// contact edited while the listing pages on keeps its place and is
+    /// neither skipped nor listed twice (sorted by `dateUpdated`, an edit
+    /// would move it behind the cursor).
+    pub fn everything(page_limit: u32) -> Self {
+        Self {
+            filters: Vec::new(),
+            sort: vec![SearchSort::ascending("dateAdded")],
+            page_limit,
+        }
+    }
 }
 
 /// A location a Marketplace app is installed in.

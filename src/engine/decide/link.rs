@@ -156,13 +156,24 @@ impl Decider<'_> {
 
     /// The other side's contact that is verifiably the person `canonical`
     /// describes (`matching`): found by a match key this pair maps, and not
-    /// somebody else who shares a phone with it.
+    /// somebody else who shares a phone with it. Candidates come from the
+    /// other side's listing when this reconciliation holds one
+    /// (`engine/listed.rs`), else from a lookup.
     async fn find_match(
         &mut self,
         source: Side,
         canonical: &Canonical,
     ) -> Result<Option<Record>, EngineError> {
-        match matching::search(self.pair, source.other(), canonical).await? {
+        let other = source.other();
+        let pair = self.pair;
+        let searched = match self.listed.as_mut() {
+            Some(listed) if listed.answers_for(other) => {
+                listed.refresh(pair).await?;
+                listed.search(pair, canonical).await?
+            }
+            _ => matching::search(pair, other, canonical).await?,
+        };
+        match searched {
             Search::Found(verified) => Ok(Some(verified.record)),
             Search::Nothing { .. } => Ok(None),
         }

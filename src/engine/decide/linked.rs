@@ -10,7 +10,8 @@ use crate::domain::{EntityKind, PerSide, Side};
 use crate::engine::{snapshot, EngineError};
 use crate::mapping::Canonical;
 use crate::store::{
-    DeadLetterStage, Direction, JournalAction, Link, LinkRef, LinkUpdate, LinkWrite,
+    DeadLetterStage, Direction, JournalAction, Link, LinkRef, LinkUpdate, LinkWrite, OutboxOp,
+    OutboxStatus,
 };
 
 /// The other side's record of a link, as it is now.
@@ -83,6 +84,14 @@ impl Decider<'_> {
         if let Some(found) = &other_record {
             update.side_mut(other).saw(found);
         }
+        // Its create there still pending: what the record will hold once
+        // made, which the writes planned now expect to find there (an
+        // older write applied late, or a user's edit of the new record,
+        // then withdraws them instead of being overwritten).
+        let pending = match &other_record {
+            None => self.pending_create(link, other).await?,
+            Some(_) => None,
+        };
         let merged = merge_sides(
             self.pair,
             entity,
@@ -97,7 +106,11 @@ impl Decider<'_> {
             base: Some(&base),
             entity,
             merged: &merged,
-            current: from_source(source, Some(&canonical), other_canonical.as_ref()),
+            current: from_source(
+                source,
+                Some(&canonical),
+                other_canonical.as_ref().or(pending.as_ref()),
+            ),
             ids: Ids {
                 source,
                 source_id: record.id.clone(),
@@ -118,6 +131,25 @@ impl Decider<'_> {
         let mut entry = self.journal(entity, JournalAction::SkippedEcho, link);
         entry.direction = Some(Direction::towards(other));
         self.changeset.journal.push(entry);
+    }
+
+    /// The values the newest pending create of `link`'s record on `side`
+    /// writes there, if one is in the outbox.
+    async fn pending_create(
+        &self,
+        link: &Link,
+        side: Side,
+    ) -> Result<Option<Canonical>, EngineError> {
+        let items = self.store.outbox_for_link(link.id).await?;
+        Ok(items
+            .into_iter()
+            .rev()
+            .find(|item| {
+                item.op == OutboxOp::Create
+                    && item.target_side == side
+                    && item.status == OutboxStatus::Pending
+            })
+            .and_then(|item| crate::engine::writer::payload(&item).snapshot))
     }
 
     /// The record of `link` on the `other` side, fetched now.

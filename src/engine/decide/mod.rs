@@ -28,6 +28,7 @@ use serde_json::Value;
 
 use self::dead_letter::DeadLetterKey;
 use self::link::ContactRef;
+use super::listed::ListedKeys;
 use super::outbox::{link_key, OutboxWrite};
 use super::report::{PairReport, PlannedWrite};
 use super::{Engine, EngineError, Mode, PairRuntime};
@@ -72,6 +73,10 @@ pub struct Decider<'a> {
     /// decided as a new one, because its decision is known not to have
     /// reached the other side.
     again: bool,
+    /// Reconciliation: the match keys of the side it listed first, where
+    /// the other side's new records find their matches instead of one
+    /// lookup each (`engine/listed.rs`).
+    pub(super) listed: Option<ListedKeys>,
 }
 
 impl<'a> Decider<'a> {
@@ -91,6 +96,7 @@ impl<'a> Decider<'a> {
             dead_in_flight: HashSet::new(),
             compare_content: false,
             again: false,
+            listed: None,
         }
     }
 

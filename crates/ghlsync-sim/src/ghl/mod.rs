@@ -21,7 +21,8 @@
 //! /contacts/upsert`, `GET /contacts/search/duplicate`, `POST
 //! /contacts/search`, `GET /contacts/` (deprecated), `GET
 //! /contacts/business/{businessId}`, tasks, notes, appointments and tags
-//! under `/contacts/{id}/…`, `POST /oauth/token`, `POST
+//! under `/contacts/{id}/…`, `POST /locations/{locationId}/tasks/search`
+//! (`apps/locations.json`), `POST /oauth/token`, `POST
 //! /oauth/locationToken`, `GET /oauth/installedLocations`; plus `GET
 //! /sim/keys` (webhook public keys) and `GET /sim/health`.
 //!
@@ -62,6 +63,7 @@ mod query;
 mod seed;
 mod server;
 pub mod shapes;
+mod tasks_search;
 mod unusual;
 mod webhooks;
 

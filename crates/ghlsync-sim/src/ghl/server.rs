@@ -98,6 +98,12 @@ fn rule(method: &Method, route: &str) -> Rule {
             auth: Some((UserType::Company, "oauth.readonly")),
             version: true,
         },
+        // `apps/locations.json`, `task-search`: its `security` names
+        // `locations/tasks.readonly`, not a contacts scope.
+        "/locations/{locationId}/tasks/search" => Rule {
+            auth: Some((UserType::Location, "locations/tasks.readonly")),
+            version: true,
+        },
         _ => {
             let read =
                 *method == Method::GET || (*method == Method::POST && route == "/contacts/search");
@@ -290,6 +296,10 @@ pub(crate) fn router(shared: Arc<Shared>) -> Router {
                 .delete(api::delete_note),
         )
         .route("/contacts/{contactId}/appointments", get(api::appointments))
+        .route(
+            "/locations/{locationId}/tasks/search",
+            post(super::tasks_search::search_tasks),
+        )
         .route(
             "/contacts/{contactId}/tags",
             post(api::add_tags).delete(api::remove_tags),
