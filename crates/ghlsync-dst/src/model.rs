@@ -34,6 +34,9 @@ pub struct Behaviour {
     pub index_lag: Duration,
     /// The side's clock minus the daemon's.
     pub skew: Duration,
+    /// GHL with `locations/tasks.readonly` granted lists the tasks of many
+    /// contacts at once (`POST /locations/{locationId}/tasks/search`).
+    pub task_search: bool,
     /// GHL raises no webhook when a task is edited (field notes: task
     /// create, complete and delete only), and `TaskCreate` has been seen
     /// without `contactId`.

@@ -292,13 +292,24 @@ impl SimSide {
     }
 
     /// One page of the contact listing after id `after`.
+    /// One page of the contact listing after id `after`: GHL's is the
+    /// search (the connector lists with `POST /contacts/search`), so it
+    /// shows the index, lag and all; the app's shows what is there.
     fn listing_page(&self, state: &State, after: &Option<String>) -> Vec<Record> {
         let model = &state.sides[self.role];
-        let page: Vec<(String, Stored)> = model
-            .live(EntityKind::Contact)
-            .filter(|(id, _)| after.as_ref().is_none_or(|after| *id > after))
+        let mut listed: Vec<(String, Stored)> = if self.listing_lags() {
+            model.indexed_contacts()
+        } else {
+            model
+                .live(EntityKind::Contact)
+                .map(|(id, s)| (id.clone(), s.clone()))
+                .collect()
+        };
+        listed.sort_by(|a, b| a.0.cmp(&b.0));
+        let page: Vec<(String, Stored)> = listed
+            .into_iter()
+            .filter(|(id, _)| after.as_ref().is_none_or(|after| id > after))
             .take(PAGE)
-            .map(|(id, s)| (id.clone(), s.clone()))
             .collect();
         self.records(model, EntityKind::Contact, &page)
     }
@@ -377,6 +388,43 @@ impl Connector for SimSide {
             }
         })
         .boxed()
+    }
+
+    fn listing_lags(&self) -> bool {
+        self.role == Side::Ghl
+    }
+
+    /// GHL's location-wide `POST /locations/{locationId}/tasks/search`
+    /// (apps/locations.json; field notes, "Tasks and notes"), when the
+    /// seed granted `locations/tasks.readonly`: 100 contacts a request.
+    async fn children_of_many(
+        &self,
+        entity: EntityKind,
+        contacts: &[String],
+    ) -> Option<Result<Page, ConnectorError>> {
+        let granted = self.world.lock().sides[self.role].behaviour.task_search;
+        if self.role != Side::Ghl || entity != EntityKind::Task || !granted {
+            return None;
+        }
+        let what = format!("search tasks of {} contacts", contacts.len());
+        let requests = |_: &State| contacts.len().div_ceil(100).max(1) as u64;
+        let found = self
+            .call(
+                what,
+                requests,
+                None,
+                |state| {
+                    let model = &state.sides[self.role];
+                    let tasks: Vec<(String, Stored)> = contacts
+                        .iter()
+                        .flat_map(|contact| model.children(entity, contact))
+                        .collect();
+                    Ok(self.records(model, entity, &tasks))
+                },
+                |r| ids(r),
+            )
+            .await;
+        Some(found.map(Page::new))
     }
 
     async fn children(
