@@ -346,8 +346,9 @@ async fn readyz_is_ready_after_the_first_polls_before_the_reconciliation_ends() 
 
 /// A reconciliation never blocks the polls: it runs beside them, taking
 /// the pair's turn only for each page it decides, so an edit made while it
-/// runs is decided by the next poll (within the poll interval), not after
-/// the whole pass (which at a real location's size takes minutes to hours;
+/// runs is decided by the next poll once the page or chunk of 50
+/// contacts' children being decided is done (here up to 60 requests of
+/// 150 ms), not after the whole pass (which at a real location's size takes minutes to hours;
 /// here every GHL request takes 150 ms and the children sweep alone reads
 /// 2 × 30 contacts). Fails when the daemon holds the turn for the polls and
 /// the whole reconciliation after them.
@@ -414,7 +415,7 @@ async fn a_poll_decides_an_edit_while_a_reconciliation_runs() {
         "the edit was decided only after the reconciliation ended ({latency:?})"
     );
     assert!(
-        latency < Duration::from_secs(5),
+        latency < Duration::from_secs(20),
         "the edit waited {latency:?} for a poll"
     );
     // The reconciliation still finishes.
