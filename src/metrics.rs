@@ -12,6 +12,16 @@ use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 /// endpoint's template, `GET /contacts/:contactId/tasks`, never a path
 /// filled with ids) and `status` (`transport` when no response came back).
 pub const API_REQUESTS: &str = "ghlsync_api_requests_total";
+/// API requests by `side`, `location` and `purpose` (poll, webhook_sync,
+/// reconcile, children_sweep, write, other): where the day's budget goes.
+pub const API_REQUESTS_BY_PURPOSE: &str = "ghlsync_api_requests_by_purpose_total";
+/// Requests of today (UTC) projected to midnight at the recent pace, by
+/// `side` (its configured name) and `purpose`, as the daemon last computed
+/// them.
+pub const DAILY_BUDGET_PROJECTED: &str = "ghlsync_daily_budget_projected";
+/// 1 while bulk work is held back for the live work's projected need, by
+/// `side`.
+pub const BULK_PAUSED: &str = "ghlsync_bulk_paused";
 /// 429 answers by `side` and `location`: each is a pacing bug.
 pub const API_THROTTLED: &str = "ghlsync_api_throttled_total";
 /// GHL's last `X-RateLimit-Remaining` of the 10 s window, by `location`.
@@ -82,6 +92,18 @@ pub fn api_call(side: &str, location: &str, endpoint: &str, status: Option<u16>)
         "location" => location.to_owned(),
         "endpoint" => endpoint.to_owned(),
         "status" => status,
+    )
+    .increment(1);
+}
+
+/// Counts one API call by its purpose (six values: the label set stays
+/// bounded).
+pub fn api_call_purpose(side: &str, location: &str, purpose: crate::domain::Purpose) {
+    metrics::counter!(
+        API_REQUESTS_BY_PURPOSE,
+        "side" => side.to_owned(),
+        "location" => location.to_owned(),
+        "purpose" => purpose.as_str(),
     )
     .increment(1);
 }

@@ -201,6 +201,30 @@ async fn status_after_a_cycle() {
         "the cycle's requests are counted: {ghl:#}"
     );
     assert_eq!(ghl["token"]["kind"], "private_token");
+    // The day's requests per purpose: the first cycle reconciled (never
+    // done before: its listing stands in for the first poll) and swept the
+    // contacts' children.
+    let today = &ghl["requests_today"];
+    let purposes: Vec<&str> = today["purposes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["purpose"].as_str().unwrap())
+        .collect();
+    for purpose in ["reconcile", "children_sweep"] {
+        assert!(purposes.contains(&purpose), "{purpose}: {today:#}");
+    }
+    assert!(today["requests"].as_i64().unwrap() > 0, "{today:#}");
+    assert!(
+        today["projected"].as_i64().unwrap() >= today["requests"].as_i64().unwrap(),
+        "{today:#}"
+    );
+    assert_eq!(today["outlook"], "within_budget", "{today:#}");
+    assert_eq!(today["stop_order"].as_array().unwrap().len(), 3);
+    assert!(
+        side(&after, "b")["requests_today"].is_null(),
+        "an app side has no GHL budget"
+    );
     let app = side(&after, "b");
     assert_eq!(app["side"], "app");
     assert_eq!(app["rate_limit"]["state"], "no_budget", "{app:#}");
@@ -217,6 +241,8 @@ async fn status_after_a_cycle() {
         "daily budget left",
         "private integration token",
         "no budget headers from the app",
+        "requests today",
+        "stops first: bulk work, then polls at the write reserve, writes last",
     ] {
         assert!(text.contains(expected), "missing {expected:?} in:\n{text}");
     }
@@ -228,6 +254,27 @@ async fn status_after_a_cycle() {
     park_first_name(&h).await;
     let parked = json(&h, &["status", "--json"]).await;
     assert_eq!(parked["pairs"][0]["open_conflicts"], 1, "{parked:#}");
+}
+
+/// The day's count survives a restart: a second run of the same UTC day
+/// carries the first run's requests over instead of starting from zero.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn status_carries_the_days_requests_over_a_restart() {
+    let h = harness(3, 2).await;
+    let polls = |status: &Value| -> i64 {
+        side(status, "a")["requests_today"]["requests"]
+            .as_i64()
+            .unwrap()
+    };
+    ok(&h, &["sync", "--once"]).await;
+    let first = polls(&json(&h, &["status", "--json"]).await);
+    assert!(first > 0);
+    ok(&h, &["sync", "--once"]).await;
+    let second = polls(&json(&h, &["status", "--json"]).await);
+    assert!(
+        second > first,
+        "the second run's requests add to the first's {first}, not replace them: {second}"
+    );
 }
 
 /// `status` says how each side is kept: a REST side that sends no budget
@@ -824,10 +871,56 @@ store_cases!(
     resolving_queues_its_writes_in_the_same_transaction,
     dead_letters_are_requeued_or_closed_once,
     side_health_and_backlog_per_side,
+    request_usage_per_side_day_and_purpose,
     links_found_by_a_snapshot_value,
 );
 
 const STORE_PAIR: &str = "contacts";
+
+/// The day's requests per purpose: one row per (pair, side, day,
+/// purpose), replaced by each reading, read back by day.
+async fn request_usage_per_side_day_and_purpose(store: Store) {
+    use ghl_sync::domain::Purpose;
+    use ghl_sync::store::RequestUsage;
+    store_pair_with_link(&store).await;
+    let at = Utc::now().trunc_subsecs(6);
+    let today = at.date_naive();
+    let row = |purpose, requests, day: chrono::NaiveDate| RequestUsage {
+        pair: STORE_PAIR.to_owned(),
+        side: Side::Ghl,
+        day: ghl_sync::store::day_text(day),
+        purpose,
+        requests,
+        projected: requests * 10,
+        recorded_at: at,
+    };
+    let yesterday = today.pred_opt().unwrap();
+    store
+        .record_request_usage(&[
+            row(Purpose::Poll, 5, today),
+            row(Purpose::Reconcile, 7, today),
+            row(Purpose::Poll, 99, yesterday),
+        ])
+        .await
+        .unwrap();
+    store
+        .record_request_usage(&[row(Purpose::Poll, 6, today)])
+        .await
+        .unwrap();
+    let rows = store.request_usage(STORE_PAIR, today).await.unwrap();
+    assert_eq!(
+        rows,
+        [
+            row(Purpose::Poll, 6, today),
+            row(Purpose::Reconcile, 7, today)
+        ],
+        "today's rows, replaced"
+    );
+    assert_eq!(
+        store.request_usage(STORE_PAIR, yesterday).await.unwrap(),
+        [row(Purpose::Poll, 99, yesterday)]
+    );
+}
 
 async fn store_pair_with_link(store: &Store) -> i64 {
     store
@@ -1076,6 +1169,7 @@ async fn side_health_and_backlog_per_side(store: Store) {
         daily_remaining: daily,
         requests: daily.map(|_| 12),
         throttled: daily.map(|_| 0),
+        bulk_paused: daily.map(|_| false),
         recorded_at: at,
     };
     store

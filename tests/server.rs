@@ -13,7 +13,9 @@ mod store_backends;
 use std::time::Duration;
 
 use chrono::Utc;
-use daemon_helpers::{configure, listener, sim_keys, start_sims, Daemon, Signer};
+use daemon_helpers::{
+    configure, configure_polling, listener, sim_keys, start_sims, Daemon, Signer,
+};
 use ghl_sync::demo::wait_for;
 use ghl_sync::engine::{run_targets, Shutdown, TargetQueue};
 use ghl_sync::server::{self, ServerState};
@@ -338,6 +340,108 @@ async fn readyz_is_ready_after_the_first_polls_before_the_reconciliation_ends() 
             "the first reconciliation never finished"
         );
         tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    daemon.stop().await;
+}
+
+/// A reconciliation never blocks the polls: it runs beside them, taking
+/// the pair's turn only for each page it decides, so an edit made while it
+/// runs is decided by the next poll once the page or chunk of 50
+/// contacts' children being decided is done (here up to 60 requests of
+/// 150 ms), not after the whole pass (which at a real location's size takes minutes to hours;
+/// here every GHL request takes 150 ms and the children sweep alone reads
+/// 2 × 30 contacts). Fails when the daemon holds the turn for the polls and
+/// the whole reconciliation after them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_poll_decides_an_edit_while_a_reconciliation_runs() {
+    use ghl_sync::domain::{EntityKind, Side};
+    let dir = tempfile::tempdir().unwrap();
+    let listen = listener().await;
+    let address = listen.local_addr().unwrap();
+    // No webhooks: only a poll can find the edit.
+    let sims = engine_helpers::start_sims(30, 30).await;
+    sims.ghl
+        .handle()
+        .set_faults(ghlsync_sim::faults::FaultConfig {
+            latency: Duration::from_millis(150),
+            ..Default::default()
+        });
+    let loaded = configure_polling(&sims, dir.path(), address, &sim_keys(&sims), "1s");
+    let daemon = Daemon::start(&loaded, listen).await;
+    let pair = daemon.engine.pairs[0].clone();
+    let started = std::time::Instant::now();
+    let since = loop {
+        if let Some(since) = pair.signals.reconciling_since() {
+            break since;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "no reconciliation started"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    let app = sims.app.handle();
+    let contact = app.contacts()[0].clone();
+    let id = contact["id"].as_str().unwrap().to_owned();
+    let edited = app
+        .update_contact_as_user(&id, json!({ "first_name": "Edited During Reconciliation" }))
+        .unwrap();
+    let edited_at =
+        chrono::DateTime::from_timestamp_millis(edited["updated_at"].as_i64().unwrap()).unwrap();
+    let edit_made = std::time::Instant::now();
+    loop {
+        let cursor = daemon
+            .engine
+            .store
+            .load_cursor(pair.name(), Side::App, EntityKind::Contact, "")
+            .await
+            .unwrap();
+        if cursor
+            .and_then(|c| c.watermark)
+            .is_some_and(|w| w >= edited_at)
+        {
+            break;
+        }
+        assert!(
+            edit_made.elapsed() < Duration::from_secs(30),
+            "the edit was never polled"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let latency = edit_made.elapsed();
+    assert_eq!(
+        pair.signals.reconciling_since(),
+        Some(since),
+        "the edit was decided only after the reconciliation ended ({latency:?})"
+    );
+    assert!(
+        latency < Duration::from_secs(20),
+        "the edit waited {latency:?} for a poll"
+    );
+    // The reconciliation still finishes.
+    let started = std::time::Instant::now();
+    while pair.signals.reconciling_since().is_some() {
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "the reconciliation never finished"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    // Every kind of work was counted under its purpose.
+    daemon.engine.record_health().await;
+    let usage = daemon
+        .engine
+        .store
+        .request_usage(pair.name(), Utc::now().date_naive())
+        .await
+        .unwrap();
+    for purpose in ["poll", "reconcile", "children_sweep", "write"] {
+        assert!(
+            usage
+                .iter()
+                .any(|u| u.purpose.as_str() == purpose && u.side == Side::Ghl && u.requests > 0),
+            "{purpose}: {usage:#?}"
+        );
     }
     daemon.stop().await;
 }

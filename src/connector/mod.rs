@@ -44,6 +44,12 @@ pub trait Connector: Send + Sync + std::fmt::Debug {
         None
     }
 
+    /// The limiter pacing this side's budget, for a side that has one: the
+    /// daemon carries an earlier run's count of the day over into it.
+    fn limiter(&self) -> Option<std::sync::Arc<ghl::RateLimiter>> {
+        None
+    }
+
     /// Records of `entity` updated in `[since, until]`, oldest first, page
     /// by page. Each page's watermark is the newest `updated_at` it holds,
     /// so a caller can persist progress page by page. Only for entities

@@ -8,11 +8,13 @@
 
 mod entity;
 mod match_key;
+mod purpose;
 mod side;
 mod text_enum;
 
 pub use entity::EntityKind;
 pub use match_key::MatchKey;
+pub use purpose::{Priority, Purpose};
 pub use side::{PerSide, Side};
 pub(crate) use text_enum::text_enum;
 pub use text_enum::ParseEnumError;

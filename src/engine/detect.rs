@@ -13,7 +13,7 @@ use super::decide::Decider;
 use super::report::PairReport;
 use super::{Engine, EngineError, Mode, PairRuntime};
 use crate::connector::ConnectorError;
-use crate::domain::{EntityKind, Side};
+use crate::domain::{EntityKind, Purpose, Side};
 
 use crate::store::{Change, Changeset, CommitReceipt, CursorAdvance, DeadLetterStatus, StoreError};
 
@@ -92,8 +92,11 @@ impl Engine {
             side = %connector.side(),
             entity = %entity,
         );
-        self.poll_feed(pair, source, entity, mode, children)
-            .instrument(span)
+        Purpose::Poll
+            .scope(
+                self.poll_feed(pair, source, entity, mode, children)
+                    .instrument(span),
+            )
             .await
     }
 

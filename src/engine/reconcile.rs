@@ -14,7 +14,7 @@ use super::detect::rejected_ids;
 use super::listed::ListedKeys;
 use super::report::PairReport;
 use super::{Engine, EngineError, Mode, PairRuntime};
-use crate::domain::{EntityKind, Side};
+use crate::domain::{EntityKind, Purpose, Side};
 use crate::store::Change;
 
 /// Contacts whose children are read per commit.
@@ -31,7 +31,7 @@ impl Engine {
         mode: Mode,
     ) -> Result<PairReport, EngineError> {
         let span = tracing::info_span!("reconcile", pair = %pair.name());
-        async {
+        let work = async {
             let mut decider = Decider::new(self, pair, mode).comparing_content();
             for source in Side::BOTH {
                 self.reconcile_contacts(pair, &mut decider, source, mode)
@@ -50,9 +50,8 @@ impl Engine {
             }
             tracing::info!(stats = ?decider.report.stats, "reconciliation done");
             Ok(decider.report)
-        }
-        .instrument(span)
-        .await
+        };
+        Purpose::Reconcile.scope(work.instrument(span)).await
     }
 
     async fn reconcile_contacts(
@@ -101,6 +100,9 @@ impl Engine {
             if let Some(keys) = keys.as_mut() {
                 keys.add(pair, &page.records, page.rejected.len());
             }
+            // Listed without the pair's turn; decided and committed with
+            // it, so no poll or targeted sync decides these records at once.
+            let _turn = pair.signals.turn.lock().await;
             self.set_aside(pair, decider, source, EntityKind::Contact, page.rejected)
                 .await?;
             decider
@@ -109,6 +111,7 @@ impl Engine {
             let advance = self.advance(pair, source, EntityKind::Contact);
             self.commit(decider, advance, mode).await?;
         }
+        let _turn = pair.signals.turn.lock().await;
         self.missing(pair, decider, source, &live, present, unnamed)
             .await?;
         decider.listed = decider.listed.take().or(keys);
@@ -196,7 +199,12 @@ impl Engine {
             .map(|(_, id)| id)
             .collect();
         for chunk in contacts.chunks(CHILDREN_PER_COMMIT) {
-            self.read_children(pair, decider, source, entity, chunk)
+            // The chunk's children are read and decided under the pair's
+            // turn (a few dozen requests): a poll waits for one chunk at
+            // most, never for the whole sweep.
+            let _turn = pair.signals.turn.lock().await;
+            Purpose::ChildrenSweep
+                .scope(self.read_children(pair, decider, source, entity, chunk))
                 .await?;
             let advance = self.advance(pair, source, entity);
             self.commit(decider, advance, mode).await?;

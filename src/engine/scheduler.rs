@@ -8,6 +8,7 @@ use std::time::{Duration, Instant};
 
 use rand::Rng;
 use tokio::sync::watch;
+use tokio::task::JoinSet;
 
 use super::detect::{Children, STREAM};
 use super::report::{PairReport, Report};
@@ -179,19 +180,6 @@ impl Engine {
         })
     }
 
-    /// A reconciliation of the whole pair, if asked or due.
-    async fn reconcile_if(
-        &self,
-        pair: &PairRuntime,
-        mode: Mode,
-        reconcile: Reconcile,
-    ) -> Result<PairReport, EngineError> {
-        if !self.reconcile_wanted(pair, reconcile).await? {
-            return Ok(PairReport::default());
-        }
-        self.reconcile(pair, mode).await
-    }
-
     async fn reconcile_due(&self, pair: &PairRuntime) -> Result<bool, EngineError> {
         let interval = chrono::Duration::from_std(self.sync.reconcile_interval).unwrap_or_default();
         for source in Side::BOTH {
@@ -272,7 +260,7 @@ pub async fn run_daemon(
     stop: Shutdown,
     schedule: Schedule,
 ) -> Result<(), EngineError> {
-    let mut tasks = tokio::task::JoinSet::new();
+    let mut tasks = JoinSet::new();
     for pair in engine.pairs.clone() {
         let engine = engine.clone();
         let stop = stop.clone();
@@ -310,8 +298,30 @@ pub async fn run_daemon(
 
 /// One pair's detection: each side polled when its interval is up, a
 /// reconciliation when due or requested (a delete webhook), until `stop`.
-async fn detection_loop(engine: &Engine, pair: &PairRuntime, stop: &Shutdown, schedule: Schedule) {
+///
+/// The reconciliation runs as a task of its own beside the polls: at a
+/// real location's size it takes minutes to hours, and an edit must not
+/// wait behind it. Polls take the pair's turn for a whole poll (a few
+/// requests); the reconciliation takes it only for each page it decides
+/// and commits (see `reconcile.rs`), so the two never decide one record at
+/// once. One reconciliation at a time: a request arriving while one runs
+/// waits for it to end, then starts the next (a delete announced after the
+/// listing passed that record is not missed).
+async fn detection_loop(
+    engine: &Engine,
+    pair: &Arc<PairRuntime>,
+    stop: &Shutdown,
+    schedule: Schedule,
+) {
     let mut next_poll = [Instant::now(); 2];
+    // The reconciliation in progress. Dropping the set (the loop's task
+    // aborted at a stop) aborts it: what it had not committed is read
+    // again by the next one.
+    let mut reconciling: JoinSet<Result<PairReport, EngineError>> = JoinSet::new();
+    // No reconciliation starts before this: one that failed (a side down,
+    // bulk work held back for the day's budget) is not started again at
+    // every poll, each time listing every link of the pair from the mirror.
+    let mut reconcile_after = Instant::now();
     while !stop.is_stopping() {
         let now = Instant::now();
         let due: Vec<Side> = Side::BOTH
@@ -320,51 +330,24 @@ async fn detection_loop(engine: &Engine, pair: &PairRuntime, stop: &Shutdown, sc
             .filter(|(_, at)| *at <= now)
             .map(|(role, _)| *role)
             .collect();
-        let reconcile = if pair.signals.take_reconcile_request() {
-            Reconcile::Always
-        } else {
-            Reconcile::IfDue
-        };
-        let result = {
-            let _turn = pair.signals.turn.lock().await;
-            // The polls first, recorded as soon as they succeed: readiness
-            // (`/readyz`) follows the first successful poll of each side,
-            // not the end of a reconciliation that can take far longer.
-            match engine
-                .detect_sides(pair, &due, Mode::Apply, Reconcile::Never)
-                .await
-            {
-                Ok(mut report) => {
-                    for role in &due {
-                        pair.signals.polled(*role, crate::clock::now());
-                    }
-                    engine
-                        .reconcile_if(pair, Mode::Apply, reconcile)
-                        .await
-                        .map(|reconciled| {
-                            report.absorb(reconciled);
-                            report
-                        })
-                }
-                Err(error) => Err(error),
-            }
-        };
-        match result {
-            Ok(report) => {
-                if report.stats.planned() > 0 {
-                    tracing::info!(pair = %pair.name(), stats = ?report.stats, "changes detected");
+        if !due.is_empty() {
+            let result = {
+                let _turn = pair.signals.turn.lock().await;
+                engine
+                    .detect_sides(pair, &due, Mode::Apply, Reconcile::Never)
+                    .await
+            };
+            if result.is_ok() {
+                // Readiness (`/readyz`) follows the first successful poll
+                // of each side, not the end of a reconciliation.
+                for role in &due {
+                    pair.signals.polled(*role, crate::clock::now());
                 }
             }
-            Err(error) => {
-                if let EngineError::Side(ConnectorError::Auth { side, message }) = &error {
-                    for role in Side::BOTH {
-                        if pair.connector(role).side() == side {
-                            pair.signals.credentials_refused(role, message.clone());
-                        }
-                    }
-                }
-                tracing::warn!(pair = %pair.name(), error = %error, "detection failed; retrying at the next poll");
-            }
+            outcome(pair, result, "detection failed; retrying at the next poll");
+        }
+        if reconciling.is_empty() && Instant::now() >= reconcile_after {
+            start_reconciliation(engine, pair, &mut reconciling).await;
         }
         engine.record_health().await;
         let jitter = engine.sync.poll_jitter.as_millis() as u64;
@@ -378,7 +361,76 @@ async fn detection_loop(engine: &Engine, pair: &PairRuntime, stop: &Shutdown, sc
         tokio::select! {
             _ = tokio::time::sleep_until(next.into()) => {}
             _ = pair.signals.woken() => {}
+            Some(done) = reconciling.join_next(), if !reconciling.is_empty() => {
+                pair.signals.reconciling(None);
+                match done {
+                    Ok(result) => {
+                        if result.is_err() {
+                            reconcile_after = Instant::now() + RECONCILE_RETRY;
+                        }
+                        outcome(pair, result, "reconciliation failed; retrying in a minute if still due");
+                    }
+                    Err(error) if error.is_panic() => std::panic::resume_unwind(error.into_panic()),
+                    Err(_) => {}
+                }
+            }
             _ = stop.stopped() => {}
+        }
+    }
+}
+
+/// How long after a failed reconciliation the next may start.
+const RECONCILE_RETRY: Duration = Duration::from_secs(60);
+
+/// Starts a reconciliation of `pair` in `reconciling` if one was requested
+/// or is due.
+async fn start_reconciliation(
+    engine: &Engine,
+    pair: &Arc<PairRuntime>,
+    reconciling: &mut JoinSet<Result<PairReport, EngineError>>,
+) {
+    let due = if pair.signals.take_reconcile_request() {
+        true
+    } else {
+        match engine.reconcile_due(pair).await {
+            Ok(due) => due,
+            Err(error) => {
+                tracing::warn!(pair = %pair.name(), error = %error, "cannot tell whether a reconciliation is due; asking again at the next poll");
+                false
+            }
+        }
+    };
+    if !due {
+        return;
+    }
+    pair.signals.reconciling(Some(crate::clock::now()));
+    let engine = engine.clone();
+    let pair = Arc::clone(pair);
+    reconciling.spawn(async move {
+        let result = engine.reconcile(&pair, Mode::Apply).await;
+        engine.record_health().await;
+        result
+    });
+}
+
+/// Logs what a pass did, or why it failed; a side refusing our
+/// credentials is remembered for `/readyz`.
+fn outcome(pair: &PairRuntime, result: Result<PairReport, EngineError>, failed: &'static str) {
+    match result {
+        Ok(report) => {
+            if report.stats.planned() > 0 {
+                tracing::info!(pair = %pair.name(), stats = ?report.stats, "changes detected");
+            }
+        }
+        Err(error) => {
+            if let EngineError::Side(ConnectorError::Auth { side, message }) = &error {
+                for role in Side::BOTH {
+                    if pair.connector(role).side() == side {
+                        pair.signals.credentials_refused(role, message.clone());
+                    }
+                }
+            }
+            tracing::warn!(pair = %pair.name(), error = %error, "{failed}");
         }
     }
 }

@@ -28,6 +28,8 @@ pub struct SideSignals {
 pub struct PairSignals {
     sides: Mutex<PerSide<SideSignals>>,
     reconcile_requested: AtomicBool,
+    /// When the reconciliation running now began (None: none runs).
+    reconciling_since: Mutex<Option<DateTime<Utc>>>,
     wake: Notify,
     /// Detection passes and targeted syncs of one pair take turns: two
     /// deciders working on one new record at once could both link it.
@@ -35,9 +37,11 @@ pub struct PairSignals {
 }
 
 impl PairSignals {
-    /// Waits for the pair's turn, as the daemon's detection loop and its
+    /// Waits for the pair's turn, as the daemon's polls and its
     /// targeted-sync worker do before they decide anything (for a harness
-    /// that plays the scheduler: the deterministic simulation).
+    /// that plays the scheduler: the deterministic simulation). Not around
+    /// [`Engine::reconcile`](super::Engine::reconcile): it takes the turn
+    /// itself for each page it decides, and the turn is not reentrant.
     pub async fn take_turn(&self) -> tokio::sync::MutexGuard<'_, ()> {
         self.turn.lock().await
     }
@@ -83,6 +87,23 @@ impl PairSignals {
     pub fn request_reconcile(&self) {
         self.reconcile_requested.store(true, Ordering::SeqCst);
         self.wake.notify_one();
+    }
+
+    /// A reconciliation began at `at` (None: it ended).
+    pub fn reconciling(&self, at: Option<DateTime<Utc>>) {
+        *self
+            .reconciling_since
+            .lock()
+            .unwrap_or_else(|e| e.into_inner()) = at;
+    }
+
+    /// When the reconciliation running now began, if one runs: polls and
+    /// targeted syncs go on beside it.
+    pub fn reconciling_since(&self) -> Option<DateTime<Utc>> {
+        *self
+            .reconciling_since
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
     }
 
     /// Takes a pending reconciliation request.

@@ -15,7 +15,7 @@ use crate::connector::http::bounded;
 use super::decide::Decider;
 use super::report::PairReport;
 use super::{Engine, EngineError, Mode, PairRuntime, Shutdown};
-use crate::domain::{EntityKind, Side};
+use crate::domain::{EntityKind, Purpose, Side};
 
 /// One record to sync now.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -126,7 +126,9 @@ pub async fn run_targets(engine: Engine, mut receiver: TargetReceiver, stop: Shu
             );
             let result = async {
                 let _turn = pair.signals.turn.lock().await;
-                engine.sync_record(pair, &target).await
+                Purpose::WebhookSync
+                    .scope(engine.sync_record(pair, &target))
+                    .await
             }
             .instrument(span.clone())
             .await;

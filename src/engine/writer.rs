@@ -14,7 +14,7 @@ use super::report::Stats;
 use super::{snapshot, Engine, EngineError, PairRuntime};
 use crate::connector::http::bounded;
 use crate::connector::{ConnectorError, Patch, Record, Stamp};
-use crate::domain::{EntityKind, Side};
+use crate::domain::{EntityKind, Purpose, Side};
 
 use crate::store::{
     Change, Completion, Direction, JournalAction, Link, LinkRef, LinkUpdate, LinkWrite,
@@ -96,7 +96,9 @@ impl Engine {
                     break;
                 }
                 pending.retain(|id| *id != item.id);
-                self.write_one(item, &mut stats).await?;
+                Purpose::Write
+                    .scope(self.write_one(item, &mut stats))
+                    .await?;
             }
             if !pending.is_empty() {
                 // Shutting down: hand back what was not started.

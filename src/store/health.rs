@@ -27,6 +27,9 @@ pub struct SideHealth {
     pub requests: Option<i64>,
     /// 429 responses since the daemon started (None: no budget).
     pub throttled: Option<i64>,
+    /// Whether bulk work was held back for the live work's projected need
+    /// (None: no budget, or a reading from before migration 0010).
+    pub bulk_paused: Option<bool>,
     /// When the reading was taken: `status` shows its age, because a
     /// stopped daemon leaves its last reading behind.
     pub recorded_at: DateTime<Utc>,
@@ -41,6 +44,7 @@ struct SideHealthRow {
     daily_remaining: Option<i64>,
     requests: Option<i64>,
     throttled: Option<i64>,
+    bulk_paused: Option<bool>,
     recorded_at: DateTime<Utc>,
 }
 
@@ -54,6 +58,7 @@ impl From<SideHealthRow> for SideHealth {
             daily_remaining: r.daily_remaining,
             requests: r.requests,
             throttled: r.throttled,
+            bulk_paused: r.bulk_paused,
             recorded_at: r.recorded_at,
         }
     }
@@ -95,12 +100,13 @@ impl Store {
     /// (pair, side)), stamping them with `recorded_at`.
     pub async fn record_side_health(&self, readings: &[SideHealth]) -> Result<()> {
         const SQL: &str = "INSERT INTO side_health (pair, side, side_name, interval_remaining, \
-             daily_remaining, requests, throttled, recorded_at) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8) \
+             daily_remaining, requests, throttled, bulk_paused, recorded_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) \
              ON CONFLICT (pair, side) DO UPDATE SET side_name = excluded.side_name, \
                interval_remaining = excluded.interval_remaining, \
                daily_remaining = excluded.daily_remaining, requests = excluded.requests, \
-               throttled = excluded.throttled, recorded_at = excluded.recorded_at";
+               throttled = excluded.throttled, bulk_paused = excluded.bulk_paused, \
+               recorded_at = excluded.recorded_at";
         for r in readings {
             on_pool!(self, |p| {
                 sqlx::query(SQL)
@@ -111,6 +117,7 @@ impl Store {
                     .bind(r.daily_remaining)
                     .bind(r.requests)
                     .bind(r.throttled)
+                    .bind(r.bulk_paused)
                     .bind(us(r.recorded_at))
                     .execute(p)
                     .await
@@ -129,7 +136,7 @@ impl Store {
         let rows: Vec<SideHealthRow> = on_pool!(self, |p| {
             sqlx::query_as(
                 "SELECT pair, side, side_name, interval_remaining, daily_remaining, requests, \
-                 throttled, recorded_at FROM side_health WHERE pair = $1 ORDER BY side",
+                 throttled, bulk_paused, recorded_at FROM side_health WHERE pair = $1 ORDER BY side",
             )
             .bind(pair)
             .fetch_all(p)

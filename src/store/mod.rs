@@ -97,6 +97,7 @@ mod sealing;
 mod sql;
 mod sqlite_dir;
 mod tokens;
+mod usage;
 
 pub use changeset::{Changeset, CommitReceipt, Completion};
 pub use conflicts::{Conflict, ConflictStatus, NewConflict};
@@ -113,6 +114,7 @@ pub use outbox::{
 };
 pub use pairs::{Pair, PairRegistration, PairSide};
 pub use sqlite_dir::sqlite_dirs_to_create;
+pub use usage::{day_text, RequestUsage};
 // The OAuth token sets this store keeps for the GHL connector, which owns
 // the type (see `tokens.rs`).
 pub use crate::connector::ghl::StoredToken;

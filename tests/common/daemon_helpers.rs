@@ -35,13 +35,28 @@ pub async fn start_sims(address: SocketAddr, ghl_contacts: usize, app_contacts: 
 /// The demo's configuration for `sims`, with the server on `address`,
 /// polls once an hour after the first, and `keys` trusted for GHL.
 pub fn configure(sims: &Sims, dir: &Path, address: SocketAddr, keys: &TrustedKeys) -> Loaded {
+    configure_polling(sims, dir, address, keys, "1h")
+}
+
+/// [`configure`] with polls every `poll_interval` (the demo's `"1s"` keeps
+/// the demo's pace).
+pub fn configure_polling(
+    sims: &Sims,
+    dir: &Path,
+    address: SocketAddr,
+    keys: &TrustedKeys,
+    poll_interval: &str,
+) -> Loaded {
     std::fs::create_dir_all(dir).unwrap();
     let rsa = dir.join("ghl-rsa.pem");
     let ed25519 = dir.join("ghl-ed25519.pem");
     std::fs::write(&rsa, &keys.rsa_pem).unwrap();
     std::fs::write(&ed25519, &keys.ed25519_pem).unwrap();
     let template = DEMO_CONFIG
-        .replace("poll_interval = \"1s\"", "poll_interval = \"1h\"")
+        .replace(
+            "poll_interval = \"1s\"",
+            &format!("poll_interval = \"{poll_interval}\""),
+        )
         .replace("reconcile_interval = \"5s\"", "reconcile_interval = \"1h\"")
         .replace("bind = \"127.0.0.1:0\"", &format!("bind = \"{address}\""))
         + &format!(

@@ -256,7 +256,9 @@ impl Daemon {
                 Ok(report.stats.planned())
             }
             Detection::Reconcile => {
-                let _turn = pair.signals.take_turn().await;
+                // No turn here: a reconciliation takes the pair's turn
+                // itself for each page it decides, as the daemon runs it
+                // beside the polls (holding it here would deadlock).
                 Ok(self
                     .engine
                     .reconcile(pair, Mode::Apply)

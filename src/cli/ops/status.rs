@@ -6,6 +6,8 @@
 //! the pace it is kept to), and the OAuth token's expiry. Reads
 //! only the mirror: it works while the daemon runs, and when it does not.
 
+mod budget;
+
 use std::collections::BTreeMap;
 
 use anyhow::Context as _;
@@ -17,7 +19,8 @@ use crate::config::{GhlAuth, Loaded, OAuthInstall, SideKind, SideSettings};
 use crate::connector::ghl::connector::GhlConnector;
 use crate::connector::ghl::OAuthSession;
 use crate::domain::{EntityKind, Side};
-use crate::store::{Cursor, PairBacklog, SideHealth, SideOutbox, Store};
+use crate::store::{Cursor, PairBacklog, RequestUsage, SideHealth, SideOutbox, Store};
+use budget::DayBudget;
 
 /// What `status` says of a side without a stored reading.
 const NO_READING: &str = "unknown (daemon has not run)";
@@ -60,6 +63,9 @@ struct SideStatus {
     /// Open dead letters of this side's records or writes.
     dead_letters: i64,
     rate_limit: RateLimit,
+    /// A GHL side's requests today (UTC) per purpose, their projection to
+    /// midnight, and what stops first when it crosses the budget.
+    requests_today: Option<DayBudget>,
     token: TokenInfo,
 }
 
@@ -139,6 +145,7 @@ async fn collect(loaded: &Loaded, store: &Store) -> anyhow::Result<Status> {
             cursors: store.cursors(&pair.name).await?,
             backlog: store.pair_backlog(&pair.name).await?,
             health: store.side_health(&pair.name).await?,
+            usage: store.request_usage(&pair.name, now.date_naive()).await?,
         };
         let entities: Vec<EntityKind> = EntityKind::ALL
             .iter()
@@ -173,6 +180,8 @@ struct Readings {
     cursors: Vec<Cursor>,
     backlog: PairBacklog,
     health: Vec<SideHealth>,
+    /// Today's requests per side and purpose.
+    usage: Vec<RequestUsage>,
 }
 
 /// One side of a pair, as `status` looks at it.
@@ -202,9 +211,18 @@ async fn side_status(
     let mine: Vec<&Cursor> = readings.cursors.iter().filter(|c| c.side == role).collect();
     let last_poll_at = mine.iter().filter_map(|c| c.last_poll_at).max();
     let last_success_at = mine.iter().filter_map(|c| c.last_success_at).max();
-    let rate_limit = match readings.health.iter().find(|h| h.side == role) {
+    let health = readings.health.iter().find(|h| h.side == role);
+    let rate_limit = match health {
         None => RateLimit::Unknown { note: NO_READING },
         Some(reading) => rate_limit(reading, Pace::of(settings), now),
+    };
+    let requests_today = match settings.map(|s| &s.kind) {
+        Some(SideKind::Ghl(ghl)) => {
+            let rows: Vec<&RequestUsage> =
+                readings.usage.iter().filter(|u| u.side == role).collect();
+            Some(DayBudget::of(&rows, health, ghl.rate_limit, now))
+        }
+        _ => None,
     };
     let fed = |entity: EntityKind| match settings.map(|s| &s.kind) {
         Some(SideKind::Ghl(_)) => GhlConnector::has_change_feed(entity),
@@ -241,6 +259,7 @@ async fn side_status(
         outbox: readings.backlog.outbox(role),
         dead_letters: readings.backlog.dead_letters(role),
         rate_limit,
+        requests_today,
         token,
     })
 }
@@ -341,7 +360,7 @@ fn print_human(status: &Status) {
 type Row = (&'static str, fn(&SideStatus, DateTime<Utc>) -> String);
 
 /// The rows of the human table, in order.
-const ROWS: [Row; 8] = [
+const ROWS: [Row; 9] = [
     ("side", |s, _| s.describe()),
     ("last poll", SideStatus::last_poll),
     ("lag", SideStatus::lag),
@@ -349,6 +368,11 @@ const ROWS: [Row; 8] = [
     ("dead letters", |s, _| format!("{} open", s.dead_letters)),
     ("rate limit", SideStatus::rate_limit),
     ("daily budget left", SideStatus::daily_budget),
+    ("requests today", |s, _| {
+        s.requests_today
+            .as_ref()
+            .map_or("-".to_owned(), DayBudget::describe)
+    }),
     ("token", SideStatus::token),
 ];
 

@@ -18,6 +18,7 @@ use super::error::{Call, GhlError};
 use super::limiter::{Access, RateLimiter};
 use super::models::API_VERSION;
 use crate::connector::http::{self, bounded, looks_like_json, snippet, RetryPolicy};
+use crate::domain::Purpose;
 
 /// The scope every write to contacts, tasks, notes and tags needs.
 pub const WRITE_SCOPE: &str = "contacts.write";
@@ -253,9 +254,10 @@ impl GhlClient {
     }
 
     /// Counts a call and publishes what is left of the budget.
-    fn count_call(&self, call: &Call, status: Option<u16>) {
+    fn count_call(&self, call: &Call, purpose: Purpose, status: Option<u16>) {
         let endpoint = format!("{} {}", call.method, call.endpoint);
         crate::metrics::api_call("ghl", &call.location, &endpoint, status);
+        crate::metrics::api_call_purpose("ghl", &call.location, purpose);
         let headroom = self.options.limiter.headroom();
         let location = call.location.clone();
         if let Some(left) = headroom.interval_remaining {
@@ -272,9 +274,13 @@ impl GhlClient {
         call: &Call,
         token: &SecretString,
     ) -> Result<(StatusCode, HeaderMap, Bytes), GhlError> {
+        // Set by the engine around each kind of work (polls, targeted
+        // syncs, writes, reconciliation): the limiter's priority and the
+        // per-purpose count.
+        let purpose = Purpose::current();
         self.options
             .limiter
-            .acquire(request.access)
+            .acquire(request.access, purpose)
             .await
             .map_err(|source| GhlError::Budget {
                 call: call.clone(),
@@ -300,7 +306,7 @@ impl GhlClient {
         match &result {
             Ok((status, headers, body)) => {
                 self.options.limiter.observe(headers);
-                self.count_call(call, Some(status.as_u16()));
+                self.count_call(call, purpose, Some(status.as_u16()));
                 tracing::debug!(
                     method = call.method,
                     path = %bounded(&call.path),
@@ -312,7 +318,7 @@ impl GhlClient {
                 );
             }
             Err(failure) => {
-                self.count_call(call, None);
+                self.count_call(call, purpose, None);
                 tracing::debug!(
                     method = call.method,
                     path = %bounded(&call.path),

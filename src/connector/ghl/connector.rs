@@ -132,6 +132,10 @@ impl Connector for GhlConnector {
         Some(self.client.limiter().headroom())
     }
 
+    fn limiter(&self) -> Option<std::sync::Arc<super::RateLimiter>> {
+        Some(self.client.limiter().clone())
+    }
+
     fn changes(
         &self,
         entity: EntityKind,

@@ -17,6 +17,14 @@
 //! * **Daily.** `X-RateLimit-Daily-Remaining` (or our own count when the
 //!   header is missing) is kept; reads stop when only the write reserve is
 //!   left, so polling can never starve writes, and writes stop at zero.
+//! * **Priority.** Every request carries a [`Purpose`]. Live work (polls,
+//!   targeted syncs, writes) waits only for the pace; bulk work
+//!   (reconciliation, the children sweep) takes a slot only when no live
+//!   request is waiting, so it takes what is left of each window, and it
+//!   stops first: as soon as what is left of the day above the write
+//!   reserve no longer covers the live work's projected need until UTC
+//!   midnight (`usage.rs`). Then polls stop at the write reserve, and
+//!   writes last, at zero.
 
 use std::num::NonZeroU32;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -24,9 +32,17 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use chrono::{DateTime, NaiveDate, Utc};
+use governor::clock::Clock;
 use governor::{DefaultDirectRateLimiter, Quota};
 use reqwest::header::HeaderMap;
+use tokio::sync::watch;
 use tokio::time::Instant;
+
+use crate::domain::{Priority, Purpose};
+
+mod usage;
+
+pub use usage::{PerPurpose, Usage, PURPOSES};
 
 /// The limits of one budget and how much of it we leave unused.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -71,13 +87,34 @@ pub enum Access {
     Write,
 }
 
-/// The day's budget is spent (for this kind of request).
+/// The day's budget is spent (for this kind of request), or, for bulk
+/// work, what is left of it is kept for the live work's projected need.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
-#[error("daily request budget spent ({remaining} left, {reserve} kept for writes); resumes at {resumes_at}")]
+#[error("{}", self.describe())]
 pub struct BudgetExhausted {
     pub remaining: u32,
     pub reserve: u32,
     pub resumes_at: DateTime<Utc>,
+    /// Set when bulk work is held back: the requests live work is
+    /// projected to need until UTC midnight.
+    pub kept_for_live: Option<u64>,
+}
+
+impl BudgetExhausted {
+    fn describe(&self) -> String {
+        match self.kept_for_live {
+            Some(need) => format!(
+                "bulk work paused: {} requests left today ({} kept for writes), and live work is \
+                 projected to need {need} more before UTC midnight; resumes when the projection \
+                 allows, at the latest {}",
+                self.remaining, self.reserve, self.resumes_at
+            ),
+            None => format!(
+                "daily request budget spent ({} left, {} kept for writes); resumes at {}",
+                self.remaining, self.reserve, self.resumes_at
+            ),
+        }
+    }
 }
 
 /// What is left of a budget, for `status`, `doctor` and metrics.
@@ -91,6 +128,8 @@ pub struct Headroom {
     pub requests: u64,
     /// 429 responses received since start: each is a pacing bug.
     pub throttled: u64,
+    /// Today's requests per purpose and their projection.
+    pub usage: Usage,
 }
 
 #[derive(Debug)]
@@ -105,6 +144,8 @@ struct Observed {
     sent_today: u32,
     /// The server's last `X-RateLimit-Daily-Remaining` for `day`.
     daily_remaining: Option<u32>,
+    /// Today's requests per purpose, and their recent pace.
+    counts: usage::Counts,
 }
 
 /// The pacing state of one (app, location) budget. Share it (`Arc`) among
@@ -116,6 +157,24 @@ pub struct RateLimiter {
     observed: Mutex<Observed>,
     requests: AtomicU64,
     throttled: AtomicU64,
+    /// Live requests waiting for a slot: bulk requests wait while any do.
+    live_waiting: watch::Sender<usize>,
+}
+
+/// A live request waiting for its slot, counted while it waits.
+struct LiveWaiting<'a>(&'a watch::Sender<usize>);
+
+impl<'a> LiveWaiting<'a> {
+    fn new(waiting: &'a watch::Sender<usize>) -> Self {
+        waiting.send_modify(|n| *n += 1);
+        LiveWaiting(waiting)
+    }
+}
+
+impl Drop for LiveWaiting<'_> {
+    fn drop(&mut self) {
+        self.0.send_modify(|n| *n = n.saturating_sub(1));
+    }
 }
 
 impl RateLimiter {
@@ -135,9 +194,11 @@ impl RateLimiter {
                 day: Utc::now().date_naive(),
                 sent_today: 0,
                 daily_remaining: None,
+                counts: usage::Counts::new(Utc::now()),
             }),
             requests: AtomicU64::new(0),
             throttled: AtomicU64::new(0),
+            live_waiting: watch::Sender::new(0),
         })
     }
 
@@ -145,14 +206,15 @@ impl RateLimiter {
         self.limits
     }
 
-    /// Waits until a request may be sent, then counts it. Fails without
-    /// waiting when the day's budget for this access is spent.
-    pub async fn acquire(&self, access: Access) -> Result<(), BudgetExhausted> {
+    /// Waits until a request for `purpose` may be sent, then counts it.
+    /// Fails without waiting when the day's budget for this access (or,
+    /// for bulk work, what live work leaves of it) is spent.
+    pub async fn acquire(&self, access: Access, purpose: Purpose) -> Result<(), BudgetExhausted> {
         loop {
             let wait = {
                 let mut observed = self.observed.lock().expect("limiter lock");
                 roll_day(&mut observed);
-                self.check_daily(&observed, access)?;
+                self.check_daily(&observed, access, purpose, Utc::now())?;
                 let now = Instant::now();
                 [observed.paused_until, observed.slow_until]
                     .into_iter()
@@ -165,7 +227,13 @@ impl RateLimiter {
                 None => break,
             }
         }
-        self.gcra.until_ready().await;
+        match purpose.priority() {
+            Priority::Live => {
+                let _waiting = LiveWaiting::new(&self.live_waiting);
+                self.gcra.until_ready().await;
+            }
+            Priority::Bulk => self.bulk_slot().await,
+        }
         // A pause may have started while we waited for the GCRA slot.
         let paused = self.observed.lock().expect("limiter lock").paused_until;
         if let Some(until) = paused.filter(|until| *until > Instant::now()) {
@@ -177,25 +245,72 @@ impl RateLimiter {
         if let Some(left) = observed.daily_remaining.as_mut() {
             *left = left.saturating_sub(1);
         }
+        observed.counts.count(purpose, Utc::now());
         self.requests.fetch_add(1, Ordering::Relaxed);
         Ok(())
     }
 
-    fn check_daily(&self, observed: &Observed, access: Access) -> Result<(), BudgetExhausted> {
+    /// A slot for a bulk request: taken only while no live request waits,
+    /// and never queued inside the GCRA (a queued bulk request would hold
+    /// the next slot against a live one arriving after it).
+    async fn bulk_slot(&self) {
+        let mut live = self.live_waiting.subscribe();
+        loop {
+            // The sender lives as long as `self`: this cannot fail.
+            let _ = live.wait_for(|waiting| *waiting == 0).await;
+            match self.gcra.check() {
+                Ok(()) => return,
+                Err(not_until) => {
+                    let clock = governor::clock::DefaultClock::default();
+                    tokio::time::sleep(not_until.wait_time_from(clock.now())).await;
+                }
+            }
+        }
+    }
+
+    fn check_daily(
+        &self,
+        observed: &Observed,
+        access: Access,
+        purpose: Purpose,
+        now: DateTime<Utc>,
+    ) -> Result<(), BudgetExhausted> {
         let remaining = daily_remaining(observed, self.limits.daily);
         let floor = match access {
             Access::Read => self.limits.write_reserve,
             Access::Write => 0,
         };
-        if remaining > floor {
-            return Ok(());
-        }
         let tomorrow = observed.day.succ_opt().unwrap_or(observed.day);
-        Err(BudgetExhausted {
+        let exhausted = |kept_for_live| BudgetExhausted {
             remaining,
             reserve: self.limits.write_reserve,
             resumes_at: tomorrow.and_hms_opt(0, 0, 0).expect("midnight").and_utc(),
-        })
+            kept_for_live,
+        };
+        if remaining <= floor {
+            return Err(exhausted(None));
+        }
+        if purpose.priority() == Priority::Bulk {
+            let need = observed.counts.live_need(now);
+            let above_reserve = u64::from(remaining.saturating_sub(self.limits.write_reserve));
+            if above_reserve <= need {
+                return Err(exhausted(Some(need)));
+            }
+        }
+        Ok(())
+    }
+
+    /// Whether an earlier run's count of today is still to be added (see
+    /// [`resume_day`](Self::resume_day)).
+    pub fn needs_resume(&self) -> bool {
+        !self.observed.lock().expect("limiter lock").counts.resumed()
+    }
+
+    /// Adds what an earlier run recorded of `day`, once per limiter (two
+    /// pairs sharing the budget report the same counts).
+    pub fn resume_day(&self, day: NaiveDate, earlier: PerPurpose) -> bool {
+        let mut observed = self.observed.lock().expect("limiter lock");
+        observed.counts.resume(day, earlier, Utc::now())
     }
 
     /// Learns from a response's rate-limit headers.
@@ -243,11 +358,17 @@ impl RateLimiter {
     pub fn headroom(&self) -> Headroom {
         let mut observed = self.observed.lock().expect("limiter lock");
         roll_day(&mut observed);
+        let now = Utc::now();
+        let mut usage = observed.counts.usage(now);
+        usage.bulk_paused = self
+            .check_daily(&observed, Access::Read, Purpose::Reconcile, now)
+            .is_err();
         Headroom {
             interval_remaining: observed.interval_remaining,
             daily_remaining: daily_remaining(&observed, self.limits.daily),
             requests: self.requests.load(Ordering::Relaxed),
             throttled: self.throttled.load(Ordering::Relaxed),
+            usage,
         }
     }
 }
@@ -294,71 +415,4 @@ impl LimiterRegistry {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn headers(pairs: &[(&'static str, &str)]) -> HeaderMap {
-        let mut map = HeaderMap::new();
-        for (name, value) in pairs {
-            map.insert(*name, value.parse().unwrap());
-        }
-        map
-    }
-
-    #[test]
-    fn paced_quota_never_exceeds_the_limit_in_any_window() {
-        let limits = RateLimits::default();
-        let per_interval = limits.paced_per_interval();
-        let period = limits.interval / per_interval;
-        // GCRA admits burst + floor(window / period) in any window.
-        let worst = 1 + (limits.interval.as_nanos() / period.as_nanos()) as u32;
-        assert!(worst <= limits.max_per_interval, "worst window {worst}");
-        assert!(
-            per_interval * 100 >= 95 * limits.max_per_interval,
-            "sustains >= 95%"
-        );
-    }
-
-    #[tokio::test(start_paused = true)]
-    async fn reads_stop_at_the_write_reserve_and_writes_at_zero() {
-        let limiter = RateLimiter::new(RateLimits {
-            write_reserve: 5,
-            ..RateLimits::default()
-        });
-        limiter.observe(&headers(&[("x-ratelimit-daily-remaining", "6")]));
-        limiter.acquire(Access::Read).await.unwrap();
-        let refused = limiter.acquire(Access::Read).await.unwrap_err();
-        assert_eq!(refused.remaining, 5);
-        for _ in 0..5 {
-            limiter.acquire(Access::Write).await.unwrap();
-        }
-        assert!(limiter.acquire(Access::Write).await.is_err());
-    }
-
-    #[tokio::test(start_paused = true)]
-    async fn zero_remaining_pauses_for_the_interval() {
-        let limiter = RateLimiter::new(RateLimits::default());
-        limiter.acquire(Access::Read).await.unwrap();
-        limiter.observe(&headers(&[
-            ("x-ratelimit-remaining", "0"),
-            ("x-ratelimit-interval-milliseconds", "10000"),
-        ]));
-        let start = Instant::now();
-        limiter.acquire(Access::Read).await.unwrap();
-        assert!(
-            start.elapsed() >= Duration::from_secs(10),
-            "{:?}",
-            start.elapsed()
-        );
-    }
-
-    #[tokio::test(start_paused = true)]
-    async fn a_429_pauses_every_caller_and_is_counted() {
-        let limiter = RateLimiter::new(RateLimits::default());
-        limiter.throttled(Duration::from_secs(3));
-        let start = Instant::now();
-        limiter.acquire(Access::Write).await.unwrap();
-        assert!(start.elapsed() >= Duration::from_secs(3));
-        assert_eq!(limiter.headroom().throttled, 1);
-    }
-}
+mod tests;

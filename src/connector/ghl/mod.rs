@@ -29,7 +29,10 @@ pub use client::{ClientOptions, GhlClient};
 pub use connector::{GhlConnector, TaskReads};
 pub use endpoints::Deleted;
 pub use error::{Call, GhlError};
-pub use limiter::{Access, BudgetExhausted, Headroom, LimiterRegistry, RateLimiter, RateLimits};
+pub use limiter::{
+    Access, BudgetExhausted, Headroom, LimiterRegistry, PerPurpose, RateLimiter, RateLimits, Usage,
+    PURPOSES,
+};
 pub use models::{
     Appointment, Contact, ContactFields, Note, NoteFields, SearchFilter, SearchQuery, SearchSort,
     Task, TaskFields, Upserted,
