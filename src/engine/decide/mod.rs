@@ -69,6 +69,11 @@ pub struct Decider<'a> {
     /// its content differs from the base snapshot, so a divergence that got
     /// past the polls is repaired (content, not a timestamp, decides).
     compare_content: bool,
+    /// Reconciliation: when it began, and the poll overlap (how late the
+    /// sides' listings may show a write): a listed version older than the
+    /// one its link took in, for a link written since then, is a stale
+    /// read, not a divergence (see `reread.rs::seen_but_diverged`).
+    pub(super) listing_since: Option<(chrono::DateTime<chrono::Utc>, chrono::Duration)>,
     /// Deciding again (`redecide.rs`): a version recorded as seen is
     /// decided as a new one, because its decision is known not to have
     /// reached the other side.
@@ -77,6 +82,8 @@ pub struct Decider<'a> {
     /// the other side's new records find their matches instead of one
     /// lookup each (`engine/listed.rs`).
     pub(super) listed: Option<ListedKeys>,
+    /// `sync.overlap`.
+    overlap: std::time::Duration,
 }
 
 impl<'a> Decider<'a> {
@@ -95,14 +102,18 @@ impl<'a> Decider<'a> {
             dead_lettered: HashSet::new(),
             dead_in_flight: HashSet::new(),
             compare_content: false,
+            listing_since: None,
             again: false,
             listed: None,
+            overlap: engine.sync.overlap,
         }
     }
 
     /// A decider for a full reconciliation (see `compare_content`).
     pub fn comparing_content(mut self) -> Self {
         self.compare_content = true;
+        let overlap = chrono::Duration::from_std(self.overlap).unwrap_or_default();
+        self.listing_since = Some((crate::clock::now(), overlap));
         self
     }
 

@@ -48,13 +48,20 @@ impl Decider<'_> {
         {
             return false;
         }
-        // A version older than the one the link took in is stale, not
-        // diverged: a listing read before our write landed (GHL's search
-        // index lags writes by seconds). Deciding it would write the old
-        // values back over the new (found by the deterministic simulation,
-        // issue 16).
+        // A version older than the one the link took in, on a link written
+        // since shortly before this listing began, is a stale read (a
+        // listing read before our write landed: GHL's search index lags
+        // writes by seconds), not a divergence: deciding it would write
+        // the old values back over the new (found by the deterministic
+        // simulation, issue 16). Older versions on links left alone are
+        // still decided (a side whose clock stepped back).
         let seen = link.side(source).updated_at;
-        if record.stamp == Stamp::Side && seen.is_some_and(|seen| record.updated_at < seen) {
+        let older = record.stamp == Stamp::Side
+            && seen.is_some_and(|seen| record.updated_at < seen && seen <= crate::clock::now());
+        let written_lately = self
+            .listing_since
+            .is_some_and(|(began, overlap)| link.updated_at + overlap > began);
+        if older && written_lately {
             return false;
         }
         let map = &self.pair.settings.map;
