@@ -25,7 +25,25 @@ use serde_json::Value;
 
 use crate::model::{SideModel, Stored};
 use crate::workload::{Ledger, LAST_NAME, TAGS};
-use crate::world::State;
+
+/// What the checker reads of the world once the run is over: the sides,
+/// what users did, and what the read-write window took.
+#[derive(Debug, Clone)]
+pub struct Observed {
+    pub sides: ghl_sync::domain::PerSide<SideModel>,
+    pub workload: crate::workload::Workload,
+    pub window: crate::window::Window,
+}
+
+impl Observed {
+    pub fn of(state: &crate::world::State) -> Self {
+        Observed {
+            sides: state.sides.clone(),
+            workload: state.workload.clone(),
+            window: state.window.clone(),
+        }
+    }
+}
 
 const ENTITIES: [EntityKind; 3] = [EntityKind::Contact, EntityKind::Task, EntityKind::Note];
 
@@ -83,7 +101,7 @@ async fn excused(store: &Store, pair: &str) -> Result<Excused, StoreError> {
 /// its source again can fail, and then waits for reconciliation
 /// (`writer.rs::decide_source_again`).
 pub async fn feeds_delivered(
-    state: &State,
+    state: &Observed,
     store: &Store,
     pair: &str,
     map: &PairMap,
@@ -161,7 +179,7 @@ pub async fn feeds_delivered(
 /// Every violation of the invariants, each one sentence naming the
 /// records.
 pub async fn check(
-    state: &State,
+    state: &Observed,
     store: &Store,
     pair: &str,
     map: &PairMap,
@@ -331,7 +349,7 @@ fn same_parent(
 /// Every field holds the last value a user set on either record, or the
 /// journal says which policy settled it.
 async fn accounted(
-    state: &State,
+    state: &Observed,
     store: &Store,
     records: &Records<'_>,
     map: &PairMap,
@@ -398,7 +416,7 @@ async fn accounted(
 }
 
 /// A tag a user added last (on either record) is there.
-fn tags_kept(state: &State, records: &Records<'_>, map: &PairMap, violations: &mut Vec<String>) {
+fn tags_kept(state: &Observed, records: &Records<'_>, map: &PairMap, violations: &mut Vec<String>) {
     let ledger: &Ledger = &state.workload.ledger;
     let finals = records.canonical(map, Side::Ghl);
     let held: BTreeSet<&str> = finals
@@ -438,7 +456,7 @@ fn tags_kept(state: &State, records: &Records<'_>, map: &PairMap, violations: &m
 
 /// No person twice on one side: every person has a last name of their
 /// own, which no user edits.
-fn duplicates(state: &State, excused: &Excused, violations: &mut Vec<String>) {
+fn duplicates(state: &Observed, excused: &Excused, violations: &mut Vec<String>) {
     for role in Side::BOTH {
         let model: &SideModel = &state.sides[role];
         let mut seen: BTreeMap<String, Vec<&String>> = BTreeMap::new();

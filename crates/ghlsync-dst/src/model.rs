@@ -65,8 +65,12 @@ pub struct Event {
     pub created: bool,
 }
 
+/// A contact's versions in the search index, each with the time it
+/// becomes visible (`None`: deleted).
+type Versions = Vec<(DateTime<Utc>, Option<Stored>)>;
+
 /// One side's state.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct SideModel {
     pub role: Side,
     pub behaviour: Behaviour,
@@ -74,7 +78,7 @@ pub struct SideModel {
     pub records: BTreeMap<(EntityKind, String), Stored>,
     /// Contacts as the search index shows them: each version with the
     /// time it becomes visible (`None`: deleted).
-    index: BTreeMap<String, Vec<(DateTime<Utc>, Option<Stored>)>>,
+    index: BTreeMap<String, Versions>,
     next_id: u64,
     /// Webhook events raised and not yet handed to the delivery queue.
     pub events: Vec<Event>,

@@ -411,9 +411,9 @@ async fn simulate(options: &Options, dir: &Path) -> Outcome {
         );
     }
     {
-        let state = world.lock();
+        let observed = crate::check::Observed::of(&world.lock());
         let map = &daemon.pair.settings.map;
-        match crate::check::feeds_delivered(&state, &daemon.engine.store, PAIR, map).await {
+        match crate::check::feeds_delivered(&observed, &daemon.engine.store, PAIR, map).await {
             Ok(found) => violations.extend(found),
             Err(e) => violations.push(format!("the checker could not read the mirror: {e}")),
         }
@@ -426,6 +426,12 @@ async fn simulate(options: &Options, dir: &Path) -> Outcome {
     }
     let echoes = no_echo(&world, &daemon).await;
     violations.extend(echoes);
+    let observed = crate::check::Observed::of(&world.lock());
+    let map = &daemon.pair.settings.map;
+    let found = crate::check::check(&observed, &daemon.engine.store, PAIR, map).await;
+    violations.extend(
+        found.unwrap_or_else(|e| vec![format!("the checker could not read the mirror: {e}")]),
+    );
     let state = world.lock();
     violations.extend(
         state
@@ -433,15 +439,6 @@ async fn simulate(options: &Options, dir: &Path) -> Outcome {
             .iter()
             .map(|e| format!("mirror error: {e}")),
     );
-    let map = &daemon.pair.settings.map;
-    let found = crate::check::check(&state, &daemon.engine.store, PAIR, map).await;
-    violations.extend(
-        found.unwrap_or_else(|e| vec![format!("the checker could not read the mirror: {e}")]),
-    );
-    if state.covered.ghl_peak_10s > 100 {
-        // Informative only: pacing is the GHL client's limiter, outside
-        // the simulation (see docs/SIMULATION.md).
-    }
     let mut covered = state.covered.clone();
     covered.window_losses = state.window.losses.len() as u64;
     Outcome {

@@ -37,7 +37,7 @@ const NAMES: [&FieldName; 8] = [
 pub type Loss = (Side, EntityKind, String, String, u64);
 
 /// The daemon's reads, and the losses they let through.
-#[derive(Debug, Default)]
+#[derive(Debug, Default, Clone)]
 pub struct Window {
     /// The user operation count when the daemon last read each record.
     read_at: BTreeMap<(Side, EntityKind, String), u64>,

@@ -57,7 +57,7 @@ pub const NOTE_TEXT: FieldName = field("text", "body", "text");
 
 /// The last value users set on each field of each record, and the last
 /// thing they did with each tag.
-#[derive(Debug, Default)]
+#[derive(Debug, Default, Clone)]
 pub struct Ledger {
     /// (side, entity, id, canonical field) → (operation, value).
     pub values: BTreeMap<(Side, EntityKind, String, String), (u64, Value)>,
@@ -66,7 +66,7 @@ pub struct Ledger {
 }
 
 /// The users' state: who exists, and what they did.
-#[derive(Debug, Default)]
+#[derive(Debug, Default, Clone)]
 pub struct Workload {
     people: u64,
     phones: u64,
