@@ -66,6 +66,19 @@ fn seeds_that_found_bugs_stay_fixed() {
         // create went ahead and nobody deleted what it made
         // (`decide/mod.rs::deletion`).
         (13, 200),
+        // A base claiming a tag a withdrawn sibling write never brought:
+        // a user's tag added back was taken for kept and removed again
+        // (`WritePayload::other_writes`, `base_after`).
+        (1033, 118),
+        // A reconciliation decided a listed version older than its link's
+        // (read before our write landed in GHL's lagging index) and wrote
+        // the old value back (`decide/reread.rs::seen_but_diverged`).
+        (1210, 307),
+        (1186, 356),
+        // A write overtaken by a newer decision of its source left a base
+        // the source no longer held, repaired only by reconciliation
+        // (`writer.rs::overtaken`).
+        (1155, 460),
     ] {
         assert_holds(&run(&options(seed, ops)));
     }
