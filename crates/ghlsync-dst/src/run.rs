@@ -467,27 +467,34 @@ async fn restart(
     start_daemon(world, settings, sides).await
 }
 
+/// Six minutes on (past leases and retry times), then a round of
+/// webhooks and polls, with the writer: whether all was quiet (nothing
+/// planned or written, nothing left in the outbox).
+async fn quiet_feed_round(world: &World, daemon: &mut Daemon) -> bool {
+    ghl_sync::clock::advance(Duration::minutes(6));
+    let mut busy = 0;
+    for detection in [
+        Detection::Webhooks,
+        Detection::Poll(Side::Ghl),
+        Detection::Poll(Side::App),
+    ] {
+        let round = daemon.round(world, detection, true).await;
+        busy += round.planned + round.written;
+    }
+    let depth = daemon
+        .engine
+        .store
+        .outbox_depth()
+        .await
+        .expect("the mirror answers");
+    busy == 0 && depth.pending == 0
+}
+
 /// Rounds of webhooks and polls, with the writer, until nothing is left
 /// to write and nothing new is planned.
 async fn settle_by_feeds(world: &World, daemon: &mut Daemon) -> bool {
     for _ in 0..30 {
-        ghl_sync::clock::advance(Duration::minutes(6));
-        let mut busy = 0;
-        for detection in [
-            Detection::Webhooks,
-            Detection::Poll(Side::Ghl),
-            Detection::Poll(Side::App),
-        ] {
-            let round = daemon.round(world, detection, true).await;
-            busy += round.planned + round.written;
-        }
-        let depth = daemon
-            .engine
-            .store
-            .outbox_depth()
-            .await
-            .expect("the mirror answers");
-        if busy == 0 && depth.pending == 0 {
+        if quiet_feed_round(world, daemon).await {
             return true;
         }
     }
@@ -497,27 +504,10 @@ async fn settle_by_feeds(world: &World, daemon: &mut Daemon) -> bool {
 /// After healing: rounds of webhooks and polls until nothing is left to
 /// write, then a reconciliation (deletes whose webhooks were lost, GHL
 /// tasks and notes edited without a webhook); again until a
-/// reconciliation finds nothing. Time moves past leases and retry times
-/// between rounds.
+/// reconciliation finds nothing.
 async fn converge(world: &World, daemon: &mut Daemon) -> bool {
     for _ in 0..30 {
-        ghl_sync::clock::advance(Duration::minutes(6));
-        let mut busy = 0;
-        for detection in [
-            Detection::Webhooks,
-            Detection::Poll(Side::Ghl),
-            Detection::Poll(Side::App),
-        ] {
-            let round = daemon.round(world, detection, true).await;
-            busy += round.planned + round.written;
-        }
-        let depth = daemon
-            .engine
-            .store
-            .outbox_depth()
-            .await
-            .expect("the mirror answers");
-        if busy > 0 || depth.pending > 0 {
+        if !quiet_feed_round(world, daemon).await {
             continue;
         }
         let reconciled = daemon.round(world, Detection::Reconcile, true).await;
