@@ -16,7 +16,7 @@ use crate::engine::matching::{self, Search};
 use crate::engine::{snapshot, EngineError};
 use crate::mapping::Canonical;
 use crate::store::{
-    DeadLetterStage, Link, LinkRef, LinkSide, LinkUpdate, LinkWrite, NewLink, OutboxOp,
+    DeadLetterStage, Link, LinkRef, LinkSide, LinkUpdate, LinkWrite, NewLink, OutboxItem, OutboxOp,
     OutboxStatus,
 };
 
@@ -27,6 +27,15 @@ pub(super) struct ContactRef {
     /// The contact's id on the other side (none while its create is
     /// pending there; the writer then finds it when the child is written).
     pub other_id: Option<String>,
+}
+
+/// A new record and the other side's record it verifiably matched.
+struct Matched<'r> {
+    source: Side,
+    record: &'r Record,
+    canonical: &'r Canonical,
+    found: Record,
+    found_canonical: &'r Canonical,
 }
 
 /// What the mirror says of the other side's record a new record matched.
@@ -192,7 +201,7 @@ impl Decider<'_> {
         let claim = (record.entity, source.other(), found.id.clone());
         match self.matched_link(source, record, &found, &claim).await? {
             MatchedLink::PendingCreate(link) => {
-                if self.create_outstanding(&link, source).await? {
+                if self.pending_create(&link, source).await?.is_some() {
                     // `found`'s create here is still in the outbox (its
                     // answer was lost, or we were killed before recording
                     // it), and this record is that create coming back. The
@@ -298,19 +307,20 @@ impl Decider<'_> {
         .await
     }
 
-    /// Whether a create of `link`'s record on `side` is still in the
-    /// outbox, for a writer to finish.
-    pub(super) async fn create_outstanding(
+    /// The newest create of `link`'s record on `side` still in the outbox,
+    /// for a writer to finish.
+    pub(super) async fn pending_create(
         &self,
         link: &Link,
         side: Side,
-    ) -> Result<bool, EngineError> {
+    ) -> Result<Option<OutboxItem>, EngineError> {
         Ok(self
             .store
             .outbox_for_link(link.id)
             .await?
-            .iter()
-            .any(|item| {
+            .into_iter()
+            .rev()
+            .find(|item| {
                 item.op == OutboxOp::Create
                     && item.target_side == side
                     && item.status == OutboxStatus::Pending
@@ -329,14 +339,6 @@ impl Decider<'_> {
         found_canonical: &Canonical,
         link: &Link,
     ) {
-        self.report.stats.linked += 1;
-        let merged = merge_sides(
-            self.pair,
-            record.entity,
-            None,
-            (source, canonical, record.updated_at),
-            Some((found_canonical, found.updated_at)),
-        );
         let mut update = LinkUpdate {
             id: link.id,
             ..LinkUpdate::default()
@@ -344,22 +346,14 @@ impl Decider<'_> {
         let this = update.side_mut(source);
         this.id = Some(record.id.clone());
         this.saw(record);
-        let settlement = Settlement {
-            link: LinkRef::Existing(link.id),
-            base: None,
-            entity: record.entity,
-            merged: &merged,
-            current: from_source(source, Some(canonical), Some(found_canonical)),
-            seen_at: from_source(source, dated(record), dated(&found)),
-            ids: Ids {
-                source,
-                source_id: record.id.clone(),
-                updated_at: record.updated_at,
-                other_id: Some(found.id),
-                parents: PerSide::default(),
-            },
+        let matched = Matched {
+            source,
+            record,
+            canonical,
+            found,
+            found_canonical,
         };
-        self.settle(&settlement, update);
+        self.settle_match(matched, LinkRef::Existing(link.id), update);
     }
 
     /// Links `record` to `found`, its verified match that nothing links
@@ -372,14 +366,6 @@ impl Decider<'_> {
         found: Record,
         found_canonical: &Canonical,
     ) {
-        self.report.stats.linked += 1;
-        let merged = merge_sides(
-            self.pair,
-            record.entity,
-            None,
-            (source, canonical, record.updated_at),
-            Some((found_canonical, found.updated_at)),
-        );
         let local_ref = self.insert_link(
             source,
             record,
@@ -388,22 +374,43 @@ impl Decider<'_> {
                 ..seen_side(&found)
             },
         );
+        let matched = Matched {
+            source,
+            record,
+            canonical,
+            found,
+            found_canonical,
+        };
+        self.settle_match(matched, LinkRef::New(local_ref), LinkUpdate::default());
+    }
+
+    /// Settles the merge of a record and its verified match on the other
+    /// side, as records that never agreed (no base), on `link`.
+    fn settle_match(&mut self, m: Matched<'_>, link: LinkRef, update: LinkUpdate) {
+        self.report.stats.linked += 1;
+        let merged = merge_sides(
+            self.pair,
+            m.record.entity,
+            None,
+            (m.source, m.canonical, m.record.updated_at),
+            Some((m.found_canonical, m.found.updated_at)),
+        );
         let settlement = Settlement {
-            link: LinkRef::New(local_ref),
+            link,
             base: None,
-            entity: record.entity,
+            entity: m.record.entity,
             merged: &merged,
-            current: from_source(source, Some(canonical), Some(found_canonical)),
-            seen_at: from_source(source, dated(record), dated(&found)),
+            current: from_source(m.source, Some(m.canonical), Some(m.found_canonical)),
+            seen_at: from_source(m.source, dated(m.record), dated(&m.found)),
             ids: Ids {
-                source,
-                source_id: record.id.clone(),
-                updated_at: record.updated_at,
-                other_id: Some(found.id),
+                source: m.source,
+                source_id: m.record.id.clone(),
+                updated_at: m.record.updated_at,
+                other_id: Some(m.found.id),
                 parents: PerSide::default(),
             },
         };
-        self.settle(&settlement, LinkUpdate::default());
+        self.settle(&settlement, update);
     }
 
     /// Inserts the link of a record first seen on `source`, with `other`

@@ -10,8 +10,7 @@ use crate::domain::{EntityKind, PerSide, Side};
 use crate::engine::{snapshot, EngineError};
 use crate::mapping::Canonical;
 use crate::store::{
-    DeadLetterStage, Direction, JournalAction, Link, LinkRef, LinkUpdate, LinkWrite, OutboxOp,
-    OutboxStatus,
+    DeadLetterStage, Direction, JournalAction, Link, LinkRef, LinkUpdate, LinkWrite,
 };
 
 /// The other side's record of a link, as it is now.
@@ -89,7 +88,10 @@ impl Decider<'_> {
         // older write applied late, or a user's edit of the new record,
         // then withdraws them instead of being overwritten).
         let pending = match &other_record {
-            None => self.pending_create(link, other).await?,
+            None => self
+                .pending_create(link, other)
+                .await?
+                .and_then(|item| crate::engine::writer::payload(&item).snapshot),
             Some(_) => None,
         };
         let merged = merge_sides(
@@ -132,25 +134,6 @@ impl Decider<'_> {
         let mut entry = self.journal(entity, JournalAction::SkippedEcho, link);
         entry.direction = Some(Direction::towards(other));
         self.changeset.journal.push(entry);
-    }
-
-    /// The values the newest pending create of `link`'s record on `side`
-    /// writes there, if one is in the outbox.
-    async fn pending_create(
-        &self,
-        link: &Link,
-        side: Side,
-    ) -> Result<Option<Canonical>, EngineError> {
-        let items = self.store.outbox_for_link(link.id).await?;
-        Ok(items
-            .into_iter()
-            .rev()
-            .find(|item| {
-                item.op == OutboxOp::Create
-                    && item.target_side == side
-                    && item.status == OutboxStatus::Pending
-            })
-            .and_then(|item| crate::engine::writer::payload(&item).snapshot))
     }
 
     /// The record of `link` on the `other` side, fetched now.

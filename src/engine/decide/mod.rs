@@ -286,7 +286,7 @@ impl<'a> Decider<'a> {
             // the link once the create has recorded it). Without it the
             // create made a record nobody deletes (found by the
             // deterministic simulation, issue 16).
-            None if self.create_outstanding(link, target).await? => None,
+            None if self.pending_create(link, target).await?.is_some() => None,
             None => return Ok(()),
         };
         let (op, payload) = match &self.pair.settings.deletes {
