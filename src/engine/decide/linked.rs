@@ -94,18 +94,31 @@ impl Decider<'_> {
                 .and_then(|item| crate::engine::writer::payload(&item).snapshot),
             Some(_) => None,
         };
+        // Once made, the record holds what its create carries, which is
+        // what this side held when the create was planned: that is the
+        // base this change is merged against, and the other side's state.
+        // Against the link's empty base instead, a value this side has
+        // since removed (a last tag) would count as never set, and the
+        // create would bring it back unopposed.
+        let (base, other_state) = match &pending {
+            Some(pending) => (pending, Some((pending, record.updated_at))),
+            None => (
+                &base,
+                other_canonical
+                    .as_ref()
+                    .zip(other_record.as_ref().map(|r| r.updated_at)),
+            ),
+        };
         let merged = merge_sides(
             self.pair,
             entity,
-            Some(&base),
+            Some(base),
             (source, &canonical, record.updated_at),
-            other_canonical
-                .as_ref()
-                .zip(other_record.as_ref().map(|r| r.updated_at)),
+            other_state,
         );
         let settlement = Settlement {
             link: LinkRef::Existing(link.id),
-            base: Some(&base),
+            base: Some(base),
             entity,
             merged: &merged,
             current: from_source(
