@@ -3,7 +3,7 @@
 //! link has taken in already: skipped, unless a reconciliation finds that
 //! what such a version holds is not the base.
 
-use chrono::Duration;
+use chrono::{DateTime, Duration, Utc};
 
 use super::Decider;
 use crate::connector::{Record, Stamp};
@@ -11,6 +11,11 @@ use crate::domain::{EntityKind, Side};
 use crate::engine::{snapshot, PairRuntime};
 use crate::mapping::Canonical;
 use crate::store::{Link, LinkSide, SidePatch};
+
+/// How far a side's clock may run ahead of ours (GHL's servers and an
+/// app's are seconds off, the simulation draws up to 2 s) for its change
+/// times still to order versions.
+const CLOCK_DRIFT: Duration = Duration::seconds(30);
 
 impl Decider<'_> {
     /// Whether `record`, read from `source` and linked by `link`, is a
@@ -55,9 +60,12 @@ impl Decider<'_> {
         // the old values back over the new (found by the deterministic
         // simulation, issue 16). Older versions on links left alone are
         // still decided (a side whose clock stepped back).
+        // A seen change time ahead of our clock by more than sides' clocks
+        // drift (seconds) is not trusted to order versions.
         let seen = link.side(source).updated_at;
+        let trusted = |seen: DateTime<Utc>| seen <= crate::clock::now() + CLOCK_DRIFT;
         let older = record.stamp == Stamp::Side
-            && seen.is_some_and(|seen| record.updated_at < seen && seen <= crate::clock::now());
+            && seen.is_some_and(|seen| record.updated_at < seen && trusted(seen));
         let written_lately = self
             .listing_since
             .is_some_and(|(began, overlap)| link.updated_at + overlap > began);
