@@ -616,6 +616,57 @@ async fn a_write_withdrawn_because_of_our_own_write_is_decided_again() {
     assert_eq!(depth.pending, 0, "{depth:?}");
 }
 
+/// The same withdrawal, with the source unreadable when it is decided
+/// again: the re-decision is kept in the mirror (scheduled in the
+/// withdrawal's transaction) and taken by a later drain, not left to the
+/// next full reconciliation hours later (found by the deterministic
+/// simulation, issue 16: a read failing there lost the trigger for good).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_redecision_that_cannot_read_its_record_is_kept_and_taken_later() {
+    let h = Harness::new(start_sims(2, 2).await, &Template::contacts().render()).await;
+    h.cycle(Mode::Apply, Reconcile::IfDue).await;
+    let email = text(&h.app().contacts()[0], "email_address");
+    let (ghl_id, app_id) = linked_ids(&h, &email).await;
+    let pair = h.engine.pairs[0].clone();
+    let target = Target {
+        pair: PAIR.into(),
+        source: Side::App,
+        entity: EntityKind::Contact,
+        id: app_id.clone(),
+        parent_id: None,
+    };
+    h.app()
+        .update_contact_as_user(&app_id, json!({"labels": ["first-edit"]}))
+        .unwrap();
+    h.engine.sync_record(&pair, &target).await.unwrap();
+    tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    h.app()
+        .update_contact_as_user(&app_id, json!({"first_name": "SecondEdit"}))
+        .unwrap();
+    h.engine.sync_record(&pair, &target).await.unwrap();
+    // The drain reads only GHL until the re-decision reads the app.
+    h.app().fail_next(FaultKind::Status(422), 1);
+    h.engine.drain_outbox(&Shutdown::default()).await.unwrap();
+    assert_ne!(h.ghl().contact(&ghl_id).unwrap()["firstName"], "SecondEdit");
+    assert_eq!(h.engine.store.redecisions_waiting(PAIR).await.unwrap(), 1);
+    assert!(
+        h.engine.store.due_redecisions(10).await.unwrap().is_empty(),
+        "postponed, not spinning"
+    );
+
+    // Due after its backoff (2 s for a first failure).
+    tokio::time::sleep(std::time::Duration::from_millis(2_100)).await;
+    h.engine.drain_outbox(&Shutdown::default()).await.unwrap();
+    h.engine.drain_outbox(&Shutdown::default()).await.unwrap();
+    assert_eq!(
+        h.ghl().contact(&ghl_id).unwrap()["firstName"],
+        "SecondEdit",
+        "the second edit reached GHL"
+    );
+    assert_eq!(h.engine.store.redecisions_waiting(PAIR).await.unwrap(), 0);
+    assert_settled(&h).await;
+}
+
 /// A task event that does not name its contact (GHL's `TaskCreate` has
 /// been seen without `contactId`): a linked task is read under the contact
 /// the mirror knows, and its change syncs; a new one is left to its

@@ -41,6 +41,7 @@ store_cases!(
     local_refs_are_validated,
     journal_for_record_newest_last,
     prune_outbox_removes_old_finished_items,
+    redecisions_are_scheduled_with_the_write_postponed_and_taken,
 );
 
 // ---------------------------------------------------------------- helpers --
@@ -267,6 +268,7 @@ async fn commit_round_trip_with_local_refs(store: Store) {
             payload: Some(json!({ "email": "nope" })),
         }],
         cursors: vec![cursor],
+        redecided: Vec::new(),
     };
     let receipt = store.commit(&cs).await.expect("commit");
     let contact_id = receipt.link_id(7).expect("local ref 7");
@@ -654,6 +656,7 @@ async fn complete_outbox_updates_link_and_journal_atomically(store: Store) {
             ..LinkUpdate::default()
         })),
         journal: vec![applied.clone()],
+        redecide: None,
     };
     assert!(matches!(
         store.complete_outbox(&broken).await,
@@ -680,6 +683,7 @@ async fn complete_outbox_updates_link_and_journal_atomically(store: Store) {
             ..LinkUpdate::default()
         })),
         journal: vec![applied],
+        redecide: None,
     };
     let receipt = store.complete_outbox(&completion).await.expect("complete");
     assert_eq!(receipt.links_updated, 1);
@@ -716,6 +720,7 @@ async fn complete_outbox_updates_link_and_journal_atomically(store: Store) {
                 outbox_id: 424242,
                 link: None,
                 journal: vec![],
+                redecide: None,
             })
             .await,
         Err(StoreError::OutboxNotFound { id: 424242, .. })
@@ -737,6 +742,7 @@ async fn complete_outbox_updates_link_and_journal_atomically(store: Store) {
             outbox_id: orphan,
             link: Some(insert(1, new_link(Some("A-x"), Some("B-x")))),
             journal: vec![applied],
+            redecide: None,
         })
         .await
         .unwrap();
@@ -1289,6 +1295,7 @@ async fn failed_commit_leaves_nothing_behind(store: Store) {
                 b_value: None,
             }],
             cursors: vec![cursor],
+            redecided: Vec::new(),
         })
         .await
         .expect_err("foreign key");
@@ -1438,6 +1445,7 @@ async fn prune_outbox_removes_old_finished_items(store: Store) {
             outbox_id: ids[0],
             link: None,
             journal: vec![],
+            redecide: None,
         })
         .await
         .unwrap();
@@ -1759,4 +1767,71 @@ async fn postgres_connect_refused_fails_fast_naming_the_refusal() {
     assert!(message.to_lowercase().contains("refused"), "{message}");
     assert!(message.contains("127.0.0.1:1"), "{message}");
     assert!(!message.contains("hunter2"), "{message}");
+}
+
+/// A withdrawal and a completion schedule their source's re-decision in
+/// their own transaction; a failed attempt postpones it; the decision
+/// that takes it deletes it in its commit.
+async fn redecisions_are_scheduled_with_the_write_postponed_and_taken(store: Store) {
+    with_pair(&store).await;
+    let ids = enqueue(&store, &["withdrawn", "adopted"]).await;
+    let claimed = store
+        .claim_outbox(2, Duration::from_secs(30))
+        .await
+        .expect("claim");
+    let link_of = |id: i64| {
+        claimed
+            .iter()
+            .find(|i| i.id == id)
+            .and_then(|i| i.link_id)
+            .expect("a linked item")
+    };
+    let (withdrawn, adopted) = (link_of(ids[0]), link_of(ids[1]));
+    assert_eq!(store.redecisions_waiting(PAIR).await.unwrap(), 0);
+
+    store
+        .cancel_outbox(ids[0], "edited there since")
+        .await
+        .expect("cancel");
+    let due = store.due_redecisions(10).await.expect("due");
+    assert_eq!(due.len(), 1, "{due:?}");
+    assert_eq!(due[0].link_id, withdrawn);
+    assert_eq!(due[0].side, Side::Ghl, "the source of a write to the app");
+    assert!(due[0].reason.contains("edited there since"), "{due:?}");
+
+    store
+        .complete_outbox(&Completion {
+            outbox_id: ids[1],
+            link: Some(LinkWrite::Update(LinkUpdate {
+                id: adopted,
+                ..LinkUpdate::default()
+            })),
+            journal: vec![],
+            redecide: Some((Side::Ghl, "adopted".to_owned())),
+        })
+        .await
+        .expect("complete");
+    assert_eq!(store.due_redecisions(10).await.unwrap().len(), 2);
+
+    let later = Utc::now() + chrono::Duration::hours(1);
+    store
+        .postpone_redecision(withdrawn, "503 Service Unavailable", later)
+        .await
+        .expect("postpone");
+    let due = store.due_redecisions(10).await.unwrap();
+    assert_eq!(due.len(), 1, "the postponed one waits: {due:?}");
+    assert_eq!(due[0].link_id, adopted);
+    assert_eq!(store.redecisions_waiting(PAIR).await.unwrap(), 2);
+
+    store
+        .commit(&Changeset {
+            redecided: vec![adopted],
+            ..Changeset::default()
+        })
+        .await
+        .expect("taken with the decision");
+    assert_eq!(store.redecisions_waiting(PAIR).await.unwrap(), 1);
+    assert!(store.due_redecisions(10).await.unwrap().is_empty());
+    store.drop_redecision(withdrawn).await.expect("drop");
+    assert_eq!(store.redecisions_waiting(PAIR).await.unwrap(), 0);
 }

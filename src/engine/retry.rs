@@ -132,7 +132,7 @@ impl Engine {
             .close_dead_letter(id, DeadLetterStatus::Retried)
             .await
             .map_err(|e| store_error(id, e))?;
-        let decided = self.decide_again(pair, role, record).await;
+        let decided = self.decide_again(pair, role, record, None).await;
         let (stats, changeset) = match decided {
             Ok(done) => done,
             Err(source) => {

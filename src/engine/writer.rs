@@ -76,19 +76,30 @@ pub(super) enum Written {
     Adopted(Record),
 }
 
+/// Rounds of re-decisions (and the writes they plan) per drain.
+const REDECISION_ROUNDS: u32 = 3;
+
 impl Engine {
     /// Applies due outbox items until none is left (items waiting for a
     /// retry time stay), or until `stop` says so between batches. Returns
     /// what was applied and retried.
     pub async fn drain_outbox(&self, stop: &super::Shutdown) -> Result<Stats, EngineError> {
         let mut stats = Stats::default();
+        let mut redecided = 0;
         while !stop.is_stopping() {
             let items = self
                 .store
                 .claim_outbox(self.sync.writer_batch, self.sync.writer_lease)
                 .await?;
             if items.is_empty() {
-                break;
+                // The records these writes left to decide again, then the
+                // writes those decisions plan (a bounded number of rounds:
+                // a record edited without pause waits for the next drain).
+                if redecided == REDECISION_ROUNDS || self.take_redecisions(&mut stats).await? == 0 {
+                    break;
+                }
+                redecided += 1;
+                continue;
             }
             let mut pending: Vec<i64> = items.iter().map(|i| i.id).collect();
             for item in items {
@@ -134,12 +145,8 @@ impl Engine {
                 self.complete(pair, &item, record, false, stats).await?;
             }
             Written::Adopted(record) => {
-                if self
-                    .complete(pair, &item, Some(record), true, stats)
-                    .await?
-                {
-                    self.decide_source_again(pair, &item).await?;
-                }
+                self.complete(pair, &item, Some(record), true, stats)
+                    .await?;
             }
             Written::Failed(Failure::Retry { reason, after }) => {
                 if item.attempts as u32 >= self.sync.max_attempts {
@@ -157,8 +164,10 @@ impl Engine {
             }
             Written::Withdrawn(reason) => {
                 tracing::info!(reason = %reason, "write withdrawn; the record is decided again with the newer state");
+                // The withdrawal schedules its source to be decided again
+                // (`take_redecisions`, at the end of this drain).
                 match self.store.cancel_outbox(item.id, &reason).await {
-                    Ok(()) => self.decide_source_again(pair, &item).await?,
+                    Ok(()) => {}
                     Err(StoreError::OutboxNotPending { .. }) => {}
                     Err(error) => return Err(error.into()),
                 }
@@ -211,17 +220,30 @@ impl Engine {
             Some(link) => self.overtaken(item, link).await?,
             None => false,
         };
-        let completion = completion(pair, item, record.as_ref(), adopted, base.as_ref());
+        let mut completion = completion(pair, item, record.as_ref(), adopted, base.as_ref());
+        // The source is decided again (`take_redecisions`, scheduled in the
+        // completion's transaction): a record adopted has no base yet, and
+        // every field the two hold differently goes through the policies;
+        // a write overtaken recorded the old decision's base, and the newer
+        // version that agreed with that base was taken as no change.
+        let redecide = if adopted {
+            Some("its create was completed on a record a user made meanwhile")
+        } else if overtaken {
+            Some("a newer version of its source was decided while it waited")
+        } else {
+            None
+        };
+        completion.redecide = redecide.map(|why| {
+            (
+                item.target_side.other(),
+                format!("write {}: {why}", item.id),
+            )
+        });
         match self.store.complete_outbox(&completion).await {
             Ok(_) => {
                 stats.applied += 1;
                 let source_id = self.source_id(pair, item).await;
                 applied(pair, item, record.as_ref(), source_id.as_deref());
-                if overtaken && !adopted {
-                    // Its base is the old decision's; the newer version
-                    // that agreed with the old base was taken as no change.
-                    self.decide_source_again(pair, item).await?;
-                }
                 Ok(true)
             }
             // Another writer whose lease outlived ours finished it.
@@ -375,44 +397,6 @@ impl Engine {
             Ok(record) => Written::Done(record),
             Err(error) => Written::Failed(error.into()),
         })
-    }
-
-    /// After a withdrawn write: the source record decided again against
-    /// the target as it is now. The target's change may have been our own
-    /// earlier write, whose echo no poll decides, so without this the
-    /// source's edit would wait for a reconciliation (and its write's key
-    /// would be taken by the withdrawn row). A failure here only delays
-    /// it: reconciliation compares content and decides it then.
-    async fn decide_source_again(
-        &self,
-        pair: &PairRuntime,
-        item: &OutboxItem,
-    ) -> Result<(), EngineError> {
-        let Some(link) = (match item.link_id {
-            Some(id) => self.store.link_by_id(id).await?,
-            None => None,
-        }) else {
-            return Ok(());
-        };
-        let source = item.target_side.other();
-        let Some(id) = link.side(source).id.clone() else {
-            return Ok(());
-        };
-        let parent = link.side(source).parent_id.clone();
-        match pair
-            .connector(source)
-            .get(item.entity, &id, parent.as_deref())
-            .await
-        {
-            Ok(Some(record)) => {
-                self.decide_again(pair, source, record).await?;
-            }
-            Ok(None) => {}
-            Err(error) => {
-                tracing::warn!(record = %id, error = %error, "deciding the record again failed; the next reconciliation does");
-            }
-        }
-        Ok(())
     }
 
     /// The owning contact's id on the target side, for tasks and notes.
@@ -744,6 +728,7 @@ fn completion(
             outbox_id: item.id,
             link: None,
             journal: vec![entry],
+            redecide: None,
         };
     };
     entry.link = Some(LinkRef::Existing(link_id));
@@ -779,11 +764,12 @@ fn completion(
         outbox_id: item.id,
         link: Some(LinkWrite::Update(update)),
         journal: vec![entry],
+        redecide: None,
     }
 }
 
 /// Exponential backoff by attempt: 2 s, 4 s, 8 s, … up to 5 minutes.
-fn backoff(attempts: i32) -> Duration {
+pub(super) fn backoff(attempts: i32) -> Duration {
     let exponent = attempts.clamp(1, 8) as u32;
     Duration::from_secs((1u64 << exponent).min(300))
 }

@@ -13,7 +13,8 @@ use super::journal::{NewJournalEntry, OutboxRef};
 use super::links::{LinkRef, LinkUpdate, LinkWrite, NewLink};
 use super::outbox::NewOutboxItem;
 use super::sql::now;
-use super::{conflicts, cursors, dead_letters, journal, links, outbox, Store, Tx};
+use super::{conflicts, cursors, dead_letters, journal, links, outbox, redecisions, Store, Tx};
+use crate::domain::Side;
 
 /// Everything a detection batch decided, written atomically by
 /// [`Store::commit`]: either all of it is durable or none of it is, so the
@@ -30,6 +31,10 @@ pub struct Changeset {
     pub conflicts: Vec<NewConflict>,
     pub dead_letters: Vec<NewDeadLetter>,
     pub cursors: Vec<CursorAdvance>,
+    /// Links whose scheduled re-decision this decision took (see
+    /// `redecisions.rs`): deleted with the rest, so it is taken exactly
+    /// when the decision is durable.
+    pub redecided: Vec<i64>,
 }
 
 impl Changeset {
@@ -41,6 +46,7 @@ impl Changeset {
             && self.conflicts.is_empty()
             && self.dead_letters.is_empty()
             && self.cursors.is_empty()
+            && self.redecided.is_empty()
     }
 }
 
@@ -88,6 +94,10 @@ pub struct Completion {
     /// Usually one `applied` row; may use `LinkRef::New` for a link inserted
     /// by `link`.
     pub journal: Vec<NewJournalEntry>,
+    /// The record of the link on this side to decide again, and why: the
+    /// write leaves a change no decision has carried yet (scheduled in
+    /// the same transaction, see `redecisions.rs`).
+    pub redecide: Option<(Side, String)>,
 }
 
 /// The rows of one unit of work, borrowed from a [`Changeset`] or a
@@ -100,6 +110,7 @@ pub(super) struct Parts<'a> {
     pub conflicts: &'a [NewConflict],
     pub dead_letters: &'a [NewDeadLetter],
     pub cursors: &'a [CursorAdvance],
+    pub redecided: &'a [i64],
 }
 
 impl<'a> Parts<'a> {
@@ -111,6 +122,7 @@ impl<'a> Parts<'a> {
             conflicts: &cs.conflicts,
             dead_letters: &cs.dead_letters,
             cursors: &cs.cursors,
+            redecided: &cs.redecided,
         }
     }
 
@@ -150,6 +162,7 @@ impl<'a> Parts<'a> {
             && self.conflicts.is_empty()
             && self.dead_letters.is_empty()
             && self.cursors.is_empty()
+            && self.redecided.is_empty()
     }
 }
 
@@ -188,6 +201,7 @@ impl Store {
             conflicts: &[],
             dead_letters: &[],
             cursors: &[],
+            redecided: &[],
         };
         parts.validate(OP)?;
         let now = now();
@@ -218,6 +232,16 @@ impl Store {
                     .map(|_| ())
             })
             .map_err(op_err(|| format!("{OP}(id={id}): recording its new link")))?;
+        }
+        if let Some((side, reason)) = &completion.redecide {
+            let link = match &completion.link {
+                Some(LinkWrite::Update(update)) => Some(update.id),
+                Some(LinkWrite::Insert { local_ref, .. }) => receipt.link_id(*local_ref),
+                None => None,
+            };
+            if let Some(link) = link {
+                redecisions::schedule(&mut tx, link, *side, reason, now, OP).await?;
+            }
         }
         tx.commit(OP).await?;
         Ok(receipt)
@@ -261,6 +285,9 @@ pub(super) async fn apply(
     }
     if !parts.cursors.is_empty() {
         receipt.cursors_advanced = advance_cursors(tx, parts.cursors, now, op).await?;
+    }
+    if !parts.redecided.is_empty() {
+        redecisions::taken(tx, parts.redecided, op).await?;
     }
     Ok(receipt)
 }

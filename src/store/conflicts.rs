@@ -221,6 +221,7 @@ impl Store {
             conflicts: &changeset.conflicts,
             dead_letters: &changeset.dead_letters,
             cursors: &changeset.cursors,
+            redecided: &changeset.redecided,
         };
         let receipt = apply(&mut tx, parts, now, OP).await?;
         tx.commit(OP).await?;

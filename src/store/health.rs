@@ -83,6 +83,10 @@ pub struct PairBacklog {
     /// Open dead letters of each side's records or writes.
     dead_letters: PerSide<i64>,
     pub open_conflicts: i64,
+    /// Records waiting to be decided again (`redecisions.rs`): each a
+    /// change no decision has carried yet, held up by a side that could
+    /// not be read.
+    pub redecisions: i64,
 }
 
 impl PairBacklog {
@@ -185,6 +189,7 @@ impl Store {
 
         let mut backlog = PairBacklog {
             open_conflicts: conflicts,
+            redecisions: self.redecisions_waiting(pair).await?,
             ..PairBacklog::default()
         };
         for (side, status, count, leased) in outbox {

@@ -93,6 +93,7 @@ mod links;
 mod model;
 mod outbox;
 mod pairs;
+mod redecisions;
 mod sealing;
 mod sql;
 mod sqlite_dir;
@@ -113,6 +114,7 @@ pub use outbox::{
     PayloadJson,
 };
 pub use pairs::{Pair, PairRegistration, PairSide};
+pub use redecisions::Redecision;
 pub use sqlite_dir::sqlite_dirs_to_create;
 pub use usage::{day_text, RequestUsage};
 // The OAuth token sets this store keeps for the GHL connector, which owns

@@ -36,6 +36,8 @@ struct Status {
 struct PairStatus {
     pair: String,
     open_conflicts: i64,
+    /// Records waiting to be decided again after a side could not be read.
+    redecisions_waiting: i64,
     sides: Vec<SideStatus>,
 }
 
@@ -165,6 +167,7 @@ async fn collect(loaded: &Loaded, store: &Store) -> anyhow::Result<Status> {
         pairs.push(PairStatus {
             pair: pair.name.clone(),
             open_conflicts: readings.backlog.open_conflicts,
+            redecisions_waiting: readings.backlog.redecisions,
             sides,
         });
     }
@@ -343,8 +346,8 @@ fn print_human(status: &Status) {
             println!();
         }
         println!(
-            "pair {} ({} mirror): {} open conflict(s)",
-            pair.pair, status.backend, pair.open_conflicts
+            "pair {} ({} mirror): {} open conflict(s), {} record(s) waiting to be decided again",
+            pair.pair, status.backend, pair.open_conflicts, pair.redecisions_waiting
         );
         let mut table = Table::new(&["", "ghl side", "app side"]);
         for (label, cell) in ROWS {

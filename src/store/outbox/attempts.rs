@@ -82,8 +82,9 @@ impl Store {
     }
 
     /// Withdraws a pending item that must not be applied any more (its
-    /// target changed since the write was planned: the next poll merges
-    /// that change instead), with a journal row saying why.
+    /// target changed since the write was planned), with a journal row
+    /// saying why, and schedules its source to be decided again with the
+    /// newer state in the same transaction (`redecisions.rs`).
     pub async fn cancel_outbox(&self, id: i64, reason: &str) -> Result<()> {
         const OP: &str = "cancel_outbox";
         let now = now();
@@ -106,6 +107,12 @@ impl Store {
             return Err(not_pending(&mut tx, OP, id).await);
         };
         let entry = attempt_entry(&mut tx, &item, format!("write withdrawn: {reason}")).await?;
+        if let Some(link) = item.link_id {
+            // The change it carried still has to reach the other side.
+            let why = format!("write {id} withdrawn: {reason}");
+            let source = item.target_side.other();
+            super::super::redecisions::schedule(&mut tx, link, source, &why, now, OP).await?;
+        }
         journal_item_and_commit(tx, OP, &entry, &item, now).await
     }
 }
