@@ -33,6 +33,8 @@ pub struct Observed {
     pub sides: ghl_sync::domain::PerSide<SideModel>,
     pub workload: crate::workload::Workload,
     pub window: crate::window::Window,
+    /// Deletes the mass-delete guard held in the last reconciliation.
+    pub deletes_held: u64,
 }
 
 impl Observed {
@@ -41,8 +43,51 @@ impl Observed {
             sides: state.sides.clone(),
             workload: state.workload.clone(),
             window: state.window.clone(),
+            deletes_held: state.deletes_held,
         }
     }
+}
+
+/// The live contacts whose linked counterpart is gone, when the last
+/// reconciliation's mass-delete guard held at least that many deletes
+/// (`sync.mass_delete_percent`, `mass_delete_min`): the daemon keeps them
+/// on purpose, raises the `mass_delete_held` alert, and waits for the
+/// operator. Empty when the guard held nothing, so a delete that was
+/// simply never propagated stays a violation.
+pub async fn held_by_guard(
+    state: &Observed,
+    store: &Store,
+    pair: &str,
+) -> Result<BTreeSet<String>, StoreError> {
+    if state.deletes_held == 0 {
+        return Ok(BTreeSet::new());
+    }
+    let mut held = BTreeSet::new();
+    for link in store.all_links(pair, EntityKind::Contact).await? {
+        if link.deleted_at.is_some() {
+            continue;
+        }
+        for role in Side::BOTH {
+            let (Some(id), Some(other)) = (
+                link.side(role).id.as_deref(),
+                link.side(role.other()).id.as_deref(),
+            ) else {
+                continue;
+            };
+            if state.sides[role].get(EntityKind::Contact, id).is_some()
+                && state.sides[role.other()]
+                    .get(EntityKind::Contact, other)
+                    .is_none()
+            {
+                held.insert(id.to_owned());
+            }
+        }
+    }
+    if held.len() as u64 > state.deletes_held {
+        // More gone than the guard held: not the guard's doing.
+        return Ok(BTreeSet::new());
+    }
+    Ok(held)
 }
 
 const ENTITIES: [EntityKind; 3] = [EntityKind::Contact, EntityKind::Task, EntityKind::Note];
@@ -185,6 +230,7 @@ pub async fn check(
     map: &PairMap,
 ) -> Result<Vec<String>, StoreError> {
     let excused = excused(store, pair).await?;
+    let held = held_by_guard(state, store, pair).await?;
     let mut violations = Vec::new();
     let contacts: BTreeMap<String, String> = store
         .all_links(pair, EntityKind::Contact)
@@ -211,13 +257,13 @@ pub async fn check(
         for role in Side::BOTH {
             let model = &state.sides[role];
             for (id, stored) in model.live(entity) {
-                // A task or note of a contact a dead letter holds back is
-                // held back with it.
+                // A task or note of a contact a dead letter or the
+                // mass-delete guard holds back is held back with it.
                 let parent_held = stored
                     .parent
                     .as_ref()
-                    .is_some_and(|p| excused.records.contains(p));
-                if excused.records.contains(id) || parent_held {
+                    .is_some_and(|p| excused.records.contains(p) || held.contains(p));
+                if excused.records.contains(id) || held.contains(id) || parent_held {
                     continue;
                 }
                 let Some(link) = by_id.get(&(role, id.as_str())) else {

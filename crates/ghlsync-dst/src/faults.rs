@@ -78,6 +78,9 @@ pub struct Covered {
     pub unique_key_races: u64,
     /// User edits overwritten in the read-write window (`window.rs`).
     pub window_losses: u64,
+    /// Deletes the mass-delete guard held at the end, as configured
+    /// (`check.rs`: excused by the guard, not lost).
+    pub deletes_held: u64,
 }
 
 impl Covered {
@@ -95,6 +98,7 @@ impl Covered {
         self.ghl_peak_10s = self.ghl_peak_10s.max(other.ghl_peak_10s);
         self.unique_key_races += other.unique_key_races;
         self.window_losses += other.window_losses;
+        self.deletes_held += other.deletes_held;
     }
 }
 

@@ -160,6 +160,12 @@ fn print_covered(covered: &Covered) {
         "user edits overwritten in the read-write window (no conditional writes): {}; passes the mirror's unique keys stopped: {}",
         covered.window_losses, covered.unique_key_races
     );
+    if covered.deletes_held > 0 {
+        println!(
+            "deletes the mass-delete guard held at the end, as configured: {}",
+            covered.deletes_held
+        );
+    }
     let faults: u64 = covered.faults.values().sum();
     println!("faults: {faults}");
     for (name, n) in &covered.faults {

@@ -259,12 +259,9 @@ impl Daemon {
                 // No turn here: a reconciliation takes the pair's turn
                 // itself for each page it decides, as the daemon runs it
                 // beside the polls (holding it here would deadlock).
-                Ok(self
-                    .engine
-                    .reconcile(pair, Mode::Apply)
-                    .await?
-                    .stats
-                    .planned())
+                let report = self.engine.reconcile(pair, Mode::Apply).await?;
+                world.lock().deletes_held = report.stats.deletes_held;
+                Ok(report.stats.planned())
             }
             Detection::Webhooks => {
                 let targets = deliveries(world);
@@ -432,6 +429,9 @@ async fn simulate(options: &Options, dir: &Path) -> Outcome {
     violations.extend(
         found.unwrap_or_else(|e| vec![format!("the checker could not read the mirror: {e}")]),
     );
+    let held = crate::check::held_by_guard(&observed, &daemon.engine.store, PAIR)
+        .await
+        .map_or(0, |held| held.len() as u64);
     let state = world.lock();
     violations.extend(
         state
@@ -441,6 +441,7 @@ async fn simulate(options: &Options, dir: &Path) -> Outcome {
     );
     let mut covered = state.covered.clone();
     covered.window_losses = state.window.losses.len() as u64;
+    covered.deletes_held = held;
     Outcome {
         seed: options.seed,
         ops: state.workload.ops,

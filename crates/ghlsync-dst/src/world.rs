@@ -52,6 +52,9 @@ pub struct State {
     pub store_errors: Vec<String>,
     /// Stop the run's operations here (a shortened replay of the seed).
     pub ops_limit: u64,
+    /// Deletes the mass-delete guard held in the last reconciliation
+    /// (`sync.mass_delete_percent`): held as configured, not lost.
+    pub deletes_held: u64,
     crashed: bool,
     holder: Option<usize>,
     waiting: BTreeMap<usize, oneshot::Sender<()>>,
@@ -72,6 +75,7 @@ impl State {
             tracing: true,
             window: Default::default(),
             ops_limit,
+            deletes_held: 0,
             crashed: false,
             holder: None,
             waiting: BTreeMap::new(),

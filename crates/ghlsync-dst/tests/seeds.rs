@@ -79,6 +79,19 @@ fn seeds_that_found_bugs_stay_fixed() {
         // the source no longer held, repaired only by reconciliation
         // (`writer.rs::overtaken`).
         (1155, 460),
+        // A change decided while its counterpart's create was pending was
+        // merged against the link's empty base: a tag the user removed
+        // meanwhile counted as never set, and the create brought it back
+        // (`decide/linked.rs`: the pending create is the base).
+        (1029, 500),
+        // The re-decision after an adopted create failed on a side error
+        // and was never tried again, leaving the edit to reconciliation
+        // (`store/redecisions.rs`, `engine/redecide.rs`).
+        (1132, 500),
+        (1177, 500),
+        // A stale listing taken for a divergence because GHL's clock ran
+        // a second ahead of ours (`decide/reread.rs`, `CLOCK_DRIFT`).
+        (1000, 486),
     ] {
         assert_holds(&run(&options(seed, ops)));
     }
