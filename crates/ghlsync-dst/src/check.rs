@@ -142,9 +142,9 @@ async fn excused(store: &Store, pair: &str) -> Result<Excused, StoreError> {
 /// watermark moved past changes that were never decided fails here, even
 /// though a reconciliation would later repair it. Deletes and GHL's tasks
 /// and notes are left to the full check: only reconciliation is sure to
-/// find them. A pair whose write was withdrawn is left out too: deciding
-/// its source again can fail, and then waits for reconciliation
-/// (`writer.rs::decide_source_again`).
+/// find them. A write withdrawn, adopted or overtaken is no exception: its
+/// source's re-decision is kept in the mirror until it is taken
+/// (`store/redecisions.rs`).
 pub async fn feeds_delivered(
     state: &Observed,
     store: &Store,
@@ -200,22 +200,11 @@ pub async fn feeds_delivered(
                 .into_iter()
                 .filter(|(name, _)| !windowed(name))
                 .collect();
-            if differ.is_empty() {
-                continue;
-            }
-            let journal = store.journal_for_link(link.id, 10_000).await?;
-            let withdrawn = journal.iter().any(|e| {
-                e.detail
-                    .as_deref()
-                    .is_some_and(|d| d.starts_with("write withdrawn"))
-            });
-            if !withdrawn {
-                violations.extend(
-                    differ
-                        .into_iter()
-                        .map(|(_, d)| format!("{d} (the change feeds did not deliver it)")),
-                );
-            }
+            violations.extend(
+                differ
+                    .into_iter()
+                    .map(|(_, d)| format!("{d} (the change feeds did not deliver it)")),
+            );
         }
     }
     Ok(violations)
