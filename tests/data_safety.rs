@@ -566,14 +566,10 @@ async fn an_unreadable_record_is_not_taken_for_deleted() {
         .any(|t| text(t, "id") == task_id));
 }
 
-/// Two edits of one app contact decided before either write: the first
-/// write changes a field the second also writes, so the second finds the
-/// target "edited since" and is withdrawn. That edit was our own, and its
-/// echo changes nothing, so no poll would ever decide the second edit
-/// again: the withdrawal decides it at once, with a new key (found by the
-/// data-safety soak: 5 of 400 contacts kept an app edit GHL never got).
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_write_withdrawn_because_of_our_own_write_is_decided_again() {
+/// A linked app contact edited twice, each edit decided (a targeted sync)
+/// before either write: the second write will find the first one's change
+/// on its target and be withdrawn. Returns the GHL contact's id.
+async fn two_edits_decided_before_either_write() -> (Harness, String) {
     let h = Harness::new(start_sims(2, 2).await, &Template::contacts().render()).await;
     h.cycle(Mode::Apply, Reconcile::IfDue).await;
     let email = text(&h.app().contacts()[0], "email_address");
@@ -595,6 +591,18 @@ async fn a_write_withdrawn_because_of_our_own_write_is_decided_again() {
         .update_contact_as_user(&app_id, json!({"first_name": "SecondEdit"}))
         .unwrap();
     h.engine.sync_record(&pair, &target).await.unwrap();
+    (h, ghl_id)
+}
+
+/// Two edits of one app contact decided before either write: the first
+/// write changes a field the second also writes, so the second finds the
+/// target "edited since" and is withdrawn. That edit was our own, and its
+/// echo changes nothing, so no poll would ever decide the second edit
+/// again: the withdrawal decides it at once, with a new key (found by the
+/// data-safety soak: 5 of 400 contacts kept an app edit GHL never got).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_write_withdrawn_because_of_our_own_write_is_decided_again() {
+    let (h, ghl_id) = two_edits_decided_before_either_write().await;
     h.engine.drain_outbox(&Shutdown::default()).await.unwrap();
     let in_ghl = h.ghl().contact(&ghl_id).unwrap();
     assert_eq!(
@@ -623,27 +631,7 @@ async fn a_write_withdrawn_because_of_our_own_write_is_decided_again() {
 /// simulation, issue 16: a read failing there lost the trigger for good).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_redecision_that_cannot_read_its_record_is_kept_and_taken_later() {
-    let h = Harness::new(start_sims(2, 2).await, &Template::contacts().render()).await;
-    h.cycle(Mode::Apply, Reconcile::IfDue).await;
-    let email = text(&h.app().contacts()[0], "email_address");
-    let (ghl_id, app_id) = linked_ids(&h, &email).await;
-    let pair = h.engine.pairs[0].clone();
-    let target = Target {
-        pair: PAIR.into(),
-        source: Side::App,
-        entity: EntityKind::Contact,
-        id: app_id.clone(),
-        parent_id: None,
-    };
-    h.app()
-        .update_contact_as_user(&app_id, json!({"labels": ["first-edit"]}))
-        .unwrap();
-    h.engine.sync_record(&pair, &target).await.unwrap();
-    tokio::time::sleep(std::time::Duration::from_millis(5)).await;
-    h.app()
-        .update_contact_as_user(&app_id, json!({"first_name": "SecondEdit"}))
-        .unwrap();
-    h.engine.sync_record(&pair, &target).await.unwrap();
+    let (h, ghl_id) = two_edits_decided_before_either_write().await;
     // The drain reads only GHL until the re-decision reads the app.
     h.app().fail_next(FaultKind::Status(422), 1);
     h.engine.drain_outbox(&Shutdown::default()).await.unwrap();
